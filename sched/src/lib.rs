@@ -1,0 +1,1 @@
+//! gort-sched (in progress)

@@ -1,0 +1,1 @@
+//! gort-tests: shared helpers for the integration tests and benchmark programs.

@@ -1,0 +1,205 @@
+//! Set-up for `cargo xtask test`: install the cross toolchain, Rust targets and components the
+//! later steps need, skipping whatever is already present, so CI works on a fresh machine.
+
+use std::process::Command;
+
+use crate::util::{self, Outcome};
+
+/// Debian packages for the aarch64 smoke run: the qemu-user runner, the cross linker and
+/// the aarch64 C library to link against (`.cargo/config.toml` names the runner and linker).
+const DEBIAN_PACKAGES: &[&str] = &[
+    "qemu-user-static",
+    "gcc-aarch64-linux-gnu",
+    "libc6-dev-arm64-cross",
+];
+/// Without dpkg, these executables stand in for the packages above.
+const CROSS_TOOLS: &[&str] = &["qemu-aarch64-static", "aarch64-linux-gnu-gcc"];
+/// Rust targets: aarch64 for the qemu smoke run, macOS to type-check the kqueue backend.
+const RUST_TARGETS: &[&str] = &["aarch64-unknown-linux-gnu", "x86_64-apple-darwin"];
+const RUST_COMPONENTS: &[&str] = &["clippy", "rustfmt"];
+
+/// Runs the whole set-up.
+pub fn run() -> Result<Outcome, String> {
+    let mut installed = Vec::new();
+    debian_packages(&mut installed)?;
+    rust_targets(&mut installed)?;
+    rust_components(&mut installed)?;
+    if installed.is_empty() {
+        eprintln!("everything present");
+    } else {
+        eprintln!("installed: {}", installed.join(", "));
+    }
+    Ok(Outcome::Ok)
+}
+
+fn output_of(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn is_root() -> bool {
+    output_of(Command::new("id").arg("-u")).is_some_and(|s| s.trim() == "0")
+}
+
+fn debian_packages(installed: &mut Vec<String>) -> Result<(), String> {
+    if !util::on_path("dpkg-query") {
+        let missing: Vec<_> = CROSS_TOOLS.iter().filter(|t| !util::on_path(t)).collect();
+        if missing.is_empty() {
+            eprintln!(
+                "not a Debian system, but {} are on PATH",
+                CROSS_TOOLS.join(" and ")
+            );
+            return Ok(());
+        }
+        return Err(format!(
+            "not a Debian system and {missing:?} not on PATH: install qemu-user (static) and an \
+             aarch64-linux-gnu cross gcc with its libc with your package manager"
+        ));
+    }
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            output_of(Command::new("dpkg-query").args(["-W", "-f=${Status}", p]))
+                .is_none_or(|s| !s.ends_with("installed") || s.contains("not-installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        eprintln!("Debian packages present: {}", DEBIAN_PACKAGES.join(" "));
+        return Ok(());
+    }
+    let install = format!("apt-get install -y {}", missing.join(" "));
+    if !is_root() {
+        return Err(format!(
+            "missing Debian packages {}; run: sudo apt-get update && sudo {install}",
+            missing.join(" ")
+        ));
+    }
+    util::run(Command::new("apt-get").arg("update"))?;
+    util::run(
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&missing),
+    )?;
+    installed.extend(missing.iter().map(|s| s.to_string()));
+    Ok(())
+}
+
+/// Whether `list` (the output of `rustup ... list --installed`) has `name`: targets are
+/// listed bare, host components with the host triple (`clippy-x86_64-unknown-linux-gnu`).
+fn listed(list: &str, name: &str, host: &str) -> bool {
+    let with_host = format!("{name}-{host}");
+    list.lines()
+        .map(str::trim)
+        .any(|l| l == name || l == with_host)
+}
+
+/// The host triple, from `rustc -vV`.
+fn host_triple() -> Result<String, String> {
+    output_of(Command::new("rustc").arg("-vV"))
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("host: ").map(|h| h.trim().to_string()))
+        })
+        .ok_or_else(|| "could not read the host triple from `rustc -vV`".to_string())
+}
+
+fn rustup_installed(what: &str) -> Result<String, String> {
+    output_of(Command::new("rustup").args([what, "list", "--installed"]))
+        .ok_or_else(|| format!("`rustup {what} list --installed` failed"))
+}
+
+fn rust_targets(installed: &mut Vec<String>) -> Result<(), String> {
+    if !util::on_path("rustup") {
+        // A toolchain without rustup: look for the targets' standard libraries instead.
+        let sysroot = output_of(Command::new("rustc").args(["--print", "sysroot"]))
+            .ok_or("`rustc --print sysroot` failed")?;
+        let missing: Vec<_> = RUST_TARGETS
+            .iter()
+            .filter(|t| {
+                !std::path::Path::new(sysroot.trim())
+                    .join("lib/rustlib")
+                    .join(t)
+                    .is_dir()
+            })
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        return Err(format!(
+            "rustup is not on PATH and the standard library for {missing:?} is missing: install \
+             rustup (https://rustup.rs), or these targets for your toolchain"
+        ));
+    }
+    let list = rustup_installed("target")?;
+    let missing: Vec<&str> = RUST_TARGETS
+        .iter()
+        .copied()
+        .filter(|t| !listed(&list, t, ""))
+        .collect();
+    if missing.is_empty() {
+        eprintln!("Rust targets present: {}", RUST_TARGETS.join(" "));
+        return Ok(());
+    }
+    util::run(
+        Command::new("rustup")
+            .args(["target", "add"])
+            .args(&missing),
+    )?;
+    installed.extend(missing.iter().map(|s| s.to_string()));
+    Ok(())
+}
+
+fn rust_components(installed: &mut Vec<String>) -> Result<(), String> {
+    if !util::on_path("rustup") {
+        for (component, sub) in [("clippy", "clippy"), ("rustfmt", "fmt")] {
+            if output_of(util::cargo().args([sub, "--version"])).is_none() {
+                return Err(format!(
+                    "`cargo {sub}` is not available and rustup is not on PATH: install {component}"
+                ));
+            }
+        }
+        return Ok(());
+    }
+    let list = rustup_installed("component")?;
+    let host = host_triple()?;
+    let missing: Vec<&str> = RUST_COMPONENTS
+        .iter()
+        .copied()
+        .filter(|c| !listed(&list, c, &host))
+        .collect();
+    if missing.is_empty() {
+        eprintln!("Rust components present: {}", RUST_COMPONENTS.join(" "));
+        return Ok(());
+    }
+    util::run(
+        Command::new("rustup")
+            .args(["component", "add"])
+            .args(&missing),
+    )?;
+    installed.extend(missing.iter().map(|s| s.to_string()));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listed;
+
+    #[test]
+    fn installed_lists_match_whole_names_with_optional_triple() {
+        let components = "cargo-x86_64-unknown-linux-gnu\nclippy-x86_64-unknown-linux-gnu\n\
+                          rust-std-aarch64-unknown-linux-gnu\nrustfmt-x86_64-unknown-linux-gnu\n";
+        let host = "x86_64-unknown-linux-gnu";
+        assert!(listed(components, "clippy", host));
+        assert!(listed(components, "rustfmt", host));
+        assert!(!listed(components, "rust-src", host));
+        assert!(!listed(components, "rust", host));
+        assert!(!listed(components, "clippy", "aarch64-unknown-linux-gnu"));
+        let targets = "aarch64-unknown-linux-gnu\nx86_64-unknown-linux-gnu\n";
+        assert!(listed(targets, "aarch64-unknown-linux-gnu", ""));
+        assert!(!listed(targets, "x86_64-apple-darwin", ""));
+    }
+}

@@ -1,0 +1,214 @@
+//! Running commands and timing them: echo, status check, durations, the summary table.
+
+use std::env;
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A `cargo` command using the same cargo that runs xtask (cargo sets `$CARGO` for
+/// `cargo run`), so a rustup override or toolchain file applies to the inner builds too.
+pub fn cargo() -> Command {
+    Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// The command line as a shell user would type it, environment overrides first.
+pub fn describe(cmd: &Command) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            parts.push(format!("{}={}", k.to_string_lossy(), shell_word(v)));
+        }
+    }
+    let program = Path::new(cmd.get_program());
+    // `$CARGO` is an absolute path into the toolchain; the short name reads better.
+    let shown = match program.file_name() {
+        Some(name) if program.is_absolute() && name == "cargo" => name,
+        _ => program.as_os_str(),
+    };
+    parts.push(shell_word(shown));
+    parts.extend(cmd.get_args().map(shell_word));
+    parts.join(" ")
+}
+
+fn shell_word(s: &OsStr) -> String {
+    let s = s.to_string_lossy();
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
+    if plain {
+        s.into_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// Echoes `cmd` to stderr, runs it with inherited stdio and fails unless it exits with 0.
+pub fn run(cmd: &mut Command) -> Result<(), String> {
+    let line = describe(cmd);
+    eprintln!("$ {line}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("could not start `{line}`: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{line}` failed ({status})"))
+    }
+}
+
+/// Whether an executable called `name` is on `$PATH`.
+pub fn on_path(name: &str) -> bool {
+    env::var_os("PATH").is_some_and(|path| {
+        env::split_paths(&path).any(|dir| {
+            let p = dir.join(name);
+            p.is_file()
+                && std::fs::metadata(&p).is_ok_and(|m| {
+                    use std::os::unix::fs::PermissionsExt;
+                    m.permissions().mode() & 0o111 != 0
+                })
+        })
+    })
+}
+
+/// Whether the user set `name` (to anything, even empty).
+pub fn env_set(name: &str) -> bool {
+    env::var_os(name).is_some()
+}
+
+/// `1.23s`, `12.3s`, `2m05s`: short and fixed-precision, for step timings.
+pub fn fmt_duration(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 10.0 {
+        format!("{s:.2}s")
+    } else if s < 60.0 {
+        format!("{s:.1}s")
+    } else {
+        let whole = d.as_secs();
+        format!("{}m{:02}s", whole / 60, whole % 60)
+    }
+}
+
+/// How a step or part ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Ok,
+    Skipped(String),
+    Failed(String),
+}
+
+/// Rows of (name, outcome, elapsed) printed as a table at the end of `test` and `demo`.
+#[derive(Debug, Default)]
+pub struct Summary {
+    rows: Vec<(String, Outcome, Duration)>,
+    started: Option<Instant>,
+}
+
+impl Summary {
+    pub fn new() -> Self {
+        Summary {
+            rows: Vec::new(),
+            started: Some(Instant::now()),
+        }
+    }
+
+    /// Prints a banner, runs `f`, prints how it ended and records the row.
+    pub fn step(&mut self, name: &str, f: impl FnOnce() -> Result<Outcome, String>) -> Outcome {
+        eprintln!("\n==> {name}");
+        let start = Instant::now();
+        let outcome = f().unwrap_or_else(Outcome::Failed);
+        let elapsed = start.elapsed();
+        let took = fmt_duration(elapsed);
+        match &outcome {
+            Outcome::Ok => eprintln!("<== {name}: ok in {took}"),
+            Outcome::Skipped(why) => eprintln!("<== {name}: skipped ({why})"),
+            Outcome::Failed(why) => eprintln!("<== {name}: FAILED after {took}: {why}"),
+        }
+        self.rows.push((name.to_string(), outcome.clone(), elapsed));
+        outcome
+    }
+
+    pub fn any_failed(&self) -> bool {
+        self.rows
+            .iter()
+            .any(|(_, o, _)| matches!(o, Outcome::Failed(_)))
+    }
+
+    /// The table: one row per step, then the total wall time.
+    pub fn render(&self) -> String {
+        let width = self
+            .rows
+            .iter()
+            .map(|(n, _, _)| n.len())
+            .max()
+            .unwrap_or(0)
+            .max(5);
+        let mut out = String::new();
+        out.push_str(&format!("{:<width$}  {:>8}  result\n", "step", "time"));
+        for (name, outcome, elapsed) in &self.rows {
+            let result = match outcome {
+                Outcome::Ok => "ok".to_string(),
+                Outcome::Skipped(why) => format!("skipped: {why}"),
+                Outcome::Failed(_) => "FAILED".to_string(),
+            };
+            out.push_str(&format!(
+                "{name:<width$}  {:>8}  {result}\n",
+                fmt_duration(*elapsed)
+            ));
+        }
+        if let Some(start) = self.started {
+            out.push_str(&format!(
+                "{:<width$}  {:>8}\n",
+                "total",
+                fmt_duration(start.elapsed())
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describe_quotes_what_a_shell_would_split() {
+        let mut c = Command::new("cargo");
+        c.args(["test", "--", "--test-threads=1", "two words", "it's"]);
+        c.env("RUSTFLAGS", "--cfg loom");
+        assert_eq!(
+            describe(&c),
+            r"RUSTFLAGS='--cfg loom' cargo test -- --test-threads=1 'two words' 'it'\''s'"
+        );
+    }
+
+    #[test]
+    fn durations_format_by_magnitude() {
+        assert_eq!(fmt_duration(Duration::from_millis(1234)), "1.23s");
+        assert_eq!(fmt_duration(Duration::from_millis(12_345)), "12.3s");
+        assert_eq!(fmt_duration(Duration::from_secs(125)), "2m05s");
+    }
+
+    #[test]
+    fn summary_records_outcomes_in_order() {
+        let mut s = Summary::new();
+        assert_eq!(s.step("a", || Ok(Outcome::Ok)), Outcome::Ok);
+        assert_eq!(
+            s.step("b", || Ok(Outcome::Skipped("absent".into()))),
+            Outcome::Skipped("absent".into())
+        );
+        assert!(!s.any_failed());
+        assert_eq!(
+            s.step("c", || Err("boom".into())),
+            Outcome::Failed("boom".into())
+        );
+        assert!(s.any_failed());
+        let table = s.render();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 5);
+        assert!(lines[1].starts_with("a ") && lines[1].ends_with("ok"));
+        assert!(lines[2].ends_with("skipped: absent"));
+        assert!(lines[3].ends_with("FAILED"));
+        assert!(lines[4].starts_with("total"));
+    }
+}

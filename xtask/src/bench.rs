@@ -254,13 +254,13 @@ pub fn main(ws: &Workspace, args: &[String]) -> ExitCode {
     for round in 1..=runs {
         let mut failed_now = Vec::new();
         for p in &programs {
-            eprint!("run {round}/{runs}: {} ... ", p.label());
+            eprintln!("run {round}/{runs}: {}", p.label());
             let start = Instant::now();
             let result = run_once(p, opts.quick, ws);
             let took = util::fmt_duration(start.elapsed());
             match result {
                 Ok(found) => {
-                    eprintln!("{} figures in {took}", found.len());
+                    eprintln!("  {} figure(s) in {took}", found.len());
                     for f in found {
                         if let Err(e) = figures.add(f) {
                             eprintln!("warning: {}: {e}", p.label());
@@ -268,7 +268,7 @@ pub fn main(ws: &Workspace, args: &[String]) -> ExitCode {
                     }
                 }
                 Err(e) => {
-                    eprintln!("FAILED after {took}: {e}");
+                    eprintln!("  FAILED after {took}: {e}");
                     failures.push((p.label(), format!("run {round}: {e}")));
                     failed_now.push(p.label());
                 }

@@ -164,10 +164,9 @@ pub fn main(ws: &Workspace, args: &[String]) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    let mut summary = Summary::new();
-    for (i, step) in selected.iter().enumerate() {
-        let label = format!("[{}/{}] {}", i + 1, selected.len(), step.name);
-        if let Outcome::Failed(_) = summary.step(&label, || (step.action)(ws)) {
+    let mut summary = Summary::numbered(selected.len());
+    for step in selected {
+        if let Outcome::Failed(_) = summary.step(&step.name, || (step.action)(ws)) {
             break;
         }
     }

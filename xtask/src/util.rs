@@ -102,6 +102,8 @@ pub enum Outcome {
 pub struct Summary {
     rows: Vec<(String, Outcome, Duration)>,
     started: Option<Instant>,
+    /// When known, banners number the steps: `[3/9] clippy`.
+    planned: Option<usize>,
 }
 
 impl Summary {
@@ -109,12 +111,24 @@ impl Summary {
         Summary {
             rows: Vec::new(),
             started: Some(Instant::now()),
+            planned: None,
+        }
+    }
+
+    /// A summary whose banners count up to `planned` steps.
+    pub fn numbered(planned: usize) -> Self {
+        Summary {
+            planned: Some(planned),
+            ..Summary::new()
         }
     }
 
     /// Prints a banner, runs `f`, prints how it ended and records the row.
     pub fn step(&mut self, name: &str, f: impl FnOnce() -> Result<Outcome, String>) -> Outcome {
-        eprintln!("\n==> {name}");
+        match self.planned {
+            Some(n) => eprintln!("\n==> [{}/{n}] {name}", self.rows.len() + 1),
+            None => eprintln!("\n==> {name}"),
+        }
         let start = Instant::now();
         let outcome = f().unwrap_or_else(Outcome::Failed);
         let elapsed = start.elapsed();

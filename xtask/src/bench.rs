@@ -9,14 +9,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::figures::{self, Figures};
 use crate::util;
 use crate::workspace::Workspace;
 
-const USAGE: &str = "usage: cargo xtask bench [FILTER] [--json] [--quick] [--runs N]";
+const USAGE: &str =
+    "usage: cargo xtask bench [FILTER] [--json] [--quick] [--runs N] [--timeout SECONDS]";
 const DEFAULT_RUNS: usize = 5;
+/// A run that takes longer than this is killed and counted as a failure.
+const DEFAULT_TIMEOUT_SECS: u64 = 600;
 
 #[derive(Debug, Default, PartialEq)]
 struct Options {
@@ -24,6 +27,7 @@ struct Options {
     json: bool,
     quick: bool,
     runs: Option<usize>,
+    timeout_secs: Option<u64>,
 }
 
 impl Options {
@@ -39,6 +43,11 @@ impl Options {
                     o.runs = Some(parse_runs(n)?);
                 }
                 s if s.starts_with("--runs=") => o.runs = Some(parse_runs(&s[7..])?),
+                "--timeout" => {
+                    let n = it.next().ok_or("--timeout needs a number of seconds")?;
+                    o.timeout_secs = Some(parse_secs(n)?);
+                }
+                s if s.starts_with("--timeout=") => o.timeout_secs = Some(parse_secs(&s[10..])?),
                 s if s.starts_with('-') => return Err(format!("unknown option `{s}`")),
                 s if o.filter.is_none() => o.filter = Some(s.to_string()),
                 s => return Err(format!("only one filter allowed, got a second: `{s}`")),
@@ -51,6 +60,19 @@ impl Options {
     fn runs(&self) -> usize {
         self.runs
             .unwrap_or(if self.quick { 1 } else { DEFAULT_RUNS })
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS))
+    }
+}
+
+fn parse_secs(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "--timeout needs a positive number of seconds, got `{s}`"
+        )),
     }
 }
 
@@ -178,7 +200,12 @@ fn build_go(p: &Program, source: &Path, ws: &Workspace) -> Result<(), String> {
 }
 
 /// Runs one program once; returns its figures, or why it failed.
-fn run_once(p: &Program, quick: bool, ws: &Workspace) -> Result<Vec<figures::Figure>, String> {
+fn run_once(
+    p: &Program,
+    quick: bool,
+    timeout: Duration,
+    ws: &Workspace,
+) -> Result<Vec<figures::Figure>, String> {
     let mut cmd = Command::new(&p.exe);
     if quick {
         cmd.arg("--quick");
@@ -186,19 +213,17 @@ fn run_once(p: &Program, quick: bool, ws: &Workspace) -> Result<Vec<figures::Fig
     cmd.current_dir(&ws.root)
         .stdin(Stdio::null())
         .stderr(Stdio::inherit());
-    let out = cmd
-        .output()
-        .map_err(|e| format!("could not start {}: {e}", p.exe.display()))?;
+    let (status, stdout) = util::output_with_timeout(&mut cmd, timeout)?;
     let mut found = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
+    for line in String::from_utf8_lossy(&stdout).lines() {
         match figures::parse_line(line) {
             Ok(Some(f)) => found.push(f),
             Ok(None) => {}
             Err(e) => eprintln!("warning: {}: ignoring line {line:?}: {e}", p.label()),
         }
     }
-    if !out.status.success() {
-        return Err(format!("exited with {}", out.status));
+    if !status.success() {
+        return Err(format!("exited with {status}"));
     }
     if found.is_empty() {
         return Err("printed no figures".to_string());
@@ -256,7 +281,7 @@ pub fn main(ws: &Workspace, args: &[String]) -> ExitCode {
         for p in &programs {
             eprintln!("run {round}/{runs}: {}", p.label());
             let start = Instant::now();
-            let result = run_once(p, opts.quick, ws);
+            let result = run_once(p, opts.quick, opts.timeout(), ws);
             let took = util::fmt_duration(start.elapsed());
             match result {
                 Ok(found) => {
@@ -313,16 +338,18 @@ mod tests {
 
     #[test]
     fn options_parse_filter_flags_and_runs() {
-        let o = Options::parse(&args(&["sched", "--json", "--runs", "3"])).unwrap();
+        let o = Options::parse(&args(&["sched", "--json", "--runs", "3", "--timeout=9"])).unwrap();
         assert_eq!(
             o,
             Options {
                 filter: Some("sched".into()),
                 json: true,
                 quick: false,
-                runs: Some(3)
+                runs: Some(3),
+                timeout_secs: Some(9),
             }
         );
+        assert_eq!(o.timeout(), Duration::from_secs(9));
         assert_eq!(o.runs(), 3);
         let q = Options::parse(&args(&["--quick"])).unwrap();
         assert_eq!(q.runs(), 1);
@@ -337,6 +364,7 @@ mod tests {
             &["--runs"][..],
             &["--runs", "0"],
             &["--runs", "x"],
+            &["--timeout", "0"],
             &["--fast"],
             &["a", "b"],
         ] {

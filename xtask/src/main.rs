@@ -26,10 +26,11 @@ commands:
   loom [CRATE] [-- ARGS]     loom models of one crate (`sched` or `gort-sched`) or of all,
                              release, --cfg loom, LOOM_MAX_PREEMPTIONS=2 unless set;
                              ARGS go to the test binaries
-  bench [FILTER] [--json] [--quick] [--runs N]
+  bench [FILTER] [--json] [--quick] [--runs N] [--timeout SECONDS]
                              build and run the benchmark programs (Rust examples bench_*,
                              Go programs in bench-go/), N runs interleaved (default 5,
-                             1 with --quick), medians and ratios to gort
+                             1 with --quick), medians and ratios to gort; a run over the
+                             time-out (default 600 s) is killed and counts as failed
   demo                       the scheduler showcase, then every crate's demo examples
   help                       this text
 ";

@@ -2,8 +2,10 @@
 
 use std::env;
 use std::ffi::OsStr;
+use std::io::Read;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, ExitStatus, Stdio};
+use std::thread;
 use std::time::{Duration, Instant};
 
 /// A `cargo` command using the same cargo that runs xtask (cargo sets `$CARGO` for
@@ -55,6 +57,47 @@ pub fn run(cmd: &mut Command) -> Result<(), String> {
     } else {
         Err(format!("`{line}` failed ({status})"))
     }
+}
+
+/// Runs `cmd` with stdout captured (stdin and stderr as the caller set them) and kills it
+/// if it is still running after `timeout`. Returns the exit status and everything it wrote
+/// to stdout.
+pub fn output_with_timeout(
+    cmd: &mut Command,
+    timeout: Duration,
+) -> Result<(ExitStatus, Vec<u8>), String> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("could not start `{}`: {e}", describe(cmd)))?;
+    let mut stdout = child.stdout.take().expect("stdout was piped");
+    // A pipe can fill up: drain it while the child runs.
+    let reader = thread::spawn(move || {
+        let mut buf = Vec::new();
+        stdout.read_to_end(&mut buf).map(|_| buf)
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = reader.join();
+                return Err(format!(
+                    "killed after the {} time-out",
+                    fmt_duration(timeout)
+                ));
+            }
+            Err(e) => return Err(format!("waiting for the child: {e}")),
+        }
+    };
+    let out = reader
+        .join()
+        .map_err(|_| "stdout reader panicked".to_string())?
+        .map_err(|e| format!("reading stdout: {e}"))?;
+    Ok((status, out))
 }
 
 /// Whether an executable called `name` is on `$PATH`.
@@ -194,6 +237,20 @@ mod tests {
             describe(&c),
             r"RUSTFLAGS='--cfg loom' cargo test -- --test-threads=1 'two words' 'it'\''s'"
         );
+    }
+
+    #[test]
+    fn output_with_timeout_captures_stdout_and_kills_hangs() {
+        let (status, out) = output_with_timeout(
+            Command::new("sh").args(["-c", "echo hi; exit 3"]),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        assert_eq!(status.code(), Some(3));
+        assert_eq!(out, b"hi\n");
+        let err = output_with_timeout(Command::new("sleep").arg("30"), Duration::from_millis(100))
+            .unwrap_err();
+        assert!(err.contains("time-out"), "{err}");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `cargo xtask bench [filter] [--json] [--quick] [--runs N]`: the benchmark programs.
+//! `cargo xtask bench [filter] [--json] [--quick] [--runs N] [--timeout S]`: benchmark programs.
 //!
 //! Finds every `<crate>/examples/bench_*.rs` and `<crate>/bench-go/*.go`, builds them
 //! (release; Go only when `go` is on PATH), runs each program N times round-robin — so a

@@ -95,7 +95,15 @@ pub fn steps(ws: &Workspace) -> Vec<Step> {
                 )));
             }
             let mut c = util::cargo();
-            c.args(["test", "--release", "-p", HEAVY_TESTS_PACKAGE, "--"]);
+            // `--tests`: with `--ignored`, doctests marked `ignore` would run too.
+            c.args([
+                "test",
+                "--release",
+                "--tests",
+                "-p",
+                HEAVY_TESTS_PACKAGE,
+                "--",
+            ]);
             c.args(["--ignored", "--test-threads=1"]);
             pin_proptest(&mut c, CI_PROPTEST_CASES);
             util::run(&mut c).map(|()| Outcome::Ok)

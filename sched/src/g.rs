@@ -1,0 +1,68 @@
+//! G: a goroutine — its stack, saved context, entry closure, park state and local storage.
+
+use crate::arch::Context;
+use crate::gstate::GState;
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use crate::parker::Parker;
+use crate::stack::Stack;
+use std::any::Any;
+
+/// The closure a G starts with.
+pub(crate) type Entry = Box<dyn FnOnce() + Send + 'static>;
+
+/// Goroutine-local values of one G: (key address, boxed value). Boxes keep each value's
+/// address stable while the vector grows.
+pub(crate) type LocalValues = Vec<(usize, Box<dyn Any>)>;
+
+/// A goroutine. Shared through `Arc<G>`: the scheduler holds one reference (the *scheduling
+/// reference*: in a run queue, on the M running the G, or owned by the parked state), and
+/// `Goroutine` handles hold others.
+///
+/// Fields in `UnsafeCell`s belong to whoever currently runs or schedules the G: the M that
+/// popped its scheduling reference from a run queue (or won `GState::ready`), which is
+/// exclusive by the run-queue and park protocols. Only `id`, `state` and `pinned_waiter` are
+/// touched by other threads.
+#[derive(Debug)]
+pub(crate) struct G {
+    /// Goroutine id. Written by the M that (re)initialises the G before it is published to a
+    /// run queue (Release through the queue); read by anyone holding the G.
+    pub(crate) id: AtomicU64,
+    pub(crate) state: GState,
+    /// Saved registers while switched out. Written by `switch`, on the thread running the G.
+    pub(crate) ctx: UnsafeCell<Context>,
+    /// Given when the G first runs; returned to the P's cache when it exits.
+    pub(crate) stack: UnsafeCell<Option<Stack>>,
+    pub(crate) entry: UnsafeCell<Option<Entry>>,
+    pub(crate) locals: UnsafeCell<LocalValues>,
+    /// While the G waits for a token without leaving its thread (during a panic unwind), the
+    /// parker of that thread's M. Set and cleared by the G; read by readiers (SeqCst: pairs
+    /// with the token handshake, see `park.rs`).
+    pub(crate) pinned_waiter: AtomicPtr<Parker>,
+}
+
+// SAFETY: the cells are accessed only by the party holding the scheduling reference, which
+// the run queues and the park protocol hand over with Release/Acquire; the rest is atomic.
+// The entry closure is `Send`; goroutine-local values travel with their G between threads
+// under the migration contract that `Runtime` construction makes the caller accept.
+unsafe impl Send for G {}
+// SAFETY: as above.
+unsafe impl Sync for G {}
+
+impl G {
+    pub(crate) fn new() -> G {
+        G {
+            id: AtomicU64::new(0),
+            state: GState::default(),
+            ctx: UnsafeCell::new(Context::empty()),
+            stack: UnsafeCell::new(None),
+            entry: UnsafeCell::new(None),
+            locals: UnsafeCell::new(Vec::new()),
+            pinned_waiter: AtomicPtr::new(std::ptr::null_mut()),
+        }
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,136 @@
+//! The global run queue: a locked FIFO for overflow, foreign spawns and Gs readied without a P.
+//!
+//! `len` mirrors the deque's length so that idle Ms and the fairness check can test for work
+//! without taking the lock. It is written only under the lock (SeqCst, so that the idle
+//! protocol's "enqueue, then look for idle Ps" against "go idle, then look for work" cannot
+//! both miss, see `sched.rs`).
+
+use crate::loom::{AtomicUsize, Mutex, MutexGuard, Ordering, lock};
+use crate::runq::RunQueue;
+use std::collections::VecDeque;
+use std::ptr::NonNull;
+
+#[derive(Debug)]
+pub(crate) struct GlobalQueue<T> {
+    len: AtomicUsize,
+    items: Mutex<VecDeque<NonNull<T>>>,
+}
+
+// SAFETY: only moves pointers between threads, under the lock.
+unsafe impl<T> Send for GlobalQueue<T> {}
+// SAFETY: as above.
+unsafe impl<T> Sync for GlobalQueue<T> {}
+
+impl<T> Default for GlobalQueue<T> {
+    fn default() -> Self {
+        GlobalQueue { len: AtomicUsize::new(0), items: Mutex::new(VecDeque::new()) }
+    }
+}
+
+/// The locked queue; dropping it releases the lock.
+pub(crate) struct Locked<'a, T> {
+    len: &'a AtomicUsize,
+    items: MutexGuard<'a, VecDeque<NonNull<T>>>,
+}
+
+impl<T> Locked<'_, T> {
+    pub(crate) fn push(&mut self, item: NonNull<T>) {
+        self.items.push_back(item);
+        self.len.store(self.items.len(), Ordering::SeqCst);
+    }
+
+    /// Takes one item to run now and moves up to `max - 1` more into `dst` (owned by the
+    /// caller): Go's `globrunqget`.
+    pub(crate) fn pop_batch(&mut self, max: usize, dst: &RunQueue<T>) -> Option<NonNull<T>> {
+        let first = self.items.pop_front()?;
+        let room = crate::runq::CAPACITY / 2;
+        for _ in 1..max.min(room) {
+            let Some(item) = self.items.pop_front() else { break };
+            if let Err(batch) = dst.push_back(item) {
+                // Cannot happen with `room` items into a queue the caller just drained, but
+                // never lose work: put the spill back.
+                for g in batch.into_iter().rev() {
+                    self.items.push_front(g);
+                }
+                break;
+            }
+        }
+        self.len.store(self.items.len(), Ordering::SeqCst);
+        Some(first)
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<NonNull<T>> {
+        let item = self.items.pop_front();
+        self.len.store(self.items.len(), Ordering::SeqCst);
+        item
+    }
+}
+
+impl<T> GlobalQueue<T> {
+    pub(crate) fn lock(&self) -> Locked<'_, T> {
+        Locked { len: &self.len, items: lock(&self.items) }
+    }
+
+    pub(crate) fn push(&self, item: NonNull<T>) {
+        self.lock().push(item);
+    }
+
+    pub(crate) fn push_batch(&self, batch: impl IntoIterator<Item = NonNull<T>>) {
+        let mut q = self.lock();
+        for item in batch {
+            q.items.push_back(item);
+        }
+        let n = q.items.len();
+        q.len.store(n, Ordering::SeqCst);
+    }
+
+    /// Lock-free emptiness test (SeqCst: see the module docs).
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::loom::Arc;
+    use loom::thread;
+
+    fn item(v: usize) -> NonNull<usize> {
+        NonNull::new(Box::into_raw(Box::new(v))).unwrap()
+    }
+
+    /// Concurrent pushes and batch pops lose nothing, and `len` is exact once all are done.
+    #[test]
+    fn loom_globalq_push_pop() {
+        loom::model(|| {
+            let q = Arc::new(GlobalQueue::<usize>::default());
+            let pushers: Vec<_> = (0..2)
+                .map(|i| {
+                    let q = q.clone();
+                    thread::spawn(move || q.push_batch([item(2 * i), item(2 * i + 1)]))
+                })
+                .collect();
+            let local = RunQueue::<usize>::default();
+            let mut got = Vec::new();
+            if let Some(p) = q.lock().pop_batch(2, &local) {
+                got.push(p);
+            }
+            for p in pushers {
+                p.join().unwrap();
+            }
+            while let Some(p) = local.pop() {
+                got.push(p);
+            }
+            while let Some(p) = q.lock().pop() {
+                got.push(p);
+            }
+            assert_eq!(q.len(), 0);
+            // SAFETY: every pointer came from `item` and is taken exactly once.
+            let mut vals: Vec<usize> =
+                got.into_iter().map(|p| *unsafe { Box::from_raw(p.as_ptr()) }).collect();
+            vals.sort();
+            assert_eq!(vals, vec![0, 1, 2, 3]);
+        });
+    }
+}

@@ -1,0 +1,57 @@
+//! Atomics, cells and locks from std, or from loom under `--cfg loom`, so one protocol is both run and model-checked.
+
+#[cfg(loom)]
+#[allow(unused_imports)]
+pub(crate) use loom::{
+    cell::UnsafeCell,
+    hint::spin_loop,
+    sync::{
+        Arc, Condvar, Mutex, MutexGuard,
+        atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence},
+    },
+};
+
+#[cfg(not(loom))]
+#[allow(unused_imports)]
+pub(crate) use std::{
+    hint::spin_loop,
+    sync::{
+        Arc, Condvar, Mutex, MutexGuard,
+        atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence},
+    },
+};
+
+/// `UnsafeCell` with loom's `with` / `with_mut` accessors, so code that touches owner-only
+/// memory is written once and checked by loom's causality tracking.
+#[cfg(not(loom))]
+#[allow(dead_code)]
+#[derive(Debug, Default)]
+pub(crate) struct UnsafeCell<T>(core::cell::UnsafeCell<T>);
+
+#[cfg(not(loom))]
+#[allow(dead_code)]
+impl<T> UnsafeCell<T> {
+    pub(crate) const fn new(value: T) -> Self {
+        Self(core::cell::UnsafeCell::new(value))
+    }
+
+    #[inline(always)]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        f(self.0.get())
+    }
+
+    #[inline(always)]
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+}
+
+/// Locks a shim mutex, treating poisoning as a broken runtime invariant: the scheduler never
+/// panics while holding one of its locks.
+#[inline]
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}

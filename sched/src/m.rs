@@ -1,0 +1,573 @@
+//! M: an OS thread that runs goroutines while holding a P — its scheduling loop, stealing and
+//! idling.
+
+use crate::arch::{self, Context};
+use crate::g::G;
+use crate::loom::Ordering;
+use crate::p::{FREE_G_MAX, P, STACK_CACHE_MAX};
+use crate::parker::Parker;
+use crate::sched::{Shared, lock};
+use crate::stack::{self, AltStack, Stack};
+use std::cell::{Cell, UnsafeCell};
+use std::ptr::{self, NonNull};
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+/// Stack size of an M's own thread: scheduler code and the idle hook run there, never
+/// goroutines.
+const M_THREAD_STACK: usize = 512 * 1024;
+
+/// How often (in scheduling rounds) a P looks at the global queue before its own, so that
+/// a busy P cannot starve globally queued goroutines (Go's 61).
+const GLOBAL_FAIRNESS_TICK: u32 = 61;
+
+const NO_P: usize = usize::MAX;
+
+/// The part of an M that other threads touch: its parker and the P handed to it.
+#[derive(Debug, Default)]
+pub(crate) struct MNote {
+    pub(crate) parker: Parker,
+    /// `0`, or `(p + 1) << 1 | spinning`: a P handed to this M. Written by the waker before
+    /// `unpark` (Release, pairs with the Acquire in `take_handoff`).
+    handoff: AtomicUsize,
+}
+
+impl MNote {
+    pub(crate) fn hand_off(&self, p: usize, spinning: bool) {
+        self.hand_off_quietly(p, spinning);
+        self.parker.unpark();
+    }
+
+    pub(crate) fn hand_off_quietly(&self, p: usize, spinning: bool) {
+        let word = ((p + 1) << 1) | usize::from(spinning);
+        // Release: pairs with `take_handoff`'s Acquire swap.
+        let old = self.handoff.swap(word, Ordering::Release);
+        assert_eq!(old, 0, "runtime: handed a P to an M that already has one");
+    }
+
+    pub(crate) fn take_handoff(&self) -> Option<(usize, bool)> {
+        // Acquire: pairs with `hand_off_quietly`'s Release swap.
+        let word = self.handoff.swap(0, Ordering::Acquire);
+        (word != 0).then(|| ((word >> 1) - 1, word & 1 == 1))
+    }
+}
+
+/// Why a goroutine switched back to its M.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Nothing pending (the G is running).
+    Run,
+    /// `gosched`: queue it at the tail.
+    Yield,
+    /// `park`: commit the park, unless a token arrived meanwhile.
+    Park,
+    /// The G finished: recycle it.
+    Exit,
+    /// The G left `blocking` and found no P: queue it globally (this M has no P either).
+    Requeue,
+}
+
+/// An M. Lives in a box on its own thread for the thread's lifetime; only that thread
+/// touches it, so its fields are plain cells.
+pub(crate) struct M {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) note: Arc<MNote>,
+    /// The scheduler's own context, saved while a goroutine runs.
+    g0: UnsafeCell<Context>,
+    /// The goroutine running on this M, or null while the scheduler runs.
+    pub(crate) curg: Cell<*const G>,
+    /// The P held, or `NO_P`.
+    p: Cell<usize>,
+    pub(crate) spinning: Cell<bool>,
+    action: Cell<Action>,
+    rng: Cell<u32>,
+}
+
+thread_local! {
+    /// The M running on this thread. `const`-initialised and read only through the
+    /// non-inlined `current_m`, so no caller can cache this thread-local's address across a
+    /// context switch that moves its goroutine to another thread.
+    static CURRENT: Cell<*const M> = const { Cell::new(ptr::null()) };
+}
+
+/// The M of the calling thread, or null on a thread that is not an M.
+///
+/// Never inlined: LLVM assumes a function stays on one thread and may reuse a thread-local
+/// address computed before a call (llvm-project#98479); a goroutine that parked inside that
+/// call may resume on another thread. Reading through an opaque call forces a fresh lookup.
+#[inline(never)]
+pub(crate) fn current_m() -> *const M {
+    CURRENT.with(|c| c.get())
+}
+
+/// The goroutine running on the calling thread, or null.
+#[inline]
+pub(crate) fn current_g() -> *const G {
+    let m = current_m();
+    if m.is_null() {
+        return ptr::null();
+    }
+    // SAFETY: a non-null CURRENT points at this thread's live M (cleared before it dies).
+    unsafe { (*m).curg.get() }
+}
+
+/// Prints Go's fatal-error line and ends the process with status 2.
+#[cold]
+pub(crate) fn fatal(msg: &str) -> ! {
+    eprintln!("fatal error: {msg}");
+    std::process::exit(2);
+}
+
+/// Starts a new M thread that begins with the P already handed to `note`.
+#[cold]
+pub(crate) fn spawn_m(shared: Arc<Shared>, note: Arc<MNote>) {
+    let id = shared.next_mid.fetch_add(1, Ordering::Relaxed);
+    let result = std::thread::Builder::new()
+        .name(format!("gort-m{id}"))
+        .stack_size(M_THREAD_STACK)
+        .spawn(move || m_main(shared, note, id));
+    if let Err(e) = result {
+        fatal(&format!("runtime: failed to create new OS thread: {e}"));
+    }
+}
+
+fn m_main(shared: Arc<Shared>, note: Arc<MNote>, id: usize) {
+    let _alt = AltStack::ensure();
+    let m = Box::new(M {
+        shared,
+        note,
+        g0: UnsafeCell::new(Context::empty()),
+        curg: Cell::new(ptr::null()),
+        p: Cell::new(NO_P),
+        spinning: Cell::new(false),
+        action: Cell::new(Action::Run),
+        rng: Cell::new((id as u32).wrapping_mul(0x9E37_79B9) | 1),
+    });
+    CURRENT.with(|c| c.set(&*m));
+    if let Some((p, spinning)) = m.note.take_handoff() {
+        m.p.set(p);
+        m.spinning.set(spinning);
+    }
+    m.run();
+    CURRENT.with(|c| c.set(ptr::null()));
+}
+
+impl M {
+    #[inline]
+    pub(crate) fn has_p(&self) -> bool {
+        self.p.get() != NO_P
+    }
+
+    /// The P held. Panics (a broken invariant) when none is.
+    #[inline]
+    pub(crate) fn p_ref(&self) -> &P {
+        let id = self.p.get();
+        assert_ne!(id, NO_P, "runtime: M has no P");
+        self.shared.p(id)
+    }
+
+    fn next_rand(&self) -> u32 {
+        let mut x = self.rng.get();
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.rng.set(x);
+        x
+    }
+
+    /// The scheduling loop (Go's `schedule`), on the M's own stack.
+    fn run(&self) {
+        while !self.shared.shutdown.load(Ordering::Acquire) {
+            if !self.has_p() {
+                self.stop_m();
+                continue;
+            }
+            if let Some(g) = self.find_runnable() {
+                if self.spinning.get() {
+                    self.reset_spinning();
+                }
+                self.execute(g);
+            }
+        }
+        if self.spinning.get() {
+            self.spinning.set(false);
+            self.shared.nmspinning.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Puts a runnable G at the tail of our P's queue, spilling half to the global queue
+    /// when it is full.
+    #[inline]
+    pub(crate) fn push_back(&self, g: NonNull<G>) {
+        if let Err(batch) = self.p_ref().runq.push_back(g) {
+            self.shared.global.push_batch(batch);
+        }
+    }
+
+    /// Runs `g` until it switches back, then does what it asked for.
+    fn execute(&self, g: NonNull<G>) {
+        // SAFETY: we hold `g`'s scheduling reference (popped from a queue), so its cells are
+        // ours until we hand it on.
+        let gr = unsafe { g.as_ref() };
+        // SAFETY: as above.
+        let slot = unsafe { &mut *gr.stack.get() };
+        if slot.is_none() {
+            let s = self.take_stack();
+            // SAFETY: `s` is a fresh exclusive stack; its top is page-aligned.
+            let ctx = unsafe { arch::init_stack(s.top(), g_entry, g.as_ptr().cast()) };
+            // SAFETY: as above, the G's cells are ours.
+            unsafe { *gr.ctx.get() = ctx };
+            *slot = Some(s);
+        }
+        loop {
+            self.curg.set(g.as_ptr());
+            stack::set_current_goid(gr.id());
+            // SAFETY: `g`'s context was saved by `switch` or prepared by `init_stack` on its
+            // own stack, and no other M can resume it (we hold its scheduling reference).
+            // `g0` is this M's own context, resumed only by code running on this thread.
+            unsafe { arch::switch(self.g0.get(), gr.ctx.get()) };
+            self.curg.set(ptr::null());
+            stack::set_current_goid(0);
+            match self.action.replace(Action::Run) {
+                Action::Yield => {
+                    self.push_back(g);
+                    return;
+                }
+                Action::Park => {
+                    if gr.state.commit_park() {
+                        return; // the parked state now owns the scheduling reference
+                    }
+                }
+                Action::Exit => {
+                    self.g_exit(g);
+                    return;
+                }
+                Action::Requeue => {
+                    self.shared.global.push(g);
+                    self.shared.wakep();
+                    return;
+                }
+                Action::Run => panic!("runtime: goroutine switched out without a reason"),
+            }
+        }
+    }
+
+    /// Switches from the running goroutine back to this M's scheduler with `action`.
+    ///
+    /// # Safety
+    /// Must be called by the goroutine running on `m` (the calling thread's M). After this
+    /// returns the goroutine may be on another M: the caller must not use `m` again.
+    pub(crate) unsafe fn switch_out(m: *const M, action: Action) {
+        // SAFETY: `m` is the calling thread's live M (caller contract).
+        let (g, g0) = unsafe { ((*m).curg.get(), (*m).g0.get()) };
+        // SAFETY: as above.
+        unsafe { (*m).action.set(action) };
+        // SAFETY: `g` is the running goroutine, so its context slot is ours to write; `g0`
+        // was saved by this M's `execute` when it switched to `g`.
+        unsafe { arch::switch((*g).ctx.get(), g0) };
+    }
+
+    fn take_stack(&self) -> Stack {
+        // SAFETY: we hold our P.
+        let owned = unsafe { self.p_ref().owned() };
+        match owned.stacks.pop() {
+            Some(s) => s,
+            None => self.refill_stacks(&mut owned.stacks),
+        }
+    }
+
+    #[cold]
+    fn refill_stacks(&self, cache: &mut Vec<Stack>) -> Stack {
+        let result = self.shared.stacks.get_batch(cache, STACK_CACHE_MAX / 2);
+        match (cache.pop(), result) {
+            (Some(s), _) => s,
+            (None, Err(e)) => fatal(&format!("cannot allocate a goroutine stack: {e}")),
+            (None, Ok(())) => unreachable!("runtime: stack batch came back empty"),
+        }
+    }
+
+    /// Recycles a finished G: stack to the P's cache, G to the free list when no handle
+    /// refers to it.
+    fn g_exit(&self, g: NonNull<G>) {
+        // SAFETY: the scheduling reference came from `Arc::into_raw` and is ours.
+        let mut arc = unsafe { Arc::from_raw(g.as_ptr()) };
+        arc.state.retire();
+        let p = self.p_ref();
+        p.count_exited();
+        // SAFETY: we hold our P; the G's cells are ours (it has exited).
+        let owned = unsafe { p.owned() };
+        // SAFETY: as above.
+        if let Some(s) = unsafe { (*arc.stack.get()).take() } {
+            owned.stacks.push(s);
+            if owned.stacks.len() > STACK_CACHE_MAX {
+                let spill = owned.stacks.len() / 2;
+                self.shared.stacks.put_batch(owned.stacks.drain(..spill));
+            }
+        }
+        if Arc::get_mut(&mut arc).is_some() {
+            owned.free_gs.push(arc);
+            if owned.free_gs.len() > FREE_G_MAX {
+                let spill = owned.free_gs.len() / 2;
+                lock(&self.shared.free_gs).extend(owned.free_gs.drain(..spill));
+            }
+        }
+    }
+
+    /// Finds a goroutine to run (Go's `findRunnable`). Returns `None` after giving up the P.
+    fn find_runnable(&self) -> Option<NonNull<G>> {
+        let shared = &*self.shared;
+        let p = self.p_ref();
+        if p.id >= shared.procs() {
+            self.retire_p();
+            return None;
+        }
+        // SAFETY: we hold our P; the reference ends within this statement.
+        let tick = unsafe {
+            let o = p.owned();
+            o.sched_tick = o.sched_tick.wrapping_add(1);
+            o.sched_tick
+        };
+        if tick % GLOBAL_FAIRNESS_TICK == 0
+            && shared.global.len() > 0
+            && let Some(g) = shared.global.lock().pop_batch(1, &p.runq)
+        {
+            return Some(g);
+        }
+        if let Some(g) = p.runq.pop() {
+            return Some(g);
+        }
+        if shared.global.len() > 0 {
+            let n = shared.global.len() / shared.procs() + 1;
+            if let Some(g) = shared.global.lock().pop_batch(n, &p.runq) {
+                return Some(g);
+            }
+        }
+        if shared.hook.has_waiters() {
+            shared.hook.poll(Some(Duration::ZERO));
+            if let Some(g) = p.runq.pop() {
+                return Some(g);
+            }
+        }
+        // Spin (steal) only while spinning Ms are fewer than half the busy Ps: more would
+        // burn CPU for little gain.
+        let busy = shared.procs().saturating_sub(shared.npidle.load(Ordering::SeqCst));
+        if self.spinning.get() || 2 * shared.nmspinning.load(Ordering::SeqCst) < busy {
+            if !self.spinning.get() {
+                self.spinning.set(true);
+                shared.nmspinning.fetch_add(1, Ordering::SeqCst);
+            }
+            if let Some(g) = self.steal(p) {
+                return Some(g);
+            }
+        }
+        self.go_idle(p)
+    }
+
+    /// Gives up the P after a last look at the global queue; a spinning M then looks at
+    /// every queue once more (after leaving the spinning count), so that work enqueued by a
+    /// thread that saw us spinning — and therefore woke nobody — is not stranded.
+    #[cold]
+    fn go_idle(&self, p: &P) -> Option<NonNull<G>> {
+        let shared = &*self.shared;
+        {
+            let mut gq = shared.global.lock();
+            if let Some(g) = gq.pop_batch(shared.global.len() / shared.procs() + 1, &p.runq) {
+                return Some(g);
+            }
+            let mut s = lock(&shared.sched);
+            self.p.set(NO_P);
+            shared.pidleput(&mut s, p.id);
+        }
+        if self.spinning.get() {
+            self.spinning.set(false);
+            // SeqCst: pairs with `wakep`'s loads after an enqueue.
+            shared.nmspinning.fetch_sub(1, Ordering::SeqCst);
+            if self.work_exists() {
+                let mut s = lock(&shared.sched);
+                if let Some(id) = shared.pidleget(&mut s) {
+                    drop(s);
+                    self.p.set(id);
+                    self.spinning.set(true);
+                    shared.nmspinning.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+        None
+    }
+
+    fn work_exists(&self) -> bool {
+        let shared = &*self.shared;
+        shared.global.len() > 0
+            || (0..shared.procs()).any(|id| shared.ps[id].get().is_some_and(|p| !p.runq.is_empty()))
+    }
+
+    /// Steals half of some other P's queue, victims in random order.
+    fn steal(&self, p: &P) -> Option<NonNull<G>> {
+        let shared = &*self.shared;
+        let n = shared.procs();
+        for _ in 0..4 {
+            let start = self.next_rand() as usize % n;
+            for i in 0..n {
+                let id = (start + i) % n;
+                if id == p.id {
+                    continue;
+                }
+                if let Some(victim) = shared.ps[id].get()
+                    && let Some(g) = victim.runq.steal_into(&p.runq)
+                {
+                    return Some(g);
+                }
+            }
+            if shared.global.len() > 0
+                && let Some(g) = shared.global.lock().pop_batch(n, &p.runq)
+            {
+                return Some(g);
+            }
+        }
+        None
+    }
+
+    /// A spinning M found work: stop spinning, and if it was the last spinner, wake another
+    /// so that further work keeps being picked up in parallel.
+    fn reset_spinning(&self) {
+        self.spinning.set(false);
+        if self.shared.nmspinning.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.shared.wakep();
+        }
+    }
+
+    /// Gives up a P beyond GOMAXPROCS: its queue goes to the global queue.
+    #[cold]
+    fn retire_p(&self) {
+        let shared = &self.shared;
+        let p = self.p_ref();
+        let mut batch = Vec::new();
+        while let Some(g) = p.runq.pop() {
+            batch.push(g);
+        }
+        let moved = !batch.is_empty();
+        shared.global.push_batch(batch);
+        let mut s = lock(&shared.sched);
+        self.p.set(NO_P);
+        shared.pidleput(&mut s, p.id);
+        drop(s);
+        if self.spinning.get() {
+            self.spinning.set(false);
+            shared.nmspinning.fetch_sub(1, Ordering::SeqCst);
+        }
+        if moved {
+            shared.wakep();
+        }
+    }
+
+    /// Blocks an M that has no P until one is handed to it (Go's `stopm`). One idle M at a
+    /// time waits in the idle hook's `poll`; the others park.
+    #[cold]
+    fn stop_m(&self) {
+        let shared = &*self.shared;
+        shared.stacks.release_idle();
+        let mut s = lock(&shared.sched);
+        if shared.shutdown.load(Ordering::Acquire) {
+            return;
+        }
+        if !s.polling {
+            s.polling = true;
+            s.poller = Some(self.note.clone());
+            drop(s);
+            shared.hook.poll(None);
+            let mut s = lock(&shared.sched);
+            s.polling = false;
+            if s.poller.as_ref().is_some_and(|n| Arc::ptr_eq(n, &self.note)) {
+                s.poller = None;
+            }
+            if let Some((id, spinning)) = self.note.take_handoff() {
+                self.adopt(id, spinning);
+                return;
+            }
+            // The poll may have readied goroutines onto the global queue.
+            if shared.global.len() > 0
+                && let Some(id) = shared.pidleget(&mut s)
+            {
+                self.p.set(id);
+            }
+            return;
+        }
+        s.idle_ms.push(self.note.clone());
+        drop(s);
+        loop {
+            self.note.parker.park(None);
+            if let Some((id, spinning)) = self.note.take_handoff() {
+                self.adopt(id, spinning);
+                return;
+            }
+            if shared.shutdown.load(Ordering::Acquire) {
+                return;
+            }
+        }
+    }
+
+    fn adopt(&self, id: usize, spinning: bool) {
+        self.p.set(id);
+        self.spinning.set(spinning);
+    }
+
+    /// `blocking`'s first half: gives the P away — to another M at once when it has queued
+    /// work, else to the idle list.
+    pub(crate) fn hand_off_p(&self) {
+        let id = self.p.replace(NO_P);
+        let shared = &self.shared;
+        if !shared.p(id).runq.is_empty() || shared.global.len() > 0 {
+            shared.start_m(Some(id), false);
+            return;
+        }
+        let mut s = lock(&shared.sched);
+        shared.pidleput(&mut s, id);
+    }
+
+    /// `blocking`'s second half: takes an idle P. With none idle, a pinned goroutine (one
+    /// unwinding a panic) waits for one on this thread; any other is queued globally and
+    /// resumes on whichever M picks it up.
+    ///
+    /// # Safety
+    /// As `switch_out`: called by the goroutine running on `m`, which must not be used after.
+    pub(crate) unsafe fn reacquire_p(m: *const M, pinned: bool) {
+        // SAFETY: `m` is the calling thread's live M; the reference ends before any switch.
+        let this = unsafe { &*m };
+        let shared = this.shared.clone();
+        let mut s = lock(&shared.sched);
+        if let Some(id) = shared.pidleget(&mut s) {
+            this.p.set(id);
+            return;
+        }
+        if pinned {
+            s.p_waiters.push(this.note.clone());
+            drop(s);
+            loop {
+                this.note.parker.park(None);
+                if let Some((id, _)) = this.note.take_handoff() {
+                    this.p.set(id);
+                    return;
+                }
+            }
+        }
+        drop(s);
+        // SAFETY: forwarded caller contract; `this` is not used after.
+        unsafe { M::switch_out(m, Action::Requeue) };
+    }
+}
+
+/// The first Rust frame of every goroutine (called by the architecture's trampoline).
+///
+/// # Safety
+/// `arg` is the G being started, whose scheduling reference the calling M holds.
+unsafe extern "C" fn g_entry(arg: *mut u8) -> ! {
+    // SAFETY: per the contract; the G outlives its own execution.
+    let g = unsafe { &*(arg as *const G) };
+    crate::spawn::run_body(g);
+    let m = current_m();
+    // SAFETY: we are the goroutine running on `m`; nothing of ours is live any more.
+    unsafe { M::switch_out(m, Action::Exit) };
+    // An exited goroutine is never resumed.
+    std::process::abort();
+}

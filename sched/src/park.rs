@@ -1,0 +1,256 @@
+//! The park / ready contract (Go's gopark / goready), yielding, `goexit` and `blocking`.
+//!
+//! # The contract other crates build on
+//!
+//! A goroutine waits by publishing a [`Goroutine`] handle to itself (from [`current`])
+//! wherever its waker will find it, re-checking its condition, and calling [`park`]. A waker
+//! makes the condition true and calls [`Goroutine::ready`]. The handle carries a one-shot
+//! token, as `std::thread::park` / `Thread::unpark` do:
+//!
+//! * `ready` before `park`: the token is kept and `park` returns at once;
+//! * several `ready`s before one `park` leave one token;
+//! * `park` may return without a matching `ready` (a token left by an earlier wake-up), so
+//!   callers always park in a loop around their condition;
+//! * a handle outliving its goroutine is harmless: its `ready` does nothing.
+//!
+//! `ready` never blocks and may be called from any thread: on an M of the same runtime
+//! holding a P, the goroutine goes to that P's `runnext` (it runs next, as in Go); otherwise
+//! it goes to the global queue and an idle M is woken.
+
+use crate::g::G;
+use crate::m::{Action, M, MNote, current_g, current_m};
+use crate::parker::Parker;
+use crate::sched::Shared;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::{Ordering, fence};
+
+/// The payload of the unwind that [`goexit`] starts. [`JoinHandle::join`](crate::JoinHandle::join)
+/// returns it as the error of a goroutine that called `goexit`.
+#[derive(Debug)]
+pub struct Goexit;
+
+/// A handle to a goroutine, for waking it from another goroutine or thread.
+#[derive(Clone)]
+pub struct Goroutine {
+    g: Arc<G>,
+    generation: u64,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Goroutine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Goroutine").field("id", &self.g.id()).finish_non_exhaustive()
+    }
+}
+
+/// A handle to the calling goroutine, or `None` on a plain thread.
+pub fn current() -> Option<Goroutine> {
+    let m = current_m();
+    let g = current_g();
+    if g.is_null() {
+        return None;
+    }
+    // SAFETY: `g` is the running goroutine; the scheduler holds a strong reference to it
+    // (its scheduling reference) for as long as it runs, so bumping the count is sound.
+    let g = unsafe {
+        Arc::increment_strong_count(g);
+        Arc::from_raw(g)
+    };
+    let generation = g.state.generation();
+    // SAFETY: `m` is this thread's live M (non-null since `g` is).
+    let shared = unsafe { (*m).shared.clone() };
+    Some(Goroutine { g, generation, shared })
+}
+
+/// The calling goroutine's id, or `None` on a plain thread.
+pub fn goid() -> Option<u64> {
+    let g = current_g();
+    // SAFETY: the running goroutine is alive while it runs.
+    (!g.is_null()).then(|| unsafe { (*g).id() })
+}
+
+impl Goroutine {
+    /// The goroutine's id.
+    pub fn id(&self) -> u64 {
+        self.g.id()
+    }
+
+    /// Makes the goroutine runnable if it is parked, or leaves it a token if it is not.
+    pub fn ready(&self) {
+        if self.g.state.ready(self.generation) {
+            enqueue_ready(&self.shared, NonNull::from(&*self.g));
+            return;
+        }
+        // A goroutine parked without leaving its thread waits on its M's parker.
+        // SeqCst fence: pairs with the one in `park_pinned` (token set here, waiter stored
+        // there: at least one side sees the other).
+        fence(Ordering::SeqCst);
+        let w = self.g.pinned_waiter.load(Ordering::SeqCst);
+        if !w.is_null() {
+            // SAFETY: pinned waiters are parkers of Ms, kept alive by the runtime's
+            // `all_ms` list for the life of `shared`, which our handle keeps alive.
+            unsafe { (*w).unpark() };
+        }
+    }
+}
+
+/// Queues a goroutine that `GState::ready` just handed to us.
+fn enqueue_ready(shared: &Arc<Shared>, g: NonNull<G>) {
+    let m = current_m();
+    if !m.is_null() {
+        // SAFETY: this thread's live M; no switch happens while we use it.
+        let m = unsafe { &*m };
+        if m.has_p() && Arc::ptr_eq(&m.shared, shared) {
+            if let Some(old) = m.p_ref().runq.put_next(g) {
+                m.push_back(old);
+            }
+            shared.wakep();
+            return;
+        }
+    }
+    shared.global.push(g);
+    shared.wakep();
+}
+
+/// Parks the calling goroutine until a [`Goroutine::ready`] for it (see the module docs:
+/// returns at once when a token is waiting, and may return spuriously).
+///
+/// # Panics
+/// On a plain thread: use `std::thread::park` there.
+pub fn park() {
+    let m = current_m();
+    let g = current_g();
+    if g.is_null() {
+        panic!("runtime: park called outside a goroutine; use std::thread::park on threads");
+    }
+    // SAFETY: `g` is the running goroutine.
+    let gr = unsafe { &*g };
+    if gr.state.try_consume_token() {
+        return;
+    }
+    // SAFETY: `m` is this thread's live M.
+    let has_p = unsafe { (*m).has_p() };
+    if std::thread::panicking() || !has_p {
+        park_pinned(m, gr, has_p);
+        return;
+    }
+    // SAFETY: we are the goroutine running on `m`, which we do not use afterwards.
+    unsafe { M::switch_out(m, Action::Park) };
+}
+
+/// Parking while a panic unwinds: the goroutine must stay on this thread (std counts panics
+/// per thread), so it hands its P off and waits on the M's own parker. Inside `blocking` (no
+/// P held) it just waits.
+#[cold]
+fn park_pinned(m: *const M, g: &G, has_p: bool) {
+    // SAFETY: `m` is this thread's live M, and stays so: we do not leave the thread.
+    let note: &MNote = unsafe { &(*m).note };
+    let parker: *const Parker = &note.parker;
+    g.pinned_waiter.store(parker.cast_mut(), Ordering::SeqCst);
+    // SeqCst fence: pairs with the one in `Goroutine::ready`.
+    fence(Ordering::SeqCst);
+    let wait = || {
+        while !g.state.try_consume_token() {
+            // SAFETY: as above, the parker outlives this wait.
+            unsafe { (*parker).park(None) };
+        }
+    };
+    if has_p {
+        blocking(wait);
+    } else {
+        wait();
+    }
+    g.pinned_waiter.store(std::ptr::null_mut(), Ordering::SeqCst);
+}
+
+/// Yields the processor: the calling goroutine goes to the back of its P's queue (Go's
+/// `runtime.Gosched`). On a plain thread, yields the thread. While a panic unwinds it does
+/// nothing, since an unwinding goroutine must stay on its thread.
+pub fn gosched() {
+    let m = current_m();
+    if current_g().is_null() {
+        std::thread::yield_now();
+        return;
+    }
+    // SAFETY: `m` is this thread's live M (non-null since a goroutine runs on it).
+    if std::thread::panicking() || unsafe { !(*m).has_p() } {
+        // Unwinding, or inside `blocking`: stay on this thread.
+        std::thread::yield_now();
+        return;
+    }
+    // SAFETY: we are the goroutine running on `m`, which we do not use afterwards.
+    unsafe { M::switch_out(m, Action::Yield) };
+}
+
+/// Ends the calling goroutine after running the destructors of its live frames (Go runs its
+/// deferred calls). Implemented as an unwind with a [`Goexit`] payload, so a `catch_unwind`
+/// between here and the goroutine's entry stops it, as `recover` would stop a panic in Go.
+///
+/// # Panics
+/// On a plain thread (there is no goroutine to end).
+pub fn goexit() -> ! {
+    if current_g().is_null() {
+        panic!("runtime: goexit called outside a goroutine");
+    }
+    std::panic::resume_unwind(Box::new(Goexit))
+}
+
+/// Runs `f`, which is expected to block in the OS (a blocking system call, a lock held
+/// elsewhere), after handing the calling goroutine's P to another M, so the goroutine's
+/// peers keep running (Go's `entersyscallblock`). Afterwards the goroutine takes an idle P,
+/// or waits in the queue for one. On a plain thread, just runs `f`.
+///
+/// `f` stays on the calling thread: inside it, `park` and `gosched` wait or yield the thread
+/// itself rather than switching goroutines.
+pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    /// Takes a P back when `f` returns or unwinds.
+    struct Reacquire(*const M);
+    impl Drop for Reacquire {
+        fn drop(&mut self) {
+            // `f` ran on this thread, so `self.0` is still our M. An unwinding goroutine
+            // must keep its thread, so it waits here for a P rather than being requeued.
+            // SAFETY: we are the goroutine running on that M, which we do not use afterwards.
+            unsafe { M::reacquire_p(self.0, std::thread::panicking()) };
+        }
+    }
+    let m = current_m();
+    // SAFETY: `m` is this thread's live M when a goroutine runs on it.
+    if current_g().is_null() || unsafe { !(*m).has_p() } {
+        return f();
+    }
+    // SAFETY: as above; the reference ends before `f` runs.
+    unsafe { (*m).hand_off_p() };
+    let _reacquire = Reacquire(m);
+    f()
+}
+
+/// Who is waiting: a goroutine or a plain thread.
+pub(crate) enum Waiter {
+    Goroutine(Goroutine),
+    Thread(std::thread::Thread),
+}
+
+impl Waiter {
+    pub(crate) fn current() -> Waiter {
+        match current() {
+            Some(g) => Waiter::Goroutine(g),
+            None => Waiter::Thread(std::thread::current()),
+        }
+    }
+
+    pub(crate) fn wake(self) {
+        match self {
+            Waiter::Goroutine(g) => g.ready(),
+            Waiter::Thread(t) => t.unpark(),
+        }
+    }
+
+    pub(crate) fn park_current() {
+        if current_g().is_null() {
+            std::thread::park();
+        } else {
+            park();
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! A P's local run queue: a fixed ring owned by one M, stolen from by others, plus `runnext`.
+//!
+//! The owner pushes at `tail` and pops at `head`; thieves take the older half at `head`.
+//! `tail` is written only by the owner (Release, pairs with the Acquire loads in `pop` and
+//! `steal_into`); `head` moves only by compare-and-swap, so each item is taken by exactly one
+//! party. Slots are atomic pointers, so a thief that reads a slot the owner is recycling reads
+//! a stale value, not torn memory, and then loses its CAS and discards what it read.
+
+use crate::loom::{AtomicPtr, AtomicU32, Ordering};
+use std::ptr::{self, NonNull};
+
+/// Ring capacity (Go's 256); tiny under loom to reach the full and wrap-around states.
+pub(crate) const CAPACITY: usize = if cfg!(loom) { 4 } else { 256 };
+
+#[derive(Debug)]
+pub(crate) struct RunQueue<T> {
+    /// Next slot to take. CAS by the owner (`pop`) and thieves (`steal_into`).
+    head: AtomicU32,
+    /// Next slot to fill. Written only by the owner.
+    tail: AtomicU32,
+    /// The item to run next, ahead of the ring. Swapped by the owner; taken by thieves only
+    /// when the ring is empty.
+    runnext: AtomicPtr<T>,
+    buf: Box<[AtomicPtr<T>]>,
+}
+
+// SAFETY: the queue only moves pointers between threads; ownership of what they point to is
+// the caller's business (items are handed over exactly once, see the module docs).
+unsafe impl<T> Send for RunQueue<T> {}
+// SAFETY: as above; every shared field is atomic.
+unsafe impl<T> Sync for RunQueue<T> {}
+
+impl<T> Default for RunQueue<T> {
+    fn default() -> Self {
+        RunQueue {
+            head: AtomicU32::new(0),
+            tail: AtomicU32::new(0),
+            runnext: AtomicPtr::new(ptr::null_mut()),
+            buf: (0..CAPACITY).map(|_| AtomicPtr::new(ptr::null_mut())).collect(),
+        }
+    }
+}
+
+impl<T> RunQueue<T> {
+    #[inline]
+    fn slot(&self, i: u32) -> &AtomicPtr<T> {
+        &self.buf[i as usize % CAPACITY]
+    }
+
+    /// Owner only: appends at the tail. When the ring is full, takes the older half out of it
+    /// and returns that batch plus `item`, for the caller to move to the global queue.
+    #[inline]
+    pub(crate) fn push_back(&self, item: NonNull<T>) -> Result<(), Vec<NonNull<T>>> {
+        loop {
+            // Acquire: pairs with the head CAS of `pop` / `steal_into`, so the slot we are
+            // about to overwrite has been read by whoever took it.
+            let h = self.head.load(Ordering::Acquire);
+            let t = self.tail.load(Ordering::Relaxed);
+            if (t.wrapping_sub(h) as usize) < CAPACITY {
+                self.slot(t).store(item.as_ptr(), Ordering::Relaxed);
+                // Release: publishes the slot to `pop` / `steal_into`'s Acquire tail load.
+                self.tail.store(t.wrapping_add(1), Ordering::Release);
+                return Ok(());
+            }
+            if let Some(batch) = self.take_half_for_overflow(h, t, item) {
+                return Err(batch);
+            }
+        }
+    }
+
+    #[cold]
+    fn take_half_for_overflow(&self, h: u32, t: u32, item: NonNull<T>) -> Option<Vec<NonNull<T>>> {
+        let n = t.wrapping_sub(h) / 2;
+        let mut batch = Vec::with_capacity(n as usize + 1);
+        for i in 0..n {
+            let p = self.slot(h.wrapping_add(i)).load(Ordering::Relaxed);
+            batch.push(NonNull::new(p).expect("runtime: empty slot in a full run queue"));
+        }
+        // AcqRel: claims the batch against thieves (pairs with their head CAS).
+        if self
+            .head
+            .compare_exchange(h, h.wrapping_add(n), Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return None; // a thief took some; there is room now
+        }
+        batch.push(item);
+        Some(batch)
+    }
+
+    /// Owner only: makes `item` the next to run; the previous `runnext`, if any, is returned
+    /// for the caller to push at the tail.
+    #[inline]
+    pub(crate) fn put_next(&self, item: NonNull<T>) -> Option<NonNull<T>> {
+        // AcqRel: Release publishes `item` to a thief's Acquire swap; Acquire takes ownership
+        // of the displaced one.
+        NonNull::new(self.runnext.swap(item.as_ptr(), Ordering::AcqRel))
+    }
+
+    /// Owner only: takes `runnext`, else the oldest item of the ring.
+    #[inline]
+    pub(crate) fn pop(&self) -> Option<NonNull<T>> {
+        if !self.runnext.load(Ordering::Relaxed).is_null() {
+            // Acquire: pairs with the Release half of `put_next`'s swap.
+            if let Some(p) = NonNull::new(self.runnext.swap(ptr::null_mut(), Ordering::Acquire)) {
+                return Some(p);
+            }
+        }
+        loop {
+            // Acquire: pairs with thieves' head CAS.
+            let h = self.head.load(Ordering::Acquire);
+            let t = self.tail.load(Ordering::Relaxed);
+            if h == t {
+                return None;
+            }
+            let p = self.slot(h).load(Ordering::Relaxed);
+            // Release: tells `push_back` (Acquire head load) the slot may be reused.
+            if self
+                .head
+                .compare_exchange(h, h.wrapping_add(1), Ordering::Release, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Some(NonNull::new(p).expect("runtime: empty slot in a run queue"));
+            }
+        }
+    }
+
+    /// Thief: moves half of `self`'s ring into `dst` (which must be empty and owned by the
+    /// caller) and returns one item to run at once. Takes `runnext` only when the ring is empty.
+    pub(crate) fn steal_into(&self, dst: &RunQueue<T>) -> Option<NonNull<T>> {
+        let dt = dst.tail.load(Ordering::Relaxed);
+        let n = loop {
+            // Acquire on both: head pairs with other consumers' CAS, tail with the owner's
+            // Release store, which publishes the slots we read below.
+            let h = self.head.load(Ordering::Acquire);
+            let t = self.tail.load(Ordering::Acquire);
+            let len = t.wrapping_sub(h);
+            let n = len - len / 2;
+            if n == 0 {
+                if self.runnext.load(Ordering::Relaxed).is_null() {
+                    return None;
+                }
+                // Acquire: pairs with `put_next`'s Release.
+                return NonNull::new(self.runnext.swap(ptr::null_mut(), Ordering::Acquire));
+            }
+            if n as usize > CAPACITY / 2 {
+                continue; // read head and tail at different moments; try again
+            }
+            for i in 0..n {
+                let p = self.slot(h.wrapping_add(i)).load(Ordering::Relaxed);
+                dst.slot(dt.wrapping_add(i)).store(p, Ordering::Relaxed);
+            }
+            // AcqRel: claims the items (pairs with the owner's pop CAS and other thieves).
+            if self
+                .head
+                .compare_exchange(h, h.wrapping_add(n), Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                break n;
+            }
+        };
+        let last = dst.slot(dt.wrapping_add(n - 1)).load(Ordering::Relaxed);
+        if n > 1 {
+            // Release: publishes the copied slots to `dst`'s own consumers.
+            dst.tail.store(dt.wrapping_add(n - 1), Ordering::Release);
+        }
+        Some(NonNull::new(last).expect("runtime: stole an empty slot"))
+    }
+
+    /// Approximate number of queued items (including `runnext`); exact for the owner when no
+    /// thief is active.
+    pub(crate) fn len(&self) -> usize {
+        let h = self.head.load(Ordering::Acquire);
+        let t = self.tail.load(Ordering::Acquire);
+        let ring = (t.wrapping_sub(h) as usize).min(CAPACITY);
+        ring + usize::from(!self.runnext.load(Ordering::Acquire).is_null())
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::thread;
+    use std::sync::Arc;
+
+    fn item(v: usize) -> NonNull<usize> {
+        NonNull::new(Box::into_raw(Box::new(v))).unwrap()
+    }
+
+    fn take(p: NonNull<usize>) -> usize {
+        // SAFETY: every pointer in these models came from `item` and is taken exactly once.
+        *unsafe { Box::from_raw(p.as_ptr()) }
+    }
+
+    /// Owner pushes (overflowing the ring) and pops while a thief steals: every item is taken
+    /// exactly once.
+    #[test]
+    fn loom_runq_push_pop_steal() {
+        loom::model(|| {
+            let q = Arc::new(RunQueue::<usize>::default());
+            let thief_q = Arc::new(RunQueue::<usize>::default());
+            let th = {
+                let (q, thief_q) = (q.clone(), thief_q.clone());
+                thread::spawn(move || {
+                    let mut got = Vec::new();
+                    if let Some(p) = q.steal_into(&thief_q) {
+                        got.push(take(p));
+                    }
+                    while let Some(p) = thief_q.pop() {
+                        got.push(take(p));
+                    }
+                    got
+                })
+            };
+            let mut got = Vec::new();
+            let mut overflow = Vec::new();
+            for v in 0..CAPACITY + 1 {
+                if let Err(batch) = q.push_back(item(v)) {
+                    overflow.extend(batch.into_iter().map(take));
+                }
+            }
+            if let Some(p) = q.pop() {
+                got.push(take(p));
+            }
+            let stolen = th.join().unwrap();
+            while let Some(p) = q.pop() {
+                got.push(take(p));
+            }
+            got.extend(stolen);
+            got.extend(overflow);
+            got.sort();
+            assert_eq!(got, (0..CAPACITY + 1).collect::<Vec<_>>());
+        });
+    }
+
+    /// `runnext` against a thief: the displaced and the stolen items are never lost nor
+    /// duplicated.
+    #[test]
+    fn loom_runq_runnext_steal() {
+        loom::model(|| {
+            let q = Arc::new(RunQueue::<usize>::default());
+            let thief_q = Arc::new(RunQueue::<usize>::default());
+            assert!(q.put_next(item(1)).is_none());
+            let th = {
+                let (q, thief_q) = (q.clone(), thief_q.clone());
+                thread::spawn(move || q.steal_into(&thief_q).map(take))
+            };
+            let mut got = Vec::new();
+            if let Some(old) = q.put_next(item(2)) {
+                q.push_back(old).unwrap();
+            }
+            while let Some(p) = q.pop() {
+                got.push(take(p));
+            }
+            got.extend(th.join().unwrap());
+            got.sort();
+            assert_eq!(got, vec![1, 2]);
+        });
+    }
+
+    /// Two thieves against each other and the owner.
+    #[test]
+    fn loom_runq_two_thieves() {
+        loom::model(|| {
+            let q = Arc::new(RunQueue::<usize>::default());
+            for v in 0..3 {
+                q.push_back(item(v)).unwrap();
+            }
+            let thieves: Vec<_> = (0..2)
+                .map(|_| {
+                    let q = q.clone();
+                    thread::spawn(move || {
+                        let mine = RunQueue::<usize>::default();
+                        let mut got = Vec::new();
+                        if let Some(p) = q.steal_into(&mine) {
+                            got.push(take(p));
+                        }
+                        while let Some(p) = mine.pop() {
+                            got.push(take(p));
+                        }
+                        got
+                    })
+                })
+                .collect();
+            let mut got = Vec::new();
+            while let Some(p) = q.pop() {
+                got.push(take(p));
+            }
+            for t in thieves {
+                got.extend(t.join().unwrap());
+            }
+            got.sort();
+            assert_eq!(got, vec![0, 1, 2]);
+        });
+    }
+}

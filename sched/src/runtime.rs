@@ -1,0 +1,266 @@
+//! The runtime handle: `Builder`, `Runtime`, `run`, and the Go-API functions that need one.
+
+use crate::idle::{FutexIdle, IdleHook};
+use crate::m::current_m;
+use crate::park::current;
+use crate::sched::{MAX_PROCS, Shared};
+use crate::spawn::{JoinHandle, SpawnError, spawn_on, start};
+use crate::stack::{MAX_STACK_SIZE, MIN_STACK_SIZE, page_size};
+use std::sync::Arc;
+
+/// Default virtual size of a goroutine stack (only touched pages cost memory).
+pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+
+/// Why a `Builder` refused its configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildError {
+    /// The requested stack size is outside `[MIN_STACK_SIZE, MAX_STACK_SIZE]`.
+    StackSize {
+        /// What was asked for.
+        requested: usize,
+        /// Smallest accepted size.
+        min: usize,
+        /// Largest accepted size.
+        max: usize,
+    },
+}
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BuildError::StackSize { requested, min, max } => write!(
+                f,
+                "goroutine stack size {requested} bytes is out of range: choose between \
+                 {min} and {max} bytes"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// Parses a `GOMAXPROCS` value as Go does: a positive integer, else `None` (use the default).
+pub fn parse_gomaxprocs(value: &str) -> Option<usize> {
+    value.trim().parse::<usize>().ok().filter(|&n| n > 0).map(|n| n.min(MAX_PROCS))
+}
+
+/// Configures a [`Runtime`].
+pub struct Builder {
+    procs: Option<usize>,
+    stack_size: usize,
+    hook: Option<Box<dyn IdleHook>>,
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("procs", &self.procs)
+            .field("stack_size", &self.stack_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Builder {
+    /// Defaults: GOMAXPROCS from the `GOMAXPROCS` environment variable when it holds a positive
+    /// integer, else the number of CPUs; 256 KiB stacks; the futex idle hook.
+    pub fn new() -> Builder {
+        let procs = std::env::var("GOMAXPROCS").ok().and_then(|v| parse_gomaxprocs(&v));
+        Builder { procs, stack_size: DEFAULT_STACK_SIZE, hook: None }
+    }
+
+    /// Number of Ps; clamped to `1..=MAX_PROCS` (1024).
+    pub fn gomaxprocs(mut self, n: usize) -> Builder {
+        self.procs = Some(n.clamp(1, MAX_PROCS));
+        self
+    }
+
+    /// Virtual size of each goroutine stack, rounded up to whole pages; must lie within
+    /// `[MIN_STACK_SIZE, MAX_STACK_SIZE]` (32 KiB .. 1 GiB).
+    pub fn stack_size(mut self, bytes: usize) -> Builder {
+        self.stack_size = bytes;
+        self
+    }
+
+    /// Replaces the default idle hook (the netpoller plugs in here).
+    pub fn idle_hook(mut self, hook: impl IdleHook) -> Builder {
+        self.hook = Some(Box::new(hook));
+        self
+    }
+
+    /// Builds the runtime. No thread starts until the first goroutine does.
+    ///
+    /// # Safety
+    /// Goroutines of this runtime migrate between OS threads whenever they park or yield, and
+    /// Rust assumes a function never changes thread. The caller promises that no goroutine
+    /// started on this runtime holds a thread-bound value across a call that can park or
+    /// yield (`gosched`, `park`, `join`, any channel or lock operation of the runtime):
+    ///
+    /// * a reference into a `thread_local!` (`LocalKey::with` borrows, `thread_rng()`'s
+    ///   handle, anything whose address came from thread-local storage — the compiler may also
+    ///   cache such an address across the call);
+    /// * a guard of a lock that must be released on the thread that took it (a reentrant
+    ///   mutex such as `Stdout::lock()`, a pthread mutex);
+    /// * a `!Send` value shared with code that stays on the original thread.
+    ///
+    /// An `Rc` or `RefCell` private to the goroutine is fine: it moves with its goroutine.
+    /// For example, this is undefined behaviour, because after `gosched` the goroutine may run
+    /// on another thread while a second goroutine uses the same generator on the first one:
+    ///
+    /// ```ignore
+    /// thread_local!(static RNG: RefCell<u64> = RefCell::new(1));
+    /// RNG.with(|r| { let mut b = r.borrow_mut(); gort_sched::gosched(); *b += 1; });
+    /// ```
+    ///
+    /// Use [`GoroutineLocal`](crate::GoroutineLocal) instead of `thread_local!`.
+    pub unsafe fn build(self) -> Result<Runtime, BuildError> {
+        let page = page_size();
+        let size = self.stack_size.div_ceil(page) * page;
+        if !(MIN_STACK_SIZE..=MAX_STACK_SIZE).contains(&self.stack_size) {
+            return Err(BuildError::StackSize {
+                requested: self.stack_size,
+                min: MIN_STACK_SIZE,
+                max: MAX_STACK_SIZE,
+            });
+        }
+        let procs = self
+            .procs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let hook = self.hook.unwrap_or_else(|| Box::new(FutexIdle::default()));
+        let shared = Arc::new(Shared::new(procs, size, hook));
+        Ok(Runtime { shared })
+    }
+}
+
+/// A running scheduler: Ps, Ms and goroutines. Dropping it shuts it down.
+///
+/// Shutting down stops Ms at their next scheduling point. Goroutines still running or
+/// parked are abandoned, as when a Go program's `main` returns; their stacks stay mapped.
+pub struct Runtime {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("shared", &self.shared).finish()
+    }
+}
+
+impl Runtime {
+    /// Starts `f` as a goroutine and returns a handle to join it.
+    pub fn spawn<F, T>(&self, f: F) -> Result<JoinHandle<T>, SpawnError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        spawn_on(&self.shared, f)
+    }
+
+    /// Starts `f` as a goroutine (Go's `go`); returns its id.
+    pub fn go<F>(&self, f: F) -> Result<u64, SpawnError>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        start(&self.shared, Box::new(f))
+    }
+
+    /// Runs `f` as a goroutine and waits for it, returning its value or resuming its panic
+    /// on the calling thread.
+    pub fn block_on<F, T>(&self, f: F) -> T
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let h = match self.spawn(f) {
+            Ok(h) => h,
+            Err(e) => panic!("runtime: {e}"),
+        };
+        match h.join() {
+            Ok(v) => v,
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    }
+
+    /// Sets GOMAXPROCS (0 only queries) and returns the previous value. Values above
+    /// `MAX_PROCS` (1024) are clamped. A shrink returns once the retired Ps' goroutines have
+    /// moved off them, which waits for those goroutines to reach a scheduling point.
+    pub fn gomaxprocs(&self, n: usize) -> usize {
+        set_gomaxprocs(&self.shared, n)
+    }
+
+    /// Number of goroutines that exist now.
+    pub fn num_goroutine(&self) -> usize {
+        self.shared.num_goroutine()
+    }
+
+    /// Stops the runtime (idempotent); later spawns fail with [`SpawnError::Shutdown`].
+    pub fn shutdown(&self) {
+        self.shared.begin_shutdown();
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.shared.begin_shutdown();
+    }
+}
+
+fn set_gomaxprocs(shared: &Arc<Shared>, n: usize) -> usize {
+    if n == 0 {
+        return shared.procs();
+    }
+    let old = shared.set_procs(n);
+    if n > old {
+        shared.wakep();
+    } else if n < old {
+        shared.wait_retired(current().is_some());
+    }
+    old
+}
+
+fn calling_shared(what: &str) -> Arc<Shared> {
+    let m = current_m();
+    if m.is_null() {
+        panic!("runtime: {what} called outside a goroutine; use the Runtime handle's method");
+    }
+    // SAFETY: this thread's live M.
+    unsafe { (*m).shared.clone() }
+}
+
+/// Go's `runtime.GOMAXPROCS` for the calling goroutine's runtime: sets it (0 only queries)
+/// and returns the previous value.
+///
+/// # Panics
+/// Outside a goroutine: use [`Runtime::gomaxprocs`].
+pub fn gomaxprocs(n: usize) -> usize {
+    set_gomaxprocs(&calling_shared("gomaxprocs"), n)
+}
+
+/// Go's `runtime.NumGoroutine` for the calling goroutine's runtime.
+///
+/// # Panics
+/// Outside a goroutine: use [`Runtime::num_goroutine`].
+pub fn num_goroutine() -> usize {
+    calling_shared("num_goroutine").num_goroutine()
+}
+
+/// Builds a runtime with the defaults, runs `main` as its first goroutine, shuts the runtime
+/// down when `main` returns and returns its value (resuming its panic, if it panicked).
+///
+/// # Safety
+/// As [`Builder::build`]: no goroutine of the runtime may hold a thread-bound value across a
+/// call that can park or yield.
+pub unsafe fn run<F, T>(main: F) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    // SAFETY: forwarded to our caller.
+    let rt = unsafe { Builder::new().build() }.expect("runtime: the default configuration is valid");
+    rt.block_on(main)
+}

@@ -1,0 +1,264 @@
+//! Creating goroutines: `go`, `spawn` and `JoinHandle`, and the body every goroutine runs.
+
+use crate::g::{Entry, G};
+use crate::loom::Ordering;
+use crate::m::{M, current_m};
+use crate::p::GOID_BATCH;
+use crate::park::{Goexit, Waiter};
+use crate::sched::{Shared, lock};
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+/// Why a goroutine could not be started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpawnError {
+    /// The runtime was shut down (its `Runtime` handle dropped or `shutdown` called).
+    Shutdown,
+}
+
+impl std::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpawnError::Shutdown => f.write_str(
+                "cannot spawn a goroutine: the runtime has shut down; build a new Runtime",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SpawnError {}
+
+/// Starts `f` as a new goroutine of the calling goroutine's runtime (Go's `go` statement).
+///
+/// An unrecovered panic in `f` prints `panic: ...` with the goroutine id and ends the process
+/// with exit status 2, as in Go. Use [`spawn`] to get the result or the panic back.
+///
+/// # Panics
+/// When called outside a goroutine (use [`Runtime::go`](crate::Runtime::go) from a plain
+/// thread) or after the runtime shut down.
+pub fn go<F>(f: F)
+where
+    F: FnOnce() + Send + 'static,
+{
+    let shared = calling_runtime("go");
+    if let Err(e) = start(&shared, Box::new(f)) {
+        panic!("runtime: {e}");
+    }
+}
+
+/// Starts `f` as a new goroutine and returns a handle to join it.
+///
+/// # Panics
+/// As [`go`].
+pub fn spawn<F, T>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let shared = calling_runtime("spawn");
+    match spawn_on(&shared, f) {
+        Ok(h) => h,
+        Err(e) => panic!("runtime: {e}"),
+    }
+}
+
+fn calling_runtime(what: &str) -> Arc<Shared> {
+    let m = current_m();
+    // SAFETY: a non-null current M is this thread's live M; the reference is short-lived.
+    if m.is_null() || unsafe { (*m).curg.get().is_null() } {
+        panic!(
+            "runtime: {what} called outside a goroutine; start goroutines from a plain thread \
+             with Runtime::{what}"
+        );
+    }
+    // SAFETY: as above.
+    unsafe { (*m).shared.clone() }
+}
+
+pub(crate) fn spawn_on<F, T>(shared: &Arc<Shared>, f: F) -> Result<JoinHandle<T>, SpawnError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let inner = Arc::new(JoinInner {
+        done: AtomicBool::new(false),
+        result: Mutex::new(None),
+        waiter: Mutex::new(None),
+    });
+    let completer = inner.clone();
+    let id = start(
+        shared,
+        Box::new(move || {
+            let result = catch_unwind(AssertUnwindSafe(f));
+            completer.complete(result);
+        }),
+    )?;
+    Ok(JoinHandle { inner, id })
+}
+
+/// Creates a G for `entry` and makes it runnable: into the calling M's `runnext` when the
+/// caller runs on this runtime with a P (Go's choice: the child runs soon, on a warm cache),
+/// else onto the global queue. Returns the goroutine id.
+pub(crate) fn start(shared: &Arc<Shared>, entry: Entry) -> Result<u64, SpawnError> {
+    if shared.shutdown.load(Ordering::Acquire) {
+        return Err(SpawnError::Shutdown);
+    }
+    let m = current_m();
+    // SAFETY: a non-null current M is this thread's live M; no switch happens below.
+    let local = (!m.is_null()).then(|| unsafe { &*m }).filter(|m| {
+        m.has_p() && Arc::ptr_eq(&m.shared, shared)
+    });
+    let (g, id) = match local {
+        Some(m) => new_local(m, entry),
+        None => new_foreign(shared, entry),
+    };
+    match local {
+        Some(m) => {
+            if let Some(old) = m.p_ref().runq.put_next(g) {
+                m.push_back(old);
+            }
+        }
+        None => shared.global.push(g),
+    }
+    shared.wakep();
+    Ok(id)
+}
+
+/// A G from the P's free list (or a new one), with an id from the P's reserved batch.
+#[inline]
+fn new_local(m: &M, entry: Entry) -> (NonNull<G>, u64) {
+    let p = m.p_ref();
+    // SAFETY: we hold our P.
+    let owned = unsafe { p.owned() };
+    let g = owned.free_gs.pop().unwrap_or_else(|| refill_free_g(&m.shared));
+    if owned.goid_next == owned.goid_end {
+        owned.goid_next = m.shared.next_goid.fetch_add(GOID_BATCH, Ordering::Relaxed);
+        owned.goid_end = owned.goid_next + GOID_BATCH;
+    }
+    let id = owned.goid_next;
+    owned.goid_next += 1;
+    p.count_created();
+    (init(g, id, entry), id)
+}
+
+#[cold]
+fn refill_free_g(shared: &Shared) -> Arc<G> {
+    lock(&shared.free_gs).pop().unwrap_or_else(|| Arc::new(G::new()))
+}
+
+#[cold]
+fn new_foreign(shared: &Shared, entry: Entry) -> (NonNull<G>, u64) {
+    let g = refill_free_g(shared);
+    let id = shared.next_goid.fetch_add(1, Ordering::Relaxed);
+    shared.foreign_created.fetch_add(1, Ordering::Relaxed);
+    (init(g, id, entry), id)
+}
+
+/// Fills in a free G and turns it into a scheduling reference.
+#[inline]
+fn init(mut g: Arc<G>, id: u64, entry: Entry) -> NonNull<G> {
+    let gm = Arc::get_mut(&mut g).expect("runtime: a free G is still referenced");
+    *gm.id.get_mut() = id;
+    *gm.entry.get_mut() = Some(entry);
+    NonNull::new(Arc::into_raw(g).cast_mut()).expect("Arc::into_raw is never null")
+}
+
+/// Runs a goroutine's entry closure and its goroutine-local destructors, on its own stack.
+/// Anything but `goexit` escaping the closure is a fatal panic, as in Go.
+#[inline(never)]
+pub(crate) fn run_body(g: &G) {
+    // SAFETY: the running goroutine owns its cells.
+    let entry = unsafe { (*g.entry.get()).take() };
+    let entry = entry.expect("runtime: goroutine started without an entry");
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(entry)) {
+        if !payload.is::<Goexit>() {
+            fatal_panic(g.id(), &*payload);
+        }
+    }
+    // SAFETY: as above.
+    let locals = std::mem::take(unsafe { &mut *g.locals.get() });
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(locals))) {
+        fatal_panic(g.id(), &*payload);
+    }
+}
+
+/// Go's report of an unrecovered panic, then exit status 2.
+#[cold]
+fn fatal_panic(id: u64, payload: &(dyn Any + Send)) -> ! {
+    let msg = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("Box<dyn Any>");
+    eprintln!("panic: {msg}\n\ngoroutine {id} [running]:");
+    std::process::exit(2);
+}
+
+/// Shared between a spawned goroutine and its `JoinHandle`.
+struct JoinInner<T> {
+    /// Set (Release) after `result` is filled; read (Acquire) by `join`.
+    done: AtomicBool,
+    result: Mutex<Option<std::thread::Result<T>>>,
+    waiter: Mutex<Option<Waiter>>,
+}
+
+impl<T> JoinInner<T> {
+    fn complete(&self, result: std::thread::Result<T>) {
+        *lock(&self.result) = Some(result);
+        // Release: pairs with `join`'s Acquire load.
+        self.done.store(true, Ordering::Release);
+        let waiter = lock(&self.waiter).take();
+        if let Some(w) = waiter {
+            w.wake();
+        }
+    }
+}
+
+/// An owned permission to join a goroutine started with [`spawn`].
+pub struct JoinHandle<T> {
+    inner: Arc<JoinInner<T>>,
+    id: u64,
+}
+
+impl<T> std::fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinHandle").field("goroutine", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl<T> JoinHandle<T> {
+    /// The goroutine's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Whether the goroutine has finished.
+    pub fn is_finished(&self) -> bool {
+        self.inner.done.load(Ordering::Acquire)
+    }
+
+    /// Waits for the goroutine and returns its value, or the payload it panicked with (a
+    /// [`Goexit`] payload if it called [`goexit`](crate::goexit)). From a goroutine this parks
+    /// the goroutine; from a plain thread it parks the thread.
+    pub fn join(self) -> std::thread::Result<T> {
+        loop {
+            // Acquire: pairs with `complete`'s Release store.
+            if self.inner.done.load(Ordering::Acquire) {
+                return lock(&self.inner.result)
+                    .take()
+                    .expect("runtime: a joined goroutine left no result");
+            }
+            {
+                let mut w = lock(&self.inner.waiter);
+                if self.inner.done.load(Ordering::Acquire) {
+                    continue;
+                }
+                *w = Some(Waiter::current());
+            }
+            Waiter::park_current();
+        }
+    }
+}

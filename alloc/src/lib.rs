@@ -1,2 +1,119 @@
-//! gort-alloc: the collected heap (work in progress, see issue 3).
+//! gort-alloc: Go's size-class heap, rebuilt as a collected heap any collector can drive.
+//!
+//! # Layout
+//!
+//! Memory comes from the OS in *arenas* of 64 MiB, reserved (not committed) with
+//! `MAP_NORESERVE` and aligned to their size, so the arena holding an address is found by
+//! shifting the address right by 26 bits and indexing a flat table — one load, for any
+//! address at all (addresses beyond 48 bits, or in no arena, read a null entry). Each arena is
+//! cut into 8 KiB *pages*; each page's entry in the arena's span table points at the *span*
+//! (run of pages) that holds it. That is the whole of `find_object`: arena, page, span,
+//! then a multiply-shift division of the offset by the object size.
+//!
+//! A span holds objects of one *size class* — Go's 68 classes up to 32 KiB, with Go's page
+//! counts per span — or a single *large* object of whole pages. Spans of pointer-free
+//! (*noscan*) objects are kept apart from the others, so the unit of caching is the *span
+//! class* (size class × noscan). Noscan objects under 16 bytes are packed several to a 16 B
+//! *tiny block*; the block is what is allocated, marked, swept and found.
+//!
+//! # Allocation
+//!
+//! Each thread (each P under a scheduler) owns a [`Cache`] (Go's mcache) that holds one span
+//! per span class together with a 64-bit inverted copy of the span's alloc bits at the current
+//! position. The fast path is: look up the class, count trailing zeros, clear the lowest bit,
+//! multiply — no lock, no atomic read-modify-write. Zeroing is skipped when the span's pages
+//! came fresh from the OS (or back from `MADV_DONTNEED`); heap bits are written for objects
+//! with pointers; then the slot's alloc bit is *published* with a Release store (a plain load
+//! and store: the cache is the only writer of a span it holds). From claim to publication
+//! the cache's `busy` word is set (plain stores and compiler fences), so a signal handler that
+//! wants to suspend this thread for a stack scan can see it is mid-allocation and defer.
+//!
+//! When the cached word is exhausted the cache moves to the span's next word; when the span is
+//! full it goes back to its *mcentral* (per span class: partial and full lists, each swept and
+//! unswept) and the cache takes another: a swept partial span, else an unswept one it sweeps
+//! itself, else a fresh span from the page heap. Large objects go straight to the page heap.
+//! The page heap keeps, per arena, an in-use bitmap and a "clean" (known-zero) bitmap; search
+//! is first-fit with per-arena skip hints, bounded by 128 words per arena (see `pages.rs`).
+//!
+//! # Collection support
+//!
+//! The heap never calls a collector; a collector drives it:
+//!
+//! 1. [`Heap::start_mark`] (world stopped) finishes the previous sweep and turns on
+//!    *allocate-black* in every cache: objects allocated while marking are born marked, with
+//!    an atomic OR on the span's mark word. We chose per-object black allocation over
+//!    blackening whole spans because spans are shared across cycles and a wholesale-black span
+//!    would keep every free slot's predecessor alive for a cycle; the OR costs only during
+//!    marking, and the fast path tests one cache-local flag.
+//! 2. The collector marks with [`Heap::mark`] / [`Object::mark`] (atomic `fetch_or`), walking
+//!    each object's pointer words with [`Object::for_each_pointer_slot`] (the *heap bits*: one
+//!    bit per word of the arena, written at allocation from the object's [`Shape`], so small
+//!    objects need no header; an optional header word exists for layouts a bitmap cannot
+//!    describe). [`Heap::find_object`] resolves interior pointers and answers `None` for
+//!    anything not allocated and published — a stale word on a stack never leads a marker
+//!    into a free or half-built object.
+//! 3. [`Heap::finish_mark`] (world stopped) advances the *sweep generation* by two and makes
+//!    every cache release its spans. Mark bits now decide survival; each span is swept exactly
+//!    once this cycle, by whoever reaches it first — a refill, the proportional sweep that
+//!    runs before the page heap hands out pages, or [`Heap::sweep_one`] from a background
+//!    thread — through a compare-and-swap on the span's generation word (see `sweepgen.rs`).
+//!    Sweeping makes the mark bits the new alloc bits and clears the mark bits; an empty span
+//!    returns its pages to the page heap. A dead object whose [`Shape`] said it has drop glue
+//!    is not freed: it goes to the [`DropQueue`] given at construction, stays allocated, and
+//!    is freed by a later sweep after [`Heap::release_finalized`].
+//!
+//! # Invariants
+//!
+//! - A slot's alloc bit is set only by the cache holding its span (after zeroing and heap
+//!   bits, with Release) or by a sweep (which owns the span through its claim). `find_object`
+//!   acquires it, so whatever it returns was initialised.
+//! - A span is owned by at most one party at a time: a cache (generation `sg+3`, or `sg+1`
+//!   after a flip), a sweeper (`sg-1`), or an mcentral list (whose lock hands it out).
+//! - Span records and arenas are never deallocated before the heap, so any pointer read from
+//!   the arena index or a span table stays dereferenceable; all their shared fields are
+//!   atomics, so a racing reader sees stale values, never undefined behaviour.
+//! - Memory handed out is zero. Pages returned with `MADV_DONTNEED` (never `MADV_FREE`, which
+//!   can resurrect old bytes) are known clean and not zeroed again.
+//! - Statistics live in cache-local fields, counted at span granularity, and reach the
+//!   heap's atomics when a cache releases its spans; no shared counter is touched per object.
+//!
+//! # Alignment
+//!
+//! Every object is 8-byte aligned; objects of classes whose size is a multiple of 16 are
+//! 16-byte aligned (spans start on page boundaries and slots are size-spaced); tiny objects
+//! are aligned to the largest power of two up to 8 dividing their size; large objects to a
+//! page. Size 0 returns one shared address that must never be written.
+//!
+//! # Concurrency contract
+//!
+//! `Heap` is `Send + Sync` and cheap to clone. A `Cache` is used by one thread at a time.
+//! `start_mark`, `finish_mark` and `flush_caches` are `unsafe`: they touch every cache, so the
+//! caller must guarantee that no thread is inside a method of any cache of the heap (the
+//! collector's stop-the-world). Everything else is safe to call from any thread at any time.
 #![deny(unsafe_op_in_unsafe_fn)]
+
+mod arena;
+mod cache;
+mod central;
+mod error;
+mod heap;
+mod heapbits;
+mod loom;
+mod object;
+mod pages;
+mod shape;
+pub mod sizeclass;
+mod span;
+mod spanset;
+mod stats;
+mod sweep;
+mod sweepgen;
+
+pub use arena::{ARENA_BYTES, PAGES_PER_ARENA};
+pub use cache::Cache;
+pub use error::{AllocError, AllocErrorKind};
+pub use heap::{DropQueue, Heap, zero_size_addr};
+pub use object::{Object, SpanInfo};
+pub use shape::{Ptrs, Shape};
+pub use sizeclass::{MAX_SMALL_SIZE, PAGE_SIZE, TINY_SIZE};
+pub use stats::{BY_SIZE_ENTRIES, BySize, HeapStats};

@@ -1,0 +1,471 @@
+//! The allocation cache (Go's mcache): one span per span class, owned by one thread (or P),
+//! from which objects are handed out without locks or atomic read-modify-writes.
+//!
+//! A slot keeps a copy of one 64-bit word of its span's alloc bits, inverted (`1` = free and
+//! not yet handed out): allocation is count-trailing-zeros, clear-lowest-bit, multiply. The
+//! window from claiming a slot to publishing its alloc bit (zeroing, heap bits, the Release
+//! store) is bracketed by the cache's `busy` word — a plain store and a compiler fence each
+//! way — so that a suspend-signal handler on this thread can see it is inside an allocation
+//! and defer.
+
+use std::ptr::{self, NonNull};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, compiler_fence};
+
+use crate::error::AllocError;
+use crate::heap::{CachePtr, HeapInner, zero_size_addr};
+use crate::heapbits;
+use crate::shape::Shape;
+use crate::sizeclass::{
+    MAX_SMALL_SIZE, NUM_SPAN_CLASSES, PAGE_SIZE, TINY_CLASS, TINY_SIZE, class_size, size_to_class,
+    span_class,
+};
+use crate::span::Span;
+use crate::stats::CacheCounts;
+
+/// One cached span of one span class.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    /// Free, not yet handed out slots of alloc-bit word `word` (bit i = slot `word*64 + i`).
+    free: u64,
+    word: usize,
+    nwords: usize,
+    nelems: usize,
+    base: usize,
+    elemsize: usize,
+    /// Null when the slot holds no span.
+    span: *const Span,
+    /// The arena's heap-bit words, and the arena word index of the span's first word.
+    hb: *const AtomicU64,
+    hb_len: usize,
+    hb_start: usize,
+    needzero: bool,
+    noscan: bool,
+}
+
+const EMPTY_SLOT: Slot = Slot {
+    free: 0,
+    word: 0,
+    nwords: 0,
+    nelems: 0,
+    base: 0,
+    elemsize: 0,
+    span: ptr::null(),
+    hb: ptr::null(),
+    hb_len: 0,
+    hb_start: 0,
+    needzero: false,
+    noscan: true,
+};
+
+/// The cache proper, at a stable address (registered with the heap).
+#[derive(Debug)]
+pub(crate) struct CacheCore {
+    /// Nonzero while this cache is between claiming a slot and publishing it. Written only by
+    /// the owning thread (plain store + compiler fence); read by a signal handler on that
+    /// same thread through `Cache::busy_word`.
+    busy: AtomicU32,
+    /// Allocate black (a mark phase is on). Written with the world stopped.
+    black: bool,
+    /// The current tiny block and the offset of its first free byte.
+    tiny: usize,
+    tiny_off: usize,
+    counts: CacheCounts,
+    slots: [Slot; NUM_SPAN_CLASSES],
+}
+
+impl CacheCore {
+    pub(crate) fn set_black(&mut self, on: bool) {
+        self.black = on;
+        // A tiny block allocated before the phase change must not receive new objects: under
+        // marking they would be born in a white block.
+        self.tiny = 0;
+        self.tiny_off = 0;
+    }
+
+    /// Give every cached span back to mcentral and flush the counters into the heap.
+    pub(crate) fn release_all(&mut self, heap: &HeapInner) {
+        for spc in 0..NUM_SPAN_CLASSES {
+            self.release_slot(heap, spc);
+        }
+        self.tiny = 0;
+        self.tiny_off = 0;
+        heap.counters.flush(&mut self.counts);
+    }
+
+    fn release_slot(&mut self, heap: &HeapInner, spc: usize) {
+        let slot = self.slots[spc];
+        if slot.span.is_null() {
+            return;
+        }
+        // SAFETY: span records live as long as the heap, which `heap` borrows.
+        let s = unsafe { &*slot.span };
+        // Take back the slots counted at refill but never handed out.
+        let unused = slot.nelems - s.count_alloc();
+        self.counts.small_alloc[spc >> 1] -= unused as i64;
+        self.slots[spc] = EMPTY_SLOT;
+        heap.uncache_span(s);
+    }
+}
+
+/// A per-thread (or per-P) allocation cache of a [`crate::Heap`].
+///
+/// `Send` (a cache may move to another thread between uses) but not `Sync`: one thread
+/// allocates from it at a time. Dropping it returns its spans and flushes its counters.
+#[derive(Debug)]
+pub struct Cache {
+    core: NonNull<CacheCore>,
+    heap: Arc<HeapInner>,
+}
+
+// SAFETY: the core is owned by this `Cache`; the heap touches it only under the
+// stop-the-world contract (no thread inside a `Cache` method), so moving the owner to another
+// thread cannot create concurrent access.
+unsafe impl Send for Cache {}
+
+impl Cache {
+    pub(crate) fn new(heap: Arc<HeapInner>) -> Cache {
+        let core = Box::new(CacheCore {
+            busy: AtomicU32::new(0),
+            black: heap.marking.load(Ordering::Relaxed),
+            tiny: 0,
+            tiny_off: 0,
+            counts: CacheCounts::default(),
+            slots: [EMPTY_SLOT; NUM_SPAN_CLASSES],
+        });
+        let core = NonNull::from(Box::leak(core));
+        heap.register(CachePtr(core.as_ptr()));
+        Cache { core, heap }
+    }
+
+    /// The word a suspend-signal handler reads: nonzero while an allocation is between
+    /// claiming and publishing a slot.
+    pub fn busy_word(&self) -> &AtomicU32 {
+        // SAFETY: the core lives as long as `self`; `busy` is an atomic, shared reads are fine.
+        unsafe { &(*self.core.as_ptr()).busy }
+    }
+
+    /// Allocate `size` zeroed bytes with no GC pointers.
+    #[inline]
+    pub fn alloc_noscan(&mut self, size: usize) -> Result<NonNull<u8>, AllocError> {
+        self.alloc(size, Shape::NOSCAN)
+    }
+
+    /// Allocate a zeroed object of `size` bytes laid out as `shape` says.
+    ///
+    /// Alignment: a small object is aligned to the largest power of two dividing its class
+    /// size (so 8 bytes always, 16 for every class that is a multiple of 16); a tiny object
+    /// (noscan, under 16 bytes) to the largest power of two up to 8 dividing its size; a
+    /// large object to a page. With a header the payload starts 8 bytes in.
+    #[inline]
+    pub fn alloc(&mut self, size: usize, shape: Shape<'_>) -> Result<NonNull<u8>, AllocError> {
+        let total = if shape.header.is_some() {
+            size.saturating_add(8)
+        } else {
+            size
+        };
+        if total <= MAX_SMALL_SIZE {
+            if total == 0 {
+                return Ok(zero_size_addr());
+            }
+            let noscan = shape.is_noscan();
+            if noscan && total < TINY_SIZE && !shape.finalize {
+                return self.alloc_tiny(total);
+            }
+            let spc = span_class(size_to_class(total), noscan);
+            self.alloc_small(spc, &shape)
+        } else {
+            self.alloc_large(total, &shape)
+        }
+    }
+
+    #[inline(always)]
+    fn core(&mut self) -> &mut CacheCore {
+        // SAFETY: the core is owned by this `Cache` and `&mut self` excludes other users on
+        // this side; the heap only touches it when no thread is inside a `Cache` method.
+        unsafe { self.core.as_mut() }
+    }
+
+    #[inline(always)]
+    fn alloc_small(&mut self, spc: usize, shape: &Shape<'_>) -> Result<NonNull<u8>, AllocError> {
+        let heap: &HeapInner = &self.heap;
+        // SAFETY: see `core()`; borrowing the field alone leaves `heap` usable.
+        let core = unsafe { self.core.as_mut() };
+        core.busy.store(1, Ordering::Relaxed);
+        compiler_fence(Ordering::SeqCst);
+        let slot = &mut core.slots[spc];
+        if slot.free == 0 {
+            return self.alloc_small_slow(spc, shape);
+        }
+        let bit = slot.free.trailing_zeros() as usize;
+        slot.free &= slot.free - 1;
+        let slot = *slot;
+        let black = core.black;
+        let addr = slot.base + (slot.word * 64 + bit) * slot.elemsize;
+        Self::finish(heap, &slot, addr, bit, shape, black);
+        compiler_fence(Ordering::SeqCst);
+        core.busy.store(0, Ordering::Relaxed);
+        // `addr` lies inside a mapped arena, never 0.
+        Ok(NonNull::new(addr as *mut u8).expect("runtime: null heap address"))
+    }
+
+    /// Zero, write heap bits and special bits, allocate black, publish.
+    #[inline(always)]
+    fn finish(
+        heap: &HeapInner,
+        slot: &Slot,
+        addr: usize,
+        bit: usize,
+        shape: &Shape<'_>,
+        black: bool,
+    ) {
+        // SAFETY: span records live as long as the heap, which this cache keeps alive.
+        let s = unsafe { &*slot.span };
+        if slot.needzero {
+            // SAFETY: `addr..addr+elemsize` is a slot of a span this cache owns; the slot was
+            // free (its alloc bit clear), so no reference to it exists, and the arena is
+            // mapped read-write for the heap's lifetime.
+            unsafe { ptr::write_bytes(addr as *mut u8, 0, slot.elemsize) };
+        }
+        let idx = slot.word * 64 + bit;
+        if !slot.noscan {
+            // SAFETY: `hb`/`hb_len` describe the arena's heap-bit array, alive with the heap.
+            let hb = unsafe { std::slice::from_raw_parts(slot.hb, slot.hb_len) };
+            let nwords = slot.elemsize / 8;
+            let start = slot.hb_start + idx * nwords;
+            if start + nwords <= hb.len() {
+                heapbits::write(hb, start, 0, nwords, shape);
+            } else {
+                Self::write_huge_bits(heap, s, nwords, shape);
+            }
+        }
+        if !shape.is_plain() {
+            Self::finish_special(s, addr, idx, shape);
+        }
+        let m = 1u64 << bit;
+        if black {
+            // Allocate-black: an atomic OR, because markers set other bits of this word.
+            s.mark[slot.word].fetch_or(m, Ordering::Relaxed);
+        }
+        // Publish. We are the only writer of this span's alloc bits while we hold it, so a
+        // load and a store suffice; Release pairs with the Acquire in `find_object`, making
+        // the zeroing, header and heap bits above visible to whoever finds the object.
+        let w = &s.alloc[slot.word];
+        w.store(w.load(Ordering::Relaxed) | m, Ordering::Release);
+    }
+
+    /// Heap bits of an object larger than an arena: one run per arena it covers.
+    #[cold]
+    fn write_huge_bits(heap: &HeapInner, s: &Span, nwords: usize, shape: &Shape<'_>) {
+        let mut addr = s.start.load(Ordering::Relaxed);
+        let mut first = 0;
+        while first < nwords {
+            let arena_end = (addr | (crate::arena::ARENA_BYTES - 1)) + 1;
+            let n = ((arena_end - addr) / 8).min(nwords - first);
+            let base = addr & !(crate::arena::ARENA_BYTES - 1);
+            let hb = heap.arena_of(addr).heap_bits.words();
+            heapbits::write(hb, (addr - base) / 8, first, n, shape);
+            first += n;
+            addr += n * 8;
+        }
+    }
+
+    #[cold]
+    fn finish_special(s: &Span, addr: usize, idx: usize, shape: &Shape<'_>) {
+        let m = 1u64 << (idx % 64);
+        if let Some(h) = shape.header {
+            // SAFETY: `addr` is the start of a slot this cache owns and has not published;
+            // it is at least 16 bytes long and 8-aligned.
+            unsafe { ptr::write(addr as *mut usize, h) };
+            let w = &s.header[idx / 64];
+            w.store(w.load(Ordering::Relaxed) | m, Ordering::Relaxed);
+        }
+        if shape.finalize {
+            // fetch_or: `release_finalized` may clear other bits of this word concurrently.
+            s.finalize[idx / 64].fetch_or(m, Ordering::Relaxed);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn alloc_small_slow(
+        &mut self,
+        spc: usize,
+        shape: &Shape<'_>,
+    ) -> Result<NonNull<u8>, AllocError> {
+        let heap = self.heap.clone();
+        let core = self.core();
+        // Next word of the cached span with a free slot.
+        let slot = &mut core.slots[spc];
+        if !slot.span.is_null() {
+            // SAFETY: span records live as long as the heap.
+            let s = unsafe { &*slot.span };
+            while slot.word + 1 < slot.nwords {
+                slot.word += 1;
+                let free = !s.alloc[slot.word].load(Ordering::Relaxed)
+                    & valid_mask(slot.word, slot.nelems);
+                if free != 0 {
+                    slot.free = free;
+                    return self.alloc_small(spc, shape);
+                }
+            }
+            core.release_slot(&heap, spc);
+        }
+        let s = match heap.cache_span(spc) {
+            Ok(s) => s,
+            Err(e) => {
+                core.busy.store(0, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
+        core.load_slot(&heap, spc, s);
+        self.alloc_small(spc, shape)
+    }
+
+    #[cold]
+    fn alloc_tiny(&mut self, size: usize) -> Result<NonNull<u8>, AllocError> {
+        let core = self.core();
+        let align = if size & 7 == 0 {
+            8
+        } else if size & 3 == 0 {
+            4
+        } else if size & 1 == 0 {
+            2
+        } else {
+            1
+        };
+        let off = (core.tiny_off + align - 1) & !(align - 1);
+        if core.tiny != 0 && off + size <= TINY_SIZE {
+            core.tiny_off = off + size;
+            core.counts.tiny_allocs += 1;
+            // Inside a published, zeroed 16-byte block: nothing to claim or publish.
+            return Ok(
+                NonNull::new((core.tiny + off) as *mut u8).expect("runtime: null tiny block")
+            );
+        }
+        let block = self.alloc_small(span_class(TINY_CLASS, true), &Shape::NOSCAN)?;
+        let core = self.core();
+        // Keep whichever block has more room left.
+        if core.tiny == 0 || size < core.tiny_off {
+            core.tiny = block.as_ptr() as usize;
+            core.tiny_off = size;
+        }
+        Ok(block)
+    }
+
+    #[cold]
+    fn alloc_large(&mut self, size: usize, shape: &Shape<'_>) -> Result<NonNull<u8>, AllocError> {
+        if size > (1usize << (crate::arena::ADDR_BITS - 1)) {
+            return Err(AllocError::too_large(size));
+        }
+        let heap = self.heap.clone();
+        let npages = size.div_ceil(PAGE_SIZE);
+        let noscan = shape.is_noscan();
+        let spc = span_class(0, noscan);
+        let core = self.core();
+        core.busy.store(1, Ordering::Relaxed);
+        compiler_fence(Ordering::SeqCst);
+        let s = match heap.alloc_span(npages, spc, npages * PAGE_SIZE) {
+            Ok(s) => s,
+            Err(e) => {
+                core.busy.store(0, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
+        let base = s.start.load(Ordering::Relaxed);
+        let arena = heap.arena_of(base);
+        let hb = arena.heap_bits.words();
+        let slot = Slot {
+            free: 0,
+            word: 0,
+            nwords: 1,
+            nelems: 1,
+            base,
+            elemsize: npages * PAGE_SIZE,
+            span: s,
+            hb: hb.as_ptr(),
+            hb_len: hb.len(),
+            hb_start: (base - arena.base) / 8,
+            needzero: s.needzero.load(Ordering::Relaxed),
+            noscan,
+        };
+        Self::finish(&heap, &slot, base, 0, shape, core.black);
+        core.counts.large_alloc += 1;
+        core.counts.large_alloc_bytes += (npages * PAGE_SIZE) as u64;
+        compiler_fence(Ordering::SeqCst);
+        core.busy.store(0, Ordering::Relaxed);
+        heap.central[spc].push_swept(s, heap.sweepgen(), true);
+        Ok(NonNull::new(base as *mut u8).expect("runtime: null heap address"))
+    }
+
+    /// Give back every cached span and flush counters into the heap (so `Heap::stats` is
+    /// exact for this cache's allocations).
+    pub fn flush(&mut self) {
+        let heap = self.heap.clone();
+        self.core().release_all(&heap);
+    }
+}
+
+impl CacheCore {
+    fn load_slot(&mut self, heap: &HeapInner, spc: usize, s: &Span) {
+        let nelems = s.nelems.load(Ordering::Relaxed);
+        let base = s.start.load(Ordering::Relaxed);
+        let arena = heap.arena_of(base);
+        let hb = arena.heap_bits.words();
+        let nwords = nelems.div_ceil(64);
+        let mut word = 0;
+        let mut free = 0;
+        while word < nwords {
+            free = !s.alloc[word].load(Ordering::Relaxed) & valid_mask(word, nelems);
+            if free != 0 {
+                break;
+            }
+            word += 1;
+        }
+        debug_assert!(free != 0, "runtime: cached a span with no free slot");
+        let nalloc = s.count_alloc();
+        self.counts.small_alloc[spc >> 1] += (nelems - nalloc) as i64;
+        self.slots[spc] = Slot {
+            free,
+            word,
+            nwords,
+            nelems,
+            base,
+            elemsize: class_size(spc >> 1),
+            span: s,
+            hb: hb.as_ptr(),
+            hb_len: hb.len(),
+            hb_start: (base - arena.base) / 8,
+            needzero: s.needzero.load(Ordering::Relaxed),
+            noscan: spc & 1 == 1,
+        };
+    }
+}
+
+/// Bits of alloc-bit word `w` that name real slots (`< nelems`).
+#[inline]
+fn valid_mask(w: usize, nelems: usize) -> u64 {
+    let lo = w * 64;
+    if lo + 64 <= nelems {
+        u64::MAX
+    } else {
+        (1u64 << (nelems - lo)) - 1
+    }
+}
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        let heap = self.heap.clone();
+        let mut reg = heap
+            .caches
+            .lock()
+            .expect("runtime: cache registry poisoned");
+        self.core().release_all(&heap);
+        reg.retain(|c| c.0 != self.core.as_ptr());
+        drop(reg);
+        heap.counters.caches_live.fetch_sub(1, Ordering::Relaxed);
+        // SAFETY: the core came from `Box::leak` in `new`, is deregistered (so the heap will
+        // never touch it again) and nothing else points to it.
+        drop(unsafe { Box::from_raw(self.core.as_ptr()) });
+    }
+}

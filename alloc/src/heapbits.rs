@@ -1,0 +1,63 @@
+//! Heap bits: one bit per 8-byte word of an arena, set when the word holds a GC pointer.
+//!
+//! Written when an object is allocated, from its `Shape`, by the cache that owns the span
+//! (the only writer: a bitmap word covers 512 bytes, which never straddles two spans because
+//! spans are page-aligned), with a plain load and store; the Release store of the object's
+//! alloc bit publishes them, and readers (markers) load them after an Acquire of that bit.
+//! Bits of a freed object are left stale: nobody reads them until the slot is allocated again
+//! and rewritten. Noscan spans never have their bits written or read.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::shape::Shape;
+
+/// Write the pointer bits of object words `[first, first + nwords)`, which start at arena
+/// word `start`.
+///
+/// `hb` is the arena's heap-bit array; the caller owns the span holding the object.
+#[inline]
+pub(crate) fn write(
+    hb: &[AtomicU64],
+    start: usize,
+    first: usize,
+    nwords: usize,
+    shape: &Shape<'_>,
+) {
+    let mut i = 0;
+    while i < nwords {
+        let w = (start + i) / 64;
+        let b = (start + i) % 64;
+        let len = (64 - b).min(nwords - i);
+        let mask = if len == 64 {
+            u64::MAX
+        } else {
+            ((1u64 << len) - 1) << b
+        };
+        let src = shape.bits(first + i, len) << b;
+        let old = hb[w].load(Ordering::Relaxed);
+        hb[w].store((old & !mask) | (src & mask), Ordering::Relaxed);
+        i += len;
+    }
+}
+
+/// Call `f` with the word index (relative to `start`) of every pointer word of the object.
+pub(crate) fn for_each(hb: &[AtomicU64], start: usize, nwords: usize, mut f: impl FnMut(usize)) {
+    let mut i = 0;
+    while i < nwords {
+        let w = (start + i) / 64;
+        let b = (start + i) % 64;
+        let len = (64 - b).min(nwords - i);
+        let mask = if len == 64 {
+            u64::MAX
+        } else {
+            (1u64 << len) - 1
+        };
+        let mut bits = (hb[w].load(Ordering::Relaxed) >> b) & mask;
+        while bits != 0 {
+            let t = bits.trailing_zeros() as usize;
+            f(i + t);
+            bits &= bits - 1;
+        }
+        i += len;
+    }
+}

@@ -1,0 +1,161 @@
+//! Finding objects by address (interior pointers included) and marking them.
+
+use std::ptr::NonNull;
+use std::sync::atomic::Ordering;
+
+use crate::heap::{Heap, HeapInner};
+use crate::heapbits;
+use crate::span::{Span, test_bit};
+
+/// An allocated, published object of a heap, found by address.
+#[derive(Debug, Clone, Copy)]
+pub struct Object<'h> {
+    base: usize,
+    size: usize,
+    index: usize,
+    span: &'h Span,
+    heap: &'h HeapInner,
+}
+
+/// Facts about the span holding an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpanInfo {
+    /// First byte of the span.
+    pub base: usize,
+    /// Length in pages.
+    pub npages: usize,
+    /// Size class (0 for a large object).
+    pub size_class: usize,
+    /// Whether the span holds no pointers.
+    pub noscan: bool,
+    /// Object slots in the span.
+    pub nelems: usize,
+}
+
+impl<'h> Object<'h> {
+    /// The object's first byte (the header, when it has one).
+    pub fn base(&self) -> NonNull<u8> {
+        NonNull::new(self.base as *mut u8).expect("runtime: null heap object")
+    }
+
+    /// The object's first byte, as an address.
+    pub fn addr(&self) -> usize {
+        self.base
+    }
+
+    /// The slot size: the size class's size, or the pages of a large object.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The object's slot index in its span (the unit of marking).
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The span holding the object.
+    pub fn span(&self) -> SpanInfo {
+        let s = self.span;
+        SpanInfo {
+            base: s.start.load(Ordering::Relaxed),
+            npages: s.npages.load(Ordering::Relaxed),
+            size_class: (s.spc.load(Ordering::Relaxed) >> 1) as usize,
+            noscan: s.noscan(),
+            nelems: s.nelems.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether the object holds no pointers (never scanned).
+    pub fn is_noscan(&self) -> bool {
+        self.span.noscan()
+    }
+
+    /// Set the mark bit; true when this call marked it (it was white).
+    pub fn mark(&self) -> bool {
+        let m = 1u64 << (self.index % 64);
+        // Relaxed: marking only needs atomicity between markers; the sweep that reads the bits
+        // is ordered after marking by the stop-the-world `finish_mark`.
+        self.span.mark[self.index / 64].fetch_or(m, Ordering::Relaxed) & m == 0
+    }
+
+    /// Whether the mark bit is set.
+    pub fn is_marked(&self) -> bool {
+        self.span.mark[self.index / 64].load(Ordering::Relaxed) & (1 << (self.index % 64)) != 0
+    }
+
+    /// The header word written at allocation, when the object was allocated with one.
+    pub fn header(&self) -> Option<usize> {
+        if !test_bit(&self.span.header, self.index) {
+            return None;
+        }
+        // SAFETY: the header bit is set, so the allocating cache wrote the header word at
+        // `base` before the Release store of the alloc bit that `find_object` acquired (and
+        // the header bit's own store precedes it too); the word belongs to the allocator and
+        // is never written again while the object lives. It is 8-aligned and mapped.
+        Some(unsafe { std::ptr::read(self.base as *const usize) })
+    }
+
+    /// Call `f` with the address of every word of the object that holds a pointer, as the
+    /// heap bits written at allocation say. Noscan objects have none.
+    pub fn for_each_pointer_slot(&self, mut f: impl FnMut(usize)) {
+        if self.span.noscan() {
+            return;
+        }
+        let nwords = self.size / 8;
+        let mut addr = self.base;
+        let mut done = 0;
+        while done < nwords {
+            let arena = self.heap.arena_of(addr);
+            let arena_end = arena.base + crate::arena::ARENA_BYTES;
+            let n = ((arena_end - addr) / 8).min(nwords - done);
+            let start = (addr - arena.base) / 8;
+            let base = addr;
+            heapbits::for_each(arena.heap_bits.words(), start, n, |w| f(base + w * 8));
+            done += n;
+            addr += n * 8;
+        }
+    }
+}
+
+impl HeapInner {
+    /// See [`Heap::find_object`].
+    #[inline]
+    pub(crate) fn find_object(&self, addr: usize) -> Option<Object<'_>> {
+        let (s, _) = self.span_of(addr)?;
+        let start = s.start.load(Ordering::Relaxed);
+        let i = s.index_of(addr - start);
+        if i >= s.nelems.load(Ordering::Relaxed) || !test_bit(&s.alloc, i) {
+            return None;
+        }
+        let size = s.elemsize.load(Ordering::Relaxed);
+        Some(Object {
+            base: start + i * size,
+            size,
+            index: i,
+            span: s,
+            heap: self,
+        })
+    }
+}
+
+impl Heap {
+    /// The object containing `addr` (any interior address), if `addr` lies in an object that
+    /// is allocated and published. `None` for free slots, slots a cache has claimed but not
+    /// yet published, span tails, free pages, and any address outside the heap — never a
+    /// crash, whatever the address.
+    #[inline]
+    pub fn find_object(&self, addr: usize) -> Option<Object<'_>> {
+        self.inner.find_object(addr)
+    }
+
+    /// Mark the object containing `addr`; true when this call marked it. False when there is
+    /// no such object or it was already marked.
+    pub fn mark(&self, addr: usize) -> bool {
+        self.find_object(addr).is_some_and(|o| o.mark())
+    }
+
+    /// Whether the object containing `addr` is marked (false when there is none).
+    pub fn is_marked(&self, addr: usize) -> bool {
+        self.find_object(addr).is_some_and(|o| o.is_marked())
+    }
+}

@@ -1,0 +1,348 @@
+//! Behaviour of the heap through its public API: allocation, lookup, mark, sweep, drop queue,
+//! scavenging, statistics, bad input.
+#![cfg(not(loom))]
+
+use std::ptr::NonNull;
+use std::sync::{Arc, Mutex};
+
+use gort_alloc::{AllocErrorKind, DropQueue, Heap, PAGE_SIZE, Shape, sizeclass};
+
+fn collect(heap: &Heap, live: &[usize]) {
+    // SAFETY: single-threaded test: no cache method runs during these calls.
+    unsafe { heap.start_mark() };
+    for &a in live {
+        heap.mark(a);
+    }
+    // SAFETY: as above.
+    unsafe { heap.finish_mark() };
+    heap.sweep_all();
+}
+
+#[test]
+fn every_class_allocates_zeroed_aligned_findable_objects() {
+    let heap = Heap::new().unwrap();
+    let mut c = heap.cache();
+    for class in 1..sizeclass::NUM_SIZE_CLASSES {
+        let size = sizeclass::class_size(class);
+        for noscan in [true, false] {
+            let shape = if noscan {
+                Shape::NOSCAN
+            } else {
+                Shape::ALL_POINTERS
+            };
+            let p = c.alloc(size, shape).unwrap();
+            let a = p.as_ptr() as usize;
+            assert_eq!(a % 8, 0);
+            if size.is_multiple_of(16) {
+                assert_eq!(a % 16, 0, "class {class}");
+            }
+            // SAFETY: `size` bytes were just allocated for us.
+            let bytes = unsafe { std::slice::from_raw_parts_mut(p.as_ptr(), size) };
+            assert!(bytes.iter().all(|&b| b == 0));
+            bytes.fill(0xAB);
+            let o = heap
+                .find_object(a + size - 1)
+                .expect("interior pointer resolves");
+            assert_eq!(o.addr(), a);
+            // Noscan objects under 16 bytes live in 16-byte tiny blocks.
+            assert_eq!(o.size(), if noscan && size < 16 { 16 } else { size });
+            assert_eq!(o.is_noscan(), noscan);
+            let mut slots = 0;
+            o.for_each_pointer_slot(|_| slots += 1);
+            assert_eq!(slots, if noscan { 0 } else { size / 8 });
+        }
+    }
+}
+
+#[test]
+fn reused_memory_comes_back_zeroed() {
+    let heap = Heap::new().unwrap();
+    let mut c = heap.cache();
+    let mut ptrs = Vec::new();
+    for _ in 0..2000 {
+        let p = c.alloc_noscan(48).unwrap();
+        // SAFETY: 48 bytes were allocated for us.
+        unsafe { std::ptr::write_bytes(p.as_ptr(), 0xFF, 48) };
+        ptrs.push(p.as_ptr() as usize);
+    }
+    drop(c);
+    collect(&heap, &[]);
+    let mut c = heap.cache();
+    let mut reused = 0;
+    for _ in 0..2000 {
+        let p = c.alloc_noscan(48).unwrap();
+        // SAFETY: 48 bytes were allocated for us.
+        let b = unsafe { std::slice::from_raw_parts(p.as_ptr(), 48) };
+        assert!(b.iter().all(|&x| x == 0));
+        reused += ptrs.contains(&(p.as_ptr() as usize)) as usize;
+    }
+    assert!(reused > 0, "freed slots are reused");
+}
+
+#[test]
+fn marked_objects_survive_and_unmarked_are_freed() {
+    let heap = Heap::new().unwrap();
+    let mut c = heap.cache();
+    let keep = c.alloc_noscan(64).unwrap().as_ptr() as usize;
+    let lose = c.alloc_noscan(64).unwrap().as_ptr() as usize;
+    let big = c.alloc_noscan(100_000).unwrap().as_ptr() as usize;
+    // SAFETY: 64 bytes at `keep` are ours.
+    unsafe { (keep as *mut u64).write(42) };
+    assert!(heap.find_object(lose).is_some());
+    c.flush();
+    collect(&heap, &[keep]);
+    assert!(heap.find_object(keep).is_some());
+    assert!(heap.find_object(lose).is_none());
+    assert!(heap.find_object(big).is_none());
+    // SAFETY: `keep` survived.
+    assert_eq!(unsafe { (keep as *const u64).read() }, 42);
+    let s = heap.stats();
+    assert_eq!(s.heap_objects, 1);
+    assert_eq!(s.heap_alloc, 64);
+}
+
+#[test]
+fn allocate_black_during_mark() {
+    let heap = Heap::new().unwrap();
+    let mut c = heap.cache();
+    // SAFETY: single-threaded: no cache method runs during the call.
+    unsafe { heap.start_mark() };
+    let a = c.alloc_noscan(32).unwrap().as_ptr() as usize;
+    let t = c.alloc_noscan(3).unwrap().as_ptr() as usize;
+    assert!(heap.is_marked(a));
+    assert!(heap.is_marked(t));
+    // SAFETY: as above.
+    unsafe { heap.finish_mark() };
+    heap.sweep_all();
+    assert!(heap.find_object(a).is_some());
+    assert!(!heap.is_marked(a), "mark bits are cleared by sweep");
+}
+
+#[test]
+fn tiny_objects_share_a_block() {
+    let heap = Heap::new().unwrap();
+    let mut c = heap.cache();
+    let a = c.alloc_noscan(4).unwrap().as_ptr() as usize;
+    let b = c.alloc_noscan(4).unwrap().as_ptr() as usize;
+    let d = c.alloc_noscan(8).unwrap().as_ptr() as usize;
+    assert_eq!(b, a + 4);
+    assert_eq!(d, a + 8);
+    assert_eq!(heap.find_object(b).unwrap().addr(), a);
+    assert_eq!(heap.find_object(d).unwrap().size(), 16);
+}
+
+#[test]
+fn zero_size_and_bad_sizes() {
+    let heap = Heap::new().unwrap();
+    let mut c = heap.cache();
+    let z1 = c.alloc_noscan(0).unwrap();
+    let z2 = c.alloc(0, Shape::ALL_POINTERS).unwrap();
+    assert_eq!(z1, z2);
+    assert!(heap.find_object(z1.as_ptr() as usize).is_none());
+    let e = c.alloc_noscan(usize::MAX).unwrap_err();
+    assert_eq!(e.kind(), AllocErrorKind::TooLarge);
+    let e = c.alloc_noscan(1 << 50).unwrap_err();
+    assert_eq!(e.kind(), AllocErrorKind::TooLarge);
+    assert!(e.to_string().contains("cannot allocate"));
+    // The cache still works after failures.
+    assert!(c.alloc_noscan(8).is_ok());
+}
+
+#[test]
+fn find_object_never_crashes() {
+    let heap = Heap::new().unwrap();
+    let mut c = heap.cache();
+    let p = c.alloc_noscan(1024).unwrap().as_ptr() as usize;
+    for a in [
+        0,
+        1,
+        8,
+        4096,
+        usize::MAX,
+        usize::MAX - 7,
+        1 << 47,
+        1 << 48,
+        (1 << 48) - 1,
+        &c as *const _ as usize,
+    ] {
+        assert!(heap.find_object(a).is_none(), "{a:#x}");
+    }
+    let span_base = p & !(PAGE_SIZE - 1);
+    for off in (0..PAGE_SIZE).step_by(8) {
+        let a = span_base + off;
+        if let Some(o) = heap.find_object(a) {
+            assert_eq!(o.addr(), p);
+        }
+    }
+    // Addresses in the arena but in free pages.
+    assert!(heap.find_object(p + 10 * PAGE_SIZE).is_none());
+}
+
+#[test]
+fn huge_objects_span_arenas() {
+    let heap = Heap::new().unwrap();
+    let mut c = heap.cache();
+    let size = gort_alloc::ARENA_BYTES + 3 * PAGE_SIZE;
+    let p = c.alloc(size, Shape::ALL_POINTERS).unwrap().as_ptr() as usize;
+    let o = heap.find_object(p + size - 8).unwrap();
+    assert_eq!(o.addr(), p);
+    let mut n = 0;
+    o.for_each_pointer_slot(|_| n += 1);
+    assert_eq!(n, o.size() / 8);
+    drop(c);
+    collect(&heap, &[]);
+    assert!(heap.find_object(p).is_none());
+    let s = heap.stats();
+    assert_eq!(s.heap_inuse, 0);
+}
+
+#[test]
+fn heap_bits_follow_the_shape() {
+    let heap = Heap::new().unwrap();
+    let mut c = heap.cache();
+    let bm = [0b1010_0001u64];
+    let p = c.alloc(64, Shape::pointers(&bm)).unwrap().as_ptr() as usize;
+    let mut words = Vec::new();
+    heap.find_object(p)
+        .unwrap()
+        .for_each_pointer_slot(|a| words.push((a - p) / 8));
+    assert_eq!(words, vec![0, 5, 7]);
+    let h = c
+        .alloc(
+            16,
+            Shape {
+                header: Some(0xDEAD),
+                ..Shape::pointers(&[0b1])
+            },
+        )
+        .unwrap()
+        .as_ptr() as usize;
+    let o = heap.find_object(h).unwrap();
+    assert_eq!(o.header(), Some(0xDEAD));
+    let mut words = Vec::new();
+    o.for_each_pointer_slot(|a| words.push((a - h) / 8));
+    assert_eq!(words, vec![1]);
+    assert_eq!(heap.find_object(p).unwrap().header(), None);
+}
+
+#[derive(Default)]
+struct Queue(Mutex<Vec<usize>>);
+
+impl DropQueue for Queue {
+    fn push(&self, obj: NonNull<u8>, _size: usize) {
+        self.0.lock().unwrap().push(obj.as_ptr() as usize);
+    }
+}
+
+#[test]
+fn objects_with_drop_glue_are_queued_then_freed_after_release() {
+    let q = Arc::new(Queue::default());
+    let heap = Heap::with_drop_queue(q.clone()).unwrap();
+    let mut c = heap.cache();
+    let fin = Shape {
+        finalize: true,
+        ..Shape::NOSCAN
+    };
+    let a = c.alloc(24, fin).unwrap().as_ptr() as usize;
+    let b = c.alloc(24, Shape::NOSCAN).unwrap().as_ptr() as usize;
+    let keep = c.alloc(24, Shape::NOSCAN).unwrap().as_ptr() as usize;
+    drop(c);
+    collect(&heap, &[keep]);
+    assert_eq!(*q.0.lock().unwrap(), vec![a]);
+    assert!(
+        heap.find_object(a).is_some(),
+        "queued object stays allocated"
+    );
+    assert!(heap.find_object(b).is_none());
+    collect(&heap, &[keep]);
+    assert_eq!(q.0.lock().unwrap().len(), 1, "queued once");
+    assert!(heap.find_object(a).is_some(), "kept until released");
+    assert!(heap.release_finalized(NonNull::new(a as *mut u8).unwrap()));
+    collect(&heap, &[keep]);
+    assert!(
+        heap.find_object(a).is_none(),
+        "freed by the sweep after release"
+    );
+}
+
+#[test]
+fn release_free_pages_and_retained_target() {
+    let heap = Heap::new().unwrap();
+    let mut c = heap.cache();
+    for _ in 0..200 {
+        c.alloc_noscan(40_000).unwrap();
+    }
+    drop(c);
+    collect(&heap, &[]);
+    let s = heap.stats();
+    assert!(s.heap_idle > s.heap_released);
+    let released = heap.release_free_pages();
+    assert!(released > 0);
+    let s = heap.stats();
+    assert_eq!(s.heap_idle, s.heap_released);
+    // A target: allocate, free, and the heap returns pages down to it.
+    let mut c = heap.cache();
+    for _ in 0..200 {
+        c.alloc_noscan(40_000).unwrap();
+    }
+    drop(c);
+    heap.set_retained_target(2 << 20);
+    collect(&heap, &[]);
+    let s = heap.stats();
+    assert!(s.heap_sys - s.heap_released <= (3 << 20), "{s:?}");
+}
+
+#[test]
+fn stats_identities_and_by_size() {
+    let heap = Heap::new().unwrap();
+    let mut c = heap.cache();
+    for i in 0..1000 {
+        c.alloc_noscan(8 + (i % 300)).unwrap();
+    }
+    c.alloc_noscan(5).unwrap();
+    c.alloc_noscan(5).unwrap();
+    c.flush();
+    let s = heap.stats();
+    assert_eq!(s.mallocs, 1002);
+    assert_eq!(s.heap_objects, s.mallocs - s.frees);
+    assert_eq!(s.heap_sys, s.heap_inuse + s.heap_idle);
+    assert!(s.heap_released <= s.heap_idle);
+    assert_eq!(s.by_size.len(), 61);
+    assert_eq!(s.by_size[1].size, 8);
+    assert_eq!(s.by_size[1].mallocs, 0, "8-byte noscan objects are tiny");
+    assert!(s.by_size[2].mallocs > 0);
+    let small: u64 = s.by_size.iter().map(|b| b.mallocs).sum();
+    assert!(
+        small < s.mallocs,
+        "tiny allocations packed into blocks count only in the totals"
+    );
+    assert!(s.mcache_inuse > 0 && s.mspan_inuse > 0);
+}
+
+#[test]
+fn caches_on_many_threads() {
+    let heap = Heap::new().unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let heap = heap.clone();
+            std::thread::spawn(move || {
+                let mut c = heap.cache();
+                let mut v = Vec::new();
+                for i in 0..20_000usize {
+                    let size = 8 + (i * 7 + t) % 2000;
+                    let p = c.alloc_noscan(size).unwrap();
+                    // SAFETY: `size` ≥ 8 bytes are ours.
+                    unsafe { (p.as_ptr() as *mut usize).write(i) };
+                    v.push((p.as_ptr() as usize, i));
+                }
+                for (p, i) in v {
+                    // SAFETY: nothing was freed: no collection ran.
+                    assert_eq!(unsafe { (p as *const usize).read() }, i);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}

@@ -1,2 +1,94 @@
-//! gort-netpoll: the netpoller (work in progress, see issue 4).
+//! gort-netpoll: Go's netpoller for Rust — epoll / kqueue, poll descriptors, deadlines and
+//! wake-ups, with an abstract waiter so goroutines and plain threads can both park on it.
+//!
+//! # The shape of it
+//!
+//! A [`Poller`] owns one kernel readiness object (an epoll instance on Linux, a kqueue on
+//! macOS and FreeBSD; one file per mechanism under `sys/`, both exporting the same names) and
+//! a table of *poll descriptors*. [`Poller::open`] registers an fd exactly once, for both
+//! directions, edge-triggered (`EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET`, or `EV_CLEAR`), so
+//! the kernel is never asked again while the fd lives: readiness is remembered in the
+//! descriptor instead. Each descriptor holds
+//!
+//! - a read and a write **binary semaphore** (`sema.rs`): one word that is *empty*, *ready*
+//!   (the kernel said so and nobody consumed it), *reserved* (a waiter is on its way to park)
+//!   or the parked **waiter** itself;
+//! - an **info word**: a sequence number (high half) and the *closing*, *read expired* and
+//!   *write expired* bits, which waiters read without a lock.
+//!
+//! A waiter ([`Poller::wait`]) first consumes *ready* if it is there: the common case of a
+//! busy connection costs one compare-exchange. Otherwise it reserves the semaphore, re-checks
+//! the info word, and hands a [`Commit`] to its `park` closure, which publishes a waiter
+//! ([`Waiter`]: any word-sized token with `wake`) and blocks. The split between reserve and
+//! commit is Go's `pdWait`: a goroutine can only be published once it has switched off its
+//! stack, so the facade commits inside its park callback; a thread ([`ThreadWaiter`]) commits
+//! and then parks, its parker remembering a wake that comes first.
+//!
+//! An *unblocker* — the poller on an event, an expired deadline, a close — replaces the
+//! waiter by *ready* or *empty* with one read-modify-write and so owns it: it is woken exactly
+//! once. If the unblocker runs between reserve and commit, the commit's compare-exchange fails
+//! and the waiter does not park. Those two facts are the whole protocol; the loom model in
+//! `sema.rs` checks it against ready, close and deadline racing a waiter.
+//!
+//! Errors are flags set *before* the semaphore is touched: close (and [`Poller::evict`]) sets
+//! *closing*, a deadline sets its direction's *expired* bit, each followed by a SeqCst fence
+//! and an unblock without readiness. The waiter, symmetrically, reserves, fences and reads the
+//! flags. Either the unblocker sees the reservation or the waiter sees the flag (the
+//! store-buffer pattern, written with fences because loom models fences but not SeqCst
+//! accesses). A woken waiter that finds no readiness re-reads the flags and reports EBADF for
+//! a closed descriptor or `io::ErrorKind::TimedOut` for an expired deadline.
+//!
+//! # Deadlines
+//!
+//! Each direction may carry one deadline, kept in an indexed min-heap (`deadline.rs`) keyed by
+//! descriptor and direction, so moving a deadline re-sifts one entry. A deadline at or before
+//! now expires at once (the setter wakes the waiter itself); a new earliest deadline wakes a
+//! poll sleeping past it. `poll(timeout)` shortens its timeout to the earliest deadline and
+//! expires what is due after each kernel wait.
+//!
+//! # Stale events and recycling
+//!
+//! Descriptors live in fixed chunks that never move and are recycled through a free list, so a
+//! kernel event carries `index << 32 | seq` rather than a pointer. Two things stop a stale
+//! event from waking a descriptor's next owner: an event whose sequence number differs from
+//! the descriptor's is dropped, and a descriptor closed while a poll round was in flight (the
+//! round counter is odd from before the kernel wait until dispatch ends) stays in limbo until
+//! that round has finished (`table.rs`).
+//!
+//! # The scheduler's idle hook
+//!
+//! [`Poller::poll`]`(timeout)`, [`Poller::wake`] and [`Poller::has_waiters`] have the names and
+//! meaning of the scheduler's idle hook: `poll(Some(ZERO))` is the non-blocking check before
+//! stealing, `poll(until the next timer)` is the idle M's sleep (shortened to the earliest
+//! deadline here), `wake` interrupts it (an eventfd or EVFILT_USER; concurrent wakes collapse
+//! into one syscall), and `has_waiters` counts parked waiters for the deadlock detector. This
+//! crate depends on no other gort crate: the facade adapts these inherent methods to the
+//! scheduler's trait and uses [`Poller::poll_with`] to queue the goroutines made ready.
+//!
+//! Standalone, a [`Driver`] runs that loop on a thread of its own and [`Source`] offers
+//! blocking-style reads and writes on non-blocking fds.
+//!
+//! # Costs
+//!
+//! A poll round allocates nothing: the event buffer and the expired-waiter scratch vector are
+//! reused, the heap and table grow only when fds are opened or deadlines set. One thread polls
+//! at a time (a non-blocking poll while another is in progress returns at once).
+
 #![deny(unsafe_op_in_unsafe_fn)]
+
+mod deadline;
+mod desc;
+mod driver;
+mod loom;
+mod poller;
+mod registration;
+mod sema;
+mod sys;
+mod table;
+mod waiter;
+
+pub use desc::Direction;
+pub use driver::{Driver, Source};
+pub use poller::{Commit, Poller};
+pub use registration::Registration;
+pub use waiter::{ThreadWaiter, Waiter};

@@ -1,0 +1,465 @@
+//! The poller: kernel backend + descriptor table + deadline heap, and the operations the
+//! scheduler's idle hook and the waiters use.
+
+use crate::deadline::DeadlineHeap;
+use crate::desc::{CLOSING, Direction, PollDesc, WaitError, info_seq};
+use crate::loom::{AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::registration::Registration;
+use crate::sys::{Backend, Events, WAKE_TOKEN};
+use crate::table::Table;
+use crate::waiter::Waiter;
+use std::io;
+use std::marker::PhantomData;
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
+
+/// Hands out poller ids, so a registration from one poller is refused by another.
+static NEXT_POLLER_ID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
+/// "No blocking poll in progress" in `Poller::sleep_until`.
+const NOT_SLEEPING: u64 = 0;
+/// "Blocking poll without timeout" in `Poller::sleep_until`.
+const FOREVER: u64 = u64::MAX;
+
+/// A netpoller: register fds, wait for readiness with deadlines, poll and wake.
+///
+/// `W` is the kind of waiter parked on descriptors ([`crate::ThreadWaiter`] standalone, a
+/// goroutine under the facade). Every method takes `&self`; share it with an `Arc`.
+pub struct Poller<W: Waiter> {
+    id: u32,
+    backend: Backend,
+    table: Table,
+    /// The instant deadline nanoseconds count from.
+    base: Instant,
+    /// Deadlines of all descriptors, keyed `index * 2 + direction`.
+    timers: Mutex<DeadlineHeap>,
+    /// The event buffer and scratch space of the one thread polling at a time.
+    state: Mutex<PollState>,
+    /// Poll rounds: odd while a round is between starting its kernel wait and finishing its
+    /// dispatch. Incremented only under `state`'s lock (SeqCst); read by `close` with an RMW
+    /// (so a round that starts later is ordered after the deregistration) and by `open`.
+    round: AtomicU64,
+    /// Waiters committed and not yet taken by an unblocker: incremented by `Commit` before
+    /// publishing, decremented by whoever takes the waiter. Relaxed: a count for
+    /// `has_waiters`, which is a hint by nature.
+    waiters: AtomicUsize,
+    /// A wake-up is pending in the kernel object: set by `wake` (AcqRel swap, so concurrent
+    /// wakes make one syscall), cleared by the poll that consumes it.
+    wake_pending: AtomicBool,
+    /// When the blocking poll in progress will time out (nanoseconds from `base`), or
+    /// NOT_SLEEPING / FOREVER. Written by the poller and read by `set_deadline`, both under
+    /// `timers`' lock, so a new earliest deadline either is seen by the poll or wakes it.
+    sleep_until: AtomicU64,
+    _waiter: PhantomData<fn(W) -> W>,
+}
+
+/// Scratch space of the polling thread, reused every round (no allocation in steady state).
+#[derive(Debug)]
+struct PollState {
+    events: Events,
+    expired: Vec<usize>,
+}
+
+impl<W: Waiter> std::fmt::Debug for Poller<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Poller")
+            .field("id", &self.id)
+            .field("waiters", &self.waiters.load(Ordering::Relaxed))
+            .field("round", &self.round.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+fn ebadf() -> io::Error {
+    io::Error::from_raw_os_error(libc::EBADF)
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "i/o deadline exceeded; set a later deadline (or none) before waiting again",
+    )
+}
+
+/// The right to publish one waiter on a reserved semaphore, handed to the `park` closure of
+/// [`Poller::wait`].
+#[derive(Debug)]
+pub struct Commit<'a, W: Waiter> {
+    sema: &'a crate::sema::Sema,
+    waiters: &'a AtomicUsize,
+    _waiter: PhantomData<fn(W) -> W>,
+}
+
+impl<W: Waiter> Commit<'_, W> {
+    /// Publish `waiter`. `Ok`: it will be woken exactly once, and the caller must now block
+    /// until then. `Err` gives the waiter back: an event, a deadline or a close got there
+    /// first, so the caller must not block.
+    #[inline]
+    pub fn commit(&self, waiter: W) -> Result<(), W> {
+        let raw = waiter.into_raw();
+        assert!(
+            raw > crate::sema::RESERVED,
+            "runtime: Waiter::into_raw returned a reserved value"
+        );
+        self.waiters.fetch_add(1, Ordering::Relaxed);
+        if self.sema.commit(raw) {
+            Ok(())
+        } else {
+            self.waiters.fetch_sub(1, Ordering::Relaxed);
+            // SAFETY: `raw` came from `into_raw` just above and was not published (the
+            // compare-exchange failed), so this is its one conversion back.
+            Err(unsafe { W::from_raw(raw) })
+        }
+    }
+}
+
+impl<W: Waiter> Poller<W> {
+    /// Create a poller: the kernel object and its wake-up channel (`init`). Fails with the
+    /// kernel's error, e.g. EMFILE when the process is out of descriptors.
+    pub fn new() -> io::Result<Self> {
+        Ok(Poller {
+            id: NEXT_POLLER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            backend: Backend::new()?,
+            table: Table::new(),
+            base: Instant::now(),
+            timers: Mutex::new(DeadlineHeap::default()),
+            state: Mutex::new(PollState {
+                events: Events::new(),
+                expired: Vec::new(),
+            }),
+            round: AtomicU64::new(0),
+            waiters: AtomicUsize::new(0),
+            wake_pending: AtomicBool::new(false),
+            sleep_until: AtomicU64::new(NOT_SLEEPING),
+            _waiter: PhantomData,
+        })
+    }
+
+    /// Register `fd` (which the caller should have made non-blocking) for both directions,
+    /// edge-triggered, once. Errors: EBADF for a negative or closed fd, EEXIST when it is
+    /// already registered with this poller.
+    pub fn open(&self, fd: RawFd) -> io::Result<Registration> {
+        if fd < 0 {
+            return Err(ebadf());
+        }
+        let (index, desc) = self.table.alloc(self.round.load(Ordering::Acquire))?;
+        let old = desc.info();
+        let seq = info_seq(old).wrapping_add(1);
+        // The descriptor is ours alone: closed, out of limbo, and no handle names it.
+        let r = desc.read.reset();
+        let w = desc.write.reset();
+        assert!(
+            r <= crate::sema::READY && w <= crate::sema::READY,
+            "runtime: recycled poll descriptor still has a waiter"
+        );
+        desc.fd.store(fd, Ordering::Relaxed);
+        // Release: publishes the reset semaphores and fd with the new sequence number.
+        desc.info.store((seq as u64) << 32, Ordering::Release);
+        {
+            let mut t = self.timers.lock().unwrap_or_else(|e| e.into_inner());
+            t.reserve_key(index * 2 + 1);
+        }
+        let reg = Registration {
+            poller: self.id,
+            index,
+            seq,
+            fd,
+        };
+        if let Err(e) = self.backend.open(fd, reg.token()) {
+            desc.info.fetch_or(CLOSING, Ordering::SeqCst);
+            // Never registered: no event can name it, free it at once.
+            self.table.release(index, 0);
+            return Err(e);
+        }
+        Ok(reg)
+    }
+
+    /// The descriptor `reg` names, if `reg` is current.
+    #[inline]
+    fn desc(&self, reg: &Registration) -> io::Result<&PollDesc> {
+        if reg.poller != self.id {
+            return Err(ebadf());
+        }
+        let desc = self.table.get(reg.index).ok_or_else(ebadf)?;
+        if info_seq(desc.info()) != reg.seq {
+            return Err(ebadf());
+        }
+        Ok(desc)
+    }
+
+    /// Wait until `reg` is ready in `dir`, its deadline passes (`ErrorKind::TimedOut`) or it
+    /// is closed or evicted (EBADF).
+    ///
+    /// Pending readiness is consumed without parking. Otherwise the semaphore is reserved and
+    /// `park` is called with a [`Commit`]: it must publish a waiter with `commit` and, if that
+    /// succeeds, block until the waiter is woken (or simply return if the commit fails). One
+    /// waiter per direction at a time; a second concurrent one panics.
+    pub fn wait(
+        &self,
+        reg: &Registration,
+        dir: Direction,
+        mut park: impl FnMut(Commit<'_, W>),
+    ) -> io::Result<()> {
+        let desc = self.desc(reg)?;
+        let waiters = &self.waiters;
+        desc.wait(reg.seq, dir, |sema| {
+            park(Commit {
+                sema,
+                waiters,
+                _waiter: PhantomData,
+            })
+        })
+        .map_err(|e| match e {
+            WaitError::Closed => ebadf(),
+            WaitError::TimedOut => timed_out(),
+        })
+    }
+
+    /// Set (`Some`) or clear (`None`) the deadline of one direction. A deadline at or before
+    /// now fails the current and future waits at once with `TimedOut`; a later one
+    /// reschedules; clearing lets waits proceed again.
+    pub fn set_deadline(
+        &self,
+        reg: &Registration,
+        dir: Direction,
+        deadline: Option<Instant>,
+    ) -> io::Result<()> {
+        let desc = self.desc(reg)?;
+        if desc.info() & CLOSING != 0 {
+            return Err(ebadf());
+        }
+        let key = reg.index * 2 + dir.index();
+        let bit = dir.expired_bit();
+        let mut woken = None;
+        let mut must_wake_poller = false;
+        {
+            let mut t = self.timers.lock().unwrap_or_else(|e| e.into_inner());
+            match deadline {
+                None => {
+                    t.remove(key);
+                    desc.clear_flag(bit);
+                }
+                Some(when) => {
+                    let ns = self.nanos(when);
+                    if when <= Instant::now() {
+                        t.remove(key);
+                        woken = desc.flag_and_release(bit, &[dir])[dir.index() as usize];
+                    } else {
+                        desc.clear_flag(bit);
+                        if t.set(key, ns) {
+                            // Relaxed: written under the same lock by the poller.
+                            let until = self.sleep_until.load(Ordering::Relaxed);
+                            must_wake_poller = until != NOT_SLEEPING && ns < until;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(raw) = woken {
+            self.waiters.fetch_sub(1, Ordering::Relaxed);
+            // SAFETY: `unblock` took `raw` out of the semaphore with one RMW, so this is the
+            // one conversion back of a word that `Commit::commit` published.
+            unsafe { W::from_raw(raw) }.wake();
+        }
+        if must_wake_poller {
+            self.wake();
+        }
+        Ok(())
+    }
+
+    /// Nanoseconds from `base` to `when`, at least 1 (0 means "not sleeping").
+    #[inline]
+    fn nanos(&self, when: Instant) -> u64 {
+        let d = when.saturating_duration_since(self.base);
+        (d.as_nanos().min(FOREVER as u128 - 1) as u64).max(1)
+    }
+
+    /// Wake every waiter of `reg` with EBADF and fail all later waits, without deregistering
+    /// (Go's evict: used when one thread closes a connection another is blocked on).
+    pub fn evict(&self, reg: &Registration) -> io::Result<()> {
+        let desc = self.desc(reg)?;
+        self.unblock_all(desc);
+        Ok(())
+    }
+
+    fn unblock_all(&self, desc: &PollDesc) {
+        let taken = desc.flag_and_release(CLOSING, &[Direction::Read, Direction::Write]);
+        for raw in taken.into_iter().flatten() {
+            self.waiters.fetch_sub(1, Ordering::Relaxed);
+            // SAFETY: taken out of the semaphore by one RMW: the one conversion back.
+            unsafe { W::from_raw(raw) }.wake();
+        }
+    }
+
+    /// Deregister and release the descriptor, waking its waiters with EBADF. The fd itself
+    /// stays open (it belongs to the caller). The descriptor is released even when the
+    /// kernel's deregistration fails (e.g. because the fd was closed first), and that error
+    /// is returned.
+    pub fn close(&self, reg: Registration) -> io::Result<()> {
+        let desc = self.desc(&reg)?;
+        self.unblock_all(desc);
+        {
+            let mut t = self.timers.lock().unwrap_or_else(|e| e.into_inner());
+            t.remove(reg.index * 2);
+            t.remove(reg.index * 2 + 1);
+        }
+        let res = self.backend.close(reg.fd);
+        // An RMW, not a load: a poll round that starts later increments `round` after this
+        // in its modification order and so is ordered after the deregistration above.
+        let round = self.round.fetch_add(0, Ordering::SeqCst);
+        self.table.release(reg.index, round);
+        res
+    }
+
+    /// Interrupt a blocked `poll` (or make the next one return at once).
+    pub fn wake(&self) {
+        // AcqRel: one syscall per burst of wakes; pairs with the clearing store in `poll`.
+        if !self.wake_pending.swap(true, Ordering::AcqRel)
+            && let Err(e) = self.backend.wake()
+        {
+            panic!("runtime: netpoll wake-up failed: {e}");
+        }
+    }
+
+    /// Whether any waiter is parked (for the deadlock detector).
+    pub fn has_waiters(&self) -> bool {
+        self.waiters.load(Ordering::Relaxed) > 0
+    }
+
+    /// Wait for events for at most `timeout` (`None`: until an event or `wake`), shortened
+    /// to the earliest deadline, and wake the waiters made ready (through [`Waiter::wake`]).
+    /// Returns how many were woken.
+    pub fn poll(&self, timeout: Option<Duration>) -> io::Result<usize> {
+        self.poll_with(timeout, W::wake)
+    }
+
+    /// As [`poll`](Self::poll), but hands each waiter made ready to `ready` instead of waking
+    /// it (the facade queues goroutines this way). `ready` must not call back into `poll`.
+    ///
+    /// One thread polls at a time: a non-blocking poll (`Some(ZERO)`) returns 0 when another
+    /// poll is in progress; a blocking one waits its turn.
+    pub fn poll_with(
+        &self,
+        timeout: Option<Duration>,
+        mut ready: impl FnMut(W),
+    ) -> io::Result<usize> {
+        let mut guard = if timeout == Some(Duration::ZERO) {
+            match self.state.try_lock() {
+                Ok(g) => g,
+                Err(std::sync::TryLockError::WouldBlock) => return Ok(0),
+                Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            }
+        } else {
+            self.state.lock().unwrap_or_else(|e| e.into_inner())
+        };
+        let st = &mut *guard;
+        // Odd: a round is in flight; see `close` and `Table::release`.
+        self.round.fetch_add(1, Ordering::SeqCst);
+        let timeout = self.shorten(timeout);
+        let res = self.backend.poll(&mut st.events, timeout);
+        self.sleep_until.store(NOT_SLEEPING, Ordering::Relaxed);
+        let n = match res {
+            Ok(n) => n,
+            Err(e) => {
+                self.round.fetch_add(1, Ordering::SeqCst);
+                return Err(e);
+            }
+        };
+        let mut woken = 0;
+        for i in 0..n {
+            let ev = st.events.get(i);
+            if ev.token == WAKE_TOKEN {
+                self.backend.drain_wake();
+                // Pairs with the swap in `wake`: later wakes make a new syscall.
+                self.wake_pending.store(false, Ordering::Release);
+                continue;
+            }
+            let Some(desc) = self.table.get((ev.token >> 32) as u32) else {
+                continue;
+            };
+            let info = desc.info();
+            if info_seq(info) != ev.token as u32 || info & CLOSING != 0 {
+                continue; // stale: the descriptor was closed (and maybe reused) since
+            }
+            for (hit, dir) in [
+                (ev.readable, Direction::Read),
+                (ev.writable, Direction::Write),
+            ] {
+                if hit && let Some(raw) = desc.ready(dir) {
+                    self.waiters.fetch_sub(1, Ordering::Relaxed);
+                    woken += 1;
+                    // SAFETY: taken out of the semaphore by one RMW: the one conversion back.
+                    ready(unsafe { W::from_raw(raw) });
+                }
+            }
+        }
+        self.expire(st, &mut ready, &mut woken);
+        // Even: this round's events are all dispatched. Pairs with the Acquire load in `open`.
+        self.round.fetch_add(1, Ordering::SeqCst);
+        Ok(woken)
+    }
+
+    /// Clamp `timeout` to the earliest deadline and record when this poll will end.
+    fn shorten(&self, timeout: Option<Duration>) -> Option<Duration> {
+        let t = self.timers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut timeout = timeout;
+        if let Some(next) = t.peek() {
+            let now = self.nanos(Instant::now());
+            let until = Duration::from_nanos(next.saturating_sub(now));
+            timeout = Some(timeout.map_or(until, |d| d.min(until)));
+        }
+        if timeout != Some(Duration::ZERO) {
+            let end = match timeout {
+                None => FOREVER,
+                Some(d) => self
+                    .nanos(Instant::now())
+                    .saturating_add(d.as_nanos() as u64),
+            };
+            // Relaxed: read by `set_deadline` under the same lock.
+            self.sleep_until
+                .store(end.clamp(1, FOREVER), Ordering::Relaxed);
+        }
+        timeout
+    }
+
+    /// Time out the waiters whose deadline has passed.
+    #[inline]
+    fn expire(&self, st: &mut PollState, ready: &mut impl FnMut(W), woken: &mut usize) {
+        {
+            let mut t = self.timers.lock().unwrap_or_else(|e| e.into_inner());
+            match t.peek() {
+                None => return,
+                Some(next) if next > self.nanos(Instant::now()) => return,
+                Some(_) => {}
+            }
+            let now = self.nanos(Instant::now());
+            while let Some(key) = t.pop_expired(now) {
+                let Some(desc) = self.table.get(key / 2) else {
+                    continue;
+                };
+                let dir = if key % 2 == 0 {
+                    Direction::Read
+                } else {
+                    Direction::Write
+                };
+                if let Some(raw) =
+                    desc.flag_and_release(dir.expired_bit(), &[dir])[dir.index() as usize]
+                {
+                    st.expired.push(raw);
+                }
+            }
+        }
+        // Woken outside the timer lock, so `ready` may set deadlines.
+        for raw in st.expired.drain(..) {
+            self.waiters.fetch_sub(1, Ordering::Relaxed);
+            *woken += 1;
+            // SAFETY: taken out of the semaphore by one RMW: the one conversion back.
+            ready(unsafe { W::from_raw(raw) });
+        }
+    }
+
+    /// Descriptors handed out (or waiting in limbo).
+    pub fn descriptors_in_use(&self) -> usize {
+        self.table.in_use()
+    }
+}

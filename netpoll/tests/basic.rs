@@ -1,0 +1,431 @@
+//! Poller behaviour on real fds: readiness, deadlines, close, bad input, hang-up, reset.
+#![cfg(not(loom))]
+
+use gort_netpoll::{Direction, Driver, Poller, ThreadWaiter};
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+fn pair() -> (UnixStream, UnixStream) {
+    let (a, b) = UnixStream::pair().unwrap();
+    a.set_nonblocking(true).unwrap();
+    b.set_nonblocking(true).unwrap();
+    (a, b)
+}
+
+fn park_thread(c: gort_netpoll::Commit<'_, ThreadWaiter>) {
+    if c.commit(ThreadWaiter::current()).is_ok() {
+        ThreadWaiter::park();
+    }
+}
+
+#[test]
+fn readiness_is_remembered_and_consumed() {
+    let p: Poller<ThreadWaiter> = Poller::new().unwrap();
+    let (a, mut b) = pair();
+    let reg = p.open(a.as_raw_fd()).unwrap();
+    b.write_all(b"x").unwrap();
+    // Nobody waits yet: the poll records readiness in the semaphores, wakes nobody.
+    assert_eq!(p.poll(Some(Duration::from_millis(100))).unwrap(), 0);
+    // Readiness was recorded: this wait returns without parking.
+    p.wait(&reg, Direction::Read, |_| panic!("must not park"))
+        .unwrap();
+    p.wait(&reg, Direction::Write, |_| panic!("must not park"))
+        .unwrap();
+    assert!(!p.has_waiters());
+    p.close(reg).unwrap();
+    assert_eq!(p.descriptors_in_use(), 0);
+}
+
+#[test]
+fn waiter_is_woken_by_the_driver() {
+    let d = Driver::start().unwrap();
+    let (a, b) = pair();
+    let src = d.register(a.as_raw_fd()).unwrap();
+    let mut b2 = b.try_clone().unwrap();
+    let h = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(20));
+        b2.write_all(b"hello").unwrap();
+    });
+    let mut buf = [0u8; 16];
+    let n = src.read_with(|| (&a).read(&mut buf)).unwrap();
+    assert_eq!(&buf[..n], b"hello");
+    h.join().unwrap();
+}
+
+#[test]
+fn past_deadline_times_out_at_once_and_clearing_restores() {
+    let p: Poller<ThreadWaiter> = Poller::new().unwrap();
+    let (a, _b) = pair();
+    let reg = p.open(a.as_raw_fd()).unwrap();
+    // Drain the initial writable / empty-readable edge.
+    p.poll(Some(Duration::ZERO)).unwrap();
+    p.set_deadline(
+        &reg,
+        Direction::Read,
+        Some(Instant::now() - Duration::from_secs(1)),
+    )
+    .unwrap();
+    let e = p
+        .wait(&reg, Direction::Read, |_| panic!("must not park"))
+        .unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+    // The write direction is unaffected.
+    p.wait(&reg, Direction::Write, |_| panic!("must not park"))
+        .unwrap();
+    p.set_deadline(&reg, Direction::Read, None).unwrap();
+    // No longer expired: the wait reserves and calls park; the park expires the deadline
+    // (as another thread could) instead of blocking, so the wait reports the timeout.
+    let mut calls = 0;
+    let r = p.wait(&reg, Direction::Read, |c| {
+        calls += 1;
+        p.set_deadline(&reg, Direction::Read, Some(Instant::now()))
+            .unwrap();
+        park_thread(c); // the commit fails: the deadline already released the reservation
+    });
+    assert_eq!(r.unwrap_err().kind(), io::ErrorKind::TimedOut);
+    assert_eq!(calls, 1);
+    p.close(reg).unwrap();
+}
+
+#[test]
+fn future_deadline_wakes_a_parked_thread_and_can_be_moved() {
+    let d = Driver::start().unwrap();
+    let (a, _b) = pair();
+    let src = d.register(a.as_raw_fd()).unwrap();
+    // First far away, then moved close: the poller must reschedule its sleep.
+    src.set_deadline(
+        Direction::Read,
+        Some(Instant::now() + Duration::from_secs(3600)),
+    )
+    .unwrap();
+    let start = Instant::now();
+    src.set_deadline(
+        Direction::Read,
+        Some(Instant::now() + Duration::from_millis(30)),
+    )
+    .unwrap();
+    let e = src.wait(Direction::Read).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+    assert!(start.elapsed() >= Duration::from_millis(25));
+    // Moving it to the future again lets a wait proceed until data comes.
+    src.set_deadline(
+        Direction::Read,
+        Some(Instant::now() + Duration::from_secs(3600)),
+    )
+    .unwrap();
+    let mut b = _b;
+    b.write_all(b"z").unwrap();
+    src.wait(Direction::Read).unwrap();
+}
+
+#[test]
+fn deadline_moved_later_while_parked_does_not_fire_early() {
+    let d = Driver::start().unwrap();
+    let (a, mut b) = pair();
+    let src = Arc::new(d.register(a.as_raw_fd()).unwrap());
+    src.set_deadline(
+        Direction::Read,
+        Some(Instant::now() + Duration::from_millis(50)),
+    )
+    .unwrap();
+    let s2 = Arc::clone(&src);
+    let h = thread::spawn(move || s2.wait(Direction::Read));
+    src.set_deadline(
+        Direction::Read,
+        Some(Instant::now() + Duration::from_secs(3600)),
+    )
+    .unwrap();
+    thread::sleep(Duration::from_millis(150));
+    b.write_all(b"q").unwrap();
+    h.join().unwrap().unwrap();
+}
+
+#[test]
+fn close_wakes_every_waiter_with_ebadf() {
+    let d = Driver::start().unwrap();
+    let (a, _b) = pair();
+    // Fill the send buffer so a writer has to wait too.
+    let mut filler = a.try_clone().unwrap();
+    let chunk = [0u8; 4096];
+    while filler.write(&chunk).is_ok() {}
+    let src = Arc::new(d.register(a.as_raw_fd()).unwrap());
+    let (r, w) = (Arc::clone(&src), Arc::clone(&src));
+    let hr = thread::spawn(move || r.wait(Direction::Read));
+    let hw = thread::spawn(move || w.wait(Direction::Write));
+    // Wait until both are parked.
+    while !d.poller().has_waiters() || !both_parked(&d) {
+        thread::sleep(Duration::from_millis(1));
+    }
+    src.evict().unwrap();
+    for h in [hr, hw] {
+        let e = h.join().unwrap().unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EBADF));
+    }
+    assert!(!d.poller().has_waiters());
+    // Later waits fail too.
+    assert_eq!(
+        src.wait(Direction::Read).unwrap_err().raw_os_error(),
+        Some(libc::EBADF)
+    );
+}
+
+fn both_parked(d: &Driver) -> bool {
+    format!("{:?}", d.poller()).contains("waiters: 2")
+}
+
+#[test]
+fn bad_input_is_refused() {
+    let p: Poller<ThreadWaiter> = Poller::new().unwrap();
+    assert_eq!(p.open(-1).unwrap_err().raw_os_error(), Some(libc::EBADF));
+    // A closed fd: create one and close it.
+    let (a, _b) = pair();
+    let fd = a.as_raw_fd();
+    let reg = p.open(fd).unwrap();
+    // Registering twice is an error.
+    assert_eq!(p.open(fd).unwrap_err().raw_os_error(), Some(libc::EEXIST));
+    p.close(reg).unwrap();
+    drop(a);
+    assert_eq!(p.open(fd).unwrap_err().raw_os_error(), Some(libc::EBADF));
+    assert_eq!(p.descriptors_in_use(), 0);
+}
+
+#[test]
+fn registration_from_another_poller_is_refused() {
+    let p1: Poller<ThreadWaiter> = Poller::new().unwrap();
+    let p2: Poller<ThreadWaiter> = Poller::new().unwrap();
+    let (a, _b) = pair();
+    let reg = p1.open(a.as_raw_fd()).unwrap();
+    let e = p2
+        .wait(&reg, Direction::Read, |_| panic!("must not park"))
+        .unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EBADF));
+    assert!(p2.set_deadline(&reg, Direction::Read, None).is_err());
+    p1.close(reg).unwrap();
+}
+
+#[test]
+fn recycled_descriptor_gets_a_new_sequence_and_no_stale_readiness() {
+    let p: Poller<ThreadWaiter> = Poller::new().unwrap();
+    let (a, mut b) = pair();
+    let reg = p.open(a.as_raw_fd()).unwrap();
+    let (i1, s1) = (format!("{reg:?}"), reg.fd());
+    b.write_all(b"x").unwrap();
+    p.poll(Some(Duration::ZERO)).unwrap(); // readiness recorded on the old owner
+    p.close(reg).unwrap();
+    let (c, _d) = pair();
+    let reg2 = p.open(c.as_raw_fd()).unwrap();
+    assert_ne!(format!("{reg2:?}"), i1);
+    let _ = s1;
+    // The new owner starts empty: a read wait must reserve (our park declines, then we
+    // expire it to get out).
+    let mut calls = 0;
+    let r = p.wait(&reg2, Direction::Read, |_c| {
+        calls += 1;
+        p.set_deadline(&reg2, Direction::Read, Some(Instant::now()))
+            .unwrap();
+    });
+    assert_eq!(r.unwrap_err().kind(), io::ErrorKind::TimedOut);
+    assert_eq!(calls, 1);
+    p.close(reg2).unwrap();
+}
+
+#[test]
+fn hang_up_wakes_both_directions() {
+    let d = Driver::start().unwrap();
+    let (a, b) = pair();
+    let mut filler = a.try_clone().unwrap();
+    let chunk = [0u8; 4096];
+    while filler.write(&chunk).is_ok() {}
+    let src = Arc::new(d.register(a.as_raw_fd()).unwrap());
+    let (r, w) = (Arc::clone(&src), Arc::clone(&src));
+    let hr = thread::spawn(move || r.wait(Direction::Read));
+    let hw = thread::spawn(move || w.wait(Direction::Write));
+    while !both_parked(&d) {
+        thread::sleep(Duration::from_millis(1));
+    }
+    drop(b);
+    hr.join().unwrap().unwrap();
+    hw.join().unwrap().unwrap();
+    // The read now reports end-of-file (or a reset: the peer left data unread), the write
+    // an error.
+    let mut buf = [0u8; 8];
+    assert!(!matches!((&a).read(&mut buf), Ok(n) if n > 0));
+    assert!((&a).write(b"x").is_err());
+}
+
+#[test]
+fn peer_reset_mid_read() {
+    let d = Driver::start().unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let h = thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        (&s).write_all(b"partial").unwrap();
+        thread::sleep(Duration::from_millis(30));
+        // SO_LINGER 0 makes close send RST.
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: valid socket and a live linger struct of the right size.
+        let r = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0);
+        drop(s);
+    });
+    let c = TcpStream::connect(addr).unwrap();
+    c.set_nonblocking(true).unwrap();
+    let src = d.register(c.as_raw_fd()).unwrap();
+    let mut buf = [0u8; 64];
+    let mut got = Vec::new();
+    let err = loop {
+        match src.read_with(|| (&c).read(&mut buf)) {
+            Ok(0) => panic!("expected a reset, got end-of-file"),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(got, b"partial");
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+    h.join().unwrap();
+}
+
+#[test]
+fn wake_interrupts_a_blocking_poll() {
+    let p: Arc<Poller<ThreadWaiter>> = Arc::new(Poller::new().unwrap());
+    let p2 = Arc::clone(&p);
+    let h = thread::spawn(move || p2.poll(None).unwrap());
+    thread::sleep(Duration::from_millis(20));
+    p.wake();
+    assert_eq!(h.join().unwrap(), 0);
+    // A wake with nobody polling makes the next poll return at once.
+    p.wake();
+    assert_eq!(p.poll(None).unwrap(), 0);
+}
+
+#[test]
+fn poll_timeout_is_shortened_to_the_earliest_deadline() {
+    let p: Poller<ThreadWaiter> = Poller::new().unwrap();
+    let (a, _b) = pair();
+    let reg = p.open(a.as_raw_fd()).unwrap();
+    p.poll(Some(Duration::ZERO)).unwrap();
+    p.set_deadline(
+        &reg,
+        Direction::Read,
+        Some(Instant::now() + Duration::from_millis(20)),
+    )
+    .unwrap();
+    // Without shortening this poll would sleep an hour.
+    let t = Instant::now();
+    p.poll(Some(Duration::from_secs(3600))).unwrap();
+    assert!(t.elapsed() < Duration::from_secs(600));
+    let e = p
+        .wait(&reg, Direction::Read, |_| panic!("must not park"))
+        .unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+    p.close(reg).unwrap();
+}
+
+#[test]
+fn ten_thousand_descriptors() {
+    raise_nofile(10_000 * 2 + 100);
+    let p: Poller<ThreadWaiter> = Poller::new().unwrap();
+    let mut pairs = Vec::new();
+    let mut regs = Vec::new();
+    for _ in 0..5_000 {
+        let (a, b) = pair();
+        regs.push(p.open(a.as_raw_fd()).unwrap());
+        regs.push(p.open(b.as_raw_fd()).unwrap());
+        pairs.push((a, b));
+    }
+    assert_eq!(p.descriptors_in_use(), 10_000);
+    // Drain the initial writable edges, then make every `a` readable.
+    while p.poll(Some(Duration::ZERO)).is_ok_and(|_| false) {}
+    for _ in 0..100 {
+        p.poll(Some(Duration::ZERO)).unwrap();
+    }
+    for (_, b) in &pairs {
+        (&*b).write_all(b"x").unwrap();
+    }
+    for _ in 0..200 {
+        p.poll(Some(Duration::ZERO)).unwrap();
+    }
+    for (i, reg) in regs.iter().enumerate() {
+        if i % 2 == 0 {
+            p.wait(reg, Direction::Read, |_| panic!("descriptor {i} not ready"))
+                .unwrap();
+        }
+    }
+    for reg in regs {
+        p.close(reg).unwrap();
+    }
+    assert_eq!(p.descriptors_in_use(), 0);
+}
+
+/// Raise the soft RLIMIT_NOFILE to at least `want` (capped by the hard limit).
+fn raise_nofile(want: libc::rlim_t) {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a live rlimit struct.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) }, 0);
+    if rl.rlim_cur < want {
+        rl.rlim_cur = rl.rlim_max.min(want).max(rl.rlim_cur);
+        // SAFETY: a live rlimit struct.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) }, 0);
+    }
+}
+
+#[test]
+fn emfile_is_surfaced() {
+    // Run in a child process: lowering the fd limit would disturb the other tests.
+    if std::env::var_os("GORT_NETPOLL_EMFILE_CHILD").is_some() {
+        let mut rl = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: a live rlimit struct.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) }, 0);
+        // Use up every descriptor below a tiny limit.
+        rl.rlim_cur = 16;
+        // SAFETY: a live rlimit struct.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) }, 0);
+        let mut hold = Vec::new();
+        while let Ok(f) = std::fs::File::open("/dev/null") {
+            hold.push(f);
+        }
+        let e = Poller::<ThreadWaiter>::new().unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EMFILE));
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe)
+        .args([
+            "--exact",
+            "emfile_is_surfaced",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("GORT_NETPOLL_EMFILE_CHILD", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
+}

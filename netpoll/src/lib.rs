@@ -65,6 +65,9 @@
 //! crate depends on no other gort crate: the facade adapts these inherent methods to the
 //! scheduler's trait and uses [`Poller::poll_with`] to queue the goroutines made ready.
 //!
+//! Event loops whose waiters are continuations use the non-blocking pair [`Poller::arm`] /
+//! [`Poller::complete`] instead of `wait`: the same protocol, split at the park.
+//!
 //! Standalone, a [`Driver`] runs that loop on a thread of its own and [`Source`] offers
 //! blocking-style reads and writes on non-blocking fds.
 //!
@@ -89,6 +92,6 @@ mod waiter;
 
 pub use desc::Direction;
 pub use driver::{Driver, Source};
-pub use poller::{Commit, Poller};
+pub use poller::{Armed, Commit, Poller};
 pub use registration::Registration;
 pub use waiter::{ThreadWaiter, Waiter};

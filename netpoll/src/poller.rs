@@ -3,8 +3,9 @@
 
 use crate::deadline::DeadlineHeap;
 use crate::desc::{CLOSING, Direction, PollDesc, WaitError, info_seq};
-use crate::loom::{AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::loom::{AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering, fence};
 use crate::registration::Registration;
+use crate::sema::Reserve;
 use crate::sys::{Backend, Events, WAKE_TOKEN};
 use crate::table::Table;
 use crate::waiter::Waiter;
@@ -79,6 +80,22 @@ fn timed_out() -> io::Error {
         io::ErrorKind::TimedOut,
         "i/o deadline exceeded; set a later deadline (or none) before waiting again",
     )
+}
+
+fn to_io(e: WaitError) -> io::Error {
+    match e {
+        WaitError::Closed => ebadf(),
+        WaitError::TimedOut => timed_out(),
+    }
+}
+
+/// What [`Poller::arm`] did with the waiter.
+#[derive(Debug)]
+pub enum Armed<W> {
+    /// Readiness was pending and is now consumed; here is the waiter back, unwoken.
+    Ready(W),
+    /// The waiter is parked on the descriptor and will be woken exactly once.
+    Parked,
 }
 
 /// The right to publish one waiter on a reserved semaphore, handed to the `park` closure of
@@ -213,6 +230,55 @@ impl<W: Waiter> Poller<W> {
             WaitError::Closed => ebadf(),
             WaitError::TimedOut => timed_out(),
         })
+    }
+
+    /// The non-blocking form of [`wait`](Self::wait), for event loops whose waiters are
+    /// continuations rather than blocked threads.
+    ///
+    /// `Ok(Armed::Ready(waiter))`: readiness was pending and is consumed; the waiter comes
+    /// back unwoken. `Ok(Armed::Parked)`: the waiter is published and will be woken exactly
+    /// once (by readiness, a deadline or a close); when it runs it must call
+    /// [`complete`](Self::complete) before arming this direction again. `Err`: EBADF or
+    /// `TimedOut`, as for `wait`.
+    pub fn arm(&self, reg: &Registration, dir: Direction, waiter: W) -> io::Result<Armed<W>> {
+        let desc = self.desc(reg)?;
+        let sema = desc.sema(dir);
+        let mut waiter = waiter;
+        loop {
+            desc.check(reg.seq, dir).map_err(to_io)?;
+            if sema.reserve() == Reserve::Ready {
+                return Ok(Armed::Ready(waiter));
+            }
+            // Pairs with the fence in `PollDesc::flag_and_release`, as in `PollDesc::wait`.
+            fence(Ordering::SeqCst);
+            if desc.check(reg.seq, dir).is_ok() {
+                match (Commit {
+                    sema,
+                    waiters: &self.waiters,
+                    _waiter: PhantomData,
+                })
+                .commit(waiter)
+                {
+                    Ok(()) => return Ok(Armed::Parked),
+                    Err(w) => waiter = w,
+                }
+            }
+            if sema.finish() {
+                return Ok(Armed::Ready(waiter));
+            }
+        }
+    }
+
+    /// Finish a wait begun by [`arm`](Self::arm) once its waiter has been woken: `Ok` if
+    /// readiness was delivered (or the wake-up was spurious: retry the I/O, and arm again on
+    /// `WouldBlock`), the error otherwise.
+    #[inline]
+    pub fn complete(&self, reg: &Registration, dir: Direction) -> io::Result<()> {
+        let desc = self.desc(reg)?;
+        if desc.sema(dir).finish() {
+            return Ok(());
+        }
+        desc.check(reg.seq, dir).map_err(to_io)
     }
 
     /// Set (`Some`) or clear (`None`) the deadline of one direction. A deadline at or before

@@ -64,38 +64,22 @@ impl Sema {
     /// reader and one writer at a time (callers serialise, as Go's fdMutex does).
     #[inline]
     pub(crate) fn reserve(&self) -> Reserve {
-        // Pairs with the AcqRel RMW of `unblock` that stored READY.
-        match self
-            .state
-            .compare_exchange(READY, EMPTY, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => Reserve::Ready,
-            Err(EMPTY) => self.reserve_slow(),
-            Err(_) => double_wait(),
-        }
-    }
-
-    #[cold]
-    fn reserve_slow(&self) -> Reserve {
-        // Pairs with `unblock`'s AcqRel RMW: an unblock that ran since the failed CAS above
-        // either leaves READY (CAS fails, loop) or leaves EMPTY (CAS succeeds).
+        // One load, then one compare-exchange for the state seen; a race with an unblocker
+        // (which only ever moves EMPTY/RESERVED/waiter to READY/EMPTY) just retries.
+        // Acquire / AcqRel pair with the AcqRel RMW of `unblock` that stored READY.
+        let mut cur = self.state.load(Ordering::Acquire);
         loop {
+            let (new, res) = match cur {
+                READY => (EMPTY, Reserve::Ready),
+                EMPTY => (RESERVED, Reserve::Reserved),
+                _ => double_wait(),
+            };
             match self
                 .state
-                .compare_exchange(EMPTY, RESERVED, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return Reserve::Reserved,
-                Err(READY) => {
-                    if self
-                        .state
-                        .compare_exchange(READY, EMPTY, Ordering::AcqRel, Ordering::Acquire)
-                        .is_ok()
-                    {
-                        return Reserve::Ready;
-                    }
-                }
-                Err(EMPTY) => {}
-                Err(_) => double_wait(),
+                Ok(_) => return res,
+                Err(now) => cur = now,
             }
         }
     }

@@ -429,3 +429,47 @@ fn emfile_is_surfaced() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
 }
+
+#[test]
+fn arm_and_complete_for_event_loops() {
+    use gort_netpoll::Armed;
+    let p: Poller<ThreadWaiter> = Poller::new().unwrap();
+    let (a, mut b) = pair();
+    let reg = p.open(a.as_raw_fd()).unwrap();
+    p.poll(Some(Duration::ZERO)).unwrap();
+    // Write: readiness pending from registration, so the waiter comes straight back.
+    assert!(matches!(
+        p.arm(&reg, Direction::Write, ThreadWaiter::current()),
+        Ok(Armed::Ready(_))
+    ));
+    // Read: nothing pending, the waiter parks (as a continuation: we do not block).
+    assert!(matches!(
+        p.arm(&reg, Direction::Read, ThreadWaiter::current()),
+        Ok(Armed::Parked)
+    ));
+    assert!(p.has_waiters());
+    b.write_all(b"x").unwrap();
+    let mut woken = 0;
+    p.poll_with(Some(Duration::from_secs(5)), |w| {
+        woken += 1;
+        drop(w);
+    })
+    .unwrap();
+    assert_eq!(woken, 1);
+    p.complete(&reg, Direction::Read).unwrap();
+    // Arm again, then close: the waiter is handed back through `wake`, complete reports EBADF.
+    assert!(matches!(
+        p.arm(&reg, Direction::Read, ThreadWaiter::current()),
+        Ok(Armed::Parked)
+    ));
+    p.evict(&reg).unwrap();
+    ThreadWaiter::park(); // consumes the wake the eviction delivered to this thread
+    assert_eq!(
+        p.complete(&reg, Direction::Read)
+            .unwrap_err()
+            .raw_os_error(),
+        Some(libc::EBADF)
+    );
+    assert!(!p.has_waiters());
+    p.close(reg).unwrap();
+}

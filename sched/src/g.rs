@@ -2,14 +2,13 @@
 
 use crate::arch::Context;
 use crate::gstate::GState;
-use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use crate::parker::Parker;
 use crate::stack::Stack;
 use std::any::Any;
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
-/// The closure a G starts with.
-pub(crate) type Entry = Box<dyn FnOnce() + Send + 'static>;
+pub(crate) use crate::entry::Entry;
 
 /// Goroutine-local values of one G: (key address, boxed value). Boxes keep each value's
 /// address stable while the vector grows.

@@ -23,7 +23,10 @@ unsafe impl<T> Sync for GlobalQueue<T> {}
 
 impl<T> Default for GlobalQueue<T> {
     fn default() -> Self {
-        GlobalQueue { len: AtomicUsize::new(0), items: Mutex::new(VecDeque::new()) }
+        GlobalQueue {
+            len: AtomicUsize::new(0),
+            items: Mutex::new(VecDeque::new()),
+        }
     }
 }
 
@@ -45,7 +48,9 @@ impl<T> Locked<'_, T> {
         let first = self.items.pop_front()?;
         let room = crate::runq::CAPACITY / 2;
         for _ in 1..max.min(room) {
-            let Some(item) = self.items.pop_front() else { break };
+            let Some(item) = self.items.pop_front() else {
+                break;
+            };
             if let Err(batch) = dst.push_back(item) {
                 // Cannot happen with `room` items into a queue the caller just drained, but
                 // never lose work: put the spill back.
@@ -68,7 +73,10 @@ impl<T> Locked<'_, T> {
 
 impl<T> GlobalQueue<T> {
     pub(crate) fn lock(&self) -> Locked<'_, T> {
-        Locked { len: &self.len, items: lock(&self.items) }
+        Locked {
+            len: &self.len,
+            items: lock(&self.items),
+        }
     }
 
     pub(crate) fn push(&self, item: NonNull<T>) {
@@ -127,8 +135,10 @@ mod loom_tests {
             }
             assert_eq!(q.len(), 0);
             // SAFETY: every pointer came from `item` and is taken exactly once.
-            let mut vals: Vec<usize> =
-                got.into_iter().map(|p| *unsafe { Box::from_raw(p.as_ptr()) }).collect();
+            let mut vals: Vec<usize> = got
+                .into_iter()
+                .map(|p| *unsafe { Box::from_raw(p.as_ptr()) })
+                .collect();
             vals.sort();
             assert_eq!(vals, vec![0, 1, 2, 3]);
         });

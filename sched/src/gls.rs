@@ -75,16 +75,24 @@ impl<T: 'static> GoroutineLocal<T> {
 
 fn find<T: 'static>(values: &[(usize, Box<dyn Any>)], key: usize) -> Option<*const T> {
     values.iter().find(|(k, _)| *k == key).map(|(_, v)| {
-        let v: &T = v.downcast_ref().expect("runtime: goroutine-local type mismatch");
+        let v: &T = v
+            .downcast_ref()
+            .expect("runtime: goroutine-local type mismatch");
         v as *const T
     })
 }
 
-fn insert<T: 'static>(values: &mut Vec<(usize, Box<dyn Any>)>, key: usize, boxed: Box<dyn Any>) -> *const T {
+fn insert<T: 'static>(
+    values: &mut Vec<(usize, Box<dyn Any>)>,
+    key: usize,
+    boxed: Box<dyn Any>,
+) -> *const T {
     if let Some(p) = find::<T>(values, key) {
         return p; // `init` itself used this key
     }
-    let p: *const T = boxed.downcast_ref::<T>().expect("runtime: goroutine-local type mismatch");
+    let p: *const T = boxed
+        .downcast_ref::<T>()
+        .expect("runtime: goroutine-local type mismatch");
     values.push((key, boxed));
     p
 }

@@ -83,7 +83,10 @@ impl GState {
             };
             // AcqRel: Release publishes the readier's writes to the G (paired with the Acquire
             // in `try_consume_token` / `commit_park`); Acquire takes ownership of a parked G.
-            match self.word.compare_exchange(cur, next, Ordering::AcqRel, Ordering::Acquire) {
+            match self
+                .word
+                .compare_exchange(cur, next, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => return enqueue,
                 Err(actual) => cur = actual,
             }
@@ -136,7 +139,10 @@ mod loom_tests {
             for r in readiers {
                 r.join().unwrap();
             }
-            assert_eq!(enqueued.load(Ordering::Relaxed), usize::from(resumed_by_queue));
+            assert_eq!(
+                enqueued.load(Ordering::Relaxed),
+                usize::from(resumed_by_queue)
+            );
         });
     }
 

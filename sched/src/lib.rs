@@ -76,6 +76,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod arch;
+mod entry;
 mod g;
 mod globalq;
 mod gls;

@@ -24,6 +24,9 @@ const GLOBAL_FAIRNESS_TICK: u32 = 61;
 
 const NO_P: usize = usize::MAX;
 
+/// Rounds over all victims a spinning M makes before giving up its P.
+const STEAL_ROUNDS: u32 = 4;
+
 /// The part of an M that other threads touch: its parker and the P handed to it.
 #[derive(Debug, Default)]
 pub(crate) struct MNote {
@@ -351,7 +354,9 @@ impl M {
         }
         // Spin (steal) only while spinning Ms are fewer than half the busy Ps: more would
         // burn CPU for little gain.
-        let busy = shared.procs().saturating_sub(shared.npidle.load(Ordering::SeqCst));
+        let busy = shared
+            .procs()
+            .saturating_sub(shared.npidle.load(Ordering::SeqCst));
         if self.spinning.get() || 2 * shared.nmspinning.load(Ordering::SeqCst) < busy {
             if !self.spinning.get() {
                 self.spinning.set(true);
@@ -406,7 +411,14 @@ impl M {
     fn steal(&self, p: &P) -> Option<NonNull<G>> {
         let shared = &*self.shared;
         let n = shared.procs();
-        for _ in 0..4 {
+        for round in 0..STEAL_ROUNDS {
+            if round > 0 {
+                // A producer on another P is often just about to enqueue more: waiting a
+                // few hundred nanoseconds here is far cheaper than parking and being woken.
+                for _ in 0..(32 << round) {
+                    std::hint::spin_loop();
+                }
+            }
             let start = self.next_rand() as usize % n;
             for i in 0..n {
                 let id = (start + i) % n;
@@ -478,7 +490,10 @@ impl M {
             shared.hook.poll(None);
             let mut s = lock(&shared.sched);
             s.polling = false;
-            if s.poller.as_ref().is_some_and(|n| Arc::ptr_eq(n, &self.note)) {
+            if s.poller
+                .as_ref()
+                .is_some_and(|n| Arc::ptr_eq(n, &self.note))
+            {
                 s.poller = None;
             }
             if let Some((id, spinning)) = self.note.take_handoff() {

@@ -1,11 +1,11 @@
 //! P: a logical processor — a local run queue, free Gs, a stack cache and goroutine counters.
 
 use crate::g::G;
-use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicU64, Ordering};
 use crate::runq::RunQueue;
 use crate::stack::Stack;
+use std::cell::UnsafeCell;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Free Gs a P keeps before handing half to the runtime-wide list.
 pub(crate) const FREE_G_MAX: usize = 64;
@@ -68,11 +68,13 @@ impl P {
 
     #[inline]
     pub(crate) fn count_created(&self) {
-        self.created.store(self.created.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        self.created
+            .store(self.created.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
 
     #[inline]
     pub(crate) fn count_exited(&self) {
-        self.exited.store(self.exited.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        self.exited
+            .store(self.exited.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
 }

@@ -40,7 +40,9 @@ pub struct Goroutine {
 
 impl std::fmt::Debug for Goroutine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Goroutine").field("id", &self.g.id()).finish_non_exhaustive()
+        f.debug_struct("Goroutine")
+            .field("id", &self.g.id())
+            .finish_non_exhaustive()
     }
 }
 
@@ -60,7 +62,11 @@ pub fn current() -> Option<Goroutine> {
     let generation = g.state.generation();
     // SAFETY: `m` is this thread's live M (non-null since `g` is).
     let shared = unsafe { (*m).shared.clone() };
-    Some(Goroutine { g, generation, shared })
+    Some(Goroutine {
+        g,
+        generation,
+        shared,
+    })
 }
 
 /// The calling goroutine's id, or `None` on a plain thread.
@@ -161,7 +167,8 @@ fn park_pinned(m: *const M, g: &G, has_p: bool) {
     } else {
         wait();
     }
-    g.pinned_waiter.store(std::ptr::null_mut(), Ordering::SeqCst);
+    g.pinned_waiter
+        .store(std::ptr::null_mut(), Ordering::SeqCst);
 }
 
 /// Yields the processor: the calling goroutine goes to the back of its P's queue (Go's

@@ -22,7 +22,11 @@ pub(crate) struct Parker {
 
 impl Default for Parker {
     fn default() -> Self {
-        Parker { state: AtomicU32::new(EMPTY), lock: Mutex::new(()), cvar: Condvar::new() }
+        Parker {
+            state: AtomicU32::new(EMPTY),
+            lock: Mutex::new(()),
+            cvar: Condvar::new(),
+        }
     }
 }
 
@@ -40,9 +44,13 @@ impl Parker {
         }
         let mut guard = lock(&self.lock);
         if let Err(actual) =
-            self.state.compare_exchange(EMPTY, PARKED, Ordering::Relaxed, Ordering::Relaxed)
+            self.state
+                .compare_exchange(EMPTY, PARKED, Ordering::Relaxed, Ordering::Relaxed)
         {
-            debug_assert_eq!(actual, NOTIFIED, "runtime: two threads parked on one parker");
+            debug_assert_eq!(
+                actual, NOTIFIED,
+                "runtime: two threads parked on one parker"
+            );
             // Acquire: as above.
             self.state.swap(EMPTY, Ordering::Acquire);
             return true;
@@ -53,7 +61,10 @@ impl Parker {
                 Some(t) => {
                     #[cfg(not(loom))]
                     {
-                        self.cvar.wait_timeout(guard, t).unwrap_or_else(|p| p.into_inner()).0
+                        self.cvar
+                            .wait_timeout(guard, t)
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0
                     }
                     #[cfg(loom)]
                     {

@@ -36,7 +36,9 @@ impl<T> Default for RunQueue<T> {
             head: AtomicU32::new(0),
             tail: AtomicU32::new(0),
             runnext: AtomicPtr::new(ptr::null_mut()),
-            buf: (0..CAPACITY).map(|_| AtomicPtr::new(ptr::null_mut())).collect(),
+            buf: (0..CAPACITY)
+                .map(|_| AtomicPtr::new(ptr::null_mut()))
+                .collect(),
         }
     }
 }

@@ -28,7 +28,11 @@ pub enum BuildError {
 impl std::fmt::Display for BuildError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            BuildError::StackSize { requested, min, max } => write!(
+            BuildError::StackSize {
+                requested,
+                min,
+                max,
+            } => write!(
                 f,
                 "goroutine stack size {requested} bytes is out of range: choose between \
                  {min} and {max} bytes"
@@ -41,7 +45,12 @@ impl std::error::Error for BuildError {}
 
 /// Parses a `GOMAXPROCS` value as Go does: a positive integer, else `None` (use the default).
 pub fn parse_gomaxprocs(value: &str) -> Option<usize> {
-    value.trim().parse::<usize>().ok().filter(|&n| n > 0).map(|n| n.min(MAX_PROCS))
+    value
+        .trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|&n| n > 0)
+        .map(|n| n.min(MAX_PROCS))
 }
 
 /// Configures a [`Runtime`].
@@ -70,8 +79,14 @@ impl Builder {
     /// Defaults: GOMAXPROCS from the `GOMAXPROCS` environment variable when it holds a positive
     /// integer, else the number of CPUs; 256 KiB stacks; the futex idle hook.
     pub fn new() -> Builder {
-        let procs = std::env::var("GOMAXPROCS").ok().and_then(|v| parse_gomaxprocs(&v));
-        Builder { procs, stack_size: DEFAULT_STACK_SIZE, hook: None }
+        let procs = std::env::var("GOMAXPROCS")
+            .ok()
+            .and_then(|v| parse_gomaxprocs(&v));
+        Builder {
+            procs,
+            stack_size: DEFAULT_STACK_SIZE,
+            hook: None,
+        }
     }
 
     /// Number of Ps; clamped to `1..=MAX_PROCS` (1024).
@@ -147,7 +162,9 @@ pub struct Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("shared", &self.shared).finish()
+        f.debug_struct("Runtime")
+            .field("shared", &self.shared)
+            .finish()
     }
 }
 
@@ -166,7 +183,7 @@ impl Runtime {
     where
         F: FnOnce() + Send + 'static,
     {
-        start(&self.shared, Box::new(f))
+        start(&self.shared, crate::entry::Entry::new(f))
     }
 
     /// Runs `f` as a goroutine and waits for it, returning its value or resuming its panic
@@ -261,6 +278,7 @@ where
     T: Send + 'static,
 {
     // SAFETY: forwarded to our caller.
-    let rt = unsafe { Builder::new().build() }.expect("runtime: the default configuration is valid");
+    let rt =
+        unsafe { Builder::new().build() }.expect("runtime: the default configuration is valid");
     rt.block_on(main)
 }

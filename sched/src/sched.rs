@@ -154,7 +154,9 @@ impl Shared {
                 lock(&self.free_gs).append(&mut owned.free_gs);
             }
         }
-        s.retiring = (n..MAX_PROCS).filter(|&i| s.pstatus[i] == PStatus::Running).count();
+        s.retiring = (n..MAX_PROCS)
+            .filter(|&i| s.pstatus[i] == PStatus::Running)
+            .count();
         old
     }
 
@@ -212,8 +214,7 @@ impl Shared {
     #[inline]
     pub(crate) fn wakep(self: &Arc<Self>) {
         // SeqCst: pairs with the idle M's "nmspinning -= 1, then look at the queues".
-        if self.npidle.load(Ordering::SeqCst) == 0 || self.nmspinning.load(Ordering::SeqCst) != 0
-        {
+        if self.npidle.load(Ordering::SeqCst) == 0 || self.nmspinning.load(Ordering::SeqCst) != 0 {
             return;
         }
         self.wakep_slow();
@@ -221,7 +222,11 @@ impl Shared {
 
     #[cold]
     fn wakep_slow(self: &Arc<Self>) {
-        if self.nmspinning.compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+        if self
+            .nmspinning
+            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
             return;
         }
         if !self.start_m(None, true) {
@@ -240,7 +245,9 @@ impl Shared {
             }
             return false;
         }
-        let Some(id) = p.or_else(|| self.pidleget(&mut s)) else { return false };
+        let Some(id) = p.or_else(|| self.pidleget(&mut s)) else {
+            return false;
+        };
         if let Some(note) = s.idle_ms.pop() {
             drop(s);
             note.hand_off(id, spinning);
@@ -276,7 +283,12 @@ impl Shared {
     pub(crate) fn begin_shutdown(&self) {
         self.shutdown.store(true, Ordering::SeqCst);
         let s = lock(&self.sched);
-        for note in s.idle_ms.iter().chain(s.p_waiters.iter()).chain(s.all_ms.iter()) {
+        for note in s
+            .idle_ms
+            .iter()
+            .chain(s.p_waiters.iter())
+            .chain(s.all_ms.iter())
+        {
             note.parker.unpark();
         }
         let polling = s.polling;

@@ -3,7 +3,7 @@
 use crate::g::{Entry, G};
 use crate::loom::Ordering;
 use crate::m::{M, current_m};
-use crate::p::GOID_BATCH;
+use crate::p::{FREE_G_MAX, GOID_BATCH};
 use crate::park::{Goexit, Waiter};
 use crate::sched::{Shared, lock};
 use std::any::Any;
@@ -43,8 +43,9 @@ pub fn go<F>(f: F)
 where
     F: FnOnce() + Send + 'static,
 {
-    let shared = calling_runtime("go");
-    if let Err(e) = start(&shared, Box::new(f)) {
+    let m = calling_m("go");
+    // SAFETY: this thread's live M, which holds its runtime alive; no switch happens here.
+    if let Err(e) = start(unsafe { &(*m).shared }, Entry::new(f)) {
         panic!("runtime: {e}");
     }
 }
@@ -58,14 +59,15 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let shared = calling_runtime("spawn");
-    match spawn_on(&shared, f) {
+    let m = calling_m("spawn");
+    // SAFETY: as in `go`.
+    match spawn_on(unsafe { &(*m).shared }, f) {
         Ok(h) => h,
         Err(e) => panic!("runtime: {e}"),
     }
 }
 
-fn calling_runtime(what: &str) -> Arc<Shared> {
+fn calling_m(what: &str) -> *const M {
     let m = current_m();
     // SAFETY: a non-null current M is this thread's live M; the reference is short-lived.
     if m.is_null() || unsafe { (*m).curg.get().is_null() } {
@@ -74,8 +76,7 @@ fn calling_runtime(what: &str) -> Arc<Shared> {
              with Runtime::{what}"
         );
     }
-    // SAFETY: as above.
-    unsafe { (*m).shared.clone() }
+    m
 }
 
 pub(crate) fn spawn_on<F, T>(shared: &Arc<Shared>, f: F) -> Result<JoinHandle<T>, SpawnError>
@@ -91,7 +92,7 @@ where
     let completer = inner.clone();
     let id = start(
         shared,
-        Box::new(move || {
+        Entry::new(move || {
             let result = catch_unwind(AssertUnwindSafe(f));
             completer.complete(result);
         }),
@@ -108,9 +109,9 @@ pub(crate) fn start(shared: &Arc<Shared>, entry: Entry) -> Result<u64, SpawnErro
     }
     let m = current_m();
     // SAFETY: a non-null current M is this thread's live M; no switch happens below.
-    let local = (!m.is_null()).then(|| unsafe { &*m }).filter(|m| {
-        m.has_p() && Arc::ptr_eq(&m.shared, shared)
-    });
+    let local = (!m.is_null())
+        .then(|| unsafe { &*m })
+        .filter(|m| m.has_p() && Arc::ptr_eq(&m.shared, shared));
     let (g, id) = match local {
         Some(m) => new_local(m, entry),
         None => new_foreign(shared, entry),
@@ -133,7 +134,10 @@ fn new_local(m: &M, entry: Entry) -> (NonNull<G>, u64) {
     let p = m.p_ref();
     // SAFETY: we hold our P.
     let owned = unsafe { p.owned() };
-    let g = owned.free_gs.pop().unwrap_or_else(|| refill_free_g(&m.shared));
+    let g = match owned.free_gs.pop() {
+        Some(g) => g,
+        None => refill_free_gs(&m.shared, &mut owned.free_gs),
+    };
     if owned.goid_next == owned.goid_end {
         owned.goid_next = m.shared.next_goid.fetch_add(GOID_BATCH, Ordering::Relaxed);
         owned.goid_end = owned.goid_next + GOID_BATCH;
@@ -146,7 +150,21 @@ fn new_local(m: &M, entry: Entry) -> (NonNull<G>, u64) {
 
 #[cold]
 fn refill_free_g(shared: &Shared) -> Arc<G> {
-    lock(&shared.free_gs).pop().unwrap_or_else(|| Arc::new(G::new()))
+    lock(&shared.free_gs)
+        .pop()
+        .unwrap_or_else(|| Arc::new(G::new()))
+}
+
+/// Refills a P's free-G cache with a batch from the runtime-wide list (one lock for many
+/// spawns), or makes a new G.
+#[cold]
+fn refill_free_gs(shared: &Shared, cache: &mut Vec<Arc<G>>) -> Arc<G> {
+    let mut global = lock(&shared.free_gs);
+    let n = global.len().min(FREE_G_MAX / 2);
+    let at = global.len() - n;
+    cache.extend(global.drain(at..));
+    drop(global);
+    cache.pop().unwrap_or_else(|| Arc::new(G::new()))
 }
 
 #[cold]
@@ -173,10 +191,10 @@ pub(crate) fn run_body(g: &G) {
     // SAFETY: the running goroutine owns its cells.
     let entry = unsafe { (*g.entry.get()).take() };
     let entry = entry.expect("runtime: goroutine started without an entry");
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(entry)) {
-        if !payload.is::<Goexit>() {
-            fatal_panic(g.id(), &*payload);
-        }
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || entry.run()))
+        && !payload.is::<Goexit>()
+    {
+        fatal_panic(g.id(), &*payload);
     }
     // SAFETY: as above.
     let locals = std::mem::take(unsafe { &mut *g.locals.get() });
@@ -225,7 +243,9 @@ pub struct JoinHandle<T> {
 
 impl<T> std::fmt::Debug for JoinHandle<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JoinHandle").field("goroutine", &self.id).finish_non_exhaustive()
+        f.debug_struct("JoinHandle")
+            .field("goroutine", &self.id)
+            .finish_non_exhaustive()
     }
 }
 

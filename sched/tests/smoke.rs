@@ -46,14 +46,21 @@ fn smoke_gosched_interleaves_on_one_p() {
     // One P: the two goroutines alternate at every gosched.
     let ids: Vec<_> = log.iter().map(|&(id, _)| id).collect();
     assert_eq!(ids.len(), 6);
-    assert!(ids.windows(2).all(|w| w[0] != w[1]), "no alternation: {ids:?}");
+    assert!(
+        ids.windows(2).all(|w| w[0] != w[1]),
+        "no alternation: {ids:?}"
+    );
 }
 
 #[test]
 fn smoke_unwinding_panic_reaches_join() {
     let rt = runtime(2);
     let n = std::hint::black_box(7);
-    let err = rt.block_on(move || spawn(move || -> u32 { panic!("boom {n}") }).join().unwrap_err());
+    let err = rt.block_on(move || {
+        spawn(move || -> u32 { panic!("boom {n}") })
+            .join()
+            .unwrap_err()
+    });
     let msg = err
         .downcast_ref::<String>()
         .cloned()
@@ -207,7 +214,9 @@ fn goroutine_local_storage_is_per_goroutine() {
                 })
             })
             .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).collect::<Vec<_>>()
+        hs.into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
     });
     assert_eq!(sums, (1..=8u64).map(|i| i * i).collect::<Vec<_>>());
 }
@@ -217,8 +226,15 @@ fn builder_rejects_bad_stack_sizes() {
     for bad in [0, 1024, gort_sched::MAX_STACK_SIZE + 1] {
         // SAFETY: never started.
         let err = unsafe { Builder::new().stack_size(bad).build() }.unwrap_err();
-        let BuildError::StackSize { requested, min, max } = err.clone();
-        assert_eq!((requested, min, max), (bad, gort_sched::MIN_STACK_SIZE, gort_sched::MAX_STACK_SIZE));
+        let BuildError::StackSize {
+            requested,
+            min,
+            max,
+        } = err.clone();
+        assert_eq!(
+            (requested, min, max),
+            (bad, gort_sched::MIN_STACK_SIZE, gort_sched::MAX_STACK_SIZE)
+        );
         assert!(err.to_string().contains("choose between"));
     }
 }
@@ -275,8 +291,14 @@ fn smoke_panic_in_go_exits_with_status_2() {
     let out = run_child("smoke_panic_in_go_exits_with_status_2", "panic");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
-    assert!(stderr.contains("panic: goroutine exploded"), "stderr: {stderr}");
-    assert!(stderr.contains("goroutine 2 [running]:"), "stderr: {stderr}");
+    assert!(
+        stderr.contains("panic: goroutine exploded"),
+        "stderr: {stderr}"
+    );
+    assert!(
+        stderr.contains("goroutine 2 [running]:"),
+        "stderr: {stderr}"
+    );
 }
 
 #[test]
@@ -285,16 +307,29 @@ fn smoke_stack_overflow_is_fatal_and_names_the_goroutine() {
         #[inline(never)]
         fn recurse(n: u64) -> u64 {
             let buf = std::hint::black_box([n; 64]);
-            if n == u64::MAX { 0 } else { recurse(n + 1) + buf[3] }
+            if n == u64::MAX {
+                0
+            } else {
+                recurse(n + 1) + buf[3]
+            }
         }
         let rt = runtime(1);
         rt.block_on(|| spawn(|| recurse(0)).join().ok());
         return;
     }
-    let out = run_child("smoke_stack_overflow_is_fatal_and_names_the_goroutine", "overflow");
+    let out = run_child(
+        "smoke_stack_overflow_is_fatal_and_names_the_goroutine",
+        "overflow",
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("fatal error: stack overflow"), "stderr: {stderr}");
-    assert!(stderr.contains("runtime: goroutine 2 stack exceeds"), "stderr: {stderr}");
+    assert!(
+        stderr.contains("fatal error: stack overflow"),
+        "stderr: {stderr}"
+    );
+    assert!(
+        stderr.contains("runtime: goroutine 2 stack exceeds"),
+        "stderr: {stderr}"
+    );
     assert!(!out.status.success());
 }
 
@@ -310,12 +345,20 @@ fn smoke_guard_probe_picks_a_working_mode() {
     }
     if std::env::var_os("GORT_STACK_GUARD").is_none() {
         let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "smoke_guard_probe_picks_a_working_mode", "--test-threads=1"])
+            .args([
+                "--exact",
+                "smoke_guard_probe_picks_a_working_mode",
+                "--test-threads=1",
+            ])
             .env("GORT_TEST_CHILD", "mprotect")
             .env("GORT_STACK_GUARD", "mprotect")
             .output();
         if let Ok(out) = out {
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
 }

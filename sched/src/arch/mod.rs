@@ -27,6 +27,8 @@ pub(crate) struct Context {
 
 impl Context {
     pub(crate) const fn empty() -> Self {
-        Context { sp: core::ptr::null_mut() }
+        Context {
+            sp: core::ptr::null_mut(),
+        }
     }
 }

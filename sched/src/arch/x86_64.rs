@@ -84,13 +84,13 @@ pub(crate) unsafe fn init_stack(
     // at top - 24 and leave two zero words above it.
     let sp = top.wrapping_sub(24 + (FRAME_WORDS - 1) * 8) as *mut u64;
     let frame: [u64; FRAME_WORDS + 2] = [
-        0x037F_u64 << 32 | 0x1F80, // default x87 control word and MXCSR
-        0,                         // r15
-        0,                         // r14
+        0x037F_u64 << 32 | 0x1F80,          // default x87 control word and MXCSR
+        0,                                  // r15
+        0,                                  // r14
         entry as *const () as usize as u64, // r13
-        arg as u64,                // r12
-        0,                         // rbx
-        0,                         // rbp
+        arg as u64,                         // r12
+        0,                                  // rbx
+        0,                                  // rbp
         gort_sched_trampoline as *const () as usize as u64,
         0,
         0,

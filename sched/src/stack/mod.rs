@@ -10,5 +10,5 @@ pub use guard::GuardMode;
 pub use guard::guard_mode;
 pub(crate) use overflow::{AltStack, install_overflow_handler, set_current_goid};
 pub(crate) use pool::StackPool;
-pub use region::{MAX_STACK_SIZE, MIN_STACK_SIZE};
 pub(crate) use region::{GUARD_BYTES, Stack, page_size};
+pub use region::{MAX_STACK_SIZE, MIN_STACK_SIZE};

@@ -137,7 +137,11 @@ impl AltStack {
         if mapping == libc::MAP_FAILED {
             return None;
         }
-        let st = libc::stack_t { ss_sp: mapping, ss_flags: 0, ss_size: len };
+        let st = libc::stack_t {
+            ss_sp: mapping,
+            ss_flags: 0,
+            ss_size: len,
+        };
         // SAFETY: `st` describes our own mapping, used only by this thread's handlers.
         unsafe { libc::sigaltstack(&st, std::ptr::null_mut()) };
         Some(AltStack { mapping, len })
@@ -146,7 +150,11 @@ impl AltStack {
 
 impl Drop for AltStack {
     fn drop(&mut self) {
-        let st = libc::stack_t { ss_sp: std::ptr::null_mut(), ss_flags: libc::SS_DISABLE, ss_size: 0 };
+        let st = libc::stack_t {
+            ss_sp: std::ptr::null_mut(),
+            ss_flags: libc::SS_DISABLE,
+            ss_size: 0,
+        };
         // SAFETY: disabling this thread's alternate stack, then unmapping the region we
         // mapped for it; no handler can be running on it since we are on the normal stack.
         unsafe {

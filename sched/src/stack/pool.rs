@@ -2,8 +2,8 @@
 
 use super::region::{GUARD_BYTES, Stack, page_size};
 use super::{guard, registry};
-use std::sync::Mutex;
 use std::io;
+use std::sync::Mutex;
 
 /// Virtual size of one slab. Slabs are reserved, not committed: a stack costs memory only for
 /// the pages its goroutine touched.
@@ -50,7 +50,10 @@ unsafe impl Sync for StackPool {}
 impl StackPool {
     pub(crate) fn new(stack_size: usize) -> StackPool {
         super::install_overflow_handler();
-        StackPool { stack_size, inner: Mutex::new(Inner::default()) }
+        StackPool {
+            stack_size,
+            inner: Mutex::new(Inner::default()),
+        }
     }
 
     /// Moves up to `n` free stacks into `out`, carving new ones when the pool is empty.
@@ -70,7 +73,11 @@ impl StackPool {
     /// Returns stacks to the pool.
     #[cold]
     pub(crate) fn put_batch(&self, stacks: impl Iterator<Item = Stack>) {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).hot.extend(stacks);
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .hot
+            .extend(stacks);
     }
 
     /// Background release: hands the pages of the oldest hot stacks beyond the hot working
@@ -91,13 +98,21 @@ impl StackPool {
             // A failed madvise only means the pages stay resident; the stack is still usable.
             let _ = s.release_pages(page_size());
         }
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).cold.extend(batch);
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .cold
+            .extend(batch);
         n
     }
 
     fn carve(&self, inner: &mut Inner) -> io::Result<Stack> {
         let size = self.stack_size;
-        if inner.slabs.last().is_none_or(|s| (s.carved + 1) * size > s.len) {
+        if inner
+            .slabs
+            .last()
+            .is_none_or(|s| (s.carved + 1) * size > s.len)
+        {
             inner.slabs.push(self.map_slab()?);
         }
         let slab = inner.slabs.last_mut().expect("a slab was just ensured");
@@ -143,7 +158,12 @@ impl StackPool {
                 "too many goroutine stack slabs in this process; use smaller stacks or fewer goroutines",
             ));
         };
-        Ok(Slab { base: p.cast(), len, carved: 0, registry_index })
+        Ok(Slab {
+            base: p.cast(),
+            len,
+            carved: 0,
+            registry_index,
+        })
     }
 }
 

@@ -15,7 +15,10 @@ pub fn runtime(procs: usize) -> gort_sched::Runtime {
 pub fn run_child(test: &str, mode: &str) -> Output {
     let exe = std::env::current_exe().unwrap();
     let args = ["--exact", test, "--nocapture", "--test-threads=1"];
-    let direct = Command::new(&exe).args(args).env("GORT_TEST_CHILD", mode).output();
+    let direct = Command::new(&exe)
+        .args(args)
+        .env("GORT_TEST_CHILD", mode)
+        .output();
     match direct {
         Ok(out) => out,
         Err(e) if e.raw_os_error() == Some(libc_enoexec()) => Command::new("qemu-aarch64-static")

@@ -1,0 +1,260 @@
+//! Scheduler benchmarks (spawn, switch, parked memory) for gort and tokio; JSON lines out.
+//!
+//! Run by `cargo xtask bench`; `--quick` scales every workload down for a smoke run.
+
+use gort_sched::{Builder, Goroutine, Runtime, go, gosched, park};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+fn emit(bench: &str, implementation: &str, value: f64, unit: &str) {
+    println!(
+        "{{\"bench\":\"{bench}\",\"implementation\":\"{implementation}\",\"value\":{value:.3},\"unit\":\"{unit}\"}}"
+    );
+}
+
+fn rss_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn gort(procs: usize) -> Runtime {
+    // SAFETY: the benchmark goroutines hold no thread-bound values across scheduling points.
+    unsafe { Builder::new().gomaxprocs(procs).build() }.expect("valid configuration")
+}
+
+/// A wait group on park/ready: `done` readies the waiter when the count reaches zero.
+struct WaitGroup {
+    count: AtomicUsize,
+    waiter: Mutex<Option<Goroutine>>,
+}
+
+impl WaitGroup {
+    fn new(n: usize) -> Arc<Self> {
+        Arc::new(WaitGroup {
+            count: AtomicUsize::new(n),
+            waiter: Mutex::new(None),
+        })
+    }
+    fn done(&self) {
+        if self.count.fetch_sub(1, Ordering::AcqRel) == 1
+            && let Some(w) = self.waiter.lock().unwrap().as_ref()
+        {
+            w.ready();
+        }
+    }
+    fn wait(&self) {
+        *self.waiter.lock().unwrap() = gort_sched::current();
+        while self.count.load(Ordering::Acquire) != 0 {
+            park();
+        }
+    }
+}
+
+fn gort_spawn(n: usize) -> f64 {
+    let rt = gort(2);
+    rt.block_on(move || {
+        let wg = WaitGroup::new(n);
+        let t = Instant::now();
+        for _ in 0..n {
+            let wg = wg.clone();
+            go(move || wg.done());
+        }
+        wg.wait();
+        t.elapsed().as_nanos() as f64 / n as f64
+    })
+}
+
+fn gort_switch(n: usize) -> f64 {
+    let rt = gort(1);
+    rt.block_on(move || {
+        let t = Instant::now();
+        let hs: Vec<_> = (0..2)
+            .map(|_| {
+                gort_sched::spawn(move || {
+                    for _ in 0..n {
+                        gosched();
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        t.elapsed().as_nanos() as f64 / (2 * n) as f64
+    })
+}
+
+fn gort_parked(n: usize) -> f64 {
+    let rt = gort(2);
+    rt.block_on(move || {
+        let waiters: Arc<Mutex<Vec<Goroutine>>> = Arc::new(Mutex::new(Vec::with_capacity(n)));
+        let released = Arc::new(AtomicBool::new(false));
+        let wg = WaitGroup::new(n);
+        let parked = Arc::new(AtomicUsize::new(0));
+        let before = rss_bytes();
+        for _ in 0..n {
+            let (waiters, released, wg, parked) = (
+                waiters.clone(),
+                released.clone(),
+                wg.clone(),
+                parked.clone(),
+            );
+            go(move || {
+                waiters.lock().unwrap().push(gort_sched::current().unwrap());
+                parked.fetch_add(1, Ordering::AcqRel);
+                while !released.load(Ordering::Acquire) {
+                    park();
+                }
+                wg.done();
+            });
+        }
+        while parked.load(Ordering::Acquire) < n {
+            gosched();
+        }
+        let per = (rss_bytes().saturating_sub(before)) as f64 / n as f64;
+        released.store(true, Ordering::Release);
+        for w in waiters.lock().unwrap().drain(..) {
+            w.ready();
+        }
+        wg.wait();
+        per
+    })
+}
+
+fn tokio_spawn(n: usize) -> f64 {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let count = Arc::new(AtomicUsize::new(n));
+        let notify = Arc::new(tokio::sync::Notify::new());
+        let t = Instant::now();
+        for _ in 0..n {
+            let (count, notify) = (count.clone(), notify.clone());
+            tokio::spawn(async move {
+                if count.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    notify.notify_one();
+                }
+            });
+        }
+        notify.notified().await;
+        t.elapsed().as_nanos() as f64 / n as f64
+    })
+}
+
+fn tokio_switch(n: usize) -> f64 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let t = Instant::now();
+        let hs: Vec<_> = (0..2)
+            .map(|_| {
+                tokio::spawn(async move {
+                    for _ in 0..n {
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.await.unwrap();
+        }
+        t.elapsed().as_nanos() as f64 / (2 * n) as f64
+    })
+}
+
+fn tokio_parked(n: usize) -> f64 {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let parked = Arc::new(AtomicUsize::new(0));
+        let before = rss_bytes();
+        let mut hs = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut rx = rx.clone();
+            let parked = parked.clone();
+            hs.push(tokio::spawn(async move {
+                parked.fetch_add(1, Ordering::AcqRel);
+                let _ = rx.wait_for(|v| *v).await;
+            }));
+        }
+        while parked.load(Ordering::Acquire) < n {
+            tokio::task::yield_now().await;
+        }
+        let per = (rss_bytes().saturating_sub(before)) as f64 / n as f64;
+        tx.send(true).unwrap();
+        for h in hs {
+            h.await.unwrap();
+        }
+        per
+    })
+}
+
+/// Runs the parked-memory workload in a fresh process, so that memory freed by an earlier
+/// workload (and kept by the allocator) does not hide this one's growth.
+fn parked_in_child(implementation: &str, n: usize) -> f64 {
+    let out = std::process::Command::new(std::env::current_exe().expect("own path"))
+        .args(["--parked-child", implementation, &n.to_string()])
+        .output()
+        .expect("cannot re-run the benchmark program");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("parked child failed: {text} {:?}", out.status))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--parked-child") {
+        let n: usize = args[i + 2].parse().expect("count");
+        let v = match args[i + 1].as_str() {
+            "gort" => gort_parked(n),
+            _ => tokio_parked(n),
+        };
+        println!("{v}");
+        return;
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .map(|i| args[i + 1].clone());
+    let want = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    let n_spawn = if quick { 100_000 } else { 1_000_000 };
+    let n_switch = if quick { 100_000 } else { 2_000_000 };
+    let n_parked = if quick { 100_000 } else { 1_000_000 };
+
+    if want("spawn") {
+        emit("sched/spawn", "gort", gort_spawn(n_spawn), "ns/goroutine");
+        emit("sched/spawn", "tokio", tokio_spawn(n_spawn), "ns/goroutine");
+    }
+    if want("switch") {
+        emit("sched/switch", "gort", gort_switch(n_switch), "ns/switch");
+        emit("sched/switch", "tokio", tokio_switch(n_switch), "ns/switch");
+    }
+    if want("parked") {
+        emit(
+            "sched/parked",
+            "gort",
+            parked_in_child("gort", n_parked),
+            "bytes/goroutine",
+        );
+        emit(
+            "sched/parked",
+            "tokio",
+            parked_in_child("tokio", n_parked),
+            "bytes/goroutine",
+        );
+    }
+}

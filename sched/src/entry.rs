@@ -1,0 +1,124 @@
+//! A goroutine's entry closure, kept inline in the G when small, so most spawns allocate nothing.
+
+use std::mem::{ManuallyDrop, MaybeUninit, align_of, size_of};
+use std::ptr;
+
+/// Inline capacity: four words, enough for a closure capturing a few `Arc`s or integers.
+type Inline = MaybeUninit<[usize; 4]>;
+
+enum Repr {
+    Inline {
+        buf: Inline,
+        /// Moves the closure out of `buf` and calls it.
+        call: unsafe fn(*mut u8),
+        /// Drops the closure in place without calling it.
+        drop: unsafe fn(*mut u8),
+    },
+    Boxed(Box<dyn FnOnce() + Send + 'static>),
+}
+
+/// An owned `FnOnce() + Send + 'static`.
+pub(crate) struct Entry(Repr);
+
+// SAFETY: only built from `F: Send` closures (see `new`).
+unsafe impl Send for Entry {}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            Repr::Inline { .. } => "Entry(inline)",
+            Repr::Boxed(_) => "Entry(boxed)",
+        })
+    }
+}
+
+/// # Safety
+/// `p` must point at a live `F` that is not used again.
+unsafe fn call_inline<F: FnOnce()>(p: *mut u8) {
+    // SAFETY: per the contract, we take the only copy.
+    let f = unsafe { ptr::read(p.cast::<F>()) };
+    f();
+}
+
+/// # Safety
+/// As `call_inline`.
+unsafe fn drop_inline<F>(p: *mut u8) {
+    // SAFETY: per the contract.
+    unsafe { ptr::drop_in_place(p.cast::<F>()) };
+}
+
+impl Entry {
+    #[inline]
+    pub(crate) fn new<F: FnOnce() + Send + 'static>(f: F) -> Entry {
+        if size_of::<F>() <= size_of::<Inline>() && align_of::<F>() <= align_of::<Inline>() {
+            let mut buf = Inline::uninit();
+            // SAFETY: `buf` is large and aligned enough for `F` (checked above).
+            unsafe { ptr::write(buf.as_mut_ptr().cast::<F>(), f) };
+            Entry(Repr::Inline {
+                buf,
+                call: call_inline::<F>,
+                drop: drop_inline::<F>,
+            })
+        } else {
+            Entry(Repr::Boxed(Box::new(f)))
+        }
+    }
+
+    /// Calls the closure, consuming it.
+    #[inline]
+    pub(crate) fn run(self) {
+        let mut this = ManuallyDrop::new(self);
+        match &mut this.0 {
+            Repr::Inline { buf, call, .. } => {
+                // SAFETY: `buf` holds the live closure `call` was made for; `this` is never
+                // dropped, so the closure is consumed exactly once, here.
+                unsafe { call(buf.as_mut_ptr().cast()) }
+            }
+            Repr::Boxed(_) => {
+                // SAFETY: `this` is never dropped, so reading the box out moves it exactly once.
+                let Repr::Boxed(f) = (unsafe { ptr::read(&this.0) }) else {
+                    unreachable!()
+                };
+                f();
+            }
+        }
+    }
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        if let Repr::Inline { buf, drop, .. } = &mut self.0 {
+            // SAFETY: an `Entry` dropped without `run` still holds its closure.
+            unsafe { drop(buf.as_mut_ptr().cast()) }
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::Entry;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn small_and_large_closures_run_once_and_drop_once() {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        Entry::new(move || {
+            h.fetch_add(1, Ordering::SeqCst);
+        })
+        .run();
+        let big = [7u64; 16];
+        let h = hits.clone();
+        Entry::new(move || {
+            h.fetch_add(big[3] as usize, Ordering::SeqCst);
+        })
+        .run();
+        assert_eq!(hits.load(Ordering::SeqCst), 8);
+        let h = hits.clone();
+        drop(Entry::new(move || drop(h)));
+        let h = hits.clone();
+        drop(Entry::new(move || drop((h, big))));
+        assert_eq!(Arc::strong_count(&hits), 1);
+    }
+}

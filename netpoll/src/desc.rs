@@ -1,7 +1,7 @@
-//! A poll descriptor: the fd, its two semaphores and the info word (sequence number, closing
+//! A poll descriptor: its two semaphores and the info word (sequence number, closing
 //! and deadline-expired bits) that waiters read without a lock.
 
-use crate::loom::{AtomicI32, AtomicU64, Ordering, fence};
+use crate::loom::{AtomicU64, Ordering, fence};
 use crate::sema::{Reserve, Sema};
 
 /// Which way a waiter waits.
@@ -50,9 +50,6 @@ pub(crate) fn info_seq(info: u64) -> u32 {
 /// recycled; `info`'s sequence number tells owners (and events) apart.
 #[derive(Debug)]
 pub(crate) struct PollDesc {
-    /// The registered fd. Written by `open` while the descriptor is owned by nobody else (the
-    /// Registration handed out afterwards carries it to other threads); read by `close`.
-    pub(crate) fd: AtomicI32,
     /// `seq << 32 | flags`. The sequence number is written by `open` (Release, read with
     /// Acquire by event dispatch and waiters); flags are set by close and deadlines and
     /// cleared by deadlines with RMWs followed by a SeqCst fence that pairs with the waiter's
@@ -67,7 +64,6 @@ pub(crate) struct PollDesc {
 impl PollDesc {
     pub(crate) fn new() -> Self {
         PollDesc {
-            fd: AtomicI32::new(-1),
             info: AtomicU64::new(CLOSING),
             read: Sema::new(),
             write: Sema::new(),

@@ -4,9 +4,7 @@
 //! here, so the same code is model-checked by loom and run for real otherwise.
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{
-    AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, fence,
-};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, fence};
 #[cfg(not(loom))]
 #[allow(unused_imports)]
 pub(crate) use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,9 +13,7 @@ pub(crate) use std::sync::{Arc, Mutex, MutexGuard};
 pub(crate) use std::{hint::spin_loop, thread};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{
-    AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, fence,
-};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, fence};
 #[cfg(loom)]
 #[allow(unused_imports)]
 pub(crate) use loom::sync::{Arc, Mutex, MutexGuard};

@@ -169,8 +169,7 @@ impl<W: Waiter> Poller<W> {
             r <= crate::sema::READY && w <= crate::sema::READY,
             "runtime: recycled poll descriptor still has a waiter"
         );
-        desc.fd.store(fd, Ordering::Relaxed);
-        // Release: publishes the reset semaphores and fd with the new sequence number.
+        // Release: publishes the reset semaphores with the new sequence number.
         desc.info.store((seq as u64) << 32, Ordering::Release);
         {
             let mut t = self.timers.lock().unwrap_or_else(|e| e.into_inner());
@@ -525,7 +524,27 @@ impl<W: Waiter> Poller<W> {
     }
 
     /// Descriptors handed out (or waiting in limbo).
+    ///
+    /// (Drop note: `wait` borrows the poller, so no thread can be blocked in it when the
+    /// poller is dropped; waiters published with `arm` and never woken are dropped unwoken.)
     pub fn descriptors_in_use(&self) -> usize {
         self.table.in_use()
+    }
+}
+
+impl<W: Waiter> Drop for Poller<W> {
+    fn drop(&mut self) {
+        // Give back waiters that `arm` published and nobody woke, so they are not leaked.
+        for index in 0..self.table.created() {
+            let Some(desc) = self.table.get(index) else {
+                continue;
+            };
+            for dir in [Direction::Read, Direction::Write] {
+                if let Some(raw) = desc.sema(dir).unblock(false) {
+                    // SAFETY: taken out of the semaphore by one RMW: the one conversion back.
+                    drop(unsafe { W::from_raw(raw) });
+                }
+            }
+        }
     }
 }

@@ -113,6 +113,11 @@ impl Table {
         }
     }
 
+    /// Descriptors ever created (valid indexes are below this).
+    pub(crate) fn created(&self) -> u32 {
+        self.alloc.lock().unwrap_or_else(|e| e.into_inner()).created
+    }
+
     /// Descriptors currently handed out or waiting in limbo (for tests).
     #[allow(dead_code)]
     pub(crate) fn in_use(&self) -> usize {

@@ -473,3 +473,37 @@ fn arm_and_complete_for_event_loops() {
     assert!(!p.has_waiters());
     p.close(reg).unwrap();
 }
+
+#[test]
+fn dropping_the_poller_drops_armed_waiters() {
+    use gort_netpoll::{Armed, Waiter};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    struct Probe(Arc<AtomicUsize>);
+    // SAFETY: an Arc pointer is non-null and 8-aligned (> 2); from_raw rebuilds the same Arc.
+    unsafe impl Waiter for Probe {
+        fn into_raw(self) -> usize {
+            Arc::into_raw(self.0) as usize
+        }
+        unsafe fn from_raw(raw: usize) -> Self {
+            // SAFETY: converted back exactly once by the poller.
+            Probe(unsafe { Arc::from_raw(raw as *const AtomicUsize) })
+        }
+        fn wake(self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let count = Arc::new(AtomicUsize::new(0));
+    let p: Poller<Probe> = Poller::new().unwrap();
+    let (a, _b) = pair();
+    let reg = p.open(a.as_raw_fd()).unwrap();
+    p.poll(Some(Duration::ZERO)).unwrap();
+    assert!(matches!(
+        p.arm(&reg, Direction::Read, Probe(Arc::clone(&count))),
+        Ok(Armed::Parked)
+    ));
+    assert_eq!(Arc::strong_count(&count), 2);
+    drop(reg); // leaked registration: harmless
+    drop(p);
+    assert_eq!(Arc::strong_count(&count), 1, "armed waiter leaked");
+    assert_eq!(count.load(Ordering::SeqCst), 0, "dropped, not woken");
+}

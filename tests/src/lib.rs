@@ -1,1 +1,106 @@
-//! gort-tests: shared helpers for the integration tests and benchmark programs.
+//! gort-tests: helpers shared by the cross-crate integration tests and the demo.
+
+use gort_sched::{Builder, Goroutine, Runtime};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A runtime with `procs` Ps and default stacks.
+pub fn runtime(procs: usize) -> Runtime {
+    // SAFETY: the test and demo goroutines hold no thread-bound values across scheduling
+    // points (no thread-locals, no reentrant-lock guards).
+    unsafe { Builder::new().gomaxprocs(procs).build() }.expect("valid configuration")
+}
+
+/// Resident set size of this process, from `/proc/self/statm`.
+pub fn rss_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize
+}
+
+/// Number of memory mappings (VMAs) of this process.
+pub fn map_count() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .map(|m| m.lines().count())
+        .unwrap_or(0)
+}
+
+/// A goroutine wait group built on the park / ready contract: `wait` parks the calling
+/// goroutine until `done` has been called as many times as `add`ed.
+#[derive(Debug, Default)]
+pub struct WaitGroup {
+    count: AtomicUsize,
+    waiter: Mutex<Option<Goroutine>>,
+}
+
+impl WaitGroup {
+    /// A wait group expecting `n` `done`s.
+    pub fn new(n: usize) -> Self {
+        WaitGroup {
+            count: AtomicUsize::new(n),
+            waiter: Mutex::new(None),
+        }
+    }
+
+    /// Marks one participant finished; the last one readies the waiter.
+    pub fn done(&self) {
+        if self.count.fetch_sub(1, Ordering::AcqRel) == 1
+            && let Some(w) = self.waiter.lock().unwrap().as_ref()
+        {
+            w.ready();
+        }
+    }
+
+    /// Parks the calling goroutine until the count reaches zero.
+    pub fn wait(&self) {
+        *self.waiter.lock().unwrap() = gort_sched::current();
+        while self.count.load(Ordering::Acquire) != 0 {
+            gort_sched::park();
+        }
+    }
+}
+
+/// A gate many goroutines park behind until it opens (like a closed Go channel).
+#[derive(Debug, Default)]
+pub struct Gate {
+    open: std::sync::atomic::AtomicBool,
+    waiters: Mutex<Vec<Goroutine>>,
+}
+
+impl Gate {
+    /// Parks the calling goroutine until `open`.
+    pub fn wait(&self) {
+        {
+            let mut w = self.waiters.lock().unwrap();
+            if self.open.load(Ordering::Acquire) {
+                return;
+            }
+            w.push(gort_sched::current().expect("Gate::wait outside a goroutine"));
+        }
+        while !self.open.load(Ordering::Acquire) {
+            gort_sched::park();
+        }
+    }
+
+    /// Opens the gate and readies every waiter.
+    pub fn open(&self) {
+        let waiters = {
+            let mut w = self.waiters.lock().unwrap();
+            self.open.store(true, Ordering::Release);
+            std::mem::take(&mut *w)
+        };
+        for g in waiters {
+            g.ready();
+        }
+    }
+
+    /// Goroutines parked behind the gate now.
+    pub fn waiting(&self) -> usize {
+        self.waiters.lock().unwrap().len()
+    }
+}

@@ -187,8 +187,10 @@ fn latency_run(
         thread::sleep(Duration::from_micros(50));
         lat.sent.store(now_ns(lat.base), Ordering::SeqCst);
         write1(&b);
+        // Sleep rather than spin: on a busy machine a spinning writer steals the CPU the
+        // woken reader needs (Go's side waits the same way).
         while !lat.done.swap(false, Ordering::AcqRel) {
-            thread::yield_now();
+            thread::sleep(Duration::from_micros(1));
         }
     }
     let mut v = h.join().unwrap();
@@ -291,8 +293,10 @@ fn latency_mio(samples: usize) -> f64 {
         thread::sleep(Duration::from_micros(50));
         lat.sent.store(now_ns(lat.base), Ordering::SeqCst);
         write1(&b);
+        // Sleep rather than spin: on a busy machine a spinning writer steals the CPU the
+        // woken reader needs (Go's side waits the same way).
         while !lat.done.swap(false, Ordering::AcqRel) {
-            thread::yield_now();
+            thread::sleep(Duration::from_micros(1));
         }
     }
     let mut v = reader.join().unwrap();

@@ -139,3 +139,41 @@ impl Drop for Table {
         }
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn released_during_a_round_waits_in_limbo_until_it_ends() {
+        let t = Table::new();
+        let (a, _) = t.alloc(0).unwrap();
+        let (b, _) = t.alloc(0).unwrap();
+        // `a` released while round 3 is in flight (odd), `b` between rounds.
+        t.release(a, 3);
+        t.release(b, 4);
+        // Round 3 still in flight: only `b` comes back.
+        assert_eq!(t.alloc(3).unwrap().0, b);
+        let (c, _) = t.alloc(3).unwrap();
+        assert_ne!(
+            c, a,
+            "descriptor reused while a round that saw its events was in flight"
+        );
+        // Round 3 finished: `a` is reusable.
+        assert_eq!(t.alloc(4).unwrap().0, a);
+    }
+
+    #[test]
+    fn indexes_span_chunks_and_stay_put() {
+        let t = Table::new();
+        let mut seen = Vec::new();
+        for _ in 0..(3 * CHUNK + 1) {
+            let (i, d) = t.alloc(0).unwrap();
+            seen.push((i, d as *const PollDesc));
+        }
+        for &(i, p) in &seen {
+            assert!(std::ptr::eq(t.get(i).unwrap(), p));
+        }
+        assert!(t.get(seen.len() as u32 + CHUNK as u32).is_none());
+    }
+}

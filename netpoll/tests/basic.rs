@@ -507,3 +507,30 @@ fn dropping_the_poller_drops_armed_waiters() {
     assert_eq!(Arc::strong_count(&count), 1, "armed waiter leaked");
     assert_eq!(count.load(Ordering::SeqCst), 0, "dropped, not woken");
 }
+
+/// The scheduler's idle-hook contract: a non-blocking poll never waits (even while another
+/// thread sleeps in a blocking one), `wake` ends a blocking poll, `has_waiters` counts parked
+/// waiters.
+#[test]
+fn idle_hook_contract() {
+    let d = Driver::start().unwrap(); // its thread sleeps in poll(None)
+    let p = Arc::clone(d.poller());
+    thread::sleep(Duration::from_millis(10));
+    for _ in 0..100 {
+        assert_eq!(p.poll(Some(Duration::ZERO)).unwrap(), 0);
+    }
+    assert!(!p.has_waiters());
+    let (a, mut b) = pair();
+    let src = Arc::new(d.register(a.as_raw_fd()).unwrap());
+    let s2 = Arc::clone(&src);
+    let h = thread::spawn(move || s2.wait(Direction::Read));
+    while !p.has_waiters() {
+        thread::sleep(Duration::from_millis(1));
+    }
+    b.write_all(b"x").unwrap();
+    h.join().unwrap().unwrap();
+    assert!(!p.has_waiters());
+    // Dropping the driver wakes its blocked poll and joins the thread.
+    drop(src);
+    drop(d);
+}

@@ -14,16 +14,25 @@ fn sched_one_million_parked_goroutines_fit() {
     let (rss_per, maps) = rt.block_on(move || {
         let gate = Arc::new(Gate::default());
         let wg = Arc::new(WaitGroup::new(n));
+        let started_wg = Arc::new(WaitGroup::new(n));
         let started = Arc::new(AtomicUsize::new(0));
         let before = rss_bytes();
         for _ in 0..n {
-            let (gate, wg, started) = (gate.clone(), wg.clone(), started.clone());
+            let (gate, wg, started, started_wg) = (
+                gate.clone(),
+                wg.clone(),
+                started.clone(),
+                started_wg.clone(),
+            );
             gort_sched::go(move || {
                 started.fetch_add(1, Ordering::Relaxed);
+                started_wg.done();
                 gate.wait();
                 wg.done();
             });
         }
+        // Park until every goroutine has started, then wait out the last few registering.
+        started_wg.wait();
         while gate.waiting() < n {
             gort_sched::gosched();
         }

@@ -44,8 +44,8 @@ pub struct Poller<W: Waiter> {
     /// publishing, decremented by whoever takes the waiter. Relaxed: a count for
     /// `has_waiters`, which is a hint by nature.
     waiters: AtomicUsize,
-    /// A wake-up is pending in the kernel object: set by `wake` (AcqRel swap, so concurrent
-    /// wakes make one syscall), cleared by the poll that consumes it.
+    /// A wake-up is pending in the kernel object: set by `wake` (a swap, so concurrent wakes
+    /// make one syscall), cleared by the poll that consumes it (see `consume_wake`).
     wake_pending: AtomicBool,
     /// When the blocking poll in progress will time out (nanoseconds from `base`), or
     /// NOT_SLEEPING / FOREVER. Written by the poller and read by `set_deadline`, both under
@@ -378,8 +378,25 @@ impl<W: Waiter> Poller<W> {
 
     /// Interrupt a blocked `poll` (or make the next one return at once).
     pub fn wake(&self) {
-        // AcqRel: one syscall per burst of wakes; pairs with the clearing store in `poll`.
-        if !self.wake_pending.swap(true, Ordering::AcqRel)
+        // SeqCst: one syscall per burst of wakes; pairs with `consume_wake`.
+        if !self.wake_pending.swap(true, Ordering::SeqCst)
+            && let Err(e) = self.backend.wake()
+        {
+            panic!("runtime: netpoll wake-up failed: {e}");
+        }
+    }
+
+    /// Consume a wake-up reported by the kernel. The flag is cleared before the kernel
+    /// object is drained, so a `wake` racing with us either finds the flag clear and makes
+    /// its own syscall, or set again by another racer; if our drain may have swallowed such
+    /// a racer's syscall (the flag is set again afterwards), re-arm the kernel object so the
+    /// next poll returns at once. At worst one spurious return, never a lost wake-up.
+    #[cold]
+    fn consume_wake(&self) {
+        // SeqCst with the swap in `wake`: the store precedes the drain, the load follows it.
+        self.wake_pending.store(false, Ordering::SeqCst);
+        self.backend.drain_wake();
+        if self.wake_pending.load(Ordering::SeqCst)
             && let Err(e) = self.backend.wake()
         {
             panic!("runtime: netpoll wake-up failed: {e}");
@@ -434,9 +451,7 @@ impl<W: Waiter> Poller<W> {
         for i in 0..n {
             let ev = st.events.get(i);
             if ev.token == WAKE_TOKEN {
-                self.backend.drain_wake();
-                // Pairs with the swap in `wake`: later wakes make a new syscall.
-                self.wake_pending.store(false, Ordering::Release);
+                self.consume_wake();
                 continue;
             }
             let Some(desc) = self.table.get((ev.token >> 32) as u32) else {

@@ -534,3 +534,69 @@ fn idle_hook_contract() {
     drop(src);
     drop(d);
 }
+
+/// Wakes racing the consumption of earlier wakes are never lost: every blocking poll that a
+/// wake may have targeted returns.
+#[test]
+fn racing_wakes_are_never_lost() {
+    let p: Arc<Poller<ThreadWaiter>> = Arc::new(Poller::new().unwrap());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (p2, s2) = (Arc::clone(&p), Arc::clone(&stop));
+    let waker = thread::spawn(move || {
+        while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+            p2.wake();
+            thread::yield_now();
+        }
+    });
+    for _ in 0..2000 {
+        p.poll(None).unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    waker.join().unwrap();
+    // One more wake after the waker stopped must still end a blocking poll.
+    let p3 = Arc::clone(&p);
+    let h = thread::spawn(move || p3.poll(None).unwrap());
+    thread::sleep(Duration::from_millis(5));
+    p.wake();
+    h.join().unwrap();
+}
+
+/// Evictions, past deadlines and readiness racing a thread on its way to park: the waiter
+/// always returns (no lost wake-up) with the outcome of one of the racers.
+#[test]
+fn unblockers_racing_a_parking_thread() {
+    let d = Driver::start().unwrap();
+    for i in 0..300u32 {
+        let (a, mut b) = pair();
+        let src = Arc::new(d.register(a.as_raw_fd()).unwrap());
+        let s2 = Arc::clone(&src);
+        let h = thread::spawn(move || s2.wait(Direction::Read));
+        if i % 7 != 0 {
+            thread::yield_now();
+        }
+        let r = match i % 3 {
+            0 => {
+                src.evict().unwrap();
+                h.join()
+                    .unwrap()
+                    .map_err(|e| e.raw_os_error() == Some(libc::EBADF))
+            }
+            1 => {
+                src.set_deadline(Direction::Read, Some(Instant::now()))
+                    .unwrap();
+                h.join()
+                    .unwrap()
+                    .map_err(|e| e.kind() == io::ErrorKind::TimedOut)
+            }
+            _ => {
+                b.write_all(b"x").unwrap();
+                h.join().unwrap().map_err(|_| false)
+            }
+        };
+        match (i % 3, r) {
+            (2, Ok(())) | (0 | 1, Err(true)) => {}
+            (k, r) => panic!("iteration {i}: racer {k} gave {r:?}"),
+        }
+        assert!(!d.poller().has_waiters());
+    }
+}

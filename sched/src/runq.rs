@@ -300,3 +300,70 @@ mod loom_tests {
         });
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// The owner pushes and pops (overflowing into a "global" vector) while two thieves
+    /// steal: every item is taken exactly once.
+    #[test]
+    fn smoke_runq_concurrent_steal() {
+        let n = 200_000usize;
+        let q = Arc::new(RunQueue::<usize>::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let thieves: Vec<_> = (0..2)
+            .map(|_| {
+                let (q, stop) = (q.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mine = RunQueue::<usize>::default();
+                    let mut got = Vec::new();
+                    loop {
+                        let done = stop.load(Ordering::Acquire);
+                        if let Some(p) = q.steal_into(&mine) {
+                            got.push(p);
+                        }
+                        while let Some(p) = mine.pop() {
+                            got.push(p);
+                        }
+                        if done {
+                            return got;
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut got = Vec::new();
+        let mut overflow = Vec::new();
+        for v in 1..=n {
+            let p = NonNull::new(v as *mut usize).unwrap();
+            if v % 3 == 0 {
+                if let Some(old) = q.put_next(p)
+                    && let Err(batch) = q.push_back(old)
+                {
+                    overflow.extend(batch);
+                }
+            } else if let Err(batch) = q.push_back(p) {
+                overflow.extend(batch);
+            }
+            if v % 5 == 0
+                && let Some(p) = q.pop()
+            {
+                got.push(p);
+            }
+        }
+        stop.store(true, Ordering::Release);
+        for t in thieves {
+            got.extend(t.join().unwrap());
+        }
+        while let Some(p) = q.pop() {
+            got.push(p);
+        }
+        got.extend(overflow);
+        let mut vals: Vec<usize> = got.into_iter().map(|p| p.as_ptr() as usize).collect();
+        vals.sort_unstable();
+        assert_eq!(vals, (1..=n).collect::<Vec<_>>());
+    }
+}

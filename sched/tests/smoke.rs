@@ -344,21 +344,15 @@ fn smoke_guard_probe_picks_a_working_mode() {
         return;
     }
     if std::env::var_os("GORT_STACK_GUARD").is_none() {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "smoke_guard_probe_picks_a_working_mode",
-                "--test-threads=1",
-            ])
-            .env("GORT_TEST_CHILD", "mprotect")
-            .env("GORT_STACK_GUARD", "mprotect")
-            .output();
-        if let Ok(out) = out {
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        let out = common::run_child_with(
+            "smoke_guard_probe_picks_a_working_mode",
+            "mprotect",
+            &[("GORT_STACK_GUARD", "mprotect")],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

@@ -10,31 +10,30 @@ pub fn runtime(procs: usize) -> gort_sched::Runtime {
 }
 
 /// Re-runs this test binary with only `test` selected and `GORT_TEST_CHILD=mode` set, for
-/// behaviour that ends the process. Under qemu-user (no binfmt_misc here) the child is started
-/// through the emulator explicitly.
+/// behaviour that ends the process. Under qemu-user (the aarch64 runner sets `GORT_QEMU`;
+/// there is no binfmt_misc here) the child is started through the emulator explicitly.
 pub fn run_child(test: &str, mode: &str) -> Output {
-    let exe = std::env::current_exe().unwrap();
-    let args = ["--exact", test, "--nocapture", "--test-threads=1"];
-    let direct = Command::new(&exe)
-        .args(args)
-        .env("GORT_TEST_CHILD", mode)
-        .output();
-    match direct {
-        Ok(out) => out,
-        Err(e) if e.raw_os_error() == Some(libc_enoexec()) => Command::new("qemu-aarch64-static")
-            .arg("-L")
-            .arg("/usr/aarch64-linux-gnu")
-            .arg(&exe)
-            .args(args)
-            .env("GORT_TEST_CHILD", mode)
-            .output()
-            .unwrap(),
-        Err(e) => panic!("cannot start child test process: {e}"),
-    }
+    run_child_with(test, mode, &[])
 }
 
-fn libc_enoexec() -> i32 {
-    8
+/// `run_child` with extra environment variables.
+pub fn run_child_with(test: &str, mode: &str, env: &[(&str, &str)]) -> Output {
+    let exe = std::env::current_exe().unwrap();
+    let args = ["--exact", test, "--nocapture", "--test-threads=1"];
+    let mut cmd = if std::env::var_os("GORT_QEMU").is_some() {
+        let mut c = Command::new("qemu-aarch64-static");
+        // The emulator hands its own environment to the guest.
+        c.args(["-L", "/usr/aarch64-linux-gnu"]).arg(&exe);
+        c
+    } else {
+        Command::new(&exe)
+    };
+    cmd.args(args).env("GORT_TEST_CHILD", mode);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot start child test process: {e}"))
 }
 
 /// The child mode this process was started in, if any.

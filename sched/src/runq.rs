@@ -323,10 +323,10 @@ mod tests {
                     loop {
                         let done = stop.load(Ordering::Acquire);
                         if let Some(p) = q.steal_into(&mine) {
-                            got.push(p);
+                            got.push(p.as_ptr() as usize);
                         }
                         while let Some(p) = mine.pop() {
-                            got.push(p);
+                            got.push(p.as_ptr() as usize);
                         }
                         if done {
                             return got;
@@ -351,7 +351,7 @@ mod tests {
             if v % 5 == 0
                 && let Some(p) = q.pop()
             {
-                got.push(p);
+                got.push(p.as_ptr() as usize);
             }
         }
         stop.store(true, Ordering::Release);
@@ -359,10 +359,10 @@ mod tests {
             got.extend(t.join().unwrap());
         }
         while let Some(p) = q.pop() {
-            got.push(p);
+            got.push(p.as_ptr() as usize);
         }
-        got.extend(overflow);
-        let mut vals: Vec<usize> = got.into_iter().map(|p| p.as_ptr() as usize).collect();
+        got.extend(overflow.into_iter().map(|p| p.as_ptr() as usize));
+        let mut vals = got;
         vals.sort_unstable();
         assert_eq!(vals, (1..=n).collect::<Vec<_>>());
     }

@@ -47,10 +47,14 @@ pub struct Poller<W: Waiter> {
     /// A wake-up is pending in the kernel object: set by `wake` (a swap, so concurrent wakes
     /// make one syscall), cleared by the poll that consumes it (see `consume_wake`).
     wake_pending: AtomicBool,
-    /// When the blocking poll in progress will time out (nanoseconds from `base`), or
-    /// NOT_SLEEPING / FOREVER. Written by the poller and read by `set_deadline`, both under
-    /// `timers`' lock, so a new earliest deadline either is seen by the poll or wakes it.
+    /// When the blocking poll in progress will time out at the latest (nanoseconds from
+    /// `base`), or NOT_SLEEPING / FOREVER. Written by the poller, read by `set_deadline`;
+    /// with `earliest`, a store-fence-load handshake on each side (see `shorten`).
     sleep_until: AtomicU64,
+    /// The earliest deadline in `timers` (nanoseconds from `base`), FOREVER when none.
+    /// Written under `timers`' lock after every change (SeqCst); read by polls without the
+    /// lock, so a round with nothing due never takes it.
+    earliest: AtomicU64,
     _waiter: PhantomData<fn(W) -> W>,
 }
 
@@ -148,6 +152,7 @@ impl<W: Waiter> Poller<W> {
             waiters: AtomicUsize::new(0),
             wake_pending: AtomicBool::new(false),
             sleep_until: AtomicU64::new(NOT_SLEEPING),
+            earliest: AtomicU64::new(FOREVER),
             _waiter: PhantomData,
         })
     }
@@ -312,13 +317,16 @@ impl<W: Waiter> Poller<W> {
                     } else {
                         desc.clear_flag(bit);
                         if t.set(key, ns) {
-                            // Relaxed: written under the same lock by the poller.
-                            let until = self.sleep_until.load(Ordering::Relaxed);
+                            self.publish_earliest(&t);
+                            // Pairs with the fence in `shorten`.
+                            fence(Ordering::SeqCst);
+                            let until = self.sleep_until.load(Ordering::SeqCst);
                             must_wake_poller = until != NOT_SLEEPING && ns < until;
                         }
                     }
                 }
             }
+            self.publish_earliest(&t);
         }
         if let Some(raw) = woken {
             self.waiters.fetch_sub(1, Ordering::Relaxed);
@@ -367,6 +375,7 @@ impl<W: Waiter> Poller<W> {
             let mut t = self.timers.lock().unwrap_or_else(|e| e.into_inner());
             t.remove(reg.index * 2);
             t.remove(reg.index * 2 + 1);
+            self.publish_earliest(&t);
         }
         let res = self.backend.close(reg.fd);
         // An RMW, not a load: a poll round that starts later increments `round` after this
@@ -481,13 +490,7 @@ impl<W: Waiter> Poller<W> {
 
     /// Clamp `timeout` to the earliest deadline and record when this poll will end.
     fn shorten(&self, timeout: Option<Duration>) -> Option<Duration> {
-        let t = self.timers.lock().unwrap_or_else(|e| e.into_inner());
         let mut timeout = timeout;
-        if let Some(next) = t.peek() {
-            let now = self.nanos(Instant::now());
-            let until = Duration::from_nanos(next.saturating_sub(now));
-            timeout = Some(timeout.map_or(until, |d| d.min(until)));
-        }
         if timeout != Some(Duration::ZERO) {
             let end = match timeout {
                 None => FOREVER,
@@ -495,23 +498,39 @@ impl<W: Waiter> Poller<W> {
                     .nanos(Instant::now())
                     .saturating_add(d.as_nanos() as u64),
             };
-            // Relaxed: read by `set_deadline` under the same lock.
+            // Publish how long we mean to sleep, then read the earliest deadline; pairs with
+            // `set_deadline`, which publishes a new earliest deadline, fences, then reads
+            // `sleep_until`: either we see its deadline or it sees us asleep and wakes us.
             self.sleep_until
-                .store(end.clamp(1, FOREVER), Ordering::Relaxed);
+                .store(end.clamp(1, FOREVER), Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+        }
+        let next = self.earliest.load(Ordering::SeqCst);
+        if next != FOREVER {
+            let now = self.nanos(Instant::now());
+            let until = Duration::from_nanos(next.saturating_sub(now));
+            timeout = Some(timeout.map_or(until, |d| d.min(until)));
         }
         timeout
+    }
+
+    /// Republish the earliest deadline after changing the heap (under `timers`' lock).
+    #[inline]
+    fn publish_earliest(&self, t: &DeadlineHeap) {
+        self.earliest
+            .store(t.peek().unwrap_or(FOREVER), Ordering::SeqCst);
     }
 
     /// Time out the waiters whose deadline has passed.
     #[inline]
     fn expire(&self, st: &mut PollState, ready: &mut impl FnMut(W), woken: &mut usize) {
+        // No lock unless something is due (Acquire: pairs with `publish_earliest`).
+        let next = self.earliest.load(Ordering::Acquire);
+        if next == FOREVER || next > self.nanos(Instant::now()) {
+            return;
+        }
         {
             let mut t = self.timers.lock().unwrap_or_else(|e| e.into_inner());
-            match t.peek() {
-                None => return,
-                Some(next) if next > self.nanos(Instant::now()) => return,
-                Some(_) => {}
-            }
             let now = self.nanos(Instant::now());
             while let Some(key) = t.pop_expired(now) {
                 let Some(desc) = self.table.get(key / 2) else {
@@ -528,6 +547,7 @@ impl<W: Waiter> Poller<W> {
                     st.expired.push(raw);
                 }
             }
+            self.publish_earliest(&t);
         }
         // Woken outside the timer lock, so `ready` may set deadlines.
         for raw in st.expired.drain(..) {

@@ -600,3 +600,75 @@ fn unblockers_racing_a_parking_thread() {
         assert!(!d.poller().has_waiters());
     }
 }
+
+/// Many deadlines, set in scrambled order and some moved, all fire (each exactly once) and
+/// time out their armed waiters; none fires before it is due.
+#[test]
+fn many_deadlines_fire_in_time() {
+    use gort_netpoll::Armed;
+    let p: Poller<Idx> = Poller::new().unwrap();
+    let mut keep = Vec::new();
+    let mut regs = Vec::new();
+    for _ in 0..64 {
+        let (a, b) = pair();
+        regs.push(p.open(a.as_raw_fd()).unwrap());
+        keep.push((a, b));
+    }
+    p.poll(Some(Duration::ZERO)).unwrap();
+    let start = Instant::now();
+    let mut due = Vec::new();
+    for (i, reg) in regs.iter().enumerate() {
+        let ms = (i * 37 % 64) as u64 + 5;
+        // First far away, then moved to its real time.
+        p.set_deadline(
+            reg,
+            Direction::Read,
+            Some(start + Duration::from_secs(3600)),
+        )
+        .unwrap();
+        p.set_deadline(
+            reg,
+            Direction::Read,
+            Some(start + Duration::from_millis(ms)),
+        )
+        .unwrap();
+        due.push(start + Duration::from_millis(ms));
+        assert!(matches!(
+            p.arm(reg, Direction::Read, Idx(i)).unwrap(),
+            Armed::Parked
+        ));
+    }
+    let mut fired = vec![false; regs.len()];
+    let mut left = regs.len();
+    while left > 0 {
+        p.poll_with(None, |Idx(i)| {
+            assert!(Instant::now() >= due[i], "deadline {i} fired early");
+            assert!(!fired[i], "waiter {i} woken twice");
+            fired[i] = true;
+            left -= 1;
+        })
+        .unwrap();
+    }
+    for reg in &regs {
+        let e = p.complete(reg, Direction::Read).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+    }
+    assert!(!p.has_waiters());
+    for reg in regs {
+        p.close(reg).unwrap();
+    }
+}
+
+/// A waiter that is just an index.
+struct Idx(usize);
+
+// SAFETY: maps i to (i + 1) * 4 (> 2) and back.
+unsafe impl gort_netpoll::Waiter for Idx {
+    fn into_raw(self) -> usize {
+        (self.0 + 1) * 4
+    }
+    unsafe fn from_raw(raw: usize) -> Self {
+        Idx(raw / 4 - 1)
+    }
+    fn wake(self) {}
+}

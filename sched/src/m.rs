@@ -84,6 +84,9 @@ pub(crate) struct M {
     p: Cell<usize>,
     pub(crate) spinning: Cell<bool>,
     action: Cell<Action>,
+    /// A goroutine that yielded straight to the one now running (`yield_now`); queued by
+    /// `after_resume` right after the switch.
+    pending: Cell<*const G>,
     rng: Cell<u32>,
 }
 
@@ -145,6 +148,7 @@ fn m_main(shared: Arc<Shared>, note: Arc<MNote>, id: usize) {
         p: Cell::new(NO_P),
         spinning: Cell::new(false),
         action: Cell::new(Action::Run),
+        pending: Cell::new(ptr::null()),
         rng: Cell::new((id as u32).wrapping_mul(0x9E37_79B9) | 1),
     });
     CURRENT.with(|c| c.set(&*m));
@@ -208,8 +212,9 @@ impl M {
         }
     }
 
-    /// Runs `g` until it switches back, then does what it asked for.
-    fn execute(&self, g: NonNull<G>) {
+    /// Gives `g` a stack and a first frame if it has never run.
+    #[inline]
+    fn prepare(&self, g: NonNull<G>) {
         // SAFETY: we hold `g`'s scheduling reference (popped from a queue), so its cells are
         // ours until we hand it on.
         let gr = unsafe { g.as_ref() };
@@ -223,13 +228,21 @@ impl M {
             unsafe { *gr.ctx.get() = ctx };
             *slot = Some(s);
         }
+    }
+
+    /// Runs `g` until a goroutine switches back (not necessarily `g`: a yield may hand this
+    /// M from goroutine to goroutine directly), then does what that one asked for.
+    fn execute(&self, mut g: NonNull<G>) {
+        self.prepare(g);
         loop {
             self.curg.set(g.as_ptr());
-            stack::set_current_goid(gr.id());
+            // SAFETY: as in `prepare`.
+            stack::set_current_goid(unsafe { g.as_ref() }.id());
             // SAFETY: `g`'s context was saved by `switch` or prepared by `init_stack` on its
             // own stack, and no other M can resume it (we hold its scheduling reference).
             // `g0` is this M's own context, resumed only by code running on this thread.
-            unsafe { arch::switch(self.g0.get(), gr.ctx.get()) };
+            unsafe { arch::switch(self.g0.get(), g.as_ref().ctx.get()) };
+            g = NonNull::new(self.curg.get().cast_mut()).expect("runtime: no goroutine came back");
             self.curg.set(ptr::null());
             stack::set_current_goid(0);
             match self.action.replace(Action::Run) {
@@ -238,7 +251,8 @@ impl M {
                     return;
                 }
                 Action::Park => {
-                    if gr.state.commit_park() {
+                    // SAFETY: the goroutine that came back is ours (see `execute`).
+                    if unsafe { g.as_ref() }.state.commit_park() {
                         return; // the parked state now owns the scheduling reference
                     }
                 }
@@ -256,6 +270,47 @@ impl M {
         }
     }
 
+    /// `gosched`'s fast path: hands the M straight to the next goroutine of the local queue,
+    /// without passing through the scheduler's own stack (one context switch instead of two).
+    /// The yielding goroutine is queued by the next one, in `after_resume`, once its
+    /// registers are saved. Every 61st yield, when the local queue is empty, or when the P is
+    /// being retired, it takes the full path through the scheduler instead.
+    ///
+    /// # Safety
+    /// As `switch_out`.
+    pub(crate) unsafe fn yield_now(m: *const M) {
+        // SAFETY: `m` is the calling thread's live M (caller contract); the reference is not
+        // used after the switch below.
+        let this = unsafe { &*m };
+        let p = this.p_ref();
+        // SAFETY: we hold our P; the reference ends within this block.
+        let tick = unsafe {
+            let o = p.owned();
+            o.sched_tick = o.sched_tick.wrapping_add(1);
+            o.sched_tick
+        };
+        let next = if tick % GLOBAL_FAIRNESS_TICK == 0 || p.id >= this.shared.procs() {
+            None
+        } else {
+            p.runq.pop()
+        };
+        let Some(next) = next else {
+            // SAFETY: forwarded caller contract.
+            unsafe { M::switch_out(m, Action::Yield) };
+            return;
+        };
+        this.prepare(next);
+        let cur = this.curg.get();
+        this.pending.set(cur);
+        this.curg.set(next.as_ptr());
+        // SAFETY: popped from our queue, so `next` is ours.
+        stack::set_current_goid(unsafe { next.as_ref() }.id());
+        // SAFETY: `cur` is the running goroutine (its context slot is ours to write); `next`
+        // is prepared and ours. `cur` is published (queued) only after this switch saved it.
+        unsafe { arch::switch((*cur).ctx.get(), next.as_ref().ctx.get()) };
+        after_resume();
+    }
+
     /// Switches from the running goroutine back to this M's scheduler with `action`.
     ///
     /// # Safety
@@ -267,8 +322,10 @@ impl M {
         // SAFETY: as above.
         unsafe { (*m).action.set(action) };
         // SAFETY: `g` is the running goroutine, so its context slot is ours to write; `g0`
-        // was saved by this M's `execute` when it switched to `g`.
+        // was saved by this M's `execute` when it switched to `g` (or to the goroutine that
+        // handed the M to `g`).
         unsafe { arch::switch((*g).ctx.get(), g0) };
+        after_resume();
     }
 
     fn take_stack(&self) -> Stack {
@@ -572,6 +629,19 @@ impl M {
     }
 }
 
+/// Runs first whenever a goroutine resumes (or starts): queues the goroutine that handed this
+/// M over directly, if any. Reads the M afresh: the resumed goroutine may be on a new thread.
+#[inline]
+fn after_resume() {
+    let m = current_m();
+    // SAFETY: a resumed goroutine runs on a live M.
+    let this = unsafe { &*m };
+    let prev = this.pending.replace(ptr::null());
+    if let Some(prev) = NonNull::new(prev.cast_mut()) {
+        this.push_back(prev);
+    }
+}
+
 /// The first Rust frame of every goroutine (called by the architecture's trampoline).
 ///
 /// # Safety
@@ -579,6 +649,7 @@ impl M {
 unsafe extern "C" fn g_entry(arg: *mut u8) -> ! {
     // SAFETY: per the contract; the G outlives its own execution.
     let g = unsafe { &*(arg as *const G) };
+    after_resume();
     crate::spawn::run_body(g);
     let m = current_m();
     // SAFETY: we are the goroutine running on `m`; nothing of ours is live any more.

@@ -187,7 +187,7 @@ pub fn gosched() {
         return;
     }
     // SAFETY: we are the goroutine running on `m`, which we do not use afterwards.
-    unsafe { M::switch_out(m, Action::Yield) };
+    unsafe { M::yield_now(m) };
 }
 
 /// Ends the calling goroutine after running the destructors of its live frames (Go runs its

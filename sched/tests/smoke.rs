@@ -160,6 +160,12 @@ fn num_goroutine_counts_live_goroutines() {
             h.join().unwrap();
         }
         drop(me);
+        // A joined goroutine has delivered its result but may not have switched out yet.
+        let mut spins = 0;
+        while num_goroutine() != 1 && spins < 10_000_000 {
+            gosched();
+            spins += 1;
+        }
         assert_eq!(num_goroutine(), 1);
     });
 }

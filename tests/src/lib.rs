@@ -11,6 +11,16 @@ pub fn runtime(procs: usize) -> Runtime {
     unsafe { Builder::new().gomaxprocs(procs).build() }.expect("valid configuration")
 }
 
+/// Waits (up to a generous 30 s) until `rt` has no goroutines: one that just woke its joiner
+/// still has to switch out and exit. Returns the final count.
+pub fn settle(rt: &Runtime) -> usize {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while rt.num_goroutine() != 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    rt.num_goroutine()
+}
+
 /// Resident set size of this process, from `/proc/self/statm`.
 pub fn rss_bytes() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();

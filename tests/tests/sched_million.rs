@@ -48,5 +48,5 @@ fn sched_one_million_parked_goroutines_fit() {
     // The mapping count stays far below the default limit of 65530 (one VMA per 256 MiB slab
     // with guard regions).
     assert!(maps < 65_530, "{maps} mappings");
-    assert_eq!(rt.num_goroutine(), 0);
+    assert_eq!(gort_tests::settle(&rt), 0);
 }

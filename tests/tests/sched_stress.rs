@@ -56,7 +56,7 @@ fn sched_foreign_threads_ready_parked_goroutines() {
     }
     let wg2 = wg.clone();
     rt.block_on(move || wg2.wait());
-    assert_eq!(rt.num_goroutine(), 0);
+    assert_eq!(gort_tests::settle(&rt), 0);
 }
 
 #[test]

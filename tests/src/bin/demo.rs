@@ -79,5 +79,5 @@ fn main() {
         "released and finished all of them in {:?} in total",
         t.elapsed()
     );
-    println!("goroutines left: {}", rt.num_goroutine());
+    println!("goroutines left: {}", gort_tests::settle(&rt));
 }

@@ -100,6 +100,7 @@ pub use runtime::{
     BuildError, Builder, DEFAULT_STACK_SIZE, Runtime, gomaxprocs, num_goroutine, parse_gomaxprocs,
     run,
 };
+pub use runtime::{ForeignThread, foreign_thread};
 pub use sched::MAX_PROCS;
 pub use spawn::{JoinHandle, SpawnError, go, spawn};
 pub use stack::{GuardMode, MAX_STACK_SIZE, MIN_STACK_SIZE, guard_mode};

@@ -540,6 +540,7 @@ impl M {
         if shared.shutdown.load(Ordering::Acquire) {
             return;
         }
+        shared.check_deadlock(&s);
         if !s.polling {
             s.polling = true;
             s.poller = Some(self.note.clone());

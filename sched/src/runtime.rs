@@ -249,6 +249,40 @@ fn calling_shared(what: &str) -> Arc<Shared> {
     unsafe { (*m).shared.clone() }
 }
 
+/// Registers the calling code as a thread outside the runtime that may ready goroutines
+/// (through [`Goroutine::ready`](crate::Goroutine::ready)), for as long as the guard lives:
+/// while one exists, `run`'s deadlock detector never reports a deadlock. Move the guard into
+/// the thread that does the readying.
+///
+/// # Panics
+/// Outside a goroutine.
+pub fn foreign_thread() -> ForeignThread {
+    let shared = calling_shared("foreign_thread");
+    shared
+        .foreign_threads
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    ForeignThread { shared }
+}
+
+/// See [`foreign_thread`].
+pub struct ForeignThread {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ForeignThread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForeignThread").finish_non_exhaustive()
+    }
+}
+
+impl Drop for ForeignThread {
+    fn drop(&mut self) {
+        self.shared
+            .foreign_threads
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// Go's `runtime.GOMAXPROCS` for the calling goroutine's runtime: sets it (0 only queries)
 /// and returns the previous value.
 ///
@@ -269,6 +303,11 @@ pub fn num_goroutine() -> usize {
 /// Builds a runtime with the defaults, runs `main` as its first goroutine, shuts the runtime
 /// down when `main` returns and returns its value (resuming its panic, if it panicked).
 ///
+/// As in Go, when every goroutine is parked and nothing can ready one — no M is running or
+/// inside [`blocking`](crate::blocking), the idle hook has no waiters, and no
+/// [`ForeignThread`] is registered — the process prints
+/// `fatal error: all goroutines are asleep - deadlock!` and exits with status 2.
+///
 /// # Safety
 /// As [`Builder::build`]: no goroutine of the runtime may hold a thread-bound value across a
 /// call that can park or yield.
@@ -280,5 +319,8 @@ where
     // SAFETY: forwarded to our caller.
     let rt =
         unsafe { Builder::new().build() }.expect("runtime: the default configuration is valid");
+    rt.shared
+        .detect_deadlock
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     rt.block_on(main)
 }

@@ -72,6 +72,11 @@ pub(crate) struct Shared {
     /// Free Gs beyond the per-P caches.
     pub(crate) free_gs: Mutex<Vec<Arc<G>>>,
     pub(crate) next_mid: AtomicUsize,
+    /// Set by `run(main)`: only there is "nothing can ever run again" a deadlock (a plain
+    /// `Runtime` may be fed by its owner's thread at any time).
+    pub(crate) detect_deadlock: AtomicBool,
+    /// Live `ForeignThread` guards: threads that may ready goroutines from outside.
+    pub(crate) foreign_threads: AtomicUsize,
 }
 
 impl std::fmt::Debug for Shared {
@@ -114,6 +119,8 @@ impl Shared {
             foreign_created: AtomicU64::new(0),
             free_gs: Mutex::new(Vec::new()),
             next_mid: AtomicUsize::new(1),
+            detect_deadlock: AtomicBool::new(false),
+            foreign_threads: AtomicUsize::new(0),
         };
         shared.set_procs(procs);
         shared
@@ -265,6 +272,36 @@ impl Shared {
         note.hand_off_quietly(id, spinning);
         m::spawn_m(self.clone(), note);
         true
+    }
+
+    /// Called (under `sched`) by an M about to block with no P. If every other M is idle,
+    /// every P is idle with an empty queue, the idle hook has no waiters and no foreign thread
+    /// is registered, nothing can ever run again: under `run(main)` that is Go's fatal
+    /// deadlock. Ms inside `blocking` or waiting for a P are not idle, so they prevent the
+    /// report (no false positives, at the price of missing some deadlocks).
+    pub(crate) fn check_deadlock(&self, s: &SchedState) {
+        if !self.detect_deadlock.load(Ordering::Relaxed)
+            || self.foreign_threads.load(Ordering::SeqCst) != 0
+        {
+            return;
+        }
+        let idle_ms = s.idle_ms.len() + usize::from(s.polling);
+        if idle_ms + 1 != s.all_ms.len()
+            || self.npidle.load(Ordering::SeqCst) != self.procs()
+            || self.global.len() != 0
+            || self.num_goroutine() == 0
+            || self
+                .ps
+                .iter()
+                .any(|p| p.get().is_some_and(|p| !p.runq.is_empty()))
+            || self.hook.has_waiters()
+        {
+            return;
+        }
+        crate::m::fatal(&format!(
+            "all goroutines are asleep - deadlock!\n\n{} goroutine(s) parked forever",
+            self.num_goroutine()
+        ));
     }
 
     /// Goroutines alive now (a snapshot, as Go's `NumGoroutine`).

@@ -362,3 +362,50 @@ fn smoke_guard_probe_picks_a_working_mode() {
         );
     }
 }
+
+#[test]
+fn run_reports_a_deadlock_like_go() {
+    if child_mode().as_deref() == Some("deadlock") {
+        // SAFETY: no thread-bound values are held.
+        unsafe {
+            gort_sched::run(|| {
+                let _child = spawn(park);
+                park();
+                park();
+            })
+        };
+        return;
+    }
+    let out = run_child("run_reports_a_deadlock_like_go", "deadlock");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(
+        stderr.contains("fatal error: all goroutines are asleep - deadlock!"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn run_with_a_registered_foreign_thread_is_not_a_deadlock() {
+    // SAFETY: no thread-bound values are held.
+    let v = unsafe {
+        gort_sched::run(|| {
+            let guard = gort_sched::foreign_thread();
+            let me = gort_sched::current().unwrap();
+            let flag = Arc::new(AtomicUsize::new(0));
+            let f = flag.clone();
+            let t = std::thread::spawn(move || {
+                let _guard = guard;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                f.store(1, Ordering::SeqCst);
+                me.ready();
+            });
+            while flag.load(Ordering::SeqCst) == 0 {
+                park();
+            }
+            t.join().unwrap();
+            7
+        })
+    };
+    assert_eq!(v, 7);
+}

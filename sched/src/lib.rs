@@ -69,6 +69,15 @@
 //! panic stays on its thread until the unwind ends (std counts panics per thread): `gosched`
 //! does nothing then, and `park` hands the P off and waits on the thread.
 //!
+//! **Deadlock.** Under [`run`], the last M to go idle checks whether anything can ever run
+//! again (every P idle and empty, every other M idle, no hook waiters, no registered
+//! [`ForeignThread`]); if not, it prints Go's `fatal error: all goroutines are asleep -
+//! deadlock!` and exits with status 2.
+//!
+//! **Yield fast path.** `gosched` hands the M straight to the next goroutine of the local
+//! queue (one switch, not two through the scheduler); the yielder is queued by the goroutine
+//! that resumes, after the switch has saved it (`M::yield_now`, `after_resume`).
+//!
 //! # What is deliberately absent
 //!
 //! Timers, channels, `select` and sysmon's preemption come with later work; a G that never

@@ -28,6 +28,8 @@ use crate::stats::CacheCounts;
 struct Slot {
     /// Free, not yet handed out slots of alloc-bit word `word` (bit i = slot `word*64 + i`).
     free: u64,
+    /// Address of slot `word * 64`.
+    word_base: usize,
     word: usize,
     nwords: usize,
     nelems: usize,
@@ -45,6 +47,7 @@ struct Slot {
 
 const EMPTY_SLOT: Slot = Slot {
     free: 0,
+    word_base: 0,
     word: 0,
     nwords: 0,
     nelems: 0,
@@ -157,7 +160,7 @@ impl Cache {
     /// size (so 8 bytes always, 16 for every class that is a multiple of 16); a tiny object
     /// (noscan, under 16 bytes) to the largest power of two up to 8 dividing its size; a
     /// large object to a page. With a header the payload starts 8 bytes in.
-    #[inline]
+    #[inline(always)]
     pub fn alloc(&mut self, size: usize, shape: Shape<'_>) -> Result<NonNull<u8>, AllocError> {
         let total = if shape.header.is_some() {
             size.saturating_add(8)
@@ -193,20 +196,20 @@ impl Cache {
         let core = unsafe { self.core.as_mut() };
         core.busy.store(1, Ordering::Relaxed);
         compiler_fence(Ordering::SeqCst);
+        let black = core.black;
         let slot = &mut core.slots[spc];
-        if slot.free == 0 {
+        let free = slot.free;
+        if free == 0 {
             return self.alloc_small_slow(spc, shape);
         }
-        let bit = slot.free.trailing_zeros() as usize;
-        slot.free &= slot.free - 1;
-        let slot = *slot;
-        let black = core.black;
-        let addr = slot.base + (slot.word * 64 + bit) * slot.elemsize;
-        Self::finish(heap, &slot, addr, bit, shape, black);
+        let bit = free.trailing_zeros() as usize;
+        slot.free = free & (free - 1);
+        let addr = slot.word_base + bit * slot.elemsize;
+        Self::finish(heap, slot, addr, bit, shape, black);
         compiler_fence(Ordering::SeqCst);
         core.busy.store(0, Ordering::Relaxed);
-        // `addr` lies inside a mapped arena, never 0.
-        Ok(NonNull::new(addr as *mut u8).expect("runtime: null heap address"))
+        // SAFETY: `addr` lies inside a mapped arena, so it is not 0.
+        Ok(unsafe { NonNull::new_unchecked(addr as *mut u8) })
     }
 
     /// Zero, write heap bits and special bits, allocate black, publish.
@@ -222,10 +225,14 @@ impl Cache {
         // SAFETY: span records live as long as the heap, which this cache keeps alive.
         let s = unsafe { &*slot.span };
         if slot.needzero {
-            // SAFETY: `addr..addr+elemsize` is a slot of a span this cache owns; the slot was
-            // free (its alloc bit clear), so no reference to it exists, and the arena is
-            // mapped read-write for the heap's lifetime.
-            unsafe { ptr::write_bytes(addr as *mut u8, 0, slot.elemsize) };
+            if slot.elemsize <= 64 {
+                zero_small(addr, slot.elemsize);
+            } else {
+                // SAFETY: `addr..addr+elemsize` is a slot of a span this cache owns; the slot
+                // was free (its alloc bit clear), so no reference to it exists, and the arena
+                // is mapped read-write for the heap's lifetime.
+                unsafe { ptr::write_bytes(addr as *mut u8, 0, slot.elemsize) };
+            }
         }
         let idx = slot.word * 64 + bit;
         if !slot.noscan {
@@ -306,6 +313,7 @@ impl Cache {
                     & valid_mask(slot.word, slot.nelems);
                 if free != 0 {
                     slot.free = free;
+                    slot.word_base = slot.base + slot.word * 64 * slot.elemsize;
                     return self.alloc_small(spc, shape);
                 }
             }
@@ -322,7 +330,7 @@ impl Cache {
         self.alloc_small(spc, shape)
     }
 
-    #[cold]
+    #[inline]
     fn alloc_tiny(&mut self, size: usize) -> Result<NonNull<u8>, AllocError> {
         let core = self.core();
         let align = if size & 7 == 0 {
@@ -377,6 +385,7 @@ impl Cache {
         let hb = arena.heap_bits.words();
         let slot = Slot {
             free: 0,
+            word_base: base,
             word: 0,
             nwords: 1,
             nelems: 1,
@@ -425,13 +434,15 @@ impl CacheCore {
         debug_assert!(free != 0, "runtime: cached a span with no free slot");
         let nalloc = s.count_alloc();
         self.counts.small_alloc[spc >> 1] += (nelems - nalloc) as i64;
+        let elemsize = class_size(spc >> 1);
         self.slots[spc] = Slot {
             free,
+            word_base: base + word * 64 * elemsize,
             word,
             nwords,
             nelems,
             base,
-            elemsize: class_size(spc >> 1),
+            elemsize,
             span: s,
             hb: hb.as_ptr(),
             hb_len: hb.len(),
@@ -439,6 +450,28 @@ impl CacheCore {
             needzero: s.needzero.load(Ordering::Relaxed),
             noscan: spc & 1 == 1,
         };
+    }
+}
+
+/// Zero a slot of at most 64 bytes with straight-line stores (a loop would become a call to
+/// memset).
+#[inline(always)]
+fn zero_small(addr: usize, size: usize) {
+    #[inline(always)]
+    fn z<const N: usize>(addr: usize) {
+        // SAFETY: the caller's slot is `N * 8` bytes at the 8-aligned `addr`, free and owned by
+        // this cache (see `Cache::finish`).
+        unsafe { (addr as *mut [u64; N]).write([0; N]) }
+    }
+    match size / 8 {
+        1 => z::<1>(addr),
+        2 => z::<2>(addr),
+        3 => z::<3>(addr),
+        4 => z::<4>(addr),
+        5 => z::<5>(addr),
+        6 => z::<6>(addr),
+        7 => z::<7>(addr),
+        _ => z::<8>(addr),
     }
 }
 

@@ -23,6 +23,22 @@ pub(crate) fn write(
     nwords: usize,
     shape: &Shape<'_>,
 ) {
+    let b = start % 64;
+    if b + nwords <= 64 {
+        // The common case: a small object's bits sit in one bitmap word.
+        let w = &hb[start / 64];
+        let mask = if nwords == 64 {
+            u64::MAX
+        } else {
+            ((1u64 << nwords) - 1) << b
+        };
+        let src = shape.bits(first, nwords) << b;
+        w.store(
+            (w.load(Ordering::Relaxed) & !mask) | (src & mask),
+            Ordering::Relaxed,
+        );
+        return;
+    }
     let mut i = 0;
     while i < nwords {
         let w = (start + i) / 64;

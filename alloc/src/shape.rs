@@ -65,6 +65,7 @@ impl<'a> Shape<'a> {
     }
 
     /// Pointer bits of object words `[off, off + len)` (`len <= 64`), header included.
+    #[inline]
     pub(crate) fn bits(&self, off: usize, len: usize) -> u64 {
         debug_assert!(len <= 64 && len > 0);
         let mask = if len == 64 {
@@ -95,6 +96,7 @@ impl<'a> Shape<'a> {
 }
 
 /// Bits `[off, off + len)` of a bitmap, as the low bits of a word (`len <= 64`).
+#[inline]
 fn extract(b: &[u64], off: usize, len: usize) -> u64 {
     if len == 0 {
         return 0;

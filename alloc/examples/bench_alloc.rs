@@ -70,37 +70,43 @@ struct Shared {
     barrier: Barrier,
     threads: usize,
     collections: AtomicUsize,
+    marked: AtomicUsize,
 }
 
 impl Shared {
-    /// Called by every thread at a stop; the barrier leader collects.
-    fn stop(&self) {
+    /// Called by every thread at a stop. The world stops at a barrier; every thread marks its
+    /// own ring (parallel marking, as Go's mark workers would on every P); one thread turns
+    /// marking on before and sweeping on after.
+    fn stop(&self, t: usize) {
         if self.barrier.wait().is_leader() {
-            // SAFETY: every thread of this heap is parked at the barrier, inside no cache
-            // method, until the second `wait` below.
+            // SAFETY: every thread of this heap is parked at a barrier, inside no cache
+            // method, until the last `wait` of this function.
             unsafe { self.heap.start_mark() };
-            let mut marked_bytes = 0;
-            for ring in &self.rings {
-                for slot in ring {
-                    let p = slot.load(Ordering::Relaxed);
-                    if let Some(o) = self.heap.find_object(p)
-                        && o.mark()
-                    {
-                        marked_bytes += o.size();
-                        let mut sum = 0usize;
-                        o.for_each_pointer_slot(|a| {
-                            // SAFETY: a pointer slot of a live object; the benchmark never
-                            // writes pointer slots, so they hold the zeroes of allocation.
-                            sum += unsafe { std::ptr::read_volatile(a as *const usize) };
-                        });
-                        assert_eq!(sum, 0);
-                    }
-                }
+        }
+        self.barrier.wait();
+        let mut marked_bytes = 0;
+        for slot in &self.rings[t] {
+            let p = slot.load(Ordering::Relaxed);
+            if let Some(o) = self.heap.find_object(p)
+                && o.mark()
+            {
+                marked_bytes += o.size();
+                let mut sum = 0usize;
+                o.for_each_pointer_slot(|a| {
+                    // SAFETY: a pointer slot of a live object; the benchmark never writes
+                    // pointer slots, so they hold the zeroes of allocation.
+                    sum += unsafe { std::ptr::read_volatile(a as *const usize) };
+                });
+                assert_eq!(sum, 0);
             }
+        }
+        self.marked.fetch_add(marked_bytes, Ordering::Relaxed);
+        if self.barrier.wait().is_leader() {
             // SAFETY: as above.
             unsafe { self.heap.finish_mark() };
-            let goal = (2 * marked_bytes).max(MIN_HEAP);
-            self.trigger.store(goal - marked_bytes, Ordering::Relaxed);
+            let marked = self.marked.swap(0, Ordering::Relaxed);
+            let goal = (2 * marked).max(MIN_HEAP);
+            self.trigger.store(goal - marked, Ordering::Relaxed);
             self.allocated.store(0, Ordering::Relaxed);
             self.gc_flag.store(false, Ordering::Relaxed);
             self.collections.fetch_add(1, Ordering::Relaxed);
@@ -125,6 +131,7 @@ fn gort_steady(size: usize, scan: bool, threads: usize, cfg: &Config) -> (f64, u
         barrier: Barrier::new(threads),
         threads,
         collections: AtomicUsize::new(0),
+        marked: AtomicUsize::new(0),
     });
     let start = Arc::new(Barrier::new(threads + 1));
     let handles: Vec<_> = (0..threads)
@@ -139,7 +146,7 @@ fn gort_steady(size: usize, scan: bool, threads: usize, cfg: &Config) -> (f64, u
                 start.wait();
                 for i in 0..ops + per_thread {
                     if sh.gc_flag.load(Ordering::Relaxed) {
-                        sh.stop();
+                        sh.stop(t);
                     }
                     let p = cache.alloc(size, shape).expect("alloc").as_ptr() as usize;
                     ring[i % per_thread].store(p, Ordering::Relaxed);
@@ -157,7 +164,7 @@ fn gort_steady(size: usize, scan: bool, threads: usize, cfg: &Config) -> (f64, u
                 // Keep taking part in stops until every thread is done.
                 while sh.done.load(Ordering::Acquire) < sh.threads {
                     if sh.gc_flag.load(Ordering::Relaxed) {
-                        sh.stop();
+                        sh.stop(t);
                     }
                     std::thread::yield_now();
                 }

@@ -64,10 +64,8 @@ const EMPTY_SLOT: Slot = Slot {
 /// The cache proper, at a stable address (registered with the heap).
 #[derive(Debug)]
 pub(crate) struct CacheCore {
-    /// Nonzero while this cache is between claiming a slot and publishing it. Written only by
-    /// the owning thread (plain store + compiler fence); read by a signal handler on that
-    /// same thread through `Cache::busy_word`.
-    busy: AtomicU32,
+    /// The busy word (see `Cache::busy`), reachable from the core for the slow paths.
+    busy: NonNull<AtomicU32>,
     /// Allocate black (a mark phase is on). Written with the world stopped.
     black: bool,
     /// The current tiny block and the offset of its first free byte.
@@ -118,6 +116,11 @@ impl CacheCore {
 #[derive(Debug)]
 pub struct Cache {
     core: NonNull<CacheCore>,
+    /// Nonzero while this cache is between claiming a slot and publishing it. Written only by
+    /// the owning thread (plain store + compiler fence); read by a signal handler on that
+    /// thread through `busy_word`. A separate allocation, only ever accessed through shared
+    /// references, so a handler may read it while the owner holds `&mut` to the core.
+    busy: NonNull<AtomicU32>,
     heap: Arc<HeapInner>,
 }
 
@@ -128,8 +131,9 @@ unsafe impl Send for Cache {}
 
 impl Cache {
     pub(crate) fn new(heap: Arc<HeapInner>) -> Cache {
+        let busy = NonNull::from(Box::leak(Box::new(AtomicU32::new(0))));
         let core = Box::new(CacheCore {
-            busy: AtomicU32::new(0),
+            busy,
             black: heap.marking.load(Ordering::Relaxed),
             tiny: 0,
             tiny_off: 0,
@@ -138,14 +142,15 @@ impl Cache {
         });
         let core = NonNull::from(Box::leak(core));
         heap.register(CachePtr(core.as_ptr()));
-        Cache { core, heap }
+        Cache { core, busy, heap }
     }
 
     /// The word a suspend-signal handler reads: nonzero while an allocation is between
     /// claiming and publishing a slot.
     pub fn busy_word(&self) -> &AtomicU32 {
-        // SAFETY: the core lives as long as `self`; `busy` is an atomic, shared reads are fine.
-        unsafe { &(*self.core.as_ptr()).busy }
+        // SAFETY: the word lives until `self` drops and is only ever accessed through shared
+        // references (it is an atomic), so handing out another one is sound.
+        unsafe { self.busy.as_ref() }
     }
 
     /// Allocate `size` zeroed bytes with no GC pointers.
@@ -194,7 +199,7 @@ impl Cache {
         let heap: &HeapInner = &self.heap;
         // SAFETY: see `core()`; borrowing the field alone leaves `heap` usable.
         let core = unsafe { self.core.as_mut() };
-        core.busy.store(1, Ordering::Relaxed);
+        busy_ref(core.busy).store(1, Ordering::Relaxed);
         compiler_fence(Ordering::SeqCst);
         let black = core.black;
         let slot = &mut core.slots[spc];
@@ -207,7 +212,7 @@ impl Cache {
         let addr = slot.word_base + bit * slot.elemsize;
         Self::finish(heap, slot, addr, bit, shape, black);
         compiler_fence(Ordering::SeqCst);
-        core.busy.store(0, Ordering::Relaxed);
+        busy_ref(core.busy).store(0, Ordering::Relaxed);
         // SAFETY: `addr` lies inside a mapped arena, so it is not 0.
         Ok(unsafe { NonNull::new_unchecked(addr as *mut u8) })
     }
@@ -322,7 +327,7 @@ impl Cache {
         let s = match heap.cache_span(spc) {
             Ok(s) => s,
             Err(e) => {
-                core.busy.store(0, Ordering::Relaxed);
+                busy_ref(core.busy).store(0, Ordering::Relaxed);
                 return Err(e);
             }
         };
@@ -371,12 +376,12 @@ impl Cache {
         let noscan = shape.is_noscan();
         let spc = span_class(0, noscan);
         let core = self.core();
-        core.busy.store(1, Ordering::Relaxed);
+        busy_ref(core.busy).store(1, Ordering::Relaxed);
         compiler_fence(Ordering::SeqCst);
         let s = match heap.alloc_span(npages, spc, npages * PAGE_SIZE) {
             Ok(s) => s,
             Err(e) => {
-                core.busy.store(0, Ordering::Relaxed);
+                busy_ref(core.busy).store(0, Ordering::Relaxed);
                 return Err(e);
             }
         };
@@ -402,7 +407,7 @@ impl Cache {
         core.counts.large_alloc += 1;
         core.counts.large_alloc_bytes += (npages * PAGE_SIZE) as u64;
         compiler_fence(Ordering::SeqCst);
-        core.busy.store(0, Ordering::Relaxed);
+        busy_ref(core.busy).store(0, Ordering::Relaxed);
         heap.central[spc].push_swept(s, heap.sweepgen(), true);
         Ok(NonNull::new(base as *mut u8).expect("runtime: null heap address"))
     }
@@ -453,6 +458,14 @@ impl CacheCore {
     }
 }
 
+/// The busy word behind a cache's pointer.
+#[inline(always)]
+fn busy_ref<'a>(p: NonNull<AtomicU32>) -> &'a AtomicU32 {
+    // SAFETY: `p` comes from the cache's `busy` allocation, freed only in `Cache::drop` after
+    // the last use; it is only ever accessed through shared references.
+    unsafe { p.as_ref() }
+}
+
 /// Zero a slot of at most 64 bytes with straight-line stores (a loop would become a call to
 /// memset).
 #[inline(always)]
@@ -500,5 +513,8 @@ impl Drop for Cache {
         // SAFETY: the core came from `Box::leak` in `new`, is deregistered (so the heap will
         // never touch it again) and nothing else points to it.
         drop(unsafe { Box::from_raw(self.core.as_ptr()) });
+        // SAFETY: the busy word came from `Box::leak` in `new`; the core that pointed to it is
+        // gone and `busy_word`'s borrows ended with `&self`.
+        drop(unsafe { Box::from_raw(self.busy.as_ptr()) });
     }
 }

@@ -97,10 +97,14 @@ impl<'h> Object<'h> {
 
     /// Call `f` with the address of every word of the object that holds a pointer, as the
     /// heap bits written at allocation say. Noscan objects have none.
-    pub fn for_each_pointer_slot(&self, mut f: impl FnMut(usize)) {
-        if self.span.noscan() {
-            return;
+    #[inline]
+    pub fn for_each_pointer_slot(&self, f: impl FnMut(usize)) {
+        if !self.span.noscan() {
+            self.scan_slots(f);
         }
+    }
+
+    fn scan_slots(&self, mut f: impl FnMut(usize)) {
         let nwords = self.size / 8;
         let mut addr = self.base;
         let mut done = 0;

@@ -135,6 +135,7 @@ impl Span {
         self.spc.load(Ordering::Relaxed) >> 1 == 0
     }
 
+    #[inline]
     pub(crate) fn noscan(&self) -> bool {
         self.spc.load(Ordering::Relaxed) & 1 == 1
     }

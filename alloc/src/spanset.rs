@@ -1,15 +1,18 @@
 //! A span set: the lock-protected stack of spans that mcentral keeps per list.
 //!
-//! Go uses lock-free spanSets; a short mutex is enough here because sets are touched only on
-//! cache refills and by sweepers, never on the allocation fast path. Generic over the element
-//! so the loom models can use plain ids.
+//! Go uses lock-free spanSets; a short lock is enough here because sets are touched only on
+//! cache refills and by sweepers, never on the allocation fast path. The lock spins briefly
+//! and then yields rather than parking in the kernel: the critical sections are a `Vec`
+//! push or pop, and a futex sleep/wake pair costs far more than that on contended refills.
+//! Generic over the element so the loom models can use plain ids; under loom the lock is
+//! loom's `Mutex`, which the model checker understands.
 
-use crate::loom::{AtomicUsize, Mutex, Ordering};
+use crate::loom::{AtomicUsize, Ordering};
 
 /// A set of spans (or span ids in a model). Pushed and popped under its own lock.
 #[derive(Debug)]
 pub(crate) struct SpanSet<T> {
-    items: Mutex<Vec<T>>,
+    items: lock::Lock<Vec<T>>,
     /// Length, written under the lock, read without it so that sweepers and refills skip
     /// empty sets without locking. A stale zero is harmless: a set becomes non-empty only by
     /// a push that is ordered before any pop that must see it (by the stop-the-world flip,
@@ -20,25 +23,99 @@ pub(crate) struct SpanSet<T> {
 impl<T> SpanSet<T> {
     pub(crate) fn new() -> Self {
         SpanSet {
-            items: Mutex::new(Vec::new()),
+            items: lock::Lock::new(Vec::new()),
             len: AtomicUsize::new(0),
         }
     }
 
     pub(crate) fn push(&self, t: T) {
-        let mut v = self.items.lock().expect("runtime: span set lock poisoned");
-        v.push(t);
-        // Relaxed: the lock orders the items; the length is only a hint (see the field).
-        self.len.store(v.len(), Ordering::Relaxed);
+        self.items.with(|v| {
+            v.push(t);
+            // Relaxed: the lock orders the items; the length is only a hint (see the field).
+            self.len.store(v.len(), Ordering::Relaxed);
+        })
     }
 
     pub(crate) fn pop(&self) -> Option<T> {
         if self.len.load(Ordering::Relaxed) == 0 {
             return None;
         }
-        let mut v = self.items.lock().expect("runtime: span set lock poisoned");
-        let t = v.pop();
-        self.len.store(v.len(), Ordering::Relaxed);
-        t
+        self.items.with(|v| {
+            let t = v.pop();
+            self.len.store(v.len(), Ordering::Relaxed);
+            t
+        })
+    }
+}
+
+#[cfg(not(loom))]
+mod lock {
+    use std::cell::UnsafeCell;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A spin-then-yield lock for very short critical sections.
+    #[derive(Debug)]
+    pub(crate) struct Lock<T> {
+        held: AtomicBool,
+        value: UnsafeCell<T>,
+    }
+
+    // SAFETY: the value is only reached through `with`, which holds the lock, so at most one
+    // thread accesses it at a time; `T: Send` lets it be used from whichever thread that is.
+    unsafe impl<T: Send> Sync for Lock<T> {}
+
+    impl<T> Lock<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Lock {
+                held: AtomicBool::new(false),
+                value: UnsafeCell::new(value),
+            }
+        }
+
+        pub(crate) fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+            let mut spins = 0u32;
+            // Acquire: pairs with the Release store that unlocks, so we see the previous
+            // holder's writes to the value.
+            while self
+                .held
+                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                spins += 1;
+                if spins < 64 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+            struct Unlock<'a>(&'a AtomicBool);
+            impl Drop for Unlock<'_> {
+                fn drop(&mut self) {
+                    // Release: publishes our writes to the next holder (see above).
+                    self.0.store(false, Ordering::Release);
+                }
+            }
+            let _unlock = Unlock(&self.held);
+            // SAFETY: we hold the lock (the compare-exchange above succeeded), so no other
+            // thread has a reference to the value until `_unlock` drops.
+            f(unsafe { &mut *self.value.get() })
+        }
+    }
+}
+
+#[cfg(loom)]
+mod lock {
+    /// Under loom: loom's mutex, so the models see the lock.
+    #[derive(Debug)]
+    pub(crate) struct Lock<T>(loom::sync::Mutex<T>);
+
+    impl<T> Lock<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Lock(loom::sync::Mutex::new(value))
+        }
+
+        pub(crate) fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+            f(&mut self.0.lock().expect("runtime: span set lock poisoned"))
+        }
     }
 }

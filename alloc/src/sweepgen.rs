@@ -150,6 +150,82 @@ mod loom_tests {
     }
 
     #[test]
+    fn spans_pass_between_caches_central_and_sweeper_with_one_owner_at_a_time() {
+        loom::model(|| {
+            // Span 0 is cached by cache A (swept then cached: sg+3); span 1 waits unswept in
+            // mcentral. Cache A releases its span (to the swept partial list) while cache B
+            // refills (swept list first, else an unswept span it sweeps) and the background
+            // sweeper drains the unswept list. Every acquisition checks that nobody else owns
+            // the span.
+            let sg = 4u32;
+            let m = Arc::new(Model {
+                gens: vec![SweepGen::new(sg + 3), SweepGen::new(sg - 2)],
+                swept: (0..2).map(|_| AtomicUsize::new(0)).collect(),
+                unswept: SpanSet::new(),
+                swept_list: SpanSet::new(),
+            });
+            let owners: Arc<Vec<AtomicUsize>> =
+                Arc::new(vec![AtomicUsize::new(1), AtomicUsize::new(0)]);
+            m.unswept.push(1);
+            let (m1, o1) = (m.clone(), owners.clone());
+            let cache_a = thread::spawn(move || {
+                // uncacheSpan: not stale, so publish "swept" and hand the span to mcentral.
+                assert_eq!(m1.gens[0].load(), sg + 3);
+                o1[0].fetch_sub(1, Ordering::AcqRel);
+                m1.gens[0].set(sg);
+                m1.swept_list.push(0);
+            });
+            let (m2, o2) = (m.clone(), owners.clone());
+            let cache_b = thread::spawn(move || {
+                // refill: a swept span, else sweep an unswept one we win.
+                let got = match m2.swept_list.pop() {
+                    Some(id) => Some(id),
+                    None => match m2.unswept.pop() {
+                        Some(id) if m2.gens[id].try_claim(sg) => {
+                            m2.swept[id].fetch_add(1, Ordering::Relaxed);
+                            Some(id)
+                        }
+                        _ => None,
+                    },
+                };
+                if let Some(id) = got {
+                    assert_eq!(
+                        o2[id].fetch_add(1, Ordering::AcqRel),
+                        0,
+                        "span {id} owned twice"
+                    );
+                    m2.gens[id].set(sg + 3);
+                    o2[id].fetch_sub(1, Ordering::AcqRel);
+                    m2.gens[id].set(sg);
+                    m2.swept_list.push(id);
+                }
+            });
+            // The background sweeper on this thread.
+            while let Some(id) = m.unswept.pop() {
+                if m.gens[id].try_claim(sg) {
+                    assert_eq!(
+                        owners[id].fetch_add(1, Ordering::AcqRel),
+                        0,
+                        "span {id} owned twice"
+                    );
+                    owners[id].fetch_sub(1, Ordering::AcqRel);
+                    m.sweep(id, sg);
+                }
+            }
+            cache_a.join().unwrap();
+            cache_b.join().unwrap();
+            assert_eq!(
+                m.swept[1].load(Ordering::Relaxed),
+                1,
+                "the unswept span is swept exactly once"
+            );
+            for id in 0..2 {
+                assert!(is_swept(m.gens[id].load(), sg));
+            }
+        });
+    }
+
+    #[test]
     fn a_span_cached_before_the_flip_is_swept_once_by_its_cache() {
         loom::model(|| {
             // Generation 2: span 0 is swept and then cached (2+3). The world stops, the

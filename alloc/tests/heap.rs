@@ -346,3 +346,52 @@ fn caches_on_many_threads() {
         t.join().unwrap();
     }
 }
+
+#[test]
+fn os_refusal_is_an_error_with_errno() {
+    if std::env::var_os("GORT_ALLOC_RLIMIT_CHILD").is_some() {
+        // Child: cap the address space a little above what is mapped now, then ask for more.
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        let vsz_pages: u64 = statm.split_whitespace().next().unwrap().parse().unwrap();
+        let cap = vsz_pages * 4096 + (256 << 20);
+        let lim = libc::rlimit {
+            rlim_cur: cap,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: setrlimit reads the struct we pass; lowering the soft limit is allowed.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &lim) }, 0);
+        let heap = Heap::new().expect("a small heap fits under the cap");
+        let mut c = heap.cache();
+        assert!(c.alloc_noscan(64).is_ok());
+        let e = c
+            .alloc_noscan(1 << 30)
+            .expect_err("1 GiB cannot fit under the cap");
+        println!("CHILD kind={:?} errno={:?} msg={}", e.kind(), e.errno(), e);
+        assert!(
+            c.alloc_noscan(64).is_ok(),
+            "the heap still works after the refusal"
+        );
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "os_refusal_is_an_error_with_errno",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("GORT_ALLOC_RLIMIT_CHILD", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "child failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("CHILD kind=OutOfMemory errno=Some(12)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("refused"), "{stdout}");
+}

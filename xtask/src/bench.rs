@@ -314,7 +314,10 @@ pub fn main(ws: &Workspace, args: &[String]) -> ExitCode {
         } else {
             ""
         };
-        println!("\nmedians of {runs} run(s){what}; `vs gort` = value / gort's value\n");
+        println!(
+            "\nmedians of {runs} run(s){what}; `vs gort` = value / gort's value \
+             (for times and sizes, below 1 means the peer does better; for rates, above 1)\n"
+        );
         print!("{}", figures::render_table(&rows));
     }
     if failures.is_empty() {

@@ -3,10 +3,11 @@
 //! Parts, in order: `tests/src/bin/demo.rs` (package gort-tests), every
 //! `<crate>/examples/demo*.rs`, then the standalone examples listed in `EXTRA_EXAMPLES`. Each
 //! is built in release first (one cargo invocation per package), then run with a header and
-//! its elapsed time; a part that is absent is skipped with a message, one that fails is
-//! reported and the others still run.
+//! its elapsed time; a part that is absent is skipped with a message, one that fails (or
+//! runs past `PART_TIMEOUT`) is reported and the others still run.
 
 use std::process::{Command, ExitCode};
+use std::time::Duration;
 
 use crate::util::{self, Outcome, Summary};
 use crate::workspace::Workspace;
@@ -15,6 +16,9 @@ use crate::workspace::Workspace;
 const SHOWCASE: (&str, &str) = ("gort-tests", "demo");
 /// Examples that demonstrate a crate standalone without a `demo` prefix: (crate dir, example).
 const EXTRA_EXAMPLES: &[(&str, &str)] = &[("alloc", "heap"), ("netpoll", "echo")];
+/// A part still running after this is killed and reported: a demo that hangs must not
+/// hold up the others.
+const PART_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// One program to build and run.
 #[derive(Debug)]
@@ -102,7 +106,8 @@ pub fn main(ws: &Workspace, args: &[String]) -> ExitCode {
                 return Ok(Outcome::Skipped(format!("{} did not build", p.package)));
             }
             let exe = ws.release_exe(p.example, &p.name);
-            util::run(Command::new(&exe).current_dir(&ws.root)).map(|()| Outcome::Ok)
+            util::run_with_timeout(Command::new(&exe).current_dir(&ws.root), PART_TIMEOUT)
+                .map(|()| Outcome::Ok)
         });
     }
     println!("\n{}", summary.render());

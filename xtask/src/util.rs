@@ -4,7 +4,7 @@ use std::env;
 use std::ffi::OsStr;
 use std::io::Read;
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -59,6 +59,44 @@ pub fn run(cmd: &mut Command) -> Result<(), String> {
     }
 }
 
+/// Waits for `child` until `deadline`; past it, kills the child and says so.
+fn wait_until(
+    child: &mut Child,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<ExitStatus, String> {
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(status),
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "killed after the {} time-out",
+                    fmt_duration(timeout)
+                ));
+            }
+            Err(e) => return Err(format!("waiting for the child: {e}")),
+        }
+    }
+}
+
+/// Like `run`, but kills the command if it is still running after `timeout`.
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<(), String> {
+    let line = describe(cmd);
+    eprintln!("$ {line}");
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("could not start `{line}`: {e}"))?;
+    let status = wait_until(&mut child, Instant::now() + timeout, timeout)?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{line}` failed ({status})"))
+    }
+}
+
 /// Runs `cmd` with stdout captured (stdin and stderr as the caller set them) and kills it
 /// if it is still running after `timeout`. Returns the exit status and everything it wrote
 /// to stdout.
@@ -76,27 +114,13 @@ pub fn output_with_timeout(
         let mut buf = Vec::new();
         stdout.read_to_end(&mut buf).map(|_| buf)
     });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                let _ = reader.join();
-                return Err(format!(
-                    "killed after the {} time-out",
-                    fmt_duration(timeout)
-                ));
-            }
-            Err(e) => return Err(format!("waiting for the child: {e}")),
-        }
-    };
+    let status = wait_until(&mut child, Instant::now() + timeout, timeout);
+    // After a kill the pipe reaches end-of-file, so the reader always finishes.
     let out = reader
         .join()
-        .map_err(|_| "stdout reader panicked".to_string())?
-        .map_err(|e| format!("reading stdout: {e}"))?;
+        .map_err(|_| "stdout reader panicked".to_string())?;
+    let status = status?;
+    let out = out.map_err(|e| format!("reading stdout: {e}"))?;
     Ok((status, out))
 }
 
@@ -251,6 +275,16 @@ mod tests {
         let err = output_with_timeout(Command::new("sleep").arg("30"), Duration::from_millis(100))
             .unwrap_err();
         assert!(err.contains("time-out"), "{err}");
+    }
+
+    #[test]
+    fn run_with_timeout_reports_status_and_kills_hangs() {
+        let ok = run_with_timeout(&mut Command::new("true"), Duration::from_secs(60));
+        assert_eq!(ok, Ok(()));
+        let failed = run_with_timeout(&mut Command::new("false"), Duration::from_secs(60));
+        assert!(failed.unwrap_err().contains("failed"));
+        let hung = run_with_timeout(Command::new("sleep").arg("30"), Duration::from_millis(100));
+        assert!(hung.unwrap_err().contains("time-out"));
     }
 
     #[test]

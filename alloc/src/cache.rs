@@ -30,6 +30,8 @@ struct Slot {
     free: u64,
     /// Address of slot `word * 64`.
     word_base: usize,
+    /// The span's alloc-bit words in the arena (other kinds follow at `KIND_STRIDE`).
+    bits: *const AtomicU64,
     word: usize,
     nwords: usize,
     nelems: usize,
@@ -48,6 +50,7 @@ struct Slot {
 const EMPTY_SLOT: Slot = Slot {
     free: 0,
     word_base: 0,
+    bits: ptr::null(),
     word: 0,
     nwords: 0,
     nelems: 0,
@@ -60,6 +63,18 @@ const EMPTY_SLOT: Slot = Slot {
     needzero: false,
     noscan: true,
 };
+
+impl Slot {
+    /// Word `self.word` of the span's bitmap `kind`.
+    #[inline(always)]
+    fn bits_word(&self, kind: usize) -> &AtomicU64 {
+        // SAFETY: `bits` points at the span's first alloc-bit word inside its arena's
+        // `obj_bits`, which lives as long as the heap this cache keeps alive; the span's
+        // words of every kind lie at `kind * KIND_STRIDE` past it, and `word < nwords`, which
+        // fits in the span's pages. Access is atomic.
+        unsafe { &*self.bits.add(kind * crate::span::KIND_STRIDE + self.word) }
+    }
+}
 
 /// The cache proper, at a stable address (registered with the heap).
 #[derive(Debug)]
@@ -257,12 +272,13 @@ impl Cache {
         let m = 1u64 << bit;
         if black {
             // Allocate-black: an atomic OR, because markers set other bits of this word.
-            s.mark[slot.word].fetch_or(m, Ordering::Relaxed);
+            slot.bits_word(crate::span::MARK)
+                .fetch_or(m, Ordering::Relaxed);
         }
         // Publish. We are the only writer of this span's alloc bits while we hold it, so a
         // load and a store suffice; Release pairs with the Acquire in `find_object`, making
         // the zeroing, header and heap bits above visible to whoever finds the object.
-        let w = &s.alloc[slot.word];
+        let w = slot.bits_word(crate::span::ALLOC);
         w.store(w.load(Ordering::Relaxed) | m, Ordering::Release);
     }
 
@@ -289,12 +305,12 @@ impl Cache {
             // SAFETY: `addr` is the start of a slot this cache owns and has not published;
             // it is at least 16 bytes long and 8-aligned.
             unsafe { ptr::write(addr as *mut usize, h) };
-            let w = &s.header[idx / 64];
+            let w = &s.header_w(idx / 64);
             w.store(w.load(Ordering::Relaxed) | m, Ordering::Relaxed);
         }
         if shape.finalize {
             // fetch_or: `release_finalized` may clear other bits of this word concurrently.
-            s.finalize[idx / 64].fetch_or(m, Ordering::Relaxed);
+            s.finalize_w(idx / 64).fetch_or(m, Ordering::Relaxed);
         }
     }
 
@@ -314,7 +330,7 @@ impl Cache {
             let s = unsafe { &*slot.span };
             while slot.word + 1 < slot.nwords {
                 slot.word += 1;
-                let free = !s.alloc[slot.word].load(Ordering::Relaxed)
+                let free = !s.alloc_w(slot.word).load(Ordering::Relaxed)
                     & valid_mask(slot.word, slot.nelems);
                 if free != 0 {
                     slot.free = free;
@@ -391,6 +407,7 @@ impl Cache {
         let slot = Slot {
             free: 0,
             word_base: base,
+            bits: s.alloc_w(0),
             word: 0,
             nwords: 1,
             nelems: 1,
@@ -430,7 +447,7 @@ impl CacheCore {
         let mut word = 0;
         let mut free = 0;
         while word < nwords {
-            free = !s.alloc[word].load(Ordering::Relaxed) & valid_mask(word, nelems);
+            free = !s.alloc_w(word).load(Ordering::Relaxed) & valid_mask(word, nelems);
             if free != 0 {
                 break;
             }
@@ -443,6 +460,7 @@ impl CacheCore {
         self.slots[spc] = Slot {
             free,
             word_base: base + word * 64 * elemsize,
+            bits: s.alloc_w(0),
             word,
             nwords,
             nelems,

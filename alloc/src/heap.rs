@@ -175,7 +175,16 @@ impl HeapInner {
         let s: &Span = unsafe { &*sp.0 };
         let arena = &l.pages.arenas[run.arena].arena;
         let start = arena.base + run.page * PAGE_SIZE;
-        s.init(start, npages, spc, elemsize, self.sweepgen(), needzero);
+        s.init(
+            arena,
+            run.page,
+            start,
+            npages,
+            spc,
+            elemsize,
+            self.sweepgen(),
+            needzero,
+        );
         Self::set_span_table(&l, run, sp.0);
         self.maybe_scavenge(&mut l);
         Ok(s)
@@ -476,8 +485,8 @@ impl Heap {
         let bit = 1u64 << (i % 64);
         // Clear "queued" and "has drop glue": fetch_and, because the owning cache may be
         // setting other objects' bits in the same word.
-        let was = s.queued[i / 64].fetch_and(!bit, StdOrdering::AcqRel);
-        s.finalize[i / 64].fetch_and(!bit, StdOrdering::AcqRel);
+        let was = s.queued_w(i / 64).fetch_and(!bit, StdOrdering::AcqRel);
+        s.finalize_w(i / 64).fetch_and(!bit, StdOrdering::AcqRel);
         was & bit != 0
     }
 }

@@ -8,7 +8,12 @@
 //! address at all (addresses beyond 48 bits, or in no arena, read a null entry). Each arena is
 //! cut into 8 KiB *pages*; each page's entry in the arena's span table points at the *span*
 //! (run of pages) that holds it. That is the whole of `find_object`: arena, page, span,
-//! then a multiply-shift division of the offset by the object size.
+//! then a multiply-shift division of the offset by the object size. The arena also holds the
+//! spans' object bitmaps (alloc, mark, and the rarely used finalize / queued / header bits;
+//! 1024 bits per page per kind, a span's starting at its first page's) and the heap bits, all
+//! in lazily backed `MAP_NORESERVE` memory, so a span record itself is small (~64 bytes) and
+//! metadata costs memory only where pages are in use; the scavenger returns the metadata of
+//! released pages together with the pages.
 //!
 //! A span holds objects of one *size class* — Go's 68 classes up to 32 KiB, with Go's page
 //! counts per span — or a single *large* object of whole pages. Spans of pointer-free

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use crate::heap::{Heap, HeapInner};
 use crate::heapbits;
-use crate::span::{Span, test_bit};
+use crate::span::Span;
 
 /// An allocated, published object of a heap, found by address.
 #[derive(Debug, Clone, Copy)]
@@ -75,17 +75,21 @@ impl<'h> Object<'h> {
         let m = 1u64 << (self.index % 64);
         // Relaxed: marking only needs atomicity between markers; the sweep that reads the bits
         // is ordered after marking by the stop-the-world `finish_mark`.
-        self.span.mark[self.index / 64].fetch_or(m, Ordering::Relaxed) & m == 0
+        self.span
+            .mark_w(self.index / 64)
+            .fetch_or(m, Ordering::Relaxed)
+            & m
+            == 0
     }
 
     /// Whether the mark bit is set.
     pub fn is_marked(&self) -> bool {
-        self.span.mark[self.index / 64].load(Ordering::Relaxed) & (1 << (self.index % 64)) != 0
+        self.span.mark_w(self.index / 64).load(Ordering::Relaxed) & (1 << (self.index % 64)) != 0
     }
 
     /// The header word written at allocation, when the object was allocated with one.
     pub fn header(&self) -> Option<usize> {
-        if !test_bit(&self.span.header, self.index) {
+        if !self.span.test_bit(crate::span::HEADER, self.index) {
             return None;
         }
         // SAFETY: the header bit is set, so the allocating cache wrote the header word at
@@ -128,7 +132,7 @@ impl HeapInner {
         let (s, _) = self.span_of(addr)?;
         let start = s.start.load(Ordering::Relaxed);
         let i = s.index_of(addr - start);
-        if i >= s.nelems.load(Ordering::Relaxed) || !test_bit(&s.alloc, i) {
+        if i >= s.nelems.load(Ordering::Relaxed) || !s.test_bit_checked(crate::span::ALLOC, i) {
             return None;
         }
         let size = s.elemsize.load(Ordering::Relaxed);

@@ -333,6 +333,7 @@ impl PageAlloc {
                 }
                 let n = p - start;
                 self.reservations[a.res].release(a.arena.base + start * PAGE_SIZE, n * PAGE_SIZE);
+                a.arena.release_meta(start, n);
                 set_range(&mut a.clean, start, n, true);
                 self.counts.released += n;
                 done += n;

@@ -11,13 +11,31 @@
 //! being created or freed; the cache that holds it; the party that won its sweep claim; or
 //! mcentral's list (under the set lock) in between.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
+
+use crate::arena::{Arena, PAGES_PER_ARENA};
 
 use crate::sizeclass::{PAGE_SIZE, SPAN_BITMAP_WORDS};
 use crate::sweepgen::{SWEEPGEN_FREE, SweepGen};
 
-/// A per-object bitmap of one span (1024 bits, enough for the densest class).
-pub(crate) type SpanBits = [AtomicU64; SPAN_BITMAP_WORDS];
+/// Object bitmaps kept per span (each in its own region of `Arena::obj_bits`).
+pub(crate) const ALLOC: usize = 0;
+/// Mark bits.
+pub(crate) const MARK: usize = 1;
+/// Objects with drop glue.
+pub(crate) const FINALIZE: usize = 2;
+/// Objects handed to the drop queue and not yet released.
+pub(crate) const QUEUED: usize = 3;
+/// Objects with a header word.
+pub(crate) const HEADER: usize = 4;
+/// Number of bitmap kinds.
+pub(crate) const KINDS: usize = 5;
+/// Bitmap words each page owns (1024 bits: the densest class has 1024 objects per page).
+pub(crate) const WORDS_PER_PAGE: usize = SPAN_BITMAP_WORDS;
+/// Words of one kind's region per arena.
+pub(crate) const KIND_STRIDE: usize = PAGES_PER_ARENA * WORDS_PER_PAGE;
 
 pub(crate) const STATE_FREE: u8 = 0;
 pub(crate) const STATE_IN_USE: u8 = 1;
@@ -44,24 +62,11 @@ pub(crate) struct Span {
     pub(crate) needzero: AtomicBool,
     /// See `sweepgen.rs`.
     pub(crate) sweepgen: SweepGen,
-    /// Allocated-and-published objects. The owning cache sets bits with a Release load/store
-    /// (it is the only writer while it holds the span); the sweeper replaces them with the
-    /// mark bits; `find_object` reads them with Acquire.
-    pub(crate) alloc: SpanBits,
-    /// Marked objects. Markers and allocate-black set bits with `fetch_or`; the sweeper
-    /// (owning the span, no marker running) reads and clears them.
-    pub(crate) mark: SpanBits,
-    /// Objects with drop glue that must go to the drop queue when found dead. Set with
-    /// `fetch_or` at allocation; cleared with `fetch_and` by `release_finalized` and by sweep.
-    pub(crate) finalize: SpanBits,
-    /// Objects handed to the drop queue and not yet released: kept alive by sweeps.
-    pub(crate) queued: SpanBits,
-    /// Objects whose first word is a header written at allocation. Owner writes; sweep clears.
-    pub(crate) header: SpanBits,
-}
-
-fn zero_bits() -> SpanBits {
-    std::array::from_fn(|_| AtomicU64::new(0))
+    /// The arena holding the span and the span's first page in it: the span's object
+    /// bitmaps live in the arena (see `Arena::obj_bits`). Heap at creation; never reset, so a
+    /// racing reader of a recycled record still finds a live arena.
+    pub(crate) arena: AtomicPtr<Arena>,
+    pub(crate) page: AtomicUsize,
 }
 
 impl Span {
@@ -76,18 +81,18 @@ impl Span {
             state: AtomicU8::new(STATE_FREE),
             needzero: AtomicBool::new(false),
             sweepgen: SweepGen::new(SWEEPGEN_FREE),
-            alloc: zero_bits(),
-            mark: zero_bits(),
-            finalize: zero_bits(),
-            queued: zero_bits(),
-            header: zero_bits(),
+            arena: AtomicPtr::new(std::ptr::null_mut()),
+            page: AtomicUsize::new(0),
         }
     }
 
     /// Initialise a span record for a new use. Caller: the heap, holding its lock, before the
     /// span is published in the span table.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn init(
         &self,
+        arena: &Arena,
+        page: usize,
         start: usize,
         npages: usize,
         spc: usize,
@@ -108,13 +113,16 @@ impl Span {
         };
         self.divmagic.store(magic, Ordering::Relaxed);
         self.needzero.store(needzero, Ordering::Relaxed);
-        for w in 0..SPAN_BITMAP_WORDS {
-            self.alloc[w].store(0, Ordering::Relaxed);
-            self.mark[w].store(0, Ordering::Relaxed);
-            self.finalize[w].store(0, Ordering::Relaxed);
-            self.queued[w].store(0, Ordering::Relaxed);
-            self.header[w].store(0, Ordering::Relaxed);
-        }
+        self.arena
+            .store(arena as *const Arena as *mut Arena, Ordering::Relaxed);
+        self.page.store(page, Ordering::Relaxed);
+        // The object bitmaps of free pages are all zero (sweep clears every bit of a dead
+        // object, and only empty spans are freed), so there is nothing to clear here, and
+        // pages of bitmap that were never used stay untouched.
+        debug_assert!(
+            (0..self.bitmap_words())
+                .all(|w| (0..KINDS).all(|k| self.word(k, w).load(Ordering::Relaxed) == 0))
+        );
         self.sweepgen.set(sg);
         // Release: pairs with the Acquire load of `state` in `find_object`/`object_at`.
         self.state.store(STATE_IN_USE, Ordering::Release);
@@ -145,16 +153,75 @@ impl Span {
         self.nelems.load(Ordering::Relaxed).div_ceil(64)
     }
 
+    #[inline(always)]
+    fn arena_ref(&self) -> &Arena {
+        // SAFETY: set at `init` (before the span is reachable by anyone) to an arena boxed in
+        // the page allocator, which lives as long as the heap, as does this record; never
+        // reset. A record is only reached after its first `init`.
+        unsafe { &*self.arena.load(Ordering::Relaxed) }
+    }
+
+    /// Word `w` of the span's bitmap of `kind`. For a span the caller owns or whose fields
+    /// it has validated; panics (bounds) rather than reading outside the arena.
+    #[inline(always)]
+    pub(crate) fn word(&self, kind: usize, w: usize) -> &AtomicU64 {
+        let p = self.page.load(Ordering::Relaxed);
+        &self.arena_ref().obj_bits.words()[kind * KIND_STRIDE + p * WORDS_PER_PAGE + w]
+    }
+
+    /// Like `word`, for racing readers: `None` when `w` lies outside the span's pages.
+    #[inline]
+    pub(crate) fn word_checked(&self, kind: usize, w: usize) -> Option<&AtomicU64> {
+        let p = self.page.load(Ordering::Relaxed);
+        let npages = self.npages.load(Ordering::Relaxed).min(PAGES_PER_ARENA);
+        if p >= PAGES_PER_ARENA
+            || w >= npages * WORDS_PER_PAGE
+            || p * WORDS_PER_PAGE + w >= KIND_STRIDE
+        {
+            return None;
+        }
+        self.arena_ref()
+            .obj_bits
+            .words()
+            .get(kind * KIND_STRIDE + p * WORDS_PER_PAGE + w)
+    }
+
+    #[inline(always)]
+    pub(crate) fn alloc_w(&self, w: usize) -> &AtomicU64 {
+        self.word(ALLOC, w)
+    }
+    #[inline(always)]
+    pub(crate) fn mark_w(&self, w: usize) -> &AtomicU64 {
+        self.word(MARK, w)
+    }
+    #[inline(always)]
+    pub(crate) fn finalize_w(&self, w: usize) -> &AtomicU64 {
+        self.word(FINALIZE, w)
+    }
+    #[inline(always)]
+    pub(crate) fn queued_w(&self, w: usize) -> &AtomicU64 {
+        self.word(QUEUED, w)
+    }
+    #[inline(always)]
+    pub(crate) fn header_w(&self, w: usize) -> &AtomicU64 {
+        self.word(HEADER, w)
+    }
+
+    /// Whether bit `i` of bitmap `kind` is set (Acquire: pairs with the Release publication).
+    pub(crate) fn test_bit(&self, kind: usize, i: usize) -> bool {
+        self.word(kind, i / 64).load(Ordering::Acquire) & (1 << (i % 64)) != 0
+    }
+
+    /// `test_bit` for racing readers: false when `i` lies outside the span's bitmap.
+    pub(crate) fn test_bit_checked(&self, kind: usize, i: usize) -> bool {
+        self.word_checked(kind, i / 64)
+            .is_some_and(|w| w.load(Ordering::Acquire) & (1 << (i % 64)) != 0)
+    }
+
     /// Count of allocated objects (popcount of the alloc bits).
     pub(crate) fn count_alloc(&self) -> usize {
         (0..self.bitmap_words())
-            .map(|w| self.alloc[w].load(Ordering::Acquire).count_ones() as usize)
+            .map(|w| self.alloc_w(w).load(Ordering::Acquire).count_ones() as usize)
             .sum()
     }
-}
-
-/// Whether bit `i` of a span bitmap is set (Acquire: pairs with the Release publication).
-#[inline]
-pub(crate) fn test_bit(bits: &SpanBits, i: usize) -> bool {
-    bits[i / 64].load(Ordering::Acquire) & (1 << (i % 64)) != 0
 }

@@ -30,10 +30,11 @@ impl HeapInner {
         for w in 0..s.bitmap_words() {
             // Relaxed throughout: we own the span (sweep claim), no marker runs during sweep,
             // and the final Release store of the sweep generation publishes all of it.
-            let alloc = s.alloc[w].load(Ordering::Relaxed);
-            let live = s.mark[w].load(Ordering::Relaxed) & alloc;
-            let fin = s.finalize[w].load(Ordering::Relaxed);
-            let queued = s.queued[w].load(Ordering::Relaxed);
+            let alloc = s.alloc_w(w).load(Ordering::Relaxed);
+            let mark = s.mark_w(w).load(Ordering::Relaxed);
+            let live = mark & alloc;
+            let fin = s.finalize_w(w).load(Ordering::Relaxed);
+            let queued = s.queued_w(w).load(Ordering::Relaxed);
             let waiting = alloc & fin & queued;
             let to_queue = alloc & !live & fin & !queued;
             let keep = live | waiting | to_queue;
@@ -55,12 +56,24 @@ impl HeapInner {
                     );
                 }
             }
-            s.queued[w].store((queued | to_queue) & keep, Ordering::Relaxed);
-            s.finalize[w].store(fin & keep, Ordering::Relaxed);
-            let h = s.header[w].load(Ordering::Relaxed);
-            s.header[w].store(h & keep, Ordering::Relaxed);
-            s.mark[w].store(0, Ordering::Relaxed);
-            s.alloc[w].store(keep, Ordering::Release);
+            // Store only what changes: untouched bitmap pages stay unbacked.
+            let q = (queued | to_queue) & keep;
+            if q != queued {
+                s.queued_w(w).store(q, Ordering::Relaxed);
+            }
+            if fin & keep != fin {
+                s.finalize_w(w).store(fin & keep, Ordering::Relaxed);
+            }
+            let h = s.header_w(w).load(Ordering::Relaxed);
+            if h & keep != h {
+                s.header_w(w).store(h & keep, Ordering::Relaxed);
+            }
+            if mark != 0 {
+                s.mark_w(w).store(0, Ordering::Relaxed);
+            }
+            if keep != alloc {
+                s.alloc_w(w).store(keep, Ordering::Release);
+            }
             nalloc += keep.count_ones() as usize;
             nfreed += dead.count_ones() as usize;
         }

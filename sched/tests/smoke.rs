@@ -409,3 +409,49 @@ fn run_with_a_registered_foreign_thread_is_not_a_deadlock() {
     };
     assert_eq!(v, 7);
 }
+
+#[test]
+fn smoke_unwinding_goroutine_stays_on_its_thread() {
+    struct ParkOnDrop {
+        flag: Arc<AtomicUsize>,
+        same_thread: Arc<AtomicUsize>,
+    }
+    impl Drop for ParkOnDrop {
+        fn drop(&mut self) {
+            let before = std::thread::current().id();
+            let me = gort_sched::current().unwrap();
+            let flag = self.flag.clone();
+            // With one P, this goroutine can only run if the unwinding one hands its P off.
+            go(move || {
+                flag.store(1, Ordering::SeqCst);
+                me.ready();
+            });
+            while self.flag.load(Ordering::SeqCst) == 0 {
+                park();
+            }
+            gosched();
+            let same = before == std::thread::current().id();
+            self.same_thread
+                .store(if same { 1 } else { 2 }, Ordering::SeqCst);
+        }
+    }
+    let rt = runtime(1);
+    let same_thread = Arc::new(AtomicUsize::new(0));
+    let st = same_thread.clone();
+    let res = rt.block_on(move || {
+        spawn(move || {
+            let _guard = ParkOnDrop {
+                flag: Arc::new(AtomicUsize::new(0)),
+                same_thread: st,
+            };
+            panic!("unwinding through a parking destructor");
+        })
+        .join()
+    });
+    assert!(res.is_err());
+    assert_eq!(
+        same_thread.load(Ordering::SeqCst),
+        1,
+        "the unwinding goroutine changed thread"
+    );
+}

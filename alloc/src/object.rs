@@ -1,15 +1,17 @@
 //! Finding objects by address (interior pointers included) and marking them.
 
 use std::ptr::NonNull;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::heap::{Heap, HeapInner};
 use crate::heapbits;
-use crate::span::Span;
+use crate::span::{ALLOC, MARK, Span};
 
 /// An allocated, published object of a heap, found by address.
 #[derive(Debug, Clone, Copy)]
 pub struct Object<'h> {
+    /// The word of the span's mark bits holding this object's bit.
+    mark_word: &'h AtomicU64,
     base: usize,
     size: usize,
     index: usize,
@@ -71,20 +73,18 @@ impl<'h> Object<'h> {
     }
 
     /// Set the mark bit; true when this call marked it (it was white).
+    #[inline]
     pub fn mark(&self) -> bool {
         let m = 1u64 << (self.index % 64);
         // Relaxed: marking only needs atomicity between markers; the sweep that reads the bits
         // is ordered after marking by the stop-the-world `finish_mark`.
-        self.span
-            .mark_w(self.index / 64)
-            .fetch_or(m, Ordering::Relaxed)
-            & m
-            == 0
+        self.mark_word.fetch_or(m, Ordering::Relaxed) & m == 0
     }
 
     /// Whether the mark bit is set.
+    #[inline]
     pub fn is_marked(&self) -> bool {
-        self.span.mark_w(self.index / 64).load(Ordering::Relaxed) & (1 << (self.index % 64)) != 0
+        self.mark_word.load(Ordering::Relaxed) & (1 << (self.index % 64)) != 0
     }
 
     /// The header word written at allocation, when the object was allocated with one.
@@ -132,11 +132,18 @@ impl HeapInner {
         let (s, _) = self.span_of(addr)?;
         let start = s.start.load(Ordering::Relaxed);
         let i = s.index_of(addr - start);
-        if i >= s.nelems.load(Ordering::Relaxed) || !s.test_bit_checked(crate::span::ALLOC, i) {
+        if i >= s.nelems.load(Ordering::Relaxed) {
             return None;
         }
+        let bit = 1u64 << (i % 64);
+        // Acquire: pairs with the Release store that published the object (see `Cache`).
+        if s.word_checked(ALLOC, i / 64)?.load(Ordering::Acquire) & bit == 0 {
+            return None;
+        }
+        let mark_word = s.word_checked(MARK, i / 64)?;
         let size = s.elemsize.load(Ordering::Relaxed);
         Some(Object {
+            mark_word,
             base: start + i * size,
             size,
             index: i,

@@ -129,7 +129,7 @@ impl Span {
     }
 
     /// Object index of byte offset `off` from the span start.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn index_of(&self, off: usize) -> usize {
         let npages = self.npages.load(Ordering::Relaxed);
         if self.spc.load(Ordering::Relaxed) >> 1 == 0 || npages * PAGE_SIZE > u32::MAX as usize {
@@ -170,7 +170,7 @@ impl Span {
     }
 
     /// Like `word`, for racing readers: `None` when `w` lies outside the span's pages.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn word_checked(&self, kind: usize, w: usize) -> Option<&AtomicU64> {
         let p = self.page.load(Ordering::Relaxed);
         let npages = self.npages.load(Ordering::Relaxed).min(PAGES_PER_ARENA);
@@ -210,12 +210,6 @@ impl Span {
     /// Whether bit `i` of bitmap `kind` is set (Acquire: pairs with the Release publication).
     pub(crate) fn test_bit(&self, kind: usize, i: usize) -> bool {
         self.word(kind, i / 64).load(Ordering::Acquire) & (1 << (i % 64)) != 0
-    }
-
-    /// `test_bit` for racing readers: false when `i` lies outside the span's bitmap.
-    pub(crate) fn test_bit_checked(&self, kind: usize, i: usize) -> bool {
-        self.word_checked(kind, i / 64)
-            .is_some_and(|w| w.load(Ordering::Acquire) & (1 << (i % 64)) != 0)
     }
 
     /// Count of allocated objects (popcount of the alloc bits).

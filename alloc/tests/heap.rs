@@ -395,3 +395,91 @@ fn os_refusal_is_an_error_with_errno() {
     );
     assert!(stdout.contains("refused"), "{stdout}");
 }
+
+#[test]
+fn concurrent_mutators_sweeper_and_collections_keep_live_objects_intact() {
+    use std::sync::Barrier;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const THREADS: usize = 2;
+    const CYCLES: usize = 6;
+    let heap = Heap::new().unwrap();
+    let roots: Arc<Vec<Mutex<Vec<(usize, u64)>>>> =
+        Arc::new((0..THREADS).map(|_| Mutex::new(Vec::new())).collect());
+    let stop = Arc::new(Barrier::new(THREADS + 1));
+    let restart = Arc::new(Barrier::new(THREADS + 1));
+    let done = Arc::new(AtomicBool::new(false));
+    // A background sweeper that runs all the time, racing with refills.
+    let sweeper = {
+        let (heap, done) = (heap.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut swept = 0usize;
+            while !done.load(Ordering::Relaxed) {
+                if heap.sweep_one() {
+                    swept += 1;
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+            swept
+        })
+    };
+    let mutators: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (heap, roots, stop, restart) =
+                (heap.clone(), roots.clone(), stop.clone(), restart.clone());
+            std::thread::spawn(move || {
+                let mut c = heap.cache();
+                for cycle in 0..CYCLES {
+                    for i in 0..3000u64 {
+                        let size = [8, 24, 48, 100, 700, 5000, 40_000][(i % 7) as usize];
+                        let p = c.alloc_noscan(size).unwrap().as_ptr() as usize;
+                        let id = ((t as u64) << 48) | ((cycle as u64) << 32) | i;
+                        // SAFETY: at least 8 bytes at `p` are ours.
+                        unsafe { (p as *mut u64).write(id) };
+                        if i % 5 == 0 {
+                            roots[t].lock().unwrap().push((p, id));
+                        }
+                    }
+                    {
+                        let mut r = roots[t].lock().unwrap();
+                        for &(p, id) in r.iter() {
+                            // SAFETY: rooted objects survive every collection.
+                            assert_eq!(
+                                unsafe { (p as *const u64).read() },
+                                id,
+                                "live object overwritten"
+                            );
+                        }
+                        let n = r.len() / 2;
+                        r.drain(..n);
+                    }
+                    stop.wait();
+                    restart.wait();
+                }
+            })
+        })
+        .collect();
+    for _ in 0..CYCLES {
+        stop.wait();
+        // SAFETY: every mutator waits at `restart`, inside no cache method.
+        unsafe { heap.start_mark() };
+        for r in roots.iter() {
+            for &(p, _) in r.lock().unwrap().iter() {
+                assert!(heap.find_object(p).is_some(), "rooted object lost");
+                heap.mark(p);
+            }
+        }
+        // SAFETY: as above.
+        unsafe { heap.finish_mark() };
+        restart.wait();
+    }
+    for m in mutators {
+        m.join().unwrap();
+    }
+    done.store(true, Ordering::Relaxed);
+    let swept = sweeper.join().unwrap();
+    heap.sweep_all();
+    let s = heap.stats();
+    assert_eq!(s.heap_objects, s.mallocs - s.frees);
+    assert!(swept > 0 || s.frees > 0);
+}

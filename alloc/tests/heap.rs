@@ -403,8 +403,8 @@ fn concurrent_mutators_sweeper_and_collections_keep_live_objects_intact() {
     const THREADS: usize = 2;
     const CYCLES: usize = 6;
     let heap = Heap::new().unwrap();
-    let roots: Arc<Vec<Mutex<Vec<(usize, u64)>>>> =
-        Arc::new((0..THREADS).map(|_| Mutex::new(Vec::new())).collect());
+    type Roots = Arc<Vec<Mutex<Vec<(usize, u64)>>>>;
+    let roots: Roots = Arc::new((0..THREADS).map(|_| Mutex::new(Vec::new())).collect());
     let stop = Arc::new(Barrier::new(THREADS + 1));
     let restart = Arc::new(Barrier::new(THREADS + 1));
     let done = Arc::new(AtomicBool::new(false));
@@ -444,11 +444,8 @@ fn concurrent_mutators_sweeper_and_collections_keep_live_objects_intact() {
                         let mut r = roots[t].lock().unwrap();
                         for &(p, id) in r.iter() {
                             // SAFETY: rooted objects survive every collection.
-                            assert_eq!(
-                                unsafe { (p as *const u64).read() },
-                                id,
-                                "live object overwritten"
-                            );
+                            let v = unsafe { (p as *const u64).read() };
+                            assert_eq!(v, id, "live object overwritten");
                         }
                         let n = r.len() / 2;
                         r.drain(..n);

@@ -22,9 +22,6 @@ const HEAVY_TESTS_PACKAGE: &str = "gort-tests";
 /// probe and overflow, and the run queue.
 const AARCH64_SMOKE: &[(&str, &str, &str)] = &[("gort-sched", "smoke", "4")];
 const AARCH64: &str = "aarch64-unknown-linux-gnu";
-/// Where Debian's libc6-arm64-cross puts the aarch64 loader and libraries (the runner's `-L`
-/// in `.cargo/config.toml`).
-const AARCH64_SYSROOT: &str = "/usr/aarch64-linux-gnu";
 
 /// Crates type-checked for another target: (package, target). The kqueue backend compiles
 /// only for the BSDs and macOS.
@@ -133,13 +130,8 @@ pub fn steps(ws: &Workspace) -> Vec<Step> {
                 "test", "-p", package, "--target", AARCH64, "--tests", "--", filter,
             ]);
             c.env("PROPTEST_CASES", cases);
-            // qemu reads this as its `-L`: a test that re-runs itself in a child process
-            // (there is no binfmt_misc entry in most containers) can start
-            // `qemu-aarch64-static <exe>` without knowing the sysroot, and the variable
-            // tells it that it runs under qemu-user.
-            if !util::env_set("QEMU_LD_PREFIX") {
-                c.env("QEMU_LD_PREFIX", AARCH64_SYSROOT);
-            }
+            // The runner in .cargo/config.toml (qemu-user, with `-E GORT_QEMU=1` so tests
+            // that re-run themselves start the child through the emulator) does the rest.
             util::run(&mut c).map(|()| Outcome::Ok)
         }));
     }

@@ -40,12 +40,12 @@ func emit(bench string, value float64, unit string) {
 }
 
 func opsFor(live, size, scale int) int {
-	ops := 40 * live / size
-	if ops < 20000 {
-		ops = 20000
+	ops := 80 * live / size
+	if ops < 40000 {
+		ops = 40000
 	}
-	if ops > 2000000 {
-		ops = 2000000
+	if ops > 4000000 {
+		ops = 4000000
 	}
 	return ops / scale
 }
@@ -157,7 +157,7 @@ func main() {
 	}
 	live, scale, rounds, burst := 4<<20, 1, 4000, 64<<20
 	if quick {
-		live, scale, rounds, burst = 1<<20, 10, 200, 16<<20
+		live, scale, rounds, burst = 1<<20, 20, 200, 16<<20
 	}
 	if rssMode {
 		rssChild(burst)

@@ -56,7 +56,7 @@ struct Config {
 }
 
 fn ops_for(cfg: &Config, size: usize) -> usize {
-    (40 * cfg.live / size).clamp(20_000, 2_000_000) / cfg.ops_scale
+    (80 * cfg.live / size).clamp(40_000, 4_000_000) / cfg.ops_scale
 }
 
 /// Shared state of one gort steady-state run.
@@ -404,7 +404,7 @@ fn main() {
     let cfg = if quick {
         Config {
             live: 1 << 20,
-            ops_scale: 10,
+            ops_scale: 20,
             fast_rounds: 200,
             burst: 16 << 20,
         }

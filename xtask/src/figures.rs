@@ -188,6 +188,18 @@ pub fn fmt_value(v: f64) -> String {
     }
 }
 
+/// A ratio with two decimals, or two significant digits when it is below 0.1 (so a
+/// hundredfold difference does not print as `0.00x`).
+pub fn fmt_ratio(r: f64) -> String {
+    let a = r.abs();
+    if a >= 0.1 || a == 0.0 {
+        format!("{r:.2}x")
+    } else {
+        let decimals = (1 - a.log10().floor() as i32).clamp(2, 12) as usize;
+        format!("{r:.decimals$}x")
+    }
+}
+
 /// The human-readable report: one row per (bench, implementation).
 pub fn render_table(rows: &[Row]) -> String {
     let header = [
@@ -209,8 +221,7 @@ pub fn render_table(rows: &[Row]) -> String {
                 r.unit.clone(),
                 format!("{}–{}", fmt_value(r.min), fmt_value(r.max)),
                 r.runs.to_string(),
-                r.ratio
-                    .map_or_else(|| "-".to_string(), |x| format!("{x:.2}x")),
+                r.ratio.map_or_else(|| "-".to_string(), fmt_ratio),
             ]
         })
         .collect();
@@ -392,6 +403,10 @@ mod tests {
         assert_eq!(fmt_value(1.5), "1.500");
         assert_eq!(fmt_value(0.012345), "0.01235");
         assert_eq!(fmt_value(0.0), "0");
+        assert_eq!(fmt_ratio(2.0), "2.00x");
+        assert_eq!(fmt_ratio(0.125), "0.12x");
+        assert_eq!(fmt_ratio(0.0097), "0.0097x");
+        assert_eq!(fmt_ratio(0.00007), "0.000070x");
         let mut f = Figures::default();
         f.add(fig("sched/switch", "gort", 50.0, "ns/op")).unwrap();
         f.add(fig("sched/switch", "go", 150.0, "ns/op")).unwrap();

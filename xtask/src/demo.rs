@@ -110,13 +110,7 @@ pub fn main(ws: &Workspace, args: &[String]) -> ExitCode {
                 .map(|()| Outcome::Ok)
         });
     }
-    println!("\n{}", summary.render());
-    if summary.any_failed() {
-        println!("xtask demo: some parts FAILED");
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    summary.finish("xtask demo")
 }
 
 #[cfg(test)]

@@ -80,10 +80,5 @@ pub fn main(ws: &Workspace, args: &[String]) -> ExitCode {
     for m in members {
         summary.step(&format!("loom {}", m.package), || run_one(ws, m, extra));
     }
-    println!("\n{}", summary.render());
-    if summary.any_failed() {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    summary.finish("xtask loom")
 }

@@ -180,14 +180,7 @@ pub fn main(ws: &Workspace, args: &[String]) -> ExitCode {
             break;
         }
     }
-    println!("\n{}", summary.render());
-    if summary.any_failed() {
-        println!("xtask test: FAILED");
-        ExitCode::FAILURE
-    } else {
-        println!("xtask test: all steps passed");
-        ExitCode::SUCCESS
-    }
+    summary.finish("xtask test")
 }
 
 #[cfg(test)]

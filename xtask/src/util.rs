@@ -4,7 +4,7 @@ use std::env;
 use std::ffi::OsStr;
 use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -209,6 +209,28 @@ impl Summary {
         outcome
     }
 
+    /// The failed rows: (name, why).
+    pub fn failures(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.rows.iter().filter_map(|(name, o, _)| match o {
+            Outcome::Failed(why) => Some((name.as_str(), why.as_str())),
+            _ => None,
+        })
+    }
+
+    /// Prints the table, then each failure with its cause; returns the exit code.
+    pub fn finish(&self, what: &str) -> ExitCode {
+        println!("\n{}", self.render());
+        if self.any_failed() {
+            for (name, why) in self.failures() {
+                println!("{what}: FAILED at {name}: {why}");
+            }
+            ExitCode::FAILURE
+        } else {
+            println!("{what}: ok");
+            ExitCode::SUCCESS
+        }
+    }
+
     pub fn any_failed(&self) -> bool {
         self.rows
             .iter()
@@ -308,6 +330,7 @@ mod tests {
             Outcome::Failed("boom".into())
         );
         assert!(s.any_failed());
+        assert_eq!(s.failures().collect::<Vec<_>>(), [("c", "boom")]);
         let table = s.render();
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 5);

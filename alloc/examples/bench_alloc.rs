@@ -6,8 +6,9 @@
 //!   size into a ring that holds a fixed live set, so each new object makes an old one
 //!   garbage. gort collects as GOGC=100 would (when the bytes allocated since the last
 //!   collection reach the live bytes it marked, with Go's 4 MiB minimum heap): the threads
-//!   stop at a barrier, one marks the rings (scanning pointer slots of pointerful objects),
-//!   and sweeping happens lazily in the allocation path. The peers `alloc_zeroed` the new
+//!   stop at a barrier, each marks its own ring with `Heap::mark_batch` (scanning the pointer
+//!   slots of pointerful objects it newly marks), and sweeping happens lazily in the
+//!   allocation path. The peers `alloc_zeroed` the new
 //!   object and free the one it replaces.
 //! - `alloc/fast16/<noscan|ptr>` (ns/op): the warm fast path — 500 allocations of 16 bytes
 //!   from a cache whose span has free slots (timed), between untimed resets; peers time 500
@@ -85,21 +86,19 @@ impl Shared {
         }
         self.barrier.wait();
         let mut marked_bytes = 0;
-        for slot in &self.rings[t] {
-            let p = slot.load(Ordering::Relaxed);
-            if let Some(o) = self.heap.find_object(p)
-                && o.mark()
-            {
-                marked_bytes += o.size();
-                let mut sum = 0usize;
-                o.for_each_pointer_slot(|a| {
-                    // SAFETY: a pointer slot of a live object; the benchmark never writes
-                    // pointer slots, so they hold the zeroes of allocation.
-                    sum += unsafe { std::ptr::read_volatile(a as *const usize) };
-                });
-                assert_eq!(sum, 0);
-            }
-        }
+        let roots = self.rings[t]
+            .iter()
+            .map(|slot| slot.load(Ordering::Relaxed));
+        self.heap.mark_batch(roots, |o| {
+            marked_bytes += o.size();
+            let mut sum = 0usize;
+            o.for_each_pointer_slot(|a| {
+                // SAFETY: a pointer slot of a live object; the benchmark never writes
+                // pointer slots, so they hold the zeroes of allocation.
+                sum += unsafe { std::ptr::read_volatile(a as *const usize) };
+            });
+            assert_eq!(sum, 0);
+        });
         self.marked.fetch_add(marked_bytes, Ordering::Relaxed);
         if self.barrier.wait().is_leader() {
             // SAFETY: as above.

@@ -108,10 +108,10 @@ pub(crate) struct Arena {
 impl Arena {
     /// Return the metadata of free pages `[page, page + n)` to the OS along with the pages.
     pub(crate) fn release_meta(&self, page: usize, n: usize) {
-        use crate::span::{KIND_STRIDE, KINDS, WORDS_PER_PAGE};
+        use crate::span::{KIND_OFFSET, KINDS, WORDS_PER_PAGE};
         for k in 0..KINDS {
             self.obj_bits
-                .release(k * KIND_STRIDE + page * WORDS_PER_PAGE, n * WORDS_PER_PAGE);
+                .release(k * KIND_OFFSET + page * WORDS_PER_PAGE, n * WORDS_PER_PAGE);
         }
         let hb_per_page = PAGE_SIZE / 8 / 64;
         self.heap_bits.release(page * hb_per_page, n * hb_per_page);
@@ -123,7 +123,7 @@ impl Arena {
             base,
             spans: LazyWords::new(PAGES_PER_ARENA)?,
             heap_bits: LazyWords::new(ARENA_BYTES / 8 / 64)?,
-            obj_bits: LazyWords::new(crate::span::KINDS * crate::span::KIND_STRIDE)?,
+            obj_bits: LazyWords::new(crate::span::KINDS * crate::span::KIND_OFFSET)?,
         })
     }
 

@@ -30,7 +30,7 @@ struct Slot {
     free: u64,
     /// Address of slot `word * 64`.
     word_base: usize,
-    /// The span's alloc-bit words in the arena (other kinds follow at `KIND_STRIDE`).
+    /// The span's alloc-bit words in the arena (other kinds follow at `KIND_OFFSET`).
     bits: *const AtomicU64,
     word: usize,
     nwords: usize,
@@ -70,9 +70,9 @@ impl Slot {
     fn bits_word(&self, kind: usize) -> &AtomicU64 {
         // SAFETY: `bits` points at the span's first alloc-bit word inside its arena's
         // `obj_bits`, which lives as long as the heap this cache keeps alive; the span's
-        // words of every kind lie at `kind * KIND_STRIDE` past it, and `word < nwords`, which
+        // words of every kind lie at `kind * KIND_OFFSET` past it, and `word < nwords`, which
         // fits in the span's pages. Access is atomic.
-        unsafe { &*self.bits.add(kind * crate::span::KIND_STRIDE + self.word) }
+        unsafe { &*self.bits.add(kind * crate::span::KIND_OFFSET + self.word) }
     }
 }
 

@@ -169,6 +169,60 @@ impl Heap {
         self.find_object(addr).is_some_and(|o| o.mark())
     }
 
+    /// Mark the objects containing each of `addrs` (addresses that are not in an object are
+    /// skipped) and call `newly_marked` once for every object this call marked — the ones the
+    /// collector must now scan.
+    ///
+    /// Equivalent to calling [`Heap::mark`] on each address, but objects whose bits share a
+    /// mark word (up to 64 neighbours) are marked with one atomic OR: a batch of roots or of
+    /// a scanned object's referents, which tend to be allocated together, costs a fraction of
+    /// the read-modify-writes. Objects already marked are skipped with a plain load.
+    pub fn mark_batch(
+        &self,
+        addrs: impl IntoIterator<Item = usize>,
+        mut newly_marked: impl FnMut(Object<'_>),
+    ) {
+        let mut pending: Vec<Object<'_>> = Vec::new();
+        let mut word: Option<&AtomicU64> = None;
+        let mut bits = 0u64;
+        let mut flush = |word: &AtomicU64, bits: u64, pending: &mut Vec<Object<'_>>| {
+            // Relaxed, as in `Object::mark`.
+            let old = word.fetch_or(bits, Ordering::Relaxed);
+            for o in pending.drain(..) {
+                if old & (1 << (o.index % 64)) == 0 {
+                    newly_marked(o);
+                }
+            }
+        };
+        for addr in addrs {
+            let Some(o) = self.find_object(addr) else {
+                continue;
+            };
+            let m = 1u64 << (o.index % 64);
+            if o.mark_word.load(Ordering::Relaxed) & m != 0 {
+                continue;
+            }
+            match word {
+                Some(w) if std::ptr::eq(w, o.mark_word) => {
+                    if bits & m != 0 {
+                        continue;
+                    }
+                }
+                Some(w) => {
+                    flush(w, bits, &mut pending);
+                    bits = 0;
+                    word = Some(o.mark_word);
+                }
+                None => word = Some(o.mark_word),
+            }
+            bits |= m;
+            pending.push(o);
+        }
+        if let Some(w) = word {
+            flush(w, bits, &mut pending);
+        }
+    }
+
     /// Whether the object containing `addr` is marked (false when there is none).
     pub fn is_marked(&self, addr: usize) -> bool {
         self.find_object(addr).is_some_and(|o| o.is_marked())

@@ -36,12 +36,17 @@ pub(crate) const KINDS: usize = 5;
 pub(crate) const WORDS_PER_PAGE: usize = SPAN_BITMAP_WORDS;
 /// Words of one kind's region per arena.
 pub(crate) const KIND_STRIDE: usize = PAGES_PER_ARENA * WORDS_PER_PAGE;
+/// Distance between the starts of two kinds' regions: a little more than a region, so that
+/// an object's alloc and mark words do not share cache sets or the low 12 address bits
+/// (which would make a load of one wait on a store to the other: 4K aliasing).
+pub(crate) const KIND_OFFSET: usize = KIND_STRIDE + 72;
 
 pub(crate) const STATE_FREE: u8 = 0;
 pub(crate) const STATE_IN_USE: u8 = 1;
 
 /// Span metadata. Which party writes each field is listed beside it.
 #[derive(Debug)]
+#[repr(align(64))] // one cache line: lookups read several fields in a row
 pub(crate) struct Span {
     /// First byte. Heap (locked) at creation; read by anyone.
     pub(crate) start: AtomicUsize,
@@ -166,7 +171,7 @@ impl Span {
     #[inline(always)]
     pub(crate) fn word(&self, kind: usize, w: usize) -> &AtomicU64 {
         let p = self.page.load(Ordering::Relaxed);
-        &self.arena_ref().obj_bits.words()[kind * KIND_STRIDE + p * WORDS_PER_PAGE + w]
+        &self.arena_ref().obj_bits.words()[kind * KIND_OFFSET + p * WORDS_PER_PAGE + w]
     }
 
     /// Like `word`, for racing readers: `None` when `w` lies outside the span's pages.
@@ -183,7 +188,7 @@ impl Span {
         self.arena_ref()
             .obj_bits
             .words()
-            .get(kind * KIND_STRIDE + p * WORDS_PER_PAGE + w)
+            .get(kind * KIND_OFFSET + p * WORDS_PER_PAGE + w)
     }
 
     #[inline(always)]

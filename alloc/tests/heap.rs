@@ -480,3 +480,32 @@ fn concurrent_mutators_sweeper_and_collections_keep_live_objects_intact() {
     assert_eq!(s.heap_objects, s.mallocs - s.frees);
     assert!(swept > 0 || s.frees > 0);
 }
+
+#[test]
+fn mark_batch_marks_like_mark_and_reports_each_new_object_once() {
+    let heap = Heap::new().unwrap();
+    let mut c = heap.cache();
+    let objs: Vec<usize> = (0..300)
+        .map(|i| c.alloc_noscan(16 + (i % 3) * 100).unwrap().as_ptr() as usize)
+        .collect();
+    // SAFETY: single-threaded: no cache method runs during the call.
+    unsafe { heap.start_mark() };
+    heap.mark(objs[5]);
+    let mut batch: Vec<usize> = objs.iter().step_by(2).copied().collect();
+    batch.push(objs[10] + 3); // an interior pointer to an object already in the batch
+    batch.push(12345); // not a heap address
+    let mut newly = Vec::new();
+    heap.mark_batch(batch.iter().copied(), |o| newly.push(o.addr()));
+    let mut expect: Vec<usize> = objs
+        .iter()
+        .step_by(2)
+        .copied()
+        .filter(|&a| a != objs[5])
+        .collect();
+    expect.sort();
+    newly.sort();
+    assert_eq!(newly, expect);
+    for (i, &a) in objs.iter().enumerate() {
+        assert_eq!(heap.is_marked(a), i % 2 == 0 || i == 5, "object {i}");
+    }
+}

@@ -47,10 +47,13 @@
 //! 1. [`Heap::start_mark`] (world stopped) finishes the previous sweep and turns on
 //!    *allocate-black* in every cache: objects allocated while marking are born marked, with
 //!    an atomic OR on the span's mark word. We chose per-object black allocation over
-//!    blackening whole spans because spans are shared across cycles and a wholesale-black span
-//!    would keep every free slot's predecessor alive for a cycle; the OR costs only during
-//!    marking, and the fast path tests one cache-local flag.
-//! 2. The collector marks with [`Heap::mark`] / [`Object::mark`] (atomic `fetch_or`), walking
+//!    blackening whole spans: a wholesale-black span has its free slots marked too, and since
+//!    the sweep turns mark bits into alloc bits, every slot still free in a span cached during
+//!    marking would be lost for a whole cycle (or need a second bitmap to tell "allocated
+//!    black" from "blackened"). The OR costs an atomic only while marking; outside it the fast
+//!    path tests one cache-local flag.
+//! 2. The collector marks with [`Heap::mark`] / [`Object::mark`] (atomic `fetch_or`), or
+//!    [`Heap::mark_batch`] for a batch of pointers (one OR per shared mark word), walking
 //!    each object's pointer words with [`Object::for_each_pointer_slot`] (the *heap bits*: one
 //!    bit per word of the arena, written at allocation from the object's [`Shape`], so small
 //!    objects need no header; an optional header word exists for layouts a bitmap cannot

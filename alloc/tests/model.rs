@@ -5,18 +5,28 @@
 //! live objects never overlap; each lies inside its span and is aligned for its class;
 //! `find_object` resolves its first and last byte; marked objects keep their bytes across
 //! collections; unmarked ones are reclaimed (not findable unless reallocated) and their
-//! slots reused; and the accounting identities hold.
+//! slots reused — except objects with drop glue, which go to the drop queue exactly once and
+//! stay allocated until released; header words read back; and the accounting identities
+//! hold.
 #![cfg(not(loom))]
 
 use std::collections::BTreeMap;
 
-use gort_alloc::{Cache, Heap, PAGE_SIZE, Shape, sizeclass};
+use gort_alloc::{Cache, Heap, PAGE_SIZE, Ptrs, Shape, sizeclass};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
 enum Op {
-    /// Allocate with cache `cache`: size selector, pointerful or not.
-    Alloc { cache: bool, size: Size, ptrs: bool },
+    /// Allocate with cache `cache`: size selector, pointerful or not, and `special` % 6:
+    /// 1 = with drop glue, 2 = with a header word, otherwise plain.
+    Alloc {
+        cache: bool,
+        size: Size,
+        ptrs: bool,
+        special: u8,
+    },
+    /// Declare the drop glue of one object received from the drop queue run.
+    ReleaseQueued(u8),
     /// A collection that keeps the objects whose selector bit is set, then sweeps `sweep`
     /// spans in the background (the rest are swept lazily by refills or the next mark).
     Collect { keep: u64, sweep: u8 },
@@ -53,7 +63,9 @@ fn op() -> impl Strategy<Value = Op> {
         any::<u32>().prop_map(Size::Large),
     ];
     prop_oneof![
-        12 => (any::<bool>(), size, any::<bool>()).prop_map(|(cache, size, ptrs)| Op::Alloc { cache, size, ptrs }),
+        12 => (any::<bool>(), size, any::<bool>(), any::<u8>())
+            .prop_map(|(cache, size, ptrs, special)| Op::Alloc { cache, size, ptrs, special }),
+        2 => any::<u8>().prop_map(Op::ReleaseQueued),
         2 => (any::<u64>(), any::<u8>()).prop_map(|(keep, sweep)| Op::Collect { keep, sweep }),
         1 => Just(Op::Release),
     ]
@@ -66,6 +78,22 @@ struct Live {
     slot: usize,
     /// (address, length, pattern byte) of each user object inside.
     parts: Vec<(usize, usize, u8)>,
+    /// Has drop glue not yet released.
+    finalize: bool,
+    /// Handed to the drop queue (by a sweep the model expects or has seen).
+    queued: bool,
+    /// The header word, when allocated with one.
+    header: Option<usize>,
+}
+
+/// The drop queue: records what sweeps hand it.
+#[derive(Default)]
+struct Queue(std::sync::Mutex<Vec<usize>>);
+
+impl gort_alloc::DropQueue for Queue {
+    fn push(&self, obj: std::ptr::NonNull<u8>, _size: usize) {
+        self.0.lock().unwrap().push(obj.as_ptr() as usize);
+    }
 }
 
 struct World {
@@ -75,19 +103,70 @@ struct World {
     dead: Vec<usize>,
     tag: u8,
     reused: usize,
+    queue: std::sync::Arc<Queue>,
+    /// Objects a sweep must still hand to the queue.
+    expected: std::collections::BTreeSet<usize>,
+    /// Objects received from the queue and not yet released.
+    received: Vec<usize>,
 }
 
 impl World {
-    fn alloc(&mut self, cache: bool, size: Size, ptrs: bool) {
+    fn new() -> World {
+        let queue = std::sync::Arc::new(Queue::default());
+        let heap = Heap::with_drop_queue(queue.clone()).unwrap();
+        World {
+            heap,
+            caches: [None, None],
+            live: BTreeMap::new(),
+            dead: Vec::new(),
+            tag: 0,
+            reused: 0,
+            queue,
+            expected: Default::default(),
+            received: Vec::new(),
+        }
+    }
+
+    /// Take what sweeps handed the queue: each must be expected, and arrive once.
+    fn drain_queue(&mut self) {
+        for obj in self.queue.0.lock().unwrap().drain(..) {
+            assert!(
+                self.expected.remove(&obj),
+                "unexpected or repeated drop-queue entry {obj:#x}"
+            );
+            self.received.push(obj);
+        }
+    }
+
+    fn release_queued(&mut self, k: u8) {
+        if self.received.is_empty() {
+            return;
+        }
+        let obj = self.received.swap_remove(k as usize % self.received.len());
+        assert!(
+            self.heap
+                .release_finalized(std::ptr::NonNull::new(obj as *mut u8).unwrap())
+        );
+        self.live
+            .get_mut(&obj)
+            .expect("queued objects stay allocated")
+            .finalize = false;
+    }
+
+    fn alloc(&mut self, cache: bool, size: Size, ptrs: bool, special: u8) {
         let n = size.bytes();
-        let tiny = !ptrs && n < 16;
-        let shape = if ptrs {
-            Shape::ALL_POINTERS
-        } else {
-            Shape::NOSCAN
+        let finalize = special % 6 == 1;
+        let header = (special % 6 == 2).then_some(0xABC0_0000 + self.tag as usize);
+        let tiny = !ptrs && n < 16 && !finalize && header.is_none();
+        let shape = Shape {
+            ptrs: if ptrs { Ptrs::All } else { Ptrs::None },
+            header,
+            finalize,
         };
         let c = self.caches[cache as usize].get_or_insert_with(|| self.heap.cache());
-        let p = c.alloc(n, shape).expect("allocation").as_ptr() as usize;
+        let base = c.alloc(n, shape).expect("allocation").as_ptr() as usize;
+        // With a header, the payload follows the header word.
+        let p = if header.is_some() { base + 8 } else { base };
         // Fresh memory is zero.
         // SAFETY: `n` bytes at `p` were just allocated for us and nothing else uses them.
         let bytes = unsafe { std::slice::from_raw_parts_mut(p as *mut u8, n) };
@@ -107,12 +186,16 @@ impl World {
             assert_eq!(o.size(), 16);
             assert!(p + n <= o.addr() + 16);
         } else {
-            assert_eq!(o.addr(), p);
-            assert!(o.size() >= n);
+            assert_eq!(o.addr(), base);
+            assert!(o.size() >= n + (p - base));
         }
+        assert_eq!(o.header(), header);
         let e = self.live.entry(o.addr()).or_insert(Live {
             slot: o.size(),
             parts: Vec::new(),
+            finalize,
+            queued: false,
+            header,
         });
         assert!(
             tiny || e.parts.is_empty(),
@@ -124,6 +207,13 @@ impl World {
     fn collect(&mut self, keep: u64, sweep: u8) {
         // SAFETY: single-threaded: no cache method runs during these calls.
         unsafe { self.heap.start_mark() };
+        // Starting a mark finishes the previous sweep: every expected entry has arrived.
+        self.drain_queue();
+        assert!(
+            self.expected.is_empty(),
+            "sweeps missed drop-queue entries {:x?}",
+            self.expected
+        );
         let mut survivors = BTreeMap::new();
         for (i, (&base, _)) in self.live.iter().enumerate() {
             if keep & (1 << (i % 64)) != 0 {
@@ -137,13 +227,21 @@ impl World {
             self.heap.sweep_one();
         }
         let old = std::mem::take(&mut self.live);
-        for (base, l) in old {
+        for (base, mut l) in old {
             if survivors.contains_key(&base) {
+                self.live.insert(base, l);
+            } else if l.finalize {
+                // Dead with drop glue: queued once, kept until released.
+                if !l.queued {
+                    l.queued = true;
+                    self.expected.insert(base);
+                }
                 self.live.insert(base, l);
             } else {
                 self.dead.push(base);
             }
         }
+        self.drain_queue();
     }
 
     fn check(&self) {
@@ -153,6 +251,7 @@ impl World {
             prev_end = base + l.slot;
             let o = self.heap.find_object(base).expect("live object findable");
             assert_eq!((o.addr(), o.size()), (base, l.slot));
+            assert_eq!(o.header(), l.header, "header word");
             let s = o.span();
             assert!(
                 base >= s.base && base + l.slot <= s.base + s.npages * PAGE_SIZE,
@@ -186,6 +285,8 @@ impl World {
 
     fn check_accounting(&mut self) {
         self.heap.sweep_all();
+        self.drain_queue();
+        assert!(self.expected.is_empty(), "sweeps missed drop-queue entries");
         // SAFETY: single-threaded.
         unsafe { self.heap.flush_caches() };
         let s = self.heap.stats();
@@ -209,11 +310,11 @@ impl World {
 proptest! {
     #[test]
     fn heap_matches_model(ops in proptest::collection::vec(op(), 1..120)) {
-        let heap = Heap::new().unwrap();
-        let mut w = World { heap, caches: [None, None], live: BTreeMap::new(), dead: Vec::new(), tag: 0, reused: 0 };
+        let mut w = World::new();
         for op in ops {
             match op {
-                Op::Alloc { cache, size, ptrs } => w.alloc(cache, size, ptrs),
+                Op::Alloc { cache, size, ptrs, special } => w.alloc(cache, size, ptrs, special),
+                Op::ReleaseQueued(k) => w.release_queued(k),
                 Op::Collect { keep, sweep } => w.collect(keep, sweep),
                 Op::Release => {
                     w.heap.release_free_pages();
@@ -222,7 +323,12 @@ proptest! {
             w.check();
         }
         w.check_accounting();
-        // Everything dies: the heap returns to empty.
+        // Everything dies: the heap returns to empty once every drop has run.
+        w.collect(0, 0);
+        w.check_accounting();
+        while !w.received.is_empty() {
+            w.release_queued(0);
+        }
         w.collect(0, 0);
         w.check_accounting();
         let s = w.heap.stats();
@@ -234,21 +340,14 @@ proptest! {
 
 #[test]
 fn freed_slots_are_reused() {
-    let heap = Heap::new().unwrap();
-    let mut w = World {
-        heap,
-        caches: [None, None],
-        live: BTreeMap::new(),
-        dead: Vec::new(),
-        tag: 0,
-        reused: 0,
-    };
+    let mut w = World::new();
     for round in 0..4u16 {
         for i in 0..300u16 {
             w.alloc(
                 i % 2 == 0,
                 Size::Class((i % 40) as u8, i.wrapping_mul(round + 7)),
                 i % 3 == 0,
+                0,
             );
         }
         w.collect(0x5555_5555_5555_5555, 3);

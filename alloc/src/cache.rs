@@ -260,7 +260,7 @@ impl Cache {
             let hb = unsafe { std::slice::from_raw_parts(slot.hb, slot.hb_len) };
             let nwords = slot.elemsize / 8;
             let start = slot.hb_start + idx * nwords;
-            if start + nwords <= hb.len() {
+            if start + nwords <= hb.len() * 64 {
                 heapbits::write(hb, start, 0, nwords, shape);
             } else {
                 Self::write_huge_bits(heap, s, nwords, shape);

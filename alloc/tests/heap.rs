@@ -509,3 +509,27 @@ fn mark_batch_marks_like_mark_and_reports_each_new_object_once() {
         assert_eq!(heap.is_marked(a), i % 2 == 0 || i == 5, "object {i}");
     }
 }
+
+#[test]
+fn heap_bits_are_right_across_the_whole_arena() {
+    // Fill well past the first 1/64 of an arena with pointerful objects of mixed classes and
+    // check each object's pointer words.
+    let heap = Heap::new().unwrap();
+    let mut c = heap.cache();
+    let bm = [0b1001u64];
+    let mut objs = Vec::new();
+    for i in 0..3000 {
+        let size = [32, 48, 1024, 5000][i % 4];
+        objs.push((
+            c.alloc(size, Shape::pointers(&bm)).unwrap().as_ptr() as usize,
+            size,
+        ));
+    }
+    for (p, size) in objs {
+        let mut words = Vec::new();
+        heap.find_object(p)
+            .unwrap()
+            .for_each_pointer_slot(|a| words.push((a - p) / 8));
+        assert_eq!(words, vec![0, 3], "object of {size} bytes");
+    }
+}

@@ -54,14 +54,16 @@ pub(crate) struct CachePtr(pub(crate) *mut CacheCore);
 // from the cache's own thread; the pointer itself may travel.
 unsafe impl Send for CachePtr {}
 
-/// Span records: all ever made (boxed so their addresses stay put as the vector grows) and
-/// the free ones.
+/// Span records, made 64 at a time in boxed chunks (whose addresses stay put as the vector
+/// grows, and which cost the system allocator one allocation per 64 records), and the free
+/// ones.
 #[derive(Debug, Default)]
-#[allow(clippy::vec_box)]
 pub(crate) struct SpanPool {
-    all: Vec<Box<Span>>,
+    chunks: Vec<Box<[Span]>>,
     free: Vec<SpanPtr>,
 }
+
+const SPAN_CHUNK: usize = 64;
 
 /// State under the heap lock.
 #[derive(Debug, Default)]
@@ -159,17 +161,19 @@ impl HeapInner {
             self.index.publish(&**a, a.base);
             l.pages.published += 1;
         }
-        let sp = match l.spans.free.pop() {
-            Some(p) => p,
-            None => {
-                let b = Box::new(Span::new());
-                let p = SpanPtr(&*b);
-                l.spans.all.push(b);
-                p
-            }
-        };
+        if l.spans.free.is_empty() {
+            let chunk: Box<[Span]> = (0..SPAN_CHUNK).map(|_| Span::new()).collect();
+            let ptrs: Vec<SpanPtr> = chunk.iter().rev().map(|s| SpanPtr(s)).collect();
+            l.spans.free.extend(ptrs);
+            l.spans.chunks.push(chunk);
+        }
+        let sp = l
+            .spans
+            .free
+            .pop()
+            .expect("runtime: span pool empty after refill");
         l.spans_inuse += 1;
-        // SAFETY: `sp` points into the span pool (a live Box owned by `self`), never freed
+        // SAFETY: `sp` points into the span pool (a boxed chunk owned by `self`), never freed
         // before the heap; we hold the heap lock and the record is free, so no one else
         // initialises it.
         let s: &Span = unsafe { &*sp.0 };
@@ -378,7 +382,7 @@ impl Heap {
             s.heap_released = (c.released * PAGE_SIZE) as u64;
             let sz = std::mem::size_of::<Span>() as u64;
             s.mspan_inuse = l.spans_inuse as u64 * sz;
-            s.mspan_sys = l.spans.all.len() as u64 * sz;
+            s.mspan_sys = (l.spans.chunks.len() * SPAN_CHUNK) as u64 * sz;
         }
         let csz = std::mem::size_of::<CacheCore>() as u64;
         s.mcache_inuse = self.inner.counters.caches_live.load(StdOrdering::Relaxed) as u64 * csz;

@@ -57,6 +57,7 @@ pub(crate) fn write(
 }
 
 /// Call `f` with the word index (relative to `start`) of every pointer word of the object.
+#[inline]
 pub(crate) fn for_each(hb: &[AtomicU64], start: usize, nwords: usize, mut f: impl FnMut(usize)) {
     let mut i = 0;
     while i < nwords {

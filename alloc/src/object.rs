@@ -108,7 +108,23 @@ impl<'h> Object<'h> {
         }
     }
 
+    #[inline]
     fn scan_slots(&self, mut f: impl FnMut(usize)) {
+        let nwords = self.size / 8;
+        let arena = self.span.arena_ref();
+        if self.base + self.size <= arena.base + crate::arena::ARENA_BYTES {
+            // The common case: the object lies in its span's (first) arena.
+            let base = self.base;
+            let start = (base - arena.base) / 8;
+            heapbits::for_each(arena.heap_bits.words(), start, nwords, |w| f(base + w * 8));
+            return;
+        }
+        self.scan_slots_huge(f)
+    }
+
+    /// An object larger than an arena: walk the heap bits arena by arena.
+    #[cold]
+    fn scan_slots_huge(&self, mut f: impl FnMut(usize)) {
         let nwords = self.size / 8;
         let mut addr = self.base;
         let mut done = 0;

@@ -159,7 +159,7 @@ impl Span {
     }
 
     #[inline(always)]
-    fn arena_ref(&self) -> &Arena {
+    pub(crate) fn arena_ref(&self) -> &Arena {
         // SAFETY: set at `init` (before the span is reachable by anyone) to an arena boxed in
         // the page allocator, which lives as long as the heap, as does this record; never
         // reset. A record is only reached after its first `init`.

@@ -146,6 +146,12 @@ impl HeapInner {
     #[inline]
     pub(crate) fn find_object(&self, addr: usize) -> Option<Object<'_>> {
         let (s, _) = self.span_of(addr)?;
+        self.object_in(s, addr)
+    }
+
+    /// The published object of span `s` containing `addr`, which lies in `s`'s pages.
+    #[inline]
+    pub(crate) fn object_in<'h>(&'h self, s: &'h Span, addr: usize) -> Option<Object<'h>> {
         let start = s.start.load(Ordering::Relaxed);
         let i = s.index_of(addr - start);
         if i >= s.nelems.load(Ordering::Relaxed) {
@@ -210,8 +216,22 @@ impl Heap {
                 }
             }
         };
+        // The span of the previous address and its bounds: a batch tends to stay in a span.
+        let mut last: Option<(usize, usize, &Span)> = None;
         for addr in addrs {
-            let Some(o) = self.find_object(addr) else {
+            let s = match last {
+                Some((lo, hi, s)) if addr >= lo && addr < hi => s,
+                _ => {
+                    let Some((s, _)) = self.inner.span_of(addr) else {
+                        continue;
+                    };
+                    let lo = s.start.load(Ordering::Relaxed);
+                    let hi = lo + s.npages.load(Ordering::Relaxed) * crate::sizeclass::PAGE_SIZE;
+                    last = Some((lo, hi, s));
+                    s
+                }
+            };
+            let Some(o) = self.inner.object_in(s, addr) else {
                 continue;
             };
             let m = 1u64 << (o.index % 64);

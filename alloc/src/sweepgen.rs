@@ -123,7 +123,7 @@ mod loom_tests {
     fn each_span_is_swept_exactly_once_per_cycle() {
         loom::model(|| {
             let sg = 4u32;
-            let n = 2;
+            let n = 3;
             let m = Arc::new(Model {
                 gens: (0..n).map(|_| SweepGen::new(sg - 2)).collect(),
                 swept: (0..n).map(|_| AtomicUsize::new(0)).collect(),
@@ -137,10 +137,16 @@ mod loom_tests {
             let bg = thread::spawn(move || while m1.sweep_one(sg) {});
             let m2 = m.clone();
             let direct = thread::spawn(move || m2.ensure_swept(1, sg));
+            let m3 = m.clone();
+            // A proportional sweep inside another thread's allocation.
+            let proportional = thread::spawn(move || {
+                m3.sweep_one(sg);
+            });
             // A cache refill on this thread: take an unswept span and sweep it if it wins.
             m.sweep_one(sg);
             bg.join().unwrap();
             direct.join().unwrap();
+            proportional.join().unwrap();
             while m.sweep_one(sg) {}
             for id in 0..n {
                 assert_eq!(m.swept[id].load(Ordering::Relaxed), 1, "span {id}");

@@ -31,6 +31,11 @@ use std::time::Instant;
 use gort_alloc::{Heap, Shape};
 use mimalloc::MiMalloc;
 
+// mimalloc's own entry point (linked through the `mimalloc` crate): return free memory now.
+unsafe extern "C" {
+    fn mi_collect(force: bool);
+}
+
 const SIZES: [usize; 5] = [8, 16, 64, 1024, 32768];
 const MIN_HEAP: usize = 4 << 20;
 const PTRS: [u64; 64] = [u64::MAX; 64];
@@ -369,7 +374,7 @@ fn rss_child(imp: &str, cfg: &Config) {
             let after_burst = rss_bytes();
             if imp == "mimalloc" {
                 // SAFETY: mi_collect has no preconditions.
-                unsafe { libmimalloc_sys::mi_collect(true) };
+                unsafe { mi_collect(true) };
             } else {
                 // SAFETY: malloc_trim has no preconditions.
                 unsafe { libc::malloc_trim(0) };

@@ -487,10 +487,17 @@ impl Heap {
         let off = addr - s.start.load(StdOrdering::Relaxed);
         let i = s.index_of(off);
         let bit = 1u64 << (i % 64);
-        // Clear "queued" and "has drop glue": fetch_and, because the owning cache may be
-        // setting other objects' bits in the same word.
+        if i >= s.nelems.load(StdOrdering::Relaxed) {
+            return false;
+        }
+        // Only an object a sweep queued may be released: anything else keeps its drop glue.
+        // Clear "queued" first, with fetch_and (the owning cache may be setting other
+        // objects' bits in the same word); only the caller that cleared it goes on.
         let was = s.queued_w(i / 64).fetch_and(!bit, StdOrdering::AcqRel);
+        if was & bit == 0 {
+            return false;
+        }
         s.finalize_w(i / 64).fetch_and(!bit, StdOrdering::AcqRel);
-        was & bit != 0
+        true
     }
 }

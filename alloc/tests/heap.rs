@@ -244,18 +244,29 @@ fn objects_with_drop_glue_are_queued_then_freed_after_release() {
         ..Shape::NOSCAN
     };
     let a = c.alloc(24, fin).unwrap().as_ptr() as usize;
+    let early = c.alloc(24, fin).unwrap().as_ptr() as usize;
+    assert!(
+        !heap.release_finalized(NonNull::new(early as *mut u8).unwrap()),
+        "an object not yet queued cannot be released"
+    );
     let b = c.alloc(24, Shape::NOSCAN).unwrap().as_ptr() as usize;
     let keep = c.alloc(24, Shape::NOSCAN).unwrap().as_ptr() as usize;
     drop(c);
     collect(&heap, &[keep]);
-    assert_eq!(*q.0.lock().unwrap(), vec![a]);
+    let mut queued = q.0.lock().unwrap().clone();
+    queued.sort();
+    assert_eq!(
+        queued,
+        vec![a.min(early), a.max(early)],
+        "both dead objects with drop glue queued"
+    );
     assert!(
         heap.find_object(a).is_some(),
         "queued object stays allocated"
     );
     assert!(heap.find_object(b).is_none());
     collect(&heap, &[keep]);
-    assert_eq!(q.0.lock().unwrap().len(), 1, "queued once");
+    assert_eq!(q.0.lock().unwrap().len(), 2, "queued once each");
     assert!(heap.find_object(a).is_some(), "kept until released");
     assert!(heap.release_finalized(NonNull::new(a as *mut u8).unwrap()));
     collect(&heap, &[keep]);
@@ -532,4 +543,21 @@ fn heap_bits_are_right_across_the_whole_arena() {
             .for_each_pointer_slot(|a| words.push((a - p) / 8));
         assert_eq!(words, vec![0, 3], "object of {size} bytes");
     }
+}
+
+#[test]
+fn heap_is_shareable_and_caches_can_move() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Heap>();
+    send::<gort_alloc::Cache>();
+    let heap = Heap::new().unwrap();
+    let mut c = heap.cache();
+    let p = c.alloc_noscan(100).unwrap().as_ptr() as usize;
+    // A cache may continue on another thread.
+    let q = std::thread::spawn(move || c.alloc_noscan(100).unwrap().as_ptr() as usize)
+        .join()
+        .unwrap();
+    assert_ne!(p, q);
+    assert!(heap.find_object(q).is_some());
 }

@@ -88,14 +88,21 @@ impl<'h> Object<'h> {
     }
 
     /// The header word written at allocation, when the object was allocated with one.
-    pub fn header(&self) -> Option<usize> {
+    ///
+    /// # Safety
+    /// The object must still be allocated for the duration of the call (not freed by a sweep
+    /// since it was found): the header lives in the object's memory, which a later
+    /// allocation of the slot would overwrite. Holding the object reachable for the current
+    /// cycle, or calling this while the world is stopped or marking, satisfies it; and no
+    /// code may write the header word (it belongs to the allocator).
+    pub unsafe fn header(&self) -> Option<usize> {
         if !self.span.test_bit(crate::span::HEADER, self.index) {
             return None;
         }
         // SAFETY: the header bit is set, so the allocating cache wrote the header word at
         // `base` before the Release store of the alloc bit that `find_object` acquired (and
-        // the header bit's own store precedes it too); the word belongs to the allocator and
-        // is never written again while the object lives. It is 8-aligned and mapped.
+        // the header bit's own store precedes it too); the caller guarantees the object is
+        // still allocated and that nobody writes the word. It is 8-aligned and mapped.
         Some(unsafe { std::ptr::read(self.base as *const usize) })
     }
 

@@ -189,7 +189,8 @@ impl World {
             assert_eq!(o.addr(), base);
             assert!(o.size() >= n + (p - base));
         }
-        assert_eq!(o.header(), header);
+        // SAFETY: just allocated, so live.
+        assert_eq!(unsafe { o.header() }, header);
         let e = self.live.entry(o.addr()).or_insert(Live {
             slot: o.size(),
             parts: Vec::new(),
@@ -251,7 +252,8 @@ impl World {
             prev_end = base + l.slot;
             let o = self.heap.find_object(base).expect("live object findable");
             assert_eq!((o.addr(), o.size()), (base, l.slot));
-            assert_eq!(o.header(), l.header, "header word");
+            // SAFETY: live in the model, so never freed by the heap.
+            assert_eq!(unsafe { o.header() }, l.header, "header word");
             let s = o.span();
             assert!(
                 base >= s.base && base + l.slot <= s.base + s.npages * PAGE_SIZE,

@@ -423,7 +423,10 @@ impl Heap {
     /// proportional sweep in span allocation) and through `sweep_one` / `sweep_all`.
     ///
     /// # Safety
-    /// As for [`Heap::start_mark`]: the world must be stopped for this heap.
+    /// As for [`Heap::start_mark`]: the world must be stopped for this heap. And every
+    /// object that is not marked now (and carries no drop glue) is freed: its slot will be
+    /// zeroed and handed out again, so the caller must ensure nothing accesses an unmarked
+    /// object after this call.
     pub unsafe fn finish_mark(&self) {
         let inner = &*self.inner;
         inner.marking.store(false, StdOrdering::Relaxed);

@@ -23,28 +23,30 @@ use crate::sizeclass::{
 use crate::span::Span;
 use crate::stats::CacheCounts;
 
-/// One cached span of one span class.
+/// One cached span of one span class. The fields the fast path reads come first and share
+/// one cache line; slots are line-aligned (128 bytes) so indexing is a shift.
 #[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
 struct Slot {
     /// Free, not yet handed out slots of alloc-bit word `word` (bit i = slot `word*64 + i`).
     free: u64,
     /// Address of slot `word * 64`.
     word_base: usize,
+    elemsize: usize,
     /// The span's alloc-bit words in the arena (other kinds follow at `KIND_OFFSET`).
     bits: *const AtomicU64,
     word: usize,
-    nwords: usize,
-    nelems: usize,
-    base: usize,
-    elemsize: usize,
-    /// Null when the slot holds no span.
-    span: *const Span,
     /// The arena's heap-bit words, and the arena word index of the span's first word.
     hb: *const AtomicU64,
-    hb_len: usize,
     hb_start: usize,
     needzero: bool,
     noscan: bool,
+    hb_len: usize,
+    nwords: usize,
+    nelems: usize,
+    base: usize,
+    /// Null when the slot holds no span.
+    span: *const Span,
 }
 
 const EMPTY_SLOT: Slot = Slot {

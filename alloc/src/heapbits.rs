@@ -15,7 +15,7 @@ use crate::shape::Shape;
 /// word `start`.
 ///
 /// `hb` is the arena's heap-bit array; the caller owns the span holding the object.
-#[inline]
+#[inline(always)]
 pub(crate) fn write(
     hb: &[AtomicU64],
     start: usize,
@@ -37,8 +37,14 @@ pub(crate) fn write(
             (w.load(Ordering::Relaxed) & !mask) | (src & mask),
             Ordering::Relaxed,
         );
-        return;
+    } else {
+        write_long(hb, start, first, nwords, shape);
     }
+}
+
+/// `write` for objects whose bits span several bitmap words.
+#[inline(never)]
+fn write_long(hb: &[AtomicU64], start: usize, first: usize, nwords: usize, shape: &Shape<'_>) {
     let mut i = 0;
     while i < nwords {
         let w = (start + i) / 64;

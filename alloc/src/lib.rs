@@ -97,7 +97,10 @@
 //! `Heap` is `Send + Sync` and cheap to clone. A `Cache` is used by one thread at a time.
 //! `start_mark`, `finish_mark` and `flush_caches` are `unsafe`: they touch every cache, so the
 //! caller must guarantee that no thread is inside a method of any cache of the heap (the
-//! collector's stop-the-world). Everything else is safe to call from any thread at any time.
+//! collector's stop-the-world); `finish_mark` also frees every unmarked object, so the
+//! caller vouches that nothing uses one afterwards. `Object::header` reads object memory and
+//! is `unsafe` for the same reason. Everything else is safe to call from any thread at any
+//! time: `find_object`, `mark` and the statistics read only atomics, whatever they race with.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod arena;

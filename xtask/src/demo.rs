@@ -9,7 +9,8 @@
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use crate::util::{self, Outcome, Summary};
+use crate::summary::{Outcome, Summary};
+use crate::util;
 use crate::workspace::Workspace;
 
 /// The showcase binary: (package, bin).

@@ -9,7 +9,8 @@
 
 use std::process::{Command, ExitCode};
 
-use crate::util::{self, Outcome, Summary};
+use crate::summary::{Outcome, Summary};
+use crate::util;
 use crate::workspace::{Member, Workspace};
 
 /// Bounded preemptions at CI scale (ARCHITECTURE.md); a user-set value wins.

@@ -10,6 +10,7 @@ mod figures;
 mod json;
 mod loom;
 mod setup;
+mod summary;
 mod test;
 mod util;
 mod workspace;

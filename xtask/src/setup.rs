@@ -3,7 +3,8 @@
 
 use std::process::Command;
 
-use crate::util::{self, Outcome};
+use crate::summary::Outcome;
+use crate::util;
 
 /// Debian packages for the aarch64 smoke run: the qemu-user runner, the cross linker and
 /// the aarch64 C library to link against (`.cargo/config.toml` names the runner and linker).

@@ -7,7 +7,8 @@
 
 use std::process::{Command, ExitCode};
 
-use crate::util::{self, Outcome, Summary};
+use crate::summary::{Outcome, Summary};
+use crate::util;
 use crate::workspace::Workspace;
 use crate::{loom, setup};
 

@@ -2,7 +2,8 @@
 //
 // alloc/steady/<size>/<noscan|ptr>/<threads>t: each goroutine (GOMAXPROCS = threads) stores
 // new objects into a ring that holds its share of a fixed live set, so every new object makes
-// an old one garbage; the collector runs as GOGC=100 paces it. alloc/fast16/<kind>: a tight
+// an old one garbage; the collector runs as GOGC=100 paces it. Each goroutine times its own run
+// from a common start signal and the slowest counts, as in the Rust program. alloc/fast16/<kind>: a tight
 // loop of 16-byte `new`s into a sink (Go cannot time its fast path apart from its GC, so this
 // includes collection work). alloc/rss/*: a burst of 64-byte objects of which 1/8 stay live
 // (runs of 1024), then debug.FreeOSMemory(); RSS growth from /proc/self/statm.
@@ -61,23 +62,31 @@ func steady[T any](size, threads, live, scale int) float64 {
 	runtime.GC()
 	var wg sync.WaitGroup
 	start := make(chan struct{})
+	elapsed := make([]time.Duration, threads)
 	for t := 0; t < threads; t++ {
 		wg.Add(1)
-		go func() {
+		go func(t int) {
 			defer wg.Done()
 			ring := make([]*T, perThread)
 			<-start
+			t0 := time.Now()
 			for i := 0; i < ops+perThread; i++ {
 				ring[i%perThread] = new(T)
 			}
+			elapsed[t] = time.Since(t0)
 			sink = ring
-		}()
+		}(t)
 	}
-	t0 := time.Now()
 	close(start)
 	wg.Wait()
-	el := time.Since(t0)
 	sink = nil
+	// Each goroutine times its own run from the start signal; the slowest counts.
+	var el time.Duration
+	for _, e := range elapsed {
+		if e > el {
+			el = e
+		}
+	}
 	return float64(el.Nanoseconds()) / float64(ops+perThread)
 }
 

@@ -211,63 +211,151 @@ impl Heap {
         addrs: impl IntoIterator<Item = usize>,
         mut newly_marked: impl FnMut(Object<'_>),
     ) {
-        let mut pending: Vec<Object<'_>> = Vec::new();
-        let mut word: Option<&AtomicU64> = None;
-        let mut bits = 0u64;
-        let mut flush = |word: &AtomicU64, bits: u64, pending: &mut Vec<Object<'_>>| {
-            // Relaxed, as in `Object::mark`.
-            let old = word.fetch_or(bits, Ordering::Relaxed);
-            for o in pending.drain(..) {
-                if old & (1 << (o.index % 64)) == 0 {
-                    newly_marked(o);
-                }
-            }
-        };
-        // The span of the previous address and its bounds: a batch tends to stay in a span.
-        let mut last: Option<(usize, usize, &Span)> = None;
+        let heap = &*self.inner;
+        // The span of the previous address, with the fields the index computation needs: a
+        // batch tends to stay in one span, so most addresses skip the span lookup.
+        let mut cur: Option<Cur<'_>> = None;
+        // The mark word being gathered: the span and word it belongs to, the mark bits seen
+        // when it was first touched, the alloc bits acquired then, and the bits to set.
+        let mut pend: Option<Pending<'_>> = None;
         for addr in addrs {
-            let s = match last {
-                Some((lo, hi, s)) if addr >= lo && addr < hi => s,
+            let c = match cur {
+                Some(c) if addr.wrapping_sub(c.lo) < c.len => c,
                 _ => {
-                    let Some((s, _)) = self.inner.span_of(addr) else {
+                    let Some((s, _)) = heap.span_of(addr) else {
                         continue;
                     };
-                    let lo = s.start.load(Ordering::Relaxed);
-                    let hi = lo + s.npages.load(Ordering::Relaxed) * crate::sizeclass::PAGE_SIZE;
-                    last = Some((lo, hi, s));
-                    s
+                    let c = Cur::of(s);
+                    cur = Some(c);
+                    c
                 }
             };
-            let Some(o) = self.inner.object_in(s, addr) else {
-                continue;
-            };
-            let m = 1u64 << (o.index % 64);
-            if o.mark_word.load(Ordering::Relaxed) & m != 0 {
+            let i = c.index(addr);
+            if i >= c.nelems {
                 continue;
             }
-            match word {
-                Some(w) if std::ptr::eq(w, o.mark_word) => {
-                    if bits & m != 0 {
-                        continue;
+            let (w, m) = (i / 64, 1u64 << (i % 64));
+            let p = match &mut pend {
+                Some(p) if std::ptr::eq(p.cur.span, c.span) && p.w == w => p,
+                _ => {
+                    if let Some(p) = pend.take() {
+                        p.flush(heap, &mut newly_marked);
                     }
+                    let (Some(aw), Some(mw)) =
+                        (c.span.word_checked(ALLOC, w), c.span.word_checked(MARK, w))
+                    else {
+                        continue;
+                    };
+                    pend.insert(Pending {
+                        cur: c,
+                        w,
+                        mark_word: mw,
+                        // Relaxed, as in `Object::mark`: a plain load to skip marked objects.
+                        seen: mw.load(Ordering::Relaxed),
+                        alloc_word: aw,
+                        // Acquire: pairs with the Release store that published the objects
+                        // (see `Cache`), as in `object_in`.
+                        alloc: aw.load(Ordering::Acquire),
+                        bits: 0,
+                    })
                 }
-                Some(w) => {
-                    flush(w, bits, &mut pending);
-                    bits = 0;
-                    word = Some(o.mark_word);
-                }
-                None => word = Some(o.mark_word),
+            };
+            if (p.seen | p.bits) & m != 0 {
+                continue;
             }
-            bits |= m;
-            pending.push(o);
+            if p.alloc & m == 0 {
+                // Published since we looked? Look again (Acquire, as above).
+                p.alloc = p.alloc_word.load(Ordering::Acquire);
+                if p.alloc & m == 0 {
+                    continue;
+                }
+            }
+            p.bits |= m;
         }
-        if let Some(w) = word {
-            flush(w, bits, &mut pending);
+        if let Some(p) = pend {
+            p.flush(heap, &mut newly_marked);
         }
     }
 
     /// Whether the object containing `addr` is marked (false when there is none).
     pub fn is_marked(&self, addr: usize) -> bool {
         self.find_object(addr).is_some_and(|o| o.is_marked())
+    }
+}
+
+/// `mark_batch`'s view of the span of the previous address.
+#[derive(Clone, Copy)]
+struct Cur<'h> {
+    span: &'h Span,
+    lo: usize,
+    /// Bytes of the span's pages (`addr - lo < len` = inside).
+    len: usize,
+    elemsize: usize,
+    nelems: usize,
+    /// `Span::divmagic`, or 0 for a span of one object (see `Span::index_of`).
+    magic: u64,
+}
+
+impl<'h> Cur<'h> {
+    #[inline]
+    fn of(s: &'h Span) -> Self {
+        let lo = s.start.load(Ordering::Relaxed);
+        let npages = s.npages.load(Ordering::Relaxed);
+        let len = npages * crate::sizeclass::PAGE_SIZE;
+        let large = s.is_large() || len > u32::MAX as usize;
+        Cur {
+            span: s,
+            lo,
+            len,
+            elemsize: s.elemsize.load(Ordering::Relaxed),
+            nelems: s.nelems.load(Ordering::Relaxed),
+            magic: if large {
+                0
+            } else {
+                s.divmagic.load(Ordering::Relaxed) as u64
+            },
+        }
+    }
+
+    /// Object index of `addr` (inside the span): `Span::index_of` with the fields cached.
+    #[inline(always)]
+    fn index(&self, addr: usize) -> usize {
+        (((addr - self.lo) as u64 * self.magic) >> 32) as usize
+    }
+}
+
+/// One mark word's worth of objects gathered by `mark_batch`.
+struct Pending<'h> {
+    cur: Cur<'h>,
+    w: usize,
+    mark_word: &'h AtomicU64,
+    seen: u64,
+    alloc_word: &'h AtomicU64,
+    alloc: u64,
+    bits: u64,
+}
+
+impl<'h> Pending<'h> {
+    /// Set the gathered bits with one atomic OR and report the objects this call marked.
+    #[inline]
+    fn flush(self, heap: &'h HeapInner, f: &mut impl FnMut(Object<'_>)) {
+        if self.bits == 0 {
+            return;
+        }
+        // Relaxed, as in `Object::mark`.
+        let old = self.mark_word.fetch_or(self.bits, Ordering::Relaxed);
+        let mut new = self.bits & !old;
+        while new != 0 {
+            let i = self.w * 64 + new.trailing_zeros() as usize;
+            new &= new - 1;
+            f(Object {
+                mark_word: self.mark_word,
+                base: self.cur.lo + i * self.cur.elemsize,
+                size: self.cur.elemsize,
+                index: i,
+                span: self.cur.span,
+                heap,
+            });
+        }
     }
 }

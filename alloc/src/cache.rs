@@ -213,54 +213,71 @@ impl Cache {
 
     #[inline(always)]
     fn alloc_small(&mut self, spc: usize, shape: &Shape<'_>) -> Result<NonNull<u8>, AllocError> {
-        let heap: &HeapInner = &self.heap;
-        // SAFETY: see `core()`; borrowing the field alone leaves `heap` usable.
+        // SAFETY: see `core()`; borrowing the field alone leaves `self.heap` usable.
         let core = unsafe { self.core.as_mut() };
         busy_ref(core.busy).store(1, Ordering::Relaxed);
         compiler_fence(Ordering::SeqCst);
+        if core.slots[spc].free == 0 {
+            // Out of line and shape-free, so the caller's constant shape stays folded.
+            if let Err(e) = self.refill(spc) {
+                // SAFETY: as above.
+                let core = unsafe { self.core.as_mut() };
+                busy_ref(core.busy).store(0, Ordering::Relaxed);
+                return Err(e);
+            }
+        }
+        let heap: &HeapInner = &self.heap;
+        // SAFETY: as above.
+        let core = unsafe { self.core.as_mut() };
         let black = core.black;
         let slot = &mut core.slots[spc];
         let free = slot.free;
-        if free == 0 {
-            return self.alloc_small_slow(spc, shape);
-        }
         let bit = free.trailing_zeros() as usize;
         slot.free = free & (free - 1);
-        let addr = slot.word_base + bit * slot.elemsize;
-        Self::finish(heap, slot, addr, bit, shape, black);
+        // The class's size, a constant when the caller's size is: the multiply becomes a
+        // shift and the zeroing straight-line stores.
+        let elemsize = class_size(spc >> 1);
+        let addr = slot.word_base + bit * elemsize;
+        Self::finish(heap, slot, addr, bit, elemsize, shape, black);
         compiler_fence(Ordering::SeqCst);
         busy_ref(core.busy).store(0, Ordering::Relaxed);
         // SAFETY: `addr` lies inside a mapped arena, so it is not 0.
         Ok(unsafe { NonNull::new_unchecked(addr as *mut u8) })
     }
 
-    /// Zero, write heap bits and special bits, allocate black, publish.
+    /// Zero, write heap bits and special bits, allocate black, publish. `elemsize` is the
+    /// slot's size (`slot.elemsize`, passed apart so that a constant can fold).
     #[inline(always)]
     fn finish(
         heap: &HeapInner,
         slot: &Slot,
         addr: usize,
         bit: usize,
+        elemsize: usize,
         shape: &Shape<'_>,
         black: bool,
     ) {
-        // SAFETY: span records live as long as the heap, which this cache keeps alive.
-        let s = unsafe { &*slot.span };
+        debug_assert_eq!(elemsize, slot.elemsize);
+        debug_assert_eq!(shape.is_noscan(), slot.noscan);
         if slot.needzero {
-            if slot.elemsize <= 64 {
-                zero_small(addr, slot.elemsize);
+            if elemsize <= 64 {
+                zero_small(addr, elemsize);
             } else {
                 // SAFETY: `addr..addr+elemsize` is a slot of a span this cache owns; the slot
                 // was free (its alloc bit clear), so no reference to it exists, and the arena
                 // is mapped read-write for the heap's lifetime.
-                unsafe { ptr::write_bytes(addr as *mut u8, 0, slot.elemsize) };
+                unsafe { ptr::write_bytes(addr as *mut u8, 0, elemsize) };
             }
         }
         let idx = slot.word * 64 + bit;
-        if !slot.noscan {
+        // The shape decides the span class's noscan bit, so testing it (usually a constant)
+        // is testing the slot's.
+        if !shape.is_noscan() {
+            // SAFETY: span records live as long as the heap, which this cache keeps alive.
+            let s = unsafe { &*slot.span };
             // SAFETY: `hb`/`hb_len` describe the arena's heap-bit array, alive with the heap.
             let hb = unsafe { std::slice::from_raw_parts(slot.hb, slot.hb_len) };
-            let nwords = slot.elemsize / 8;
+            let nwords = elemsize / 8;
             let start = slot.hb_start + idx * nwords;
             if start + nwords <= hb.len() * 64 {
                 heapbits::write(hb, start, 0, nwords, shape);
@@ -269,6 +286,8 @@ impl Cache {
             }
         }
         if !shape.is_plain() {
+            // SAFETY: as above.
+            let s = unsafe { &*slot.span };
             Self::finish_special(s, addr, idx, shape);
         }
         let m = 1u64 << bit;
@@ -316,16 +335,13 @@ impl Cache {
         }
     }
 
+    /// Make slot `spc`'s `free` word nonzero: move to the cached span's next word with a free
+    /// slot, or give the span back and take another from mcentral.
     #[cold]
     #[inline(never)]
-    fn alloc_small_slow(
-        &mut self,
-        spc: usize,
-        shape: &Shape<'_>,
-    ) -> Result<NonNull<u8>, AllocError> {
+    fn refill(&mut self, spc: usize) -> Result<(), AllocError> {
         let heap = self.heap.clone();
         let core = self.core();
-        // Next word of the cached span with a free slot.
         let slot = &mut core.slots[spc];
         if !slot.span.is_null() {
             // SAFETY: span records live as long as the heap.
@@ -337,20 +353,14 @@ impl Cache {
                 if free != 0 {
                     slot.free = free;
                     slot.word_base = slot.base + slot.word * 64 * slot.elemsize;
-                    return self.alloc_small(spc, shape);
+                    return Ok(());
                 }
             }
             core.release_slot(&heap, spc);
         }
-        let s = match heap.cache_span(spc) {
-            Ok(s) => s,
-            Err(e) => {
-                busy_ref(core.busy).store(0, Ordering::Relaxed);
-                return Err(e);
-            }
-        };
+        let s = heap.cache_span(spc)?;
         core.load_slot(&heap, spc, s);
-        self.alloc_small(spc, shape)
+        Ok(())
     }
 
     #[inline]
@@ -422,7 +432,7 @@ impl Cache {
             needzero: s.needzero.load(Ordering::Relaxed),
             noscan,
         };
-        Self::finish(&heap, &slot, base, 0, shape, core.black);
+        Self::finish(&heap, &slot, base, 0, slot.elemsize, shape, core.black);
         core.counts.large_alloc += 1;
         core.counts.large_alloc_bytes += (npages * PAGE_SIZE) as u64;
         compiler_fence(Ordering::SeqCst);

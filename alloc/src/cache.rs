@@ -198,9 +198,9 @@ impl Cache {
                 return self.alloc_tiny(total);
             }
             let spc = span_class(size_to_class(total), noscan);
-            self.alloc_small(spc, &shape)
+            self.alloc_small(spc, shape)
         } else {
-            self.alloc_large(total, &shape)
+            self.alloc_large(total, shape)
         }
     }
 
@@ -212,7 +212,7 @@ impl Cache {
     }
 
     #[inline(always)]
-    fn alloc_small(&mut self, spc: usize, shape: &Shape<'_>) -> Result<NonNull<u8>, AllocError> {
+    fn alloc_small(&mut self, spc: usize, shape: Shape<'_>) -> Result<NonNull<u8>, AllocError> {
         // SAFETY: see `core()`; borrowing the field alone leaves `self.heap` usable.
         let core = unsafe { self.core.as_mut() };
         busy_ref(core.busy).store(1, Ordering::Relaxed);
@@ -254,7 +254,7 @@ impl Cache {
         addr: usize,
         bit: usize,
         elemsize: usize,
-        shape: &Shape<'_>,
+        shape: Shape<'_>,
         black: bool,
     ) {
         debug_assert_eq!(elemsize, slot.elemsize);
@@ -305,7 +305,7 @@ impl Cache {
 
     /// Heap bits of an object larger than an arena: one run per arena it covers.
     #[cold]
-    fn write_huge_bits(heap: &HeapInner, s: &Span, nwords: usize, shape: &Shape<'_>) {
+    fn write_huge_bits(heap: &HeapInner, s: &Span, nwords: usize, shape: Shape<'_>) {
         let mut addr = s.start.load(Ordering::Relaxed);
         let mut first = 0;
         while first < nwords {
@@ -320,7 +320,7 @@ impl Cache {
     }
 
     #[cold]
-    fn finish_special(s: &Span, addr: usize, idx: usize, shape: &Shape<'_>) {
+    fn finish_special(s: &Span, addr: usize, idx: usize, shape: Shape<'_>) {
         let m = 1u64 << (idx % 64);
         if let Some(h) = shape.header {
             // SAFETY: `addr` is the start of a slot this cache owns and has not published;
@@ -384,7 +384,7 @@ impl Cache {
                 NonNull::new((core.tiny + off) as *mut u8).expect("runtime: null tiny block")
             );
         }
-        let block = self.alloc_small(span_class(TINY_CLASS, true), &Shape::NOSCAN)?;
+        let block = self.alloc_small(span_class(TINY_CLASS, true), Shape::NOSCAN)?;
         let core = self.core();
         // Keep whichever block has more room left.
         if core.tiny == 0 || size < core.tiny_off {
@@ -395,7 +395,7 @@ impl Cache {
     }
 
     #[cold]
-    fn alloc_large(&mut self, size: usize, shape: &Shape<'_>) -> Result<NonNull<u8>, AllocError> {
+    fn alloc_large(&mut self, size: usize, shape: Shape<'_>) -> Result<NonNull<u8>, AllocError> {
         if size > (1usize << (crate::arena::ADDR_BITS - 1)) {
             return Err(AllocError::too_large(size));
         }

@@ -16,13 +16,7 @@ use crate::shape::Shape;
 ///
 /// `hb` is the arena's heap-bit array; the caller owns the span holding the object.
 #[inline(always)]
-pub(crate) fn write(
-    hb: &[AtomicU64],
-    start: usize,
-    first: usize,
-    nwords: usize,
-    shape: &Shape<'_>,
-) {
+pub(crate) fn write(hb: &[AtomicU64], start: usize, first: usize, nwords: usize, shape: Shape<'_>) {
     let b = start % 64;
     if b + nwords <= 64 {
         // The common case: a small object's bits sit in one bitmap word.
@@ -44,7 +38,7 @@ pub(crate) fn write(
 
 /// `write` for objects whose bits span several bitmap words.
 #[inline(never)]
-fn write_long(hb: &[AtomicU64], start: usize, first: usize, nwords: usize, shape: &Shape<'_>) {
+fn write_long(hb: &[AtomicU64], start: usize, first: usize, nwords: usize, shape: Shape<'_>) {
     let mut i = 0;
     while i < nwords {
         let w = (start + i) / 64;

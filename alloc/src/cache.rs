@@ -82,7 +82,7 @@ impl Slot {
 #[derive(Debug)]
 pub(crate) struct CacheCore {
     /// The busy word (see `Cache::busy`), reachable from the core for the slow paths.
-    busy: NonNull<AtomicU32>,
+    busy: NonNull<BusyLine>,
     /// Allocate black (a mark phase is on). Written with the world stopped.
     black: bool,
     /// The current tiny block and the offset of its first free byte.
@@ -137,7 +137,7 @@ pub struct Cache {
     /// the owning thread (plain store + compiler fence); read by a signal handler on that
     /// thread through `busy_word`. A separate allocation, only ever accessed through shared
     /// references, so a handler may read it while the owner holds `&mut` to the core.
-    busy: NonNull<AtomicU32>,
+    busy: NonNull<BusyLine>,
     heap: Arc<HeapInner>,
 }
 
@@ -148,7 +148,7 @@ unsafe impl Send for Cache {}
 
 impl Cache {
     pub(crate) fn new(heap: Arc<HeapInner>) -> Cache {
-        let busy = NonNull::from(Box::leak(Box::new(AtomicU32::new(0))));
+        let busy = NonNull::from(Box::leak(Box::new(BusyLine(AtomicU32::new(0)))));
         let core = Box::new(CacheCore {
             busy,
             black: heap.marking.load(Ordering::Relaxed),
@@ -167,7 +167,7 @@ impl Cache {
     pub fn busy_word(&self) -> &AtomicU32 {
         // SAFETY: the word lives until `self` drops and is only ever accessed through shared
         // references (it is an atomic), so handing out another one is sound.
-        unsafe { self.busy.as_ref() }
+        unsafe { &self.busy.as_ref().0 }
     }
 
     /// Allocate `size` zeroed bytes with no GC pointers.
@@ -488,12 +488,19 @@ impl CacheCore {
     }
 }
 
+/// A cache's busy word, alone on its cache lines: it is stored twice per allocation, and two
+/// threads' words sharing a line (as two small neighbouring allocations would) made every
+/// allocation on one thread invalidate the other's line.
+#[derive(Debug)]
+#[repr(align(128))]
+struct BusyLine(AtomicU32);
+
 /// The busy word behind a cache's pointer.
 #[inline(always)]
-fn busy_ref<'a>(p: NonNull<AtomicU32>) -> &'a AtomicU32 {
+fn busy_ref<'a>(p: NonNull<BusyLine>) -> &'a AtomicU32 {
     // SAFETY: `p` comes from the cache's `busy` allocation, freed only in `Cache::drop` after
     // the last use; it is only ever accessed through shared references.
-    unsafe { p.as_ref() }
+    unsafe { &p.as_ref().0 }
 }
 
 /// Zero a slot of at most 64 bytes with straight-line stores (a loop would become a call to

@@ -100,6 +100,7 @@ mod runq;
 mod runtime;
 mod sched;
 mod spawn;
+mod spinning;
 mod stack;
 
 pub use gls::GoroutineLocal;

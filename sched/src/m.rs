@@ -199,7 +199,7 @@ impl M {
         }
         if self.spinning.get() {
             self.spinning.set(false);
-            self.shared.nmspinning.fetch_sub(1, Ordering::SeqCst);
+            self.shared.spin.stop_spinning();
         }
     }
 
@@ -413,11 +413,11 @@ impl M {
         // burn CPU for little gain.
         let busy = shared
             .procs()
-            .saturating_sub(shared.npidle.load(Ordering::SeqCst));
-        if self.spinning.get() || 2 * shared.nmspinning.load(Ordering::SeqCst) < busy {
+            .saturating_sub(shared.spin.npidle());
+        if self.spinning.get() || 2 * shared.spin.nmspinning() < busy {
             if !self.spinning.get() {
                 self.spinning.set(true);
-                shared.nmspinning.fetch_add(1, Ordering::SeqCst);
+                shared.spin.start_spinning();
             }
             if let Some(g) = self.steal(p) {
                 return Some(g);
@@ -443,15 +443,15 @@ impl M {
         }
         if self.spinning.get() {
             self.spinning.set(false);
-            // SeqCst: pairs with `wakep`'s loads after an enqueue.
-            shared.nmspinning.fetch_sub(1, Ordering::SeqCst);
+            // Then look at every queue once more (see `spinning.rs`).
+            shared.spin.stop_spinning();
             if self.work_exists() {
                 let mut s = lock(&shared.sched);
                 if let Some(id) = shared.pidleget(&mut s) {
                     drop(s);
                     self.p.set(id);
                     self.spinning.set(true);
-                    shared.nmspinning.fetch_add(1, Ordering::SeqCst);
+                    shared.spin.start_spinning();
                 }
             }
         }
@@ -501,7 +501,7 @@ impl M {
     /// so that further work keeps being picked up in parallel.
     fn reset_spinning(&self) {
         self.spinning.set(false);
-        if self.shared.nmspinning.fetch_sub(1, Ordering::SeqCst) == 1 {
+        if self.shared.spin.stop_spinning() == 1 {
             self.shared.wakep();
         }
     }
@@ -523,7 +523,7 @@ impl M {
         drop(s);
         if self.spinning.get() {
             self.spinning.set(false);
-            shared.nmspinning.fetch_sub(1, Ordering::SeqCst);
+            shared.spin.stop_spinning();
         }
         if moved {
             shared.wakep();

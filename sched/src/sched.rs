@@ -8,6 +8,7 @@ use crate::globalq::GlobalQueue;
 use crate::idle::IdleHook;
 use crate::m::{self, MNote};
 use crate::p::P;
+use crate::spinning::Spinning;
 use crate::stack::StackPool;
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -58,11 +59,8 @@ pub(crate) struct Shared {
     pub(crate) global: GlobalQueue<G>,
     pub(crate) sched: Mutex<SchedState>,
     pub(crate) retired: Condvar,
-    /// Number of idle Ps. Written under `sched`, read lock-free by `wakep` (SeqCst: the
-    /// "enqueue then check idle" / "go idle then check queues" handshake).
-    pub(crate) npidle: AtomicUsize,
-    /// Number of spinning Ms (looking for work while holding a P). SeqCst as above.
-    pub(crate) nmspinning: AtomicUsize,
+    /// Idle Ps and spinning Ms, and the no-lost-wake-up handshake on them.
+    pub(crate) spin: Spinning,
     pub(crate) shutdown: AtomicBool,
     pub(crate) hook: Box<dyn IdleHook>,
     pub(crate) stacks: ManuallyDrop<StackPool>,
@@ -83,8 +81,8 @@ impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
             .field("gomaxprocs", &self.gomaxprocs.load(Ordering::Relaxed))
-            .field("npidle", &self.npidle.load(Ordering::Relaxed))
-            .field("nmspinning", &self.nmspinning.load(Ordering::Relaxed))
+            .field("npidle", &self.spin.npidle())
+            .field("nmspinning", &self.spin.nmspinning())
             .finish_non_exhaustive()
     }
 }
@@ -110,8 +108,7 @@ impl Shared {
                 retiring: 0,
             }),
             retired: Condvar::new(),
-            npidle: AtomicUsize::new(0),
-            nmspinning: AtomicUsize::new(0),
+            spin: Spinning::default(),
             shutdown: AtomicBool::new(false),
             hook,
             stacks: ManuallyDrop::new(StackPool::new(stack_size)),
@@ -149,11 +146,11 @@ impl Shared {
                 self.ps[id].get_or_init(|| Box::new(P::new(id)));
                 s.pstatus[id] = PStatus::Idle;
                 s.idle_ps.push(id);
-                self.npidle.fetch_add(1, Ordering::SeqCst);
+                self.spin.p_idled();
             } else if id >= n && status == PStatus::Idle {
                 s.pstatus[id] = PStatus::Retired;
                 s.idle_ps.retain(|&i| i != id);
-                self.npidle.fetch_sub(1, Ordering::SeqCst);
+                self.spin.p_taken();
                 let p = self.p(id);
                 // SAFETY: an idle P has no holder; the scheduler lock makes us its holder.
                 let owned = unsafe { p.owned() };
@@ -188,7 +185,7 @@ impl Shared {
     pub(crate) fn pidleget(&self, s: &mut SchedState) -> Option<usize> {
         let id = s.idle_ps.pop()?;
         s.pstatus[id] = PStatus::Running;
-        self.npidle.fetch_sub(1, Ordering::SeqCst);
+        self.spin.p_taken();
         Some(id)
     }
 
@@ -213,31 +210,23 @@ impl Shared {
         }
         s.pstatus[id] = PStatus::Idle;
         s.idle_ps.push(id);
-        self.npidle.fetch_add(1, Ordering::SeqCst);
+        self.spin.p_idled();
     }
 
     /// Go's `wakep`: if there is an idle P and no M is spinning, starts one spinning M to look
-    /// for the work just made available. Called after every enqueue.
+    /// for the work just made available. Called after every enqueue (see `spinning.rs` for
+    /// why no wake-up is lost).
     #[inline]
     pub(crate) fn wakep(self: &Arc<Self>) {
-        // SeqCst: pairs with the idle M's "nmspinning -= 1, then look at the queues".
-        if self.npidle.load(Ordering::SeqCst) == 0 || self.nmspinning.load(Ordering::SeqCst) != 0 {
-            return;
+        if self.spin.try_claim_spinner() {
+            self.wakep_slow();
         }
-        self.wakep_slow();
     }
 
     #[cold]
     fn wakep_slow(self: &Arc<Self>) {
-        if self
-            .nmspinning
-            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
-            .is_err()
-        {
-            return;
-        }
         if !self.start_m(None, true) {
-            self.nmspinning.fetch_sub(1, Ordering::SeqCst);
+            self.spin.stop_spinning();
         }
     }
 
@@ -287,7 +276,7 @@ impl Shared {
         }
         let idle_ms = s.idle_ms.len() + usize::from(s.polling);
         if idle_ms + 1 != s.all_ms.len()
-            || self.npidle.load(Ordering::SeqCst) != self.procs()
+            || self.spin.npidle() != self.procs()
             || self.global.len() != 0
             || self.num_goroutine() == 0
             || self

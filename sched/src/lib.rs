@@ -21,9 +21,9 @@
 //!
 //! **No lost wake-up.** Whoever makes a G runnable calls `wakep`, which starts a spinning M
 //! when a P is idle and no M is spinning. An M that stops spinning first decrements the
-//! spinning count, then looks at every queue once more. Both sides use sequentially
-//! consistent operations on the counts and queue lengths, so either the enqueuer sees no
-//! spinner and wakes one, or the last spinner sees the new work.
+//! spinning count, then looks at every queue once more. Each side puts a SeqCst fence
+//! between its write and its look (`spinning.rs`, model-checked with loom), so either the
+//! enqueuer sees no spinner and wakes one, or the last spinner sees the new work.
 //!
 //! **Idle.** Blocked Ms wait through the [`IdleHook`]: exactly one idle M at a time sits in
 //! `poll` (the netpoller plugs in there; the default is a futex), the others park on their

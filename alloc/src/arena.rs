@@ -99,19 +99,23 @@ pub(crate) struct Arena {
     /// Release store of the object's alloc bit; read by markers after an Acquire of that bit.
     pub(crate) heap_bits: LazyWords<AtomicU64>,
     /// The spans' object bitmaps (alloc, mark, finalize, queued, header: one region each),
-    /// 1024 bits per page per kind; a span's bits start at its first page's. Words of free
-    /// pages are zero. Touched only where used, so small-object heaps pay about 1.6% of
-    /// their pages per kind in use. Who writes which bits is documented on `Span`.
+    /// 1024 bits per page per kind, split in a dense and an overflow part (see
+    /// `span::bits_index`). Words of free pages are zero. Touched only where used: 16 bytes
+    /// per page per kind, plus 112 for pages of objects under 64 bytes. Who writes which bits is documented on `Span`.
     pub(crate) obj_bits: LazyWords<AtomicU64>,
 }
 
 impl Arena {
     /// Return the metadata of free pages `[page, page + n)` to the OS along with the pages.
     pub(crate) fn release_meta(&self, page: usize, n: usize) {
-        use crate::span::{KIND_OFFSET, KINDS, WORDS_PER_PAGE};
+        use crate::span::{DENSE, DENSE_OFFSET, KINDS, OVERFLOW, OVERFLOW_BASE, OVERFLOW_OFFSET};
         for k in 0..KINDS {
             self.obj_bits
-                .release(k * KIND_OFFSET + page * WORDS_PER_PAGE, n * WORDS_PER_PAGE);
+                .release(k * DENSE_OFFSET + page * DENSE, n * DENSE);
+            self.obj_bits.release(
+                OVERFLOW_BASE + k * OVERFLOW_OFFSET + page * OVERFLOW,
+                n * OVERFLOW,
+            );
         }
         let hb_per_page = PAGE_SIZE / 8 / 64;
         self.heap_bits.release(page * hb_per_page, n * hb_per_page);
@@ -123,7 +127,7 @@ impl Arena {
             base,
             spans: LazyWords::new(PAGES_PER_ARENA)?,
             heap_bits: LazyWords::new(ARENA_BYTES / 8 / 64)?,
-            obj_bits: LazyWords::new(crate::span::KINDS * crate::span::KIND_OFFSET)?,
+            obj_bits: LazyWords::new(crate::span::OBJ_BITS_WORDS)?,
         })
     }
 

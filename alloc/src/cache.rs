@@ -33,8 +33,9 @@ struct Slot {
     /// Address of slot `word * 64`.
     word_base: usize,
     elemsize: usize,
-    /// The span's alloc-bit words in the arena (other kinds follow at `KIND_OFFSET`).
-    bits: *const AtomicU64,
+    /// Alloc-bit and mark-bit words `word` of the span (in its arena's `obj_bits`).
+    alloc_w: *const AtomicU64,
+    mark_w: *const AtomicU64,
     word: usize,
     /// The arena's heap-bit words, and the arena word index of the span's first word.
     hb: *const AtomicU64,
@@ -52,7 +53,8 @@ struct Slot {
 const EMPTY_SLOT: Slot = Slot {
     free: 0,
     word_base: 0,
-    bits: ptr::null(),
+    alloc_w: ptr::null(),
+    mark_w: ptr::null(),
     word: 0,
     nwords: 0,
     nelems: 0,
@@ -67,14 +69,29 @@ const EMPTY_SLOT: Slot = Slot {
 };
 
 impl Slot {
-    /// Word `self.word` of the span's bitmap `kind`.
+    /// Word `self.word` of the span's alloc bits.
     #[inline(always)]
-    fn bits_word(&self, kind: usize) -> &AtomicU64 {
-        // SAFETY: `bits` points at the span's first alloc-bit word inside its arena's
-        // `obj_bits`, which lives as long as the heap this cache keeps alive; the span's
-        // words of every kind lie at `kind * KIND_OFFSET` past it, and `word < nwords`, which
-        // fits in the span's pages. Access is atomic.
-        unsafe { &*self.bits.add(kind * crate::span::KIND_OFFSET + self.word) }
+    fn alloc_word(&self) -> &AtomicU64 {
+        // SAFETY: `alloc_w` is `Span::alloc_w(word)` of the span this slot holds (set with
+        // `word`), inside its arena's `obj_bits`, which lives as long as the heap this cache
+        // keeps alive. Access is atomic.
+        unsafe { &*self.alloc_w }
+    }
+
+    /// Word `self.word` of the span's mark bits.
+    #[inline(always)]
+    fn mark_word(&self) -> &AtomicU64 {
+        // SAFETY: as in `alloc_word`, for `Span::mark_w(word)`.
+        unsafe { &*self.mark_w }
+    }
+
+    /// Move to word `word` of span `s`.
+    #[inline]
+    fn set_word(&mut self, s: &Span, word: usize) {
+        self.word = word;
+        self.alloc_w = s.alloc_w(word);
+        self.mark_w = s.mark_w(word);
+        self.word_base = self.base + word * 64 * self.elemsize;
     }
 }
 
@@ -293,13 +310,12 @@ impl Cache {
         let m = 1u64 << bit;
         if black {
             // Allocate-black: an atomic OR, because markers set other bits of this word.
-            slot.bits_word(crate::span::MARK)
-                .fetch_or(m, Ordering::Relaxed);
+            slot.mark_word().fetch_or(m, Ordering::Relaxed);
         }
         // Publish. We are the only writer of this span's alloc bits while we hold it, so a
         // load and a store suffice; Release pairs with the Acquire in `find_object`, making
         // the zeroing, header and heap bits above visible to whoever finds the object.
-        let w = slot.bits_word(crate::span::ALLOC);
+        let w = slot.alloc_word();
         w.store(w.load(Ordering::Relaxed) | m, Ordering::Release);
     }
 
@@ -346,13 +362,13 @@ impl Cache {
         if !slot.span.is_null() {
             // SAFETY: span records live as long as the heap.
             let s = unsafe { &*slot.span };
-            while slot.word + 1 < slot.nwords {
-                slot.word += 1;
-                let free = !s.alloc_w(slot.word).load(Ordering::Relaxed)
-                    & valid_mask(slot.word, slot.nelems);
+            let mut word = slot.word;
+            while word + 1 < slot.nwords {
+                word += 1;
+                let free = !s.alloc_w(word).load(Ordering::Relaxed) & valid_mask(word, slot.nelems);
                 if free != 0 {
+                    slot.set_word(s, word);
                     slot.free = free;
-                    slot.word_base = slot.base + slot.word * 64 * slot.elemsize;
                     return Ok(());
                 }
             }
@@ -419,7 +435,8 @@ impl Cache {
         let slot = Slot {
             free: 0,
             word_base: base,
-            bits: s.alloc_w(0),
+            alloc_w: s.alloc_w(0),
+            mark_w: s.mark_w(0),
             word: 0,
             nwords: 1,
             nelems: 1,
@@ -472,7 +489,8 @@ impl CacheCore {
         self.slots[spc] = Slot {
             free,
             word_base: base + word * 64 * elemsize,
-            bits: s.alloc_w(0),
+            alloc_w: s.alloc_w(word),
+            mark_w: s.mark_w(word),
             word,
             nwords,
             nelems,

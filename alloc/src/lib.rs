@@ -13,7 +13,11 @@
 //! 1024 bits per page per kind, a span's starting at its first page's) and the heap bits, all
 //! in lazily backed `MAP_NORESERVE` memory, so a span record itself is small (~64 bytes) and
 //! metadata costs memory only where pages are in use; the scavenger returns the metadata of
-//! released pages together with the pages.
+//! released pages together with the pages. The bitmaps are split: the first 128 bits of each
+//! page sit in a dense region (16 bytes per page per kind, 256 pages to an OS page) and only
+//! the five classes under 64 bytes reach into an overflow region for the other 896, so a heap
+//! of larger objects keeps 1/8 of the bitmap resident that a flat layout would (an OS page of
+//! bitmap holding one live span's bits cannot be released).
 //!
 //! A span holds objects of one *size class* — Go's 68 classes up to 32 KiB, with Go's page
 //! counts per span — or a single *large* object of whole pages. Spans of pointer-free

@@ -34,12 +34,47 @@ pub(crate) const HEADER: usize = 4;
 pub(crate) const KINDS: usize = 5;
 /// Bitmap words each page owns (1024 bits: the densest class has 1024 objects per page).
 pub(crate) const WORDS_PER_PAGE: usize = SPAN_BITMAP_WORDS;
-/// Words of one kind's region per arena.
-pub(crate) const KIND_STRIDE: usize = PAGES_PER_ARENA * WORDS_PER_PAGE;
-/// Distance between the starts of two kinds' regions: a little more than a region, so that
-/// an object's alloc and mark words do not share cache sets or the low 12 address bits
-/// (which would make a load of one wait on a store to the other: 4K aliasing).
-pub(crate) const KIND_OFFSET: usize = KIND_STRIDE + 72;
+/// Of those, the words kept in the *dense* part of the bitmaps: the first `DENSE` words of
+/// each page of a span (128 objects per page, enough for every class of 64 bytes and more).
+/// Only the five classes under 64 bytes (one-page spans of up to 1024 objects) use the
+/// *overflow* part, `WORDS_PER_PAGE - DENSE` words per page kept elsewhere. The split keeps
+/// a heap of larger objects from touching (and keeping resident) 128 bytes of bitmap per page
+/// per kind: its bitmaps cost 16 bytes per page per kind, packed 256 pages to an OS page.
+pub(crate) const DENSE: usize = 2;
+/// Overflow words per page.
+pub(crate) const OVERFLOW: usize = WORDS_PER_PAGE - DENSE;
+/// Distance between two kinds' dense regions: a little more than a region, so that an
+/// object's alloc and mark words do not share cache sets or the low 12 address bits (which
+/// would make a load of one wait on a store to the other: 4K aliasing).
+pub(crate) const DENSE_OFFSET: usize = PAGES_PER_ARENA * DENSE + 72;
+/// Distance between two kinds' overflow regions (padded the same way).
+pub(crate) const OVERFLOW_OFFSET: usize = PAGES_PER_ARENA * OVERFLOW + 72;
+/// Where the overflow regions start in `Arena::obj_bits`.
+pub(crate) const OVERFLOW_BASE: usize = KINDS * DENSE_OFFSET;
+/// Words of `Arena::obj_bits`.
+pub(crate) const OBJ_BITS_WORDS: usize = OVERFLOW_BASE + KINDS * OVERFLOW_OFFSET;
+
+/// Index in `Arena::obj_bits` of word `w` of the bitmap `kind` of a span whose first page is
+/// `page` and which has `npages` pages: its first `DENSE * npages` words lie in the dense
+/// region from `page * DENSE` on, the rest (only one-page spans of small objects have more)
+/// in the overflow region from `page * OVERFLOW` on. `None` past the span's words or the
+/// arena. Each page's words belong to the span holding it, so spans never share a word.
+#[inline(always)]
+pub(crate) fn bits_index(kind: usize, page: usize, npages: usize, w: usize) -> Option<usize> {
+    let npages = npages.min(PAGES_PER_ARENA);
+    if page >= PAGES_PER_ARENA || kind >= KINDS {
+        return None;
+    }
+    if w < DENSE * npages {
+        let i = page * DENSE + w;
+        (i < PAGES_PER_ARENA * DENSE).then_some(kind * DENSE_OFFSET + i)
+    } else if w < WORDS_PER_PAGE * npages {
+        let i = page * OVERFLOW + (w - DENSE * npages);
+        (i < PAGES_PER_ARENA * OVERFLOW).then_some(OVERFLOW_BASE + kind * OVERFLOW_OFFSET + i)
+    } else {
+        None
+    }
+}
 
 pub(crate) const STATE_FREE: u8 = 0;
 pub(crate) const STATE_IN_USE: u8 = 1;
@@ -167,28 +202,20 @@ impl Span {
     }
 
     /// Word `w` of the span's bitmap of `kind`. For a span the caller owns or whose fields
-    /// it has validated; panics (bounds) rather than reading outside the arena.
+    /// it has validated; panics rather than reading outside the arena.
     #[inline(always)]
     pub(crate) fn word(&self, kind: usize, w: usize) -> &AtomicU64 {
-        let p = self.page.load(Ordering::Relaxed);
-        &self.arena_ref().obj_bits.words()[kind * KIND_OFFSET + p * WORDS_PER_PAGE + w]
+        self.word_checked(kind, w)
+            .expect("runtime: span bitmap word out of range")
     }
 
     /// Like `word`, for racing readers: `None` when `w` lies outside the span's pages.
     #[inline(always)]
     pub(crate) fn word_checked(&self, kind: usize, w: usize) -> Option<&AtomicU64> {
         let p = self.page.load(Ordering::Relaxed);
-        let npages = self.npages.load(Ordering::Relaxed).min(PAGES_PER_ARENA);
-        if p >= PAGES_PER_ARENA
-            || w >= npages * WORDS_PER_PAGE
-            || p * WORDS_PER_PAGE + w >= KIND_STRIDE
-        {
-            return None;
-        }
-        self.arena_ref()
-            .obj_bits
-            .words()
-            .get(kind * KIND_OFFSET + p * WORDS_PER_PAGE + w)
+        let npages = self.npages.load(Ordering::Relaxed);
+        let i = bits_index(kind, p, npages, w)?;
+        self.arena_ref().obj_bits.words().get(i)
     }
 
     #[inline(always)]
@@ -222,5 +249,36 @@ impl Span {
         (0..self.bitmap_words())
             .map(|w| self.alloc_w(w).load(Ordering::Acquire).count_ones() as usize)
             .sum()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bitmap_words_of_different_spans_and_kinds_never_collide() {
+        // Tile the arena with spans of one length, for several lengths: every word of every
+        // kind of every span maps to its own index inside `obj_bits`.
+        for npages in [1usize, 2, 3, 7, 10] {
+            let mut used = vec![false; OBJ_BITS_WORDS];
+            let mut page = 0;
+            while page + npages <= PAGES_PER_ARENA {
+                for kind in 0..KINDS {
+                    for w in 0..WORDS_PER_PAGE * npages {
+                        let i = bits_index(kind, page, npages, w).expect("word in range");
+                        assert!(!used[i], "npages {npages} page {page} kind {kind} word {w}");
+                        used[i] = true;
+                    }
+                    assert_eq!(
+                        bits_index(kind, page, npages, WORDS_PER_PAGE * npages),
+                        None
+                    );
+                }
+                page += npages;
+            }
+        }
+        assert_eq!(bits_index(ALLOC, PAGES_PER_ARENA, 1, 0), None);
+        assert_eq!(bits_index(KINDS, 0, 1, 0), None);
     }
 }

@@ -486,6 +486,10 @@ impl CacheCore {
         let nalloc = s.count_alloc();
         self.counts.small_alloc[spc >> 1] += (nelems - nalloc) as i64;
         let elemsize = class_size(spc >> 1);
+        let needzero = s.needzero.load(Ordering::Relaxed);
+        if spc & 1 == 0 && !needzero && nalloc == 0 {
+            prefault(base, s.npages.load(Ordering::Relaxed) * PAGE_SIZE);
+        }
         self.slots[spc] = Slot {
             free,
             word_base: base + word * 64 * elemsize,
@@ -500,7 +504,7 @@ impl CacheCore {
             hb: hb.as_ptr(),
             hb_len: hb.len(),
             hb_start: (base - arena.base) / 8,
-            needzero: s.needzero.load(Ordering::Relaxed),
+            needzero,
             noscan: spc & 1 == 1,
         };
     }
@@ -540,6 +544,27 @@ fn zero_small(addr: usize, size: usize) {
         6 => z::<6>(addr),
         7 => z::<7>(addr),
         _ => z::<8>(addr),
+    }
+}
+
+/// Write a zero into each OS page of a fresh span of pointerful objects before any object
+/// in it is handed out.
+///
+/// A collector reads the pointer slots of every object it marks, also of objects the program
+/// never wrote. On a fresh page that first read maps the kernel's shared zero page, and the
+/// first write after it — the program's, or the zeroing when the slot is reused — is a
+/// copy-on-write fault whose TLB flush interrupts every CPU running the process. Faulting the
+/// page in for writing here costs the one fault the page would take anyway, and no flush.
+#[cold]
+fn prefault(base: usize, len: usize) {
+    const OS_PAGE: usize = 4096;
+    let mut a = base;
+    while a < base + len {
+        // SAFETY: `[base, base + len)` is a span this cache owns with no object allocated
+        // (so nothing references its memory) whose pages read as zero (fresh from the OS);
+        // storing a zero leaves every byte as it was. 8-aligned, mapped read-write.
+        unsafe { ptr::write_volatile(a as *mut u64, 0) };
+        a += OS_PAGE;
     }
 }
 

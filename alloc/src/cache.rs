@@ -356,8 +356,11 @@ impl Cache {
     #[cold]
     #[inline(never)]
     fn refill(&mut self, spc: usize) -> Result<(), AllocError> {
-        let heap = self.heap.clone();
-        let core = self.core();
+        // Borrowed, not cloned: an `Arc` clone is an atomic increment on a line every cache's
+        // refills share.
+        let heap: &HeapInner = &self.heap;
+        // SAFETY: see `core()`; borrowing the field alone leaves `self.heap` usable.
+        let core = unsafe { self.core.as_mut() };
         let slot = &mut core.slots[spc];
         if !slot.span.is_null() {
             // SAFETY: span records live as long as the heap.
@@ -415,11 +418,12 @@ impl Cache {
         if size > (1usize << (crate::arena::ADDR_BITS - 1)) {
             return Err(AllocError::too_large(size));
         }
-        let heap = self.heap.clone();
+        let heap: &HeapInner = &self.heap;
         let npages = size.div_ceil(PAGE_SIZE);
         let noscan = shape.is_noscan();
         let spc = span_class(0, noscan);
-        let core = self.core();
+        // SAFETY: see `core()`; borrowing the field alone leaves `self.heap` usable.
+        let core = unsafe { self.core.as_mut() };
         busy_ref(core.busy).store(1, Ordering::Relaxed);
         compiler_fence(Ordering::SeqCst);
         let s = match heap.alloc_span(npages, spc, npages * PAGE_SIZE) {
@@ -461,8 +465,9 @@ impl Cache {
     /// Give back every cached span and flush counters into the heap (so `Heap::stats` is
     /// exact for this cache's allocations).
     pub fn flush(&mut self) {
-        let heap = self.heap.clone();
-        self.core().release_all(&heap);
+        // SAFETY: see `core()`; borrowing the field alone leaves `self.heap` usable.
+        let core = unsafe { self.core.as_mut() };
+        core.release_all(&self.heap);
     }
 }
 

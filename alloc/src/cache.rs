@@ -375,10 +375,10 @@ impl Cache {
                     return Ok(());
                 }
             }
-            core.release_slot(&heap, spc);
+            core.release_slot(heap, spc);
         }
         let s = heap.cache_span(spc)?;
-        core.load_slot(&heap, spc, s);
+        core.load_slot(heap, spc, s);
         Ok(())
     }
 
@@ -453,7 +453,7 @@ impl Cache {
             needzero: s.needzero.load(Ordering::Relaxed),
             noscan,
         };
-        Self::finish(&heap, &slot, base, 0, slot.elemsize, shape, core.black);
+        Self::finish(heap, &slot, base, 0, slot.elemsize, shape, core.black);
         core.counts.large_alloc += 1;
         core.counts.large_alloc_bytes += (npages * PAGE_SIZE) as u64;
         compiler_fence(Ordering::SeqCst);

@@ -168,10 +168,20 @@ fn gort_steady(size: usize, scan: bool, threads: usize, cfg: &Config) -> (f64, u
                 let elapsed = t0.elapsed().as_nanos();
                 sh.done.fetch_add(1, Ordering::AcqRel);
                 drop(cache);
-                // Keep taking part in stops until every thread is done.
-                while sh.done.load(Ordering::Acquire) < sh.threads {
+                // Keep taking part in stops until every thread is done and no stop is pending.
+                // The last thread may raise the flag in its final iteration and then finish:
+                // every thread must still join that stop, or the one that saw the flag waits
+                // at the barrier forever. Read `done` first: a thread raises the flag only
+                // before its own `done` increment (AcqRel), so once every increment is seen
+                // the flag read after it is final until the stop clears it.
+                loop {
+                    let all_done = sh.done.load(Ordering::Acquire) == sh.threads;
                     if sh.gc_flag.load(Ordering::Relaxed) {
                         sh.stop(t);
+                        continue;
+                    }
+                    if all_done {
+                        break;
                     }
                     std::thread::yield_now();
                 }

@@ -35,7 +35,17 @@
 //! with pointers; then the slot's alloc bit is *published* with a Release store (a plain load
 //! and store: the cache is the only writer of a span it holds). From claim to publication
 //! the cache's `busy` word is set (plain stores and compiler fences), so a signal handler that
-//! wants to suspend this thread for a stack scan can see it is mid-allocation and defer.
+//! wants to suspend this thread for a stack scan can see it is mid-allocation and defer. The
+//! busy word sits alone on its cache lines (it is stored twice per allocation; two caches'
+//! words on one line would make every allocation invalidate the other thread's line). With
+//! a constant size and shape — the usual call, a type's allocation — the class, the object
+//! size and the noscan test fold away, leaving about twenty instructions.
+//!
+//! A fresh span of pointerful objects is prefaulted for writing (one zero store per OS page)
+//! when a cache takes it: the marker reads the pointer slots of objects the program may never
+//! have written, a first read maps the kernel's shared zero page, and the write that follows
+//! (the program's, or the zeroing at reuse) is a copy-on-write fault with a TLB shootdown of
+//! every CPU running the process.
 //!
 //! When the cached word is exhausted the cache moves to the span's next word; when the span is
 //! full it goes back to its *mcentral* (per span class: partial and full lists, each swept and

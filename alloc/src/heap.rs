@@ -73,6 +73,20 @@ pub(crate) struct Locked {
     pub(crate) spans_inuse: usize,
 }
 
+/// A value alone on its cache lines (128 bytes: adjacent-line prefetch pairs lines), so
+/// writes to it do not invalidate lines other threads read.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct Padded<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    #[inline(always)]
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 /// The shared heap. Lives in an `Arc` held by the `Heap` and by every `Cache`.
 pub(crate) struct HeapInner {
     /// The sweep generation (even). Written only by `finish_mark` with the world stopped
@@ -83,12 +97,15 @@ pub(crate) struct HeapInner {
     pub(crate) marking: AtomicBool,
     /// Whether unswept spans may remain this cycle (a hint; Relaxed).
     pub(crate) sweep_pending: AtomicBool,
-    /// First span class whose unswept lists may be non-empty (sweepers advance it).
-    pub(crate) sweep_cursor: AtomicUsize,
+    /// First span class whose unswept lists may be non-empty (sweepers advance it). On a
+    /// line of its own, with the next field, away from the read-mostly fields above, which
+    /// every refill reads.
+    pub(crate) sweep_cursor: Padded<AtomicUsize>,
     /// Background sweeps in flight (see `sweep::ActiveSweep`).
-    pub(crate) sweepers_active: AtomicUsize,
+    pub(crate) sweepers_active: Padded<AtomicUsize>,
     pub(crate) index: ArenaIndex,
-    pub(crate) locked: Mutex<Locked>,
+    /// The heap lock, on a line of its own for the same reason.
+    pub(crate) locked: Padded<Mutex<Locked>>,
     pub(crate) central: Box<[Central]>,
     pub(crate) caches: Mutex<Vec<CachePtr>>,
     pub(crate) counters: Counters,
@@ -119,10 +136,10 @@ impl HeapInner {
             sweepgen: AtomicU32::new(2),
             marking: AtomicBool::new(false),
             sweep_pending: AtomicBool::new(false),
-            sweep_cursor: AtomicUsize::new(0),
-            sweepers_active: AtomicUsize::new(0),
+            sweep_cursor: Padded(AtomicUsize::new(0)),
+            sweepers_active: Padded(AtomicUsize::new(0)),
             index: ArenaIndex::new()?,
-            locked: Mutex::new(Locked::default()),
+            locked: Padded(Mutex::new(Locked::default())),
             central: (0..NUM_SPAN_CLASSES).map(|_| Central::new()).collect(),
             caches: Mutex::new(Vec::new()),
             counters: Counters::new(),

@@ -415,7 +415,10 @@ impl Cache {
 
     #[cold]
     fn alloc_large(&mut self, size: usize, shape: Shape<'_>) -> Result<NonNull<u8>, AllocError> {
-        if size > (1usize << (crate::arena::ADDR_BITS - 1)) {
+        // Span records count pages in 32 bits (see `Span::npages`): 32 TiB, beyond any
+        // address space this heap maps anyway.
+        if size > (1usize << (crate::arena::ADDR_BITS - 1)) || size / PAGE_SIZE >= u32::MAX as usize
+        {
             return Err(AllocError::too_large(size));
         }
         let heap: &HeapInner = &self.heap;

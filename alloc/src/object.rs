@@ -170,7 +170,7 @@ impl HeapInner {
             return None;
         }
         let mark_word = s.word_checked(MARK, i / 64)?;
-        let size = s.elemsize.load(Ordering::Relaxed);
+        let size = s.elemsize();
         Some(Object {
             mark_word,
             base: start + i * size,
@@ -307,13 +307,9 @@ impl<'h> Cur<'h> {
             span: s,
             lo,
             len,
-            elemsize: s.elemsize.load(Ordering::Relaxed),
+            elemsize: s.elemsize(),
             nelems: s.nelems.load(Ordering::Relaxed),
-            magic: if large {
-                0
-            } else {
-                s.divmagic.load(Ordering::Relaxed) as u64
-            },
+            magic: if large { 0 } else { s.divmagic() as u64 },
         }
     }
 

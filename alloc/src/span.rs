@@ -12,12 +12,12 @@
 //! mcentral's list (under the set lock) in between.
 
 use std::sync::atomic::{
-    AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+    AtomicBool, AtomicPtr, AtomicU8, AtomicU16, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
 
 use crate::arena::{Arena, PAGES_PER_ARENA};
 
-use crate::sizeclass::{PAGE_SIZE, SPAN_BITMAP_WORDS};
+use crate::sizeclass::{CLASS_TO_SIZE, NUM_SIZE_CLASSES, PAGE_SIZE, SPAN_BITMAP_WORDS};
 use crate::sweepgen::{SWEEPGEN_FREE, SweepGen};
 
 /// Object bitmaps kept per span (each in its own region of `Arena::obj_bits`).
@@ -80,50 +80,119 @@ pub(crate) const STATE_FREE: u8 = 0;
 pub(crate) const STATE_IN_USE: u8 = 1;
 
 /// Span metadata. Which party writes each field is listed beside it.
+///
+/// 32 bytes: a heap keeps one record per span it ever had at once (records are never
+/// deallocated, see the module docs), so after a burst the records of spans long freed stay
+/// resident; at 8 KiB spans they cost 0.4% of the heap at their peak. The object size and
+/// the division magic are therefore not stored but derived from the span class (a table
+/// lookup), and counts are kept as narrow as their ranges allow.
 #[derive(Debug)]
-#[repr(align(64))] // one cache line: lookups read several fields in a row
+#[repr(align(32))] // half a cache line: lookups read several fields in a row
 pub(crate) struct Span {
     /// First byte. Heap (locked) at creation; read by anyone.
     pub(crate) start: AtomicUsize,
-    /// Length in pages. Heap (locked) at creation; read by anyone.
-    pub(crate) npages: AtomicUsize,
+    /// The arena holding the span: the span's object bitmaps live in the arena (see
+    /// `Arena::obj_bits`). Heap at creation; never reset, so a racing reader of a recycled
+    /// record still finds a live arena.
+    pub(crate) arena: AtomicPtr<Arena>,
+    /// Length in pages (a large object is limited to `u32::MAX` pages, 32 TiB). Heap
+    /// (locked) at creation; read by anyone.
+    pub(crate) npages: Narrow<AtomicU32>,
+    /// See `sweepgen.rs`.
+    pub(crate) sweepgen: SweepGen,
+    /// Objects in the span (at most 1024). Heap at creation.
+    pub(crate) nelems: Narrow<AtomicU16>,
+    /// The span's first page in its arena. Heap at creation.
+    pub(crate) page: Narrow<AtomicU16>,
     /// Span class (size class * 2 + noscan). Heap at creation.
     pub(crate) spc: AtomicU8,
-    /// Bytes per object (the whole span for a large object). Heap at creation.
-    pub(crate) elemsize: AtomicUsize,
-    /// Objects in the span. Heap at creation.
-    pub(crate) nelems: AtomicUsize,
-    /// `(2^32 / elemsize) + 1`: division by multiplication for small classes. Heap at creation.
-    pub(crate) divmagic: AtomicU32,
     /// FREE or IN_USE. Release store by the heap after every other field (paired with the
     /// Acquire load in `find_object`).
     pub(crate) state: AtomicU8,
     /// Whether free slots may hold old bytes (so allocation must zero them). Owner.
     pub(crate) needzero: AtomicBool,
-    /// See `sweepgen.rs`.
-    pub(crate) sweepgen: SweepGen,
-    /// The arena holding the span and the span's first page in it: the span's object
-    /// bitmaps live in the arena (see `Arena::obj_bits`). Heap at creation; never reset, so a
-    /// racing reader of a recycled record still finds a live arena.
-    pub(crate) arena: AtomicPtr<Arena>,
-    pub(crate) page: AtomicUsize,
 }
+
+// (Under loom the sweep generation is a model atomic, larger than a `u32`.)
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<Span>() == 32);
+
+/// An atomic integer narrower than `usize`, read and written as `usize` (a field of a span
+/// record whose range is known to fit).
+#[derive(Debug)]
+pub(crate) struct Narrow<A>(A);
+
+macro_rules! narrow {
+    ($a:ty, $t:ty) => {
+        impl Narrow<$a> {
+            const fn new() -> Self {
+                Narrow(<$a>::new(0))
+            }
+
+            #[inline(always)]
+            pub(crate) fn load(&self, o: Ordering) -> usize {
+                self.0.load(o) as usize
+            }
+
+            /// Panics when `v` does not fit: callers check ranges first.
+            #[inline]
+            pub(crate) fn store(&self, v: usize, o: Ordering) {
+                let v = <$t>::try_from(v).expect("runtime: span field out of range");
+                self.0.store(v, o)
+            }
+        }
+    };
+}
+narrow!(AtomicU32, u32);
+narrow!(AtomicU16, u16);
+
+/// `(2^32 / size) + 1` for each size class (0 for class 0, the large objects): division of
+/// an offset by the object size as a multiply and a shift, exact for offsets inside a span.
+static DIVMAGIC: [u32; NUM_SIZE_CLASSES] = {
+    let mut t = [0u32; NUM_SIZE_CLASSES];
+    let mut c = 1;
+    while c < NUM_SIZE_CLASSES {
+        t[c] = (u32::MAX / CLASS_TO_SIZE[c] as u32) + 1;
+        c += 1;
+    }
+    t
+};
 
 impl Span {
     pub(crate) fn new() -> Self {
         Span {
             start: AtomicUsize::new(0),
-            npages: AtomicUsize::new(0),
+            arena: AtomicPtr::new(std::ptr::null_mut()),
+            npages: Narrow::<AtomicU32>::new(),
+            sweepgen: SweepGen::new(SWEEPGEN_FREE),
+            nelems: Narrow::<AtomicU16>::new(),
+            page: Narrow::<AtomicU16>::new(),
             spc: AtomicU8::new(0),
-            elemsize: AtomicUsize::new(0),
-            nelems: AtomicUsize::new(0),
-            divmagic: AtomicU32::new(0),
             state: AtomicU8::new(STATE_FREE),
             needzero: AtomicBool::new(false),
-            sweepgen: SweepGen::new(SWEEPGEN_FREE),
-            arena: AtomicPtr::new(std::ptr::null_mut()),
-            page: AtomicUsize::new(0),
         }
+    }
+
+    /// Bytes per object: the size class's size, or the whole span for a large object.
+    #[inline(always)]
+    pub(crate) fn elemsize(&self) -> usize {
+        let class = (self.spc.load(Ordering::Relaxed) >> 1) as usize;
+        if class == 0 {
+            self.npages.load(Ordering::Relaxed) * PAGE_SIZE
+        } else {
+            crate::sizeclass::class_size(class)
+        }
+    }
+
+    /// `(2^32 / elemsize) + 1` for a small span, 0 for a large one (see `DIVMAGIC`).
+    #[inline(always)]
+    pub(crate) fn divmagic(&self) -> u32 {
+        // `spc >> 1` is below `NUM_SIZE_CLASSES` for every value a `u8` span class can hold
+        // that `init` stores; `get` keeps a racing reader of a recycled record in bounds.
+        DIVMAGIC
+            .get((self.spc.load(Ordering::Relaxed) >> 1) as usize)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Initialise a span record for a new use. Caller: the heap, holding its lock, before the
@@ -144,14 +213,8 @@ impl Span {
         self.start.store(start, Ordering::Relaxed);
         self.npages.store(npages, Ordering::Relaxed);
         self.spc.store(spc as u8, Ordering::Relaxed);
-        self.elemsize.store(elemsize, Ordering::Relaxed);
+        debug_assert_eq!(self.elemsize(), elemsize, "runtime: span of a foreign size");
         self.nelems.store(nelems, Ordering::Relaxed);
-        let magic = if elemsize <= u32::MAX as usize {
-            (u32::MAX as usize / elemsize + 1) as u32
-        } else {
-            0
-        };
-        self.divmagic.store(magic, Ordering::Relaxed);
         self.needzero.store(needzero, Ordering::Relaxed);
         self.arena
             .store(arena as *const Arena as *mut Arena, Ordering::Relaxed);
@@ -176,7 +239,7 @@ impl Span {
             // Large objects: one per span.
             return 0;
         }
-        ((off as u64 * self.divmagic.load(Ordering::Relaxed) as u64) >> 32) as usize
+        ((off as u64 * self.divmagic() as u64) >> 32) as usize
     }
 
     pub(crate) fn is_large(&self) -> bool {

@@ -24,7 +24,7 @@ impl HeapInner {
     /// publishes the new generation and relinks the span; on `Freed` the span is gone.
     pub(crate) fn sweep_span(&self, s: &Span) -> Swept {
         let start = s.start.load(Ordering::Relaxed);
-        let elemsize = s.elemsize.load(Ordering::Relaxed);
+        let elemsize = s.elemsize();
         let mut nalloc = 0;
         let mut nfreed = 0;
         for w in 0..s.bitmap_words() {

@@ -215,9 +215,16 @@ impl Heap {
         // The span of the previous address, with the fields the index computation needs: a
         // batch tends to stay in one span, so most addresses skip the span lookup.
         let mut cur: Option<Cur<'_>> = None;
-        // The mark word being gathered: the span and word it belongs to, the mark bits seen
-        // when it was first touched, the alloc bits acquired then, and the bits to set.
-        let mut pend: Option<Pending<'_>> = None;
+        // The mark word being gathered, kept in locals so the loop runs in registers: its
+        // index in `cur`'s span (`NO_WORD` when none; a change of span flushes it first), the
+        // bits to skip (marked when first touched, or gathered since), the alloc bits
+        // acquired then, and the bits to set.
+        const NO_WORD: usize = usize::MAX;
+        let mut pw = NO_WORD;
+        let mut skip = 0u64;
+        let mut alloc = 0u64;
+        let mut bits = 0u64;
+        let mut words: Option<(&AtomicU64, &AtomicU64)> = None;
         for addr in addrs {
             let c = match cur {
                 Some(c) if addr.wrapping_sub(c.lo) < c.len => c,
@@ -225,6 +232,10 @@ impl Heap {
                     let Some((s, _)) = heap.span_of(addr) else {
                         continue;
                     };
+                    if let (Some(c), Some((mw, _))) = (cur, words.take()) {
+                        Pending::flush(heap, c, pw, mw, bits, &mut newly_marked);
+                    }
+                    pw = NO_WORD;
                     let c = Cur::of(s);
                     cur = Some(c);
                     c
@@ -235,45 +246,42 @@ impl Heap {
                 continue;
             }
             let (w, m) = (i / 64, 1u64 << (i % 64));
-            let p = match &mut pend {
-                Some(p) if std::ptr::eq(p.cur.span, c.span) && p.w == w => p,
-                _ => {
-                    if let Some(p) = pend.take() {
-                        p.flush(heap, &mut newly_marked);
-                    }
-                    let (Some(aw), Some(mw)) =
-                        (c.span.word_checked(ALLOC, w), c.span.word_checked(MARK, w))
-                    else {
-                        continue;
-                    };
-                    pend.insert(Pending {
-                        cur: c,
-                        w,
-                        mark_word: mw,
-                        // Relaxed, as in `Object::mark`: a plain load to skip marked objects.
-                        seen: mw.load(Ordering::Relaxed),
-                        alloc_word: aw,
-                        // Acquire: pairs with the Release store that published the objects
-                        // (see `Cache`), as in `object_in`.
-                        alloc: aw.load(Ordering::Acquire),
-                        bits: 0,
-                    })
+            if w != pw {
+                if let Some((mw, _)) = words.take() {
+                    Pending::flush(heap, c, pw, mw, bits, &mut newly_marked);
                 }
-            };
-            if (p.seen | p.bits) & m != 0 {
+                pw = NO_WORD;
+                let (Some(aw), Some(mw)) =
+                    (c.span.word_checked(ALLOC, w), c.span.word_checked(MARK, w))
+                else {
+                    continue;
+                };
+                pw = w;
+                words = Some((mw, aw));
+                // Relaxed, as in `Object::mark`: a plain load to skip marked objects.
+                skip = mw.load(Ordering::Relaxed);
+                // Acquire: pairs with the Release store that published the objects (see
+                // `Cache`), as in `object_in`.
+                alloc = aw.load(Ordering::Acquire);
+                bits = 0;
+            }
+            if skip & m != 0 {
                 continue;
             }
-            if p.alloc & m == 0 {
+            if alloc & m == 0 {
                 // Published since we looked? Look again (Acquire, as above).
-                p.alloc = p.alloc_word.load(Ordering::Acquire);
-                if p.alloc & m == 0 {
+                if let Some((_, aw)) = words {
+                    alloc = aw.load(Ordering::Acquire);
+                }
+                if alloc & m == 0 {
                     continue;
                 }
             }
-            p.bits |= m;
+            bits |= m;
+            skip |= m;
         }
-        if let Some(p) = pend {
-            p.flush(heap, &mut newly_marked);
+        if let (Some(c), Some((mw, _))) = (cur, words) {
+            Pending::flush(heap, c, pw, mw, bits, &mut newly_marked);
         }
     }
 
@@ -320,36 +328,36 @@ impl<'h> Cur<'h> {
     }
 }
 
-/// One mark word's worth of objects gathered by `mark_batch`.
-struct Pending<'h> {
-    cur: Cur<'h>,
-    w: usize,
-    mark_word: &'h AtomicU64,
-    seen: u64,
-    alloc_word: &'h AtomicU64,
-    alloc: u64,
-    bits: u64,
-}
+/// Flushing one mark word's worth of objects gathered by `mark_batch`.
+struct Pending;
 
-impl<'h> Pending<'h> {
-    /// Set the gathered bits with one atomic OR and report the objects this call marked.
+impl Pending {
+    /// Set `bits` of mark word `w` (`mark_word`) of `cur`'s span with one atomic OR and
+    /// report the objects this call marked.
     #[inline]
-    fn flush(self, heap: &'h HeapInner, f: &mut impl FnMut(Object<'_>)) {
-        if self.bits == 0 {
+    fn flush<'h>(
+        heap: &'h HeapInner,
+        cur: Cur<'h>,
+        w: usize,
+        mark_word: &'h AtomicU64,
+        bits: u64,
+        f: &mut impl FnMut(Object<'_>),
+    ) {
+        if bits == 0 {
             return;
         }
         // Relaxed, as in `Object::mark`.
-        let old = self.mark_word.fetch_or(self.bits, Ordering::Relaxed);
-        let mut new = self.bits & !old;
+        let old = mark_word.fetch_or(bits, Ordering::Relaxed);
+        let mut new = bits & !old;
         while new != 0 {
-            let i = self.w * 64 + new.trailing_zeros() as usize;
+            let i = w * 64 + new.trailing_zeros() as usize;
             new &= new - 1;
             f(Object {
-                mark_word: self.mark_word,
-                base: self.cur.lo + i * self.cur.elemsize,
-                size: self.cur.elemsize,
+                mark_word,
+                base: cur.lo + i * cur.elemsize,
+                size: cur.elemsize,
                 index: i,
-                span: self.cur.span,
+                span: cur.span,
                 heap,
             });
         }

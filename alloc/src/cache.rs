@@ -42,6 +42,12 @@ struct Slot {
     hb_start: usize,
     needzero: bool,
     noscan: bool,
+    /// The value of alloc-bit word `word`: this cache is its only writer while it holds the
+    /// span, so publication stores `alloc | bit` without loading the word first. (Adjacent
+    /// pages' bitmap words share cache lines; another thread's span next door makes that
+    /// line move between cores, and a load of it stalls the allocation where a store would
+    /// only wait in the store buffer.)
+    alloc: u64,
     hb_len: usize,
     nwords: usize,
     nelems: usize,
@@ -66,6 +72,7 @@ const EMPTY_SLOT: Slot = Slot {
     hb_start: 0,
     needzero: false,
     noscan: true,
+    alloc: 0,
 };
 
 impl Slot {
@@ -92,6 +99,8 @@ impl Slot {
         self.alloc_w = s.alloc_w(word);
         self.mark_w = s.mark_w(word);
         self.word_base = self.base + word * 64 * self.elemsize;
+        // Relaxed: we own the span's alloc bits (see the field).
+        self.alloc = self.alloc_word().load(Ordering::Relaxed);
     }
 }
 
@@ -267,7 +276,7 @@ impl Cache {
     #[inline(always)]
     fn finish(
         heap: &HeapInner,
-        slot: &Slot,
+        slot: &mut Slot,
         addr: usize,
         bit: usize,
         elemsize: usize,
@@ -315,8 +324,8 @@ impl Cache {
         // Publish. We are the only writer of this span's alloc bits while we hold it, so a
         // load and a store suffice; Release pairs with the Acquire in `find_object`, making
         // the zeroing, header and heap bits above visible to whoever finds the object.
-        let w = slot.alloc_word();
-        w.store(w.load(Ordering::Relaxed) | m, Ordering::Release);
+        slot.alloc |= m;
+        slot.alloc_word().store(slot.alloc, Ordering::Release);
     }
 
     /// Heap bits of an object larger than an arena: one run per arena it covers.
@@ -439,7 +448,7 @@ impl Cache {
         let base = s.start.load(Ordering::Relaxed);
         let arena = heap.arena_of(base);
         let hb = arena.heap_bits.words();
-        let slot = Slot {
+        let mut slot = Slot {
             free: 0,
             word_base: base,
             alloc_w: s.alloc_w(0),
@@ -455,8 +464,11 @@ impl Cache {
             hb_start: (base - arena.base) / 8,
             needzero: s.needzero.load(Ordering::Relaxed),
             noscan,
+            // Relaxed: the span is fresh and ours (see `Slot::alloc`).
+            alloc: s.alloc_w(0).load(Ordering::Relaxed),
         };
-        Self::finish(heap, &slot, base, 0, slot.elemsize, shape, core.black);
+        let elemsize = slot.elemsize;
+        Self::finish(heap, &mut slot, base, 0, elemsize, shape, core.black);
         core.counts.large_alloc += 1;
         core.counts.large_alloc_bytes += (npages * PAGE_SIZE) as u64;
         compiler_fence(Ordering::SeqCst);
@@ -483,8 +495,11 @@ impl CacheCore {
         let nwords = nelems.div_ceil(64);
         let mut word = 0;
         let mut free = 0;
+        let mut alloc = 0;
         while word < nwords {
-            free = !s.alloc_w(word).load(Ordering::Relaxed) & valid_mask(word, nelems);
+            // Relaxed: we own the span's alloc bits (see `Slot::alloc`).
+            alloc = s.alloc_w(word).load(Ordering::Relaxed);
+            free = !alloc & valid_mask(word, nelems);
             if free != 0 {
                 break;
             }
@@ -514,6 +529,7 @@ impl CacheCore {
             hb_start: (base - arena.base) / 8,
             needzero,
             noscan: spc & 1 == 1,
+            alloc,
         };
     }
 }

@@ -11,9 +11,12 @@
 //! then a multiply-shift division of the offset by the object size. The arena also holds the
 //! spans' object bitmaps (alloc, mark, and the rarely used finalize / queued / header bits;
 //! 1024 bits per page per kind, a span's starting at its first page's) and the heap bits, all
-//! in lazily backed `MAP_NORESERVE` memory, so a span record itself is small (~64 bytes) and
+//! in lazily backed `MAP_NORESERVE` memory, so a span record itself is small and
 //! metadata costs memory only where pages are in use; the scavenger returns the metadata of
-//! released pages together with the pages. The bitmaps are split: the first 128 bits of each
+//! released pages together with the pages. Span records are never deallocated (a racing
+//! reader may hold one), so after a burst the records of long-freed spans stay resident: a
+//! record is 32 bytes (object size and division magic come from the size-class table, counts
+//! are narrowed), 0.4% of the 8 KiB it describes. The bitmaps are split: the first 128 bits of each
 //! page sit in a dense region (16 bytes per page per kind, 256 pages to an OS page) and only
 //! the five classes under 64 bytes reach into an overflow region for the other 896, so a heap
 //! of larger objects keeps 1/8 of the bitmap resident that a flat layout would (an OS page of
@@ -32,8 +35,10 @@
 //! position. The fast path is: look up the class, count trailing zeros, clear the lowest bit,
 //! multiply — no lock, no atomic read-modify-write. Zeroing is skipped when the span's pages
 //! came fresh from the OS (or back from `MADV_DONTNEED`); heap bits are written for objects
-//! with pointers; then the slot's alloc bit is *published* with a Release store (a plain load
-//! and store: the cache is the only writer of a span it holds). From claim to publication
+//! with pointers; then the slot's alloc bit is *published* with a Release store (a plain
+//! store of the word's value, which the cache keeps beside its free bits: it is the only
+//! writer of a span it holds, and not loading the word spares a stall when a neighbouring
+//! page's span, cached by another thread, shares its cache line). From claim to publication
 //! the cache's `busy` word is set (plain stores and compiler fences), so a signal handler that
 //! wants to suspend this thread for a stack scan can see it is mid-allocation and defer. The
 //! busy word sits alone on its cache lines (it is stored twice per allocation; two caches'

@@ -411,9 +411,7 @@ impl M {
         }
         // Spin (steal) only while spinning Ms are fewer than half the busy Ps: more would
         // burn CPU for little gain.
-        let busy = shared
-            .procs()
-            .saturating_sub(shared.spin.npidle());
+        let busy = shared.procs().saturating_sub(shared.spin.npidle());
         if self.spinning.get() || 2 * shared.spin.nmspinning() < busy {
             if !self.spinning.get() {
                 self.spinning.set(true);

@@ -50,7 +50,9 @@ impl Spinning {
         {
             return false;
         }
-        self.nmspinning.compare_exchange(0, 1, Ordering::SeqCst, Ordering::Relaxed).is_ok()
+        self.nmspinning
+            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok()
     }
 
     /// An M starts spinning on its own (it holds a P and found no local work).

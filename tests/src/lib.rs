@@ -114,3 +114,52 @@ impl Gate {
         self.waiters.lock().unwrap().len()
     }
 }
+
+/// What [`park_many`] saw while every goroutine was parked.
+#[derive(Debug, Clone, Copy)]
+pub struct ParkedSnapshot {
+    /// Time to start all goroutines and see them parked.
+    pub parked_in: std::time::Duration,
+    /// `num_goroutine()` at that moment (the caller's goroutine included).
+    pub alive: usize,
+    /// Goroutines whose body ran.
+    pub started: usize,
+    /// RSS growth per parked goroutine, in bytes.
+    pub rss_per_goroutine: usize,
+    /// Memory mappings of the process at that moment.
+    pub maps: usize,
+}
+
+/// From inside a goroutine: starts `n` goroutines that park behind a gate, waits until all
+/// are parked, takes a snapshot, then opens the gate and waits for all of them to finish.
+pub fn park_many(n: usize) -> ParkedSnapshot {
+    use std::sync::Arc;
+    let gate = Arc::new(Gate::default());
+    let finished = Arc::new(WaitGroup::new(n));
+    let started = Arc::new(WaitGroup::new(n));
+    let before = rss_bytes();
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        let (gate, finished, started) = (gate.clone(), finished.clone(), started.clone());
+        gort_sched::go(move || {
+            started.done();
+            gate.wait();
+            finished.done();
+        });
+    }
+    // Park until every goroutine has started, then wait out the last few registering.
+    started.wait();
+    while gate.waiting() < n {
+        gort_sched::gosched();
+    }
+    let snapshot = ParkedSnapshot {
+        parked_in: t.elapsed(),
+        alive: gort_sched::num_goroutine(),
+        started: n - started.count.load(Ordering::Acquire),
+        rss_per_goroutine: rss_bytes().saturating_sub(before) / n,
+        maps: map_count(),
+    };
+    gate.open();
+    finished.wait();
+    snapshot
+}

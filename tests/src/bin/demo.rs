@@ -1,8 +1,7 @@
 //! The scheduler showcase run by `cargo xtask demo`: spawning and joining goroutines, then a
 //! million goroutines alive at once, with what it did and how long it took.
 
-use gort_tests::{Gate, WaitGroup, map_count, rss_bytes, runtime};
-use std::sync::Arc;
+use gort_tests::{park_many, runtime};
 use std::time::Instant;
 
 fn main() {
@@ -43,37 +42,12 @@ fn main() {
 
     // 3. One million goroutines alive at once, parked behind a gate, then released.
     let n = 1_000_000;
-    let before = rss_bytes();
     let t = Instant::now();
-    let (spawned_in, alive, maps, rss) = rt.block_on(move || {
-        let gate = Arc::new(Gate::default());
-        let wg = Arc::new(WaitGroup::new(n));
-        let started_wg = Arc::new(WaitGroup::new(n));
-        let t = Instant::now();
-        for _ in 0..n {
-            let (gate, wg, started_wg) = (gate.clone(), wg.clone(), started_wg.clone());
-            gort_sched::go(move || {
-                started_wg.done();
-                gate.wait();
-                wg.done();
-            });
-        }
-        // Park until every goroutine has started, then wait out the last few registering.
-        started_wg.wait();
-        while gate.waiting() < n {
-            gort_sched::gosched();
-        }
-        let spawned_in = t.elapsed();
-        let alive = gort_sched::num_goroutine();
-        let (maps, rss) = (map_count(), rss_bytes());
-        gate.open();
-        wg.wait();
-        (spawned_in, alive, maps, rss)
-    });
+    let s = rt.block_on(move || park_many(n));
     println!(
-        "{alive} goroutines alive at once (started and parked in {spawned_in:?}), \
-         {} bytes of RSS per goroutine, {maps} memory mappings",
-        (rss - before) / n
+        "{} goroutines alive at once (started and parked in {:?}), \
+         {} bytes of RSS per goroutine, {} memory mappings",
+        s.alive, s.parked_in, s.rss_per_goroutine, s.maps
     );
     println!(
         "released and finished all of them in {:?} in total",

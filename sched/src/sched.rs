@@ -151,11 +151,8 @@ impl Shared {
                 s.pstatus[id] = PStatus::Retired;
                 s.idle_ps.retain(|&i| i != id);
                 self.spin.p_taken();
-                let p = self.p(id);
                 // SAFETY: an idle P has no holder; the scheduler lock makes us its holder.
-                let owned = unsafe { p.owned() };
-                self.stacks.put_batch(owned.stacks.drain(..));
-                lock(&self.free_gs).append(&mut owned.free_gs);
+                unsafe { self.drain_p_caches(id) };
             }
         }
         s.retiring = (n..MAX_PROCS)
@@ -181,6 +178,17 @@ impl Shared {
         }
     }
 
+    /// Hands a retiring P's free stacks and Gs back to the runtime-wide pools.
+    ///
+    /// # Safety
+    /// The caller must be the P's holder (or hold `sched` while the P has none).
+    unsafe fn drain_p_caches(&self, id: usize) {
+        // SAFETY: exclusive by the caller's contract.
+        let owned = unsafe { self.p(id).owned() };
+        self.stacks.put_batch(owned.stacks.drain(..));
+        lock(&self.free_gs).append(&mut owned.free_gs);
+    }
+
     /// Takes an idle P. Caller holds `sched`.
     pub(crate) fn pidleget(&self, s: &mut SchedState) -> Option<usize> {
         let id = s.idle_ps.pop()?;
@@ -193,12 +201,9 @@ impl Shared {
     /// list, or into retirement when it is beyond GOMAXPROCS. Caller holds `sched` and was
     /// the P's holder.
     pub(crate) fn pidleput(&self, s: &mut SchedState, id: usize) {
-        let p = self.p(id);
         if id >= self.gomaxprocs.load(Ordering::Relaxed) {
             // SAFETY: the caller held the P until now and holds the scheduler lock.
-            let owned = unsafe { p.owned() };
-            self.stacks.put_batch(owned.stacks.drain(..));
-            lock(&self.free_gs).append(&mut owned.free_gs);
+            unsafe { self.drain_p_caches(id) };
             s.pstatus[id] = PStatus::Retired;
             s.retiring = s.retiring.saturating_sub(1);
             self.retired.notify_all();

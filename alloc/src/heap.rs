@@ -421,6 +421,15 @@ impl Heap {
         self.sweep_all();
         self.inner.wait_sweepers();
         self.inner.marking.store(true, StdOrdering::Relaxed);
+        // SAFETY: forwarded from our caller (the world is stopped).
+        unsafe { self.for_each_cache(|core| core.set_black(true)) };
+    }
+
+    /// Runs `f` on every registered cache's core, under the registry lock.
+    ///
+    /// # Safety
+    /// No thread may be inside a method of any cache of this heap (the world is stopped).
+    unsafe fn for_each_cache(&self, mut f: impl FnMut(&mut CacheCore)) {
         let caches = self
             .inner
             .caches
@@ -429,8 +438,7 @@ impl Heap {
         for c in caches.iter() {
             // SAFETY: the caller guarantees no thread is inside a method of this cache, so we
             // have exclusive access; the registry lock keeps it from being dropped meanwhile.
-            let core = unsafe { &mut *c.0 };
-            core.set_black(true);
+            f(unsafe { &mut *c.0 });
         }
     }
 
@@ -452,16 +460,13 @@ impl Heap {
         inner.sweepgen.store(sg, Ordering::Release);
         inner.sweep_cursor.store(0, StdOrdering::Relaxed);
         inner.sweep_pending.store(true, StdOrdering::Relaxed);
-        let caches = inner
-            .caches
-            .lock()
-            .expect("runtime: cache registry poisoned");
-        for c in caches.iter() {
-            // SAFETY: as in `start_mark`.
-            let core = unsafe { &mut *c.0 };
-            core.release_all(inner);
-            core.set_black(false);
-        }
+        // SAFETY: forwarded from our caller (the world is stopped).
+        unsafe {
+            self.for_each_cache(|core| {
+                core.release_all(inner);
+                core.set_black(false);
+            })
+        };
     }
 
     /// Release every cache's spans and flush its counters, making `stats` exact.
@@ -469,16 +474,8 @@ impl Heap {
     /// # Safety
     /// As for [`Heap::start_mark`]: the world must be stopped for this heap.
     pub unsafe fn flush_caches(&self) {
-        let caches = self
-            .inner
-            .caches
-            .lock()
-            .expect("runtime: cache registry poisoned");
-        for c in caches.iter() {
-            // SAFETY: as in `start_mark`.
-            let core = unsafe { &mut *c.0 };
-            core.release_all(&self.inner);
-        }
+        // SAFETY: forwarded from our caller (the world is stopped).
+        unsafe { self.for_each_cache(|core| core.release_all(&self.inner)) };
     }
 
     /// Sweep one unswept span, if any is left this cycle. Returns whether one was found.

@@ -96,9 +96,15 @@ impl Drop for Entry {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use super::Entry;
+    use super::{Entry, Inline};
+    use std::mem::{align_of, size_of};
+    use std::panic::{AssertUnwindSafe, catch_unwind};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn repr(e: &Entry) -> String {
+        format!("{e:?}")
+    }
 
     #[test]
     fn small_and_large_closures_run_once_and_drop_once() {
@@ -120,5 +126,99 @@ mod tests {
         let h = hits.clone();
         drop(Entry::new(move || drop((h, big))));
         assert_eq!(Arc::strong_count(&hits), 1);
+    }
+
+    /// A closure of exactly the inline size stays inline; one word more is boxed. Both run
+    /// with every captured word intact and drop their captures once, called or not.
+    #[test]
+    fn inline_capacity_boundary() {
+        let words = size_of::<Inline>() / size_of::<usize>();
+        let hits = Arc::new(AtomicUsize::new(0));
+        // An `Arc` plus `words - 1` integers: exactly the inline size.
+        let exact = |hits: Arc<AtomicUsize>| {
+            let pad = [3usize; 3];
+            assert_eq!(words, pad.len() + 1);
+            move || {
+                hits.fetch_add(pad.iter().sum::<usize>(), Ordering::SeqCst);
+            }
+        };
+        let over = |hits: Arc<AtomicUsize>| {
+            let pad = [5usize; 4];
+            move || {
+                hits.fetch_add(pad.iter().sum::<usize>(), Ordering::SeqCst);
+            }
+        };
+        assert_eq!(size_of_val(&exact(hits.clone())), size_of::<Inline>());
+        assert_eq!(size_of_val(&over(hits.clone())), size_of::<Inline>() + 8);
+        let e = Entry::new(exact(hits.clone()));
+        assert_eq!(repr(&e), "Entry(inline)");
+        e.run();
+        let e = Entry::new(over(hits.clone()));
+        assert_eq!(repr(&e), "Entry(boxed)");
+        e.run();
+        assert_eq!(hits.load(Ordering::SeqCst), 9 + 20);
+        drop(Entry::new(exact(hits.clone())));
+        drop(Entry::new(over(hits.clone())));
+        assert_eq!(Arc::strong_count(&hits), 1);
+    }
+
+    /// Captures aligned beyond the inline buffer are boxed and keep their alignment.
+    #[test]
+    fn over_aligned_captures_are_boxed() {
+        #[repr(align(64))]
+        struct Aligned(u8);
+        let a = Aligned(42);
+        assert!(align_of::<Aligned>() > align_of::<Inline>());
+        let hits = Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        let e = Entry::new(move || {
+            assert_eq!((&raw const a).addr() % 64, 0);
+            h.fetch_add(usize::from(a.0), Ordering::SeqCst);
+        });
+        assert_eq!(repr(&e), "Entry(boxed)");
+        e.run();
+        assert_eq!(hits.load(Ordering::SeqCst), 42);
+        assert_eq!(Arc::strong_count(&hits), 1);
+    }
+
+    /// A panicking closure, inline or boxed, drops its captures once while unwinding.
+    #[test]
+    fn panicking_closures_drop_their_captures_once() {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        let inline = Entry::new(move || {
+            h.fetch_add(1, Ordering::SeqCst);
+            panic!("inline entry panics");
+        });
+        assert_eq!(repr(&inline), "Entry(inline)");
+        let h = hits.clone();
+        let big = [1u64; 8];
+        let boxed = Entry::new(move || {
+            h.fetch_add(big.len(), Ordering::SeqCst);
+            panic!("boxed entry panics");
+        });
+        assert_eq!(repr(&boxed), "Entry(boxed)");
+        for e in [inline, boxed] {
+            assert!(catch_unwind(AssertUnwindSafe(|| e.run())).is_err());
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 9);
+        assert_eq!(Arc::strong_count(&hits), 1);
+    }
+
+    /// Entries holding heap captures move between places and threads before they run: the
+    /// inline buffer carries the captured pointers with their provenance.
+    #[test]
+    fn entries_move_across_threads_with_heap_captures() {
+        let boxed_value = Box::new(5usize);
+        let text = String::from("gort");
+        let inline = Entry::new(move || assert_eq!((*boxed_value, text.as_str()), (5, "gort")));
+        assert_eq!(repr(&inline), "Entry(inline)");
+        let v: Vec<u8> = (0..100).collect();
+        let zst = Entry::new(|| {});
+        assert_eq!(repr(&zst), "Entry(inline)");
+        let entries = [inline, Entry::new(move || assert_eq!(v.len(), 100)), zst];
+        std::thread::spawn(move || entries.into_iter().for_each(Entry::run))
+            .join()
+            .unwrap();
     }
 }

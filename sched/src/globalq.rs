@@ -144,3 +144,100 @@ mod loom_tests {
         });
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::runq::CAPACITY;
+    use std::sync::Arc;
+
+    fn item(v: usize) -> NonNull<usize> {
+        NonNull::from(Box::leak(Box::new(v)))
+    }
+
+    fn take(p: NonNull<usize>) -> usize {
+        // SAFETY: every pointer in these tests came from `item` and is taken exactly once.
+        *unsafe { Box::from_raw(p.as_ptr()) }
+    }
+
+    /// Items cross threads as addresses with their provenance; the queue owns them between.
+    struct Sent(NonNull<usize>);
+    // SAFETY: each wrapped item is owned by exactly one thread at a time.
+    unsafe impl Send for Sent {}
+
+    #[test]
+    fn push_pop_and_batches_keep_fifo_order_and_len() {
+        let q = GlobalQueue::<usize>::default();
+        q.push(item(0));
+        q.push_batch((1..10).map(item));
+        assert_eq!(q.len(), 10);
+        let local = RunQueue::<usize>::default();
+        // One to run now, three more into the local queue.
+        assert_eq!(take(q.lock().pop_batch(4, &local).unwrap()), 0);
+        assert_eq!(q.len(), 6);
+        let moved: Vec<usize> = std::iter::from_fn(|| local.pop()).map(take).collect();
+        assert_eq!(moved, [1, 2, 3]);
+        assert_eq!(take(q.lock().pop().unwrap()), 4);
+        let rest: Vec<usize> = std::iter::from_fn(|| q.lock().pop()).map(take).collect();
+        assert_eq!(rest, [5, 6, 7, 8, 9]);
+        assert_eq!(q.len(), 0);
+        assert!(q.lock().pop_batch(4, &local).is_none());
+        assert!(local.is_empty());
+    }
+
+    /// A batch never fills more than half the local ring, however large `max` is.
+    #[test]
+    fn pop_batch_is_capped_at_half_the_local_ring() {
+        let q = GlobalQueue::<usize>::default();
+        q.push_batch((0..CAPACITY + 3).map(item));
+        let local = RunQueue::<usize>::default();
+        assert_eq!(take(q.lock().pop_batch(usize::MAX, &local).unwrap()), 0);
+        assert_eq!(local.len(), CAPACITY / 2 - 1);
+        assert_eq!(q.len(), CAPACITY + 3 - CAPACITY / 2);
+        let mut got: Vec<usize> = std::iter::from_fn(|| local.pop()).map(take).collect();
+        got.extend(std::iter::from_fn(|| q.lock().pop()).map(take));
+        assert_eq!(got, (1..CAPACITY + 3).collect::<Vec<_>>());
+    }
+
+    /// Two pushers against a batch-popping consumer: nothing lost, nothing doubled.
+    #[test]
+    fn concurrent_pushers_and_a_batch_popper() {
+        let per = if cfg!(miri) { 20 } else { 2_000 };
+        let q = Arc::new(GlobalQueue::<usize>::default());
+        let pushers: Vec<_> = (0..2)
+            .map(|i| {
+                let q = q.clone();
+                std::thread::spawn(move || {
+                    for v in 0..per {
+                        let v = i * per + v;
+                        if v % 2 == 0 {
+                            q.push(item(v));
+                        } else {
+                            q.push_batch([item(v)]);
+                        }
+                    }
+                })
+            })
+            .collect();
+        let local = RunQueue::<usize>::default();
+        let mut got = Vec::new();
+        while got.len() < 2 * per {
+            match q.lock().pop_batch(3, &local) {
+                Some(p) => got.push(take(p)),
+                None => std::thread::yield_now(),
+            }
+            got.extend(std::iter::from_fn(|| local.pop()).map(take));
+        }
+        for p in pushers {
+            p.join().unwrap();
+        }
+        assert_eq!(q.len(), 0);
+        got.sort_unstable();
+        assert_eq!(got, (0..2 * per).collect::<Vec<_>>());
+        // Hand-over to another thread of items popped here.
+        q.push_batch([item(7), item(8)]);
+        let popped: Vec<Sent> = std::iter::from_fn(|| q.lock().pop()).map(Sent).collect();
+        let sum = std::thread::spawn(move || popped.into_iter().map(|s| take(s.0)).sum::<usize>());
+        assert_eq!(sum.join().unwrap(), 15);
+    }
+}

@@ -145,3 +145,43 @@ mod loom_tests {
         });
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    #[test]
+    fn a_token_left_before_park_is_consumed_once() {
+        let p = Parker::default();
+        p.unpark();
+        p.unpark();
+        assert!(p.park(None));
+        assert_eq!(p.state.load(Ordering::Relaxed), EMPTY);
+        // No token left: a timed park times out empty-handed.
+        assert!(!p.park(Some(Duration::from_millis(1))));
+        assert_eq!(p.state.load(Ordering::Relaxed), EMPTY);
+    }
+
+    /// Flag-then-unpark from other threads against check-then-park: no lost wake-up.
+    #[test]
+    fn unpark_from_another_thread_wakes_the_sleeper() {
+        let rounds = if cfg!(miri) { 10 } else { 1_000 };
+        for _ in 0..rounds {
+            let p = Arc::new(Parker::default());
+            let flag = Arc::new(AtomicBool::new(false));
+            let th = {
+                let (p, flag) = (p.clone(), flag.clone());
+                std::thread::spawn(move || {
+                    flag.store(true, Ordering::Release);
+                    p.unpark();
+                })
+            };
+            while !flag.load(Ordering::Acquire) {
+                p.park(None);
+            }
+            th.join().unwrap();
+        }
+    }
+}

@@ -307,11 +307,142 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
+    /// A heap item, so that Miri checks every hand-over of a real allocation.
+    fn item(v: usize) -> NonNull<usize> {
+        NonNull::from(Box::leak(Box::new(v)))
+    }
+
+    fn take(p: NonNull<usize>) -> usize {
+        // SAFETY: every pointer in these tests came from `item` and is taken exactly once.
+        *unsafe { Box::from_raw(p.as_ptr()) }
+    }
+
+    fn drain(q: &RunQueue<usize>) -> Vec<usize> {
+        std::iter::from_fn(|| q.pop()).map(take).collect()
+    }
+
+    #[test]
+    fn push_pop_is_fifo_and_runnext_goes_first() {
+        let q = RunQueue::<usize>::default();
+        assert!(q.is_empty());
+        for v in 0..5 {
+            q.push_back(item(v)).unwrap();
+        }
+        assert!(q.put_next(item(10)).is_none());
+        let old = q.put_next(item(11)).expect("runnext held 10");
+        assert_eq!(take(old), 10);
+        assert_eq!(q.len(), 6);
+        assert_eq!(drain(&q), [11, 0, 1, 2, 3, 4]);
+        assert!(q.is_empty());
+        assert!(q.pop().is_none());
+    }
+
+    /// A full ring hands back its older half plus the new item, in order, and keeps the
+    /// younger half.
+    #[test]
+    fn overflow_returns_the_older_half_and_the_new_item() {
+        let q = RunQueue::<usize>::default();
+        for v in 0..CAPACITY {
+            q.push_back(item(v)).unwrap();
+        }
+        assert_eq!(q.len(), CAPACITY);
+        let batch = q.push_back(item(CAPACITY)).unwrap_err();
+        let batch: Vec<usize> = batch.into_iter().map(take).collect();
+        let half = CAPACITY / 2;
+        assert_eq!(batch, (0..half).chain([CAPACITY]).collect::<Vec<_>>());
+        assert_eq!(drain(&q), (half..CAPACITY).collect::<Vec<_>>());
+    }
+
+    /// Head and tail wrap around `u32::MAX` and the ring's end without losing order.
+    #[test]
+    fn indexes_wrap_around() {
+        let q = RunQueue::<usize>::default();
+        let start = u32::MAX - 2;
+        q.head.store(start, Ordering::Relaxed);
+        q.tail.store(start, Ordering::Relaxed);
+        for round in 0..3 {
+            for v in 0..5 {
+                q.push_back(item(round * 10 + v)).unwrap();
+            }
+            let want: Vec<usize> = (0..5).map(|v| round * 10 + v).collect();
+            assert_eq!(drain(&q), want);
+        }
+        assert!(q.head.load(Ordering::Relaxed) < start);
+    }
+
+    /// A thief takes the older half (rounded up), runs the youngest of it at once and keeps
+    /// the rest in its own queue; `runnext` is stolen only from an empty ring.
+    #[test]
+    fn steal_takes_half_then_runnext() {
+        let q = RunQueue::<usize>::default();
+        let mine = RunQueue::<usize>::default();
+        for v in 0..5 {
+            q.push_back(item(v)).unwrap();
+        }
+        assert!(q.put_next(item(9)).is_none());
+        assert_eq!(take(q.steal_into(&mine).unwrap()), 2);
+        assert_eq!(drain(&mine), [0, 1]);
+        assert_eq!(take(q.steal_into(&mine).unwrap()), 3);
+        assert!(mine.is_empty());
+        assert_eq!(take(q.steal_into(&mine).unwrap()), 4);
+        assert_eq!(take(q.steal_into(&mine).unwrap()), 9);
+        assert!(q.steal_into(&mine).is_none());
+        assert!(q.is_empty() && mine.is_empty());
+    }
+
+    /// The owner pushes (overflowing), uses `runnext` and pops while a thief steals boxed
+    /// items and frees them on its own thread: each is taken exactly once, and Miri checks
+    /// that no thread touches an item it does not own.
+    #[test]
+    fn two_threads_hand_over_boxed_items() {
+        let n = if cfg!(miri) { 2 * CAPACITY } else { 20_000 };
+        let q = Arc::new(RunQueue::<usize>::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let thief = {
+            let (q, stop) = (q.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mine = RunQueue::<usize>::default();
+                let mut got = Vec::new();
+                loop {
+                    let done = stop.load(Ordering::Acquire);
+                    got.extend(q.steal_into(&mine).map(take));
+                    got.extend(drain(&mine));
+                    if done {
+                        return got;
+                    }
+                    std::thread::yield_now();
+                }
+            })
+        };
+        let mut got = Vec::new();
+        let mut overflow = Vec::new();
+        for v in 0..n {
+            let pushed = if v % 3 == 0 {
+                q.put_next(item(v)).map_or(Ok(()), |old| q.push_back(old))
+            } else {
+                q.push_back(item(v))
+            };
+            if let Err(batch) = pushed {
+                overflow.extend(batch);
+            }
+            if v % 5 == 0 {
+                got.extend(q.pop().map(take));
+            }
+        }
+        stop.store(true, Ordering::Release);
+        got.extend(thief.join().unwrap());
+        got.extend(drain(&q));
+        got.extend(overflow.into_iter().map(take));
+        got.sort_unstable();
+        assert_eq!(got, (0..n).collect::<Vec<_>>());
+    }
+
     /// The owner pushes and pops (overflowing into a "global" vector) while two thieves
-    /// steal: every item is taken exactly once.
+    /// steal: every item is taken exactly once. Items are bare addresses, never
+    /// dereferenced, so they need no provenance.
     #[test]
     fn smoke_runq_concurrent_steal() {
-        let n = 200_000usize;
+        let n = if cfg!(miri) { 1_000 } else { 200_000usize };
         let q = Arc::new(RunQueue::<usize>::default());
         let stop = Arc::new(AtomicBool::new(false));
         let thieves: Vec<_> = (0..2)
@@ -323,10 +454,10 @@ mod tests {
                     loop {
                         let done = stop.load(Ordering::Acquire);
                         if let Some(p) = q.steal_into(&mine) {
-                            got.push(p.as_ptr() as usize);
+                            got.push(p.addr().get());
                         }
                         while let Some(p) = mine.pop() {
-                            got.push(p.as_ptr() as usize);
+                            got.push(p.addr().get());
                         }
                         if done {
                             return got;
@@ -338,7 +469,7 @@ mod tests {
         let mut got = Vec::new();
         let mut overflow = Vec::new();
         for v in 1..=n {
-            let p = NonNull::new(v as *mut usize).unwrap();
+            let p = NonNull::new(ptr::without_provenance_mut::<usize>(v)).unwrap();
             if v % 3 == 0 {
                 if let Some(old) = q.put_next(p)
                     && let Err(batch) = q.push_back(old)
@@ -351,7 +482,7 @@ mod tests {
             if v % 5 == 0
                 && let Some(p) = q.pop()
             {
-                got.push(p.as_ptr() as usize);
+                got.push(p.addr().get());
             }
         }
         stop.store(true, Ordering::Release);
@@ -359,9 +490,9 @@ mod tests {
             got.extend(t.join().unwrap());
         }
         while let Some(p) = q.pop() {
-            got.push(p.as_ptr() as usize);
+            got.push(p.addr().get());
         }
-        got.extend(overflow.into_iter().map(|p| p.as_ptr() as usize));
+        got.extend(overflow.into_iter().map(|p| p.addr().get()));
         let mut vals = got;
         vals.sort_unstable();
         assert_eq!(vals, (1..=n).collect::<Vec<_>>());

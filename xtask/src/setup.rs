@@ -1,10 +1,10 @@
-//! Set-up for `cargo xtask test`: install the cross toolchain, Rust targets and components the
-//! later steps need, skipping whatever is already present, so CI works on a fresh machine.
+//! Set-up for `cargo xtask test`: install the cross toolchain, Rust targets and components, and
+//! the nightly toolchain with Miri, skipping whatever is present, so CI works on a fresh machine.
 
 use std::process::Command;
 
 use crate::summary::Outcome;
-use crate::util;
+use crate::{miri, util};
 
 /// Debian packages for the aarch64 smoke run: the qemu-user runner, the cross linker and
 /// the aarch64 C library to link against (`.cargo/config.toml` names the runner and linker).
@@ -18,6 +18,9 @@ const CROSS_TOOLS: &[&str] = &["qemu-aarch64-static", "aarch64-linux-gnu-gcc"];
 /// Rust targets: aarch64 for the qemu smoke run, macOS to type-check the kqueue backend.
 const RUST_TARGETS: &[&str] = &["aarch64-unknown-linux-gnu", "x86_64-apple-darwin"];
 const RUST_COMPONENTS: &[&str] = &["clippy", "rustfmt"];
+/// Components of the nightly toolchain for `cargo xtask miri` (Miri builds its own standard
+/// library from `rust-src`). Nothing but Miri uses nightly.
+const MIRI_COMPONENTS: &[&str] = &["miri", "rust-src"];
 
 /// Runs the whole set-up.
 pub fn run() -> Result<Outcome, String> {
@@ -25,6 +28,8 @@ pub fn run() -> Result<Outcome, String> {
     debian_packages(&mut installed)?;
     rust_targets(&mut installed)?;
     rust_components(&mut installed)?;
+    miri_toolchain(&mut installed)?;
+    miri_sysroot()?;
     if installed.is_empty() {
         eprintln!("everything present");
     } else {
@@ -183,6 +188,97 @@ fn rust_components(installed: &mut Vec<String>) -> Result<(), String> {
     )?;
     installed.extend(missing.iter().map(|s| s.to_string()));
     Ok(())
+}
+
+/// The set-up `cargo xtask miri` needs, alone: the nightly toolchain with Miri, and Miri's
+/// sysroot.
+pub fn miri() -> Result<Outcome, String> {
+    let mut installed = Vec::new();
+    miri_toolchain(&mut installed)?;
+    miri_sysroot()?;
+    if !installed.is_empty() {
+        eprintln!("installed: {}", installed.join(", "));
+    }
+    Ok(Outcome::Ok)
+}
+
+/// Installs the nightly toolchain with `MIRI_COMPONENTS`, or the components it lacks.
+fn miri_toolchain(installed: &mut Vec<String>) -> Result<(), String> {
+    let toolchain = miri::TOOLCHAIN;
+    if !util::on_path("rustup") {
+        if miri::check_installed().is_ok() {
+            return Ok(());
+        }
+        return Err(format!(
+            "rustup is not on PATH and `cargo +{toolchain} miri` does not work: Miri needs a \
+             {toolchain} toolchain with the {} components; install rustup \
+             (https://rustup.rs), then run `cargo xtask test setup` again",
+            MIRI_COMPONENTS.join(" and ")
+        ));
+    }
+    let Some(list) = output_of(Command::new("rustup").args([
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        toolchain,
+    ])) else {
+        // No such toolchain yet: a minimal one, with Miri, and nothing else.
+        util::run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            toolchain,
+            "--profile",
+            "minimal",
+            "--component",
+            &MIRI_COMPONENTS.join(","),
+        ]))
+        .map_err(|e| {
+            format!(
+                "{e}: could not install the {toolchain} toolchain with {}; check the \
+                 network and rustup's output above, or install it by hand with the same command",
+                MIRI_COMPONENTS.join(" and ")
+            )
+        })?;
+        installed.push(format!(
+            "{toolchain} toolchain ({})",
+            MIRI_COMPONENTS.join(", ")
+        ));
+        return Ok(());
+    };
+    let host = host_triple()?;
+    let missing: Vec<&str> = MIRI_COMPONENTS
+        .iter()
+        .copied()
+        .filter(|c| !listed(&list, c, &host))
+        .collect();
+    if missing.is_empty() {
+        eprintln!(
+            "{toolchain} components present: {}",
+            MIRI_COMPONENTS.join(" ")
+        );
+        return Ok(());
+    }
+    util::run(
+        Command::new("rustup")
+            .args(["component", "add", "--toolchain", toolchain])
+            .args(&missing),
+    )?;
+    installed.extend(missing.iter().map(|c| format!("{c} ({toolchain})")));
+    Ok(())
+}
+
+/// Builds Miri's standard library once per toolchain (`cargo miri setup` returns at once when
+/// it is there).
+fn miri_sysroot() -> Result<(), String> {
+    util::run(miri::nightly_cargo().args(["miri", "setup"])).map_err(|e| {
+        format!(
+            "{e}: Miri could not build its sysroot; check that the {} toolchain has the \
+             rust-src component (`rustup component add --toolchain {} rust-src`)",
+            miri::TOOLCHAIN,
+            miri::TOOLCHAIN
+        )
+    })
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::process::{Command, ExitCode};
 use crate::summary::{Outcome, Summary};
 use crate::util;
 use crate::workspace::Workspace;
-use crate::{loom, setup};
+use crate::{loom, miri, setup};
 
 /// Proptest cases at CI scale (ARCHITECTURE.md); a user-set `PROPTEST_CASES` wins.
 const CI_PROPTEST_CASES: &str = "32";
@@ -119,6 +119,15 @@ pub fn steps(ws: &Workspace) -> Vec<Step> {
             }
         }));
     }
+    for member in ws.library_members() {
+        let package = member.package.clone();
+        steps.push(Step::new(format!("miri {package}"), move |ws| {
+            match ws.member(&package) {
+                Some(m) => miri::run_one(ws, m, &[]),
+                None => Ok(Outcome::Skipped(format!("no package {package}"))),
+            }
+        }));
+    }
     for &(package, filter, cases) in AARCH64_SMOKE {
         steps.push(Step::new(format!("aarch64 {package}"), move |ws| {
             if ws.member(package).is_none() {
@@ -223,6 +232,8 @@ mod tests {
                 "heavy tests",
                 "loom gort-sched",
                 "loom gort-netpoll",
+                "miri gort-sched",
+                "miri gort-netpoll",
                 "aarch64 gort-sched",
                 "check gort-netpoll x86_64-apple-darwin",
             ]

@@ -263,7 +263,15 @@ fn miri_toolchain(installed: &mut Vec<String>) -> Result<(), String> {
         Command::new("rustup")
             .args(["component", "add", "--toolchain", toolchain])
             .args(&missing),
-    )?;
+    )
+    .map_err(|e| {
+        format!(
+            "{e}: if the installed {toolchain} has no {} for this host, replace it with one \
+             that has: `rustup toolchain install {toolchain} --profile minimal --component {}`",
+            missing.join(" or "),
+            MIRI_COMPONENTS.join(",")
+        )
+    })?;
     installed.extend(missing.iter().map(|c| format!("{c} ({toolchain})")));
     Ok(())
 }

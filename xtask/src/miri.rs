@@ -12,9 +12,11 @@
 //! error; the others get Miri's default (permissive provenance, which warns about such
 //! casts). Either way xtask adds two flags the test harness needs: `PROPTEST_CASES` is
 //! forwarded (Miri's isolation hides the environment otherwise), and proptest's look-up of its
-//! failure-persistence file (`getcwd`) gets an error instead of stopping the run.
+//! failure-persistence file (`getcwd`) gets an error instead of stopping the run. A crate's
+//! run that exceeds `TIMEOUT` is stopped and fails, naming the way to find the slow test.
 
 use std::process::{Command, ExitCode};
+use std::time::Duration;
 
 use crate::summary::{Outcome, Summary};
 use crate::util;
@@ -40,6 +42,10 @@ const HARNESS_FLAGS: &[&str] = &[
 /// Proptest cases under Miri, which runs about a thousand times slower than native code; a
 /// user-set `PROPTEST_CASES` wins.
 const MIRI_PROPTEST_CASES: &str = "4";
+
+/// A crate's Miri run, build included, that takes longer than this has a test that needs
+/// shrinking under `cfg(miri)`: it is stopped rather than left to eat CI's time.
+const TIMEOUT: Duration = Duration::from_secs(8 * 60);
 
 /// The `MIRIFLAGS` for `package`, given the user's value if any.
 pub fn miriflags(package: &str, user: Option<&str>) -> String {
@@ -108,7 +114,20 @@ pub fn run_one(_ws: &Workspace, member: &Member, extra: &[String]) -> Result<Out
         return Ok(Outcome::Skipped(why.to_string()));
     }
     check_installed()?;
-    util::run(&mut command(member, extra)).map(|()| Outcome::Ok)
+    util::run_with_timeout(&mut command(member, extra), TIMEOUT)
+        .map(|()| Outcome::Ok)
+        .map_err(|e| {
+            if e.contains("time-out") {
+                format!(
+                    "{e}: a test is too slow under Miri; find it with `cargo xtask miri {} -- \
+                     -Zunstable-options --report-time`, then shrink it under `cfg!(miri)` or \
+                     mark it `#[cfg_attr(miri, ignore = \"why\")]`",
+                    member.dir_name
+                )
+            } else {
+                e
+            }
+        })
 }
 
 /// `cargo xtask miri [crate] [-- args]`.

@@ -70,8 +70,7 @@ fn wait_until(
             Ok(Some(status)) => return Ok(status),
             Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
             Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
+                kill_tree(child);
                 return Err(format!(
                     "killed after the {} time-out",
                     fmt_duration(timeout)
@@ -82,7 +81,60 @@ fn wait_until(
     }
 }
 
-/// Like `run`, but kills the command if it is still running after `timeout`.
+/// Kills `child` and every process it started (`cargo` runs the test binaries, which a
+/// plain kill would leave running), then reaps `child`.
+fn kill_tree(child: &mut Child) {
+    // Listed first: once `child` dies, its children are re-parented and cannot be found.
+    let tree = descendants(child.id());
+    let _ = child.kill();
+    if !tree.is_empty() {
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .args(tree.iter().map(u32::to_string))
+            .stderr(Stdio::null())
+            .status();
+    }
+    let _ = child.wait();
+}
+
+/// The ids of the processes descended from `pid`, read from `/proc` (none where it is absent).
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(id) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|s| s.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parents.push((id, ppid));
+        }
+    }
+    let mut found = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(p) = frontier.pop() {
+        for &(id, ppid) in &parents {
+            if ppid == p && !found.contains(&id) {
+                found.push(id);
+                frontier.push(id);
+            }
+        }
+    }
+    found
+}
+
+/// Like `run`, but kills the command (and what it started) if it is still running after
+/// `timeout`.
 pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<(), String> {
     let line = describe(cmd);
     eprintln!("$ {line}");
@@ -193,6 +245,37 @@ mod tests {
         assert!(failed.unwrap_err().contains("failed"));
         let hung = run_with_timeout(Command::new("sleep").arg("30"), Duration::from_millis(100));
         assert!(hung.unwrap_err().contains("time-out"));
+    }
+
+    #[test]
+    fn time_out_kills_the_grandchildren_too() {
+        let dir = std::env::temp_dir().join(format!("xtask-kill-tree-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pid_file = dir.join("pid");
+        let script = format!("sleep 30 & echo $! > {}; wait", pid_file.display());
+        let hung = run_with_timeout(
+            Command::new("sh").args(["-c", &script]),
+            Duration::from_millis(300),
+        );
+        assert!(hung.unwrap_err().contains("time-out"));
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        // Killed: gone, or a zombie until init reaps it.
+        let stat = format!("/proc/{}/stat", pid.trim());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match std::fs::read_to_string(&stat) {
+                Err(_) => break,
+                Ok(s)
+                    if s.rsplit_once(')')
+                        .is_some_and(|(_, r)| r.trim_start().starts_with('Z')) =>
+                {
+                    break;
+                }
+                Ok(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+                Ok(s) => panic!("grandchild still running: {s}"),
+            }
+        }
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub(crate) struct G {
     pub(crate) stack: UnsafeCell<Option<Stack>>,
     pub(crate) entry: UnsafeCell<Option<Entry>>,
     pub(crate) locals: UnsafeCell<LocalValues>,
+    /// Set during the last round of local destruction (`spawn::destroy_locals`): from then
+    /// on `GoroutineLocal::with` refuses to create values. Cleared when the G is reused.
+    pub(crate) locals_closed: UnsafeCell<bool>,
     /// While the G waits for a token without leaving its thread (during a panic unwind), the
     /// parker of that thread's M. Set and cleared by the G; read by readiers (SeqCst: pairs
     /// with the token handshake, see `park.rs`).
@@ -57,6 +60,7 @@ impl G {
             stack: UnsafeCell::new(None),
             entry: UnsafeCell::new(None),
             locals: UnsafeCell::new(Vec::new()),
+            locals_closed: UnsafeCell::new(false),
             pinned_waiter: AtomicPtr::new(std::ptr::null_mut()),
         }
     }

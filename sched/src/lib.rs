@@ -90,6 +90,7 @@ mod g;
 mod globalq;
 mod gls;
 mod gstate;
+mod handoff;
 mod idle;
 mod loom;
 mod m;

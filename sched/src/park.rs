@@ -95,7 +95,7 @@ impl Goroutine {
         let w = self.g.pinned_waiter.load(Ordering::SeqCst);
         if !w.is_null() {
             // SAFETY: pinned waiters are parkers of Ms, kept alive by the runtime's
-            // `all_ms` list for the life of `shared`, which our handle keeps alive.
+            // `notes` list for the life of `shared`, which our handle keeps alive.
             unsafe { (*w).unpark() };
         }
     }

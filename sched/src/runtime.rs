@@ -11,6 +11,9 @@ use std::sync::Arc;
 /// Default virtual size of a goroutine stack (only touched pages cost memory).
 pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
 
+/// Default cap on the runtime's OS threads (Go's default for `debug.SetMaxThreads`).
+pub const DEFAULT_MAX_THREADS: usize = 10_000;
+
 /// Why a `Builder` refused its configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BuildError {
@@ -43,20 +46,36 @@ impl std::fmt::Display for BuildError {
 
 impl std::error::Error for BuildError {}
 
-/// Parses a `GOMAXPROCS` value as Go does: a positive integer, else `None` (use the default).
+/// Parses a `GOMAXPROCS` value exactly as Go does (its `atoi32`): an optional `-` and one or
+/// more ASCII digits whose value fits an `i32`. A positive value is the answer (clamped to
+/// [`MAX_PROCS`]); anything else — zero, negative, `+1`, surrounding spaces, overflow —
+/// is `None`: use the CPU count.
 pub fn parse_gomaxprocs(value: &str) -> Option<usize> {
-    value
-        .trim()
-        .parse::<usize>()
-        .ok()
-        .filter(|&n| n > 0)
-        .map(|n| n.min(MAX_PROCS))
+    let (negative, digits) = match value.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, value),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for b in digits.bytes() {
+        n = n * 10 + i64::from(b - b'0');
+        if n > i64::from(i32::MAX) + i64::from(negative) {
+            return None; // does not fit an i32
+        }
+    }
+    if negative || n == 0 {
+        return None;
+    }
+    Some((n as usize).min(MAX_PROCS))
 }
 
 /// Configures a [`Runtime`].
 pub struct Builder {
     procs: Option<usize>,
     stack_size: usize,
+    max_threads: usize,
     hook: Option<Box<dyn IdleHook>>,
 }
 
@@ -85,6 +104,7 @@ impl Builder {
         Builder {
             procs,
             stack_size: DEFAULT_STACK_SIZE,
+            max_threads: DEFAULT_MAX_THREADS,
             hook: None,
         }
     }
@@ -99,6 +119,13 @@ impl Builder {
     /// `[MIN_STACK_SIZE, MAX_STACK_SIZE]` (32 KiB .. 1 GiB).
     pub fn stack_size(mut self, bytes: usize) -> Builder {
         self.stack_size = bytes;
+        self
+    }
+
+    /// Most OS threads (Ms) the runtime may run at once (Go's `debug.SetMaxThreads`, default
+    /// 10000). Starting one more is fatal: `fatal error: thread exhaustion`. At least 1.
+    pub fn max_threads(mut self, n: usize) -> Builder {
+        self.max_threads = n.max(1);
         self
     }
 
@@ -147,7 +174,7 @@ impl Builder {
             .procs
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let hook = self.hook.unwrap_or_else(|| Box::new(FutexIdle::default()));
-        let shared = Arc::new(Shared::new(procs, size, hook));
+        let shared = Arc::new(Shared::new(procs, size, self.max_threads, hook));
         Ok(Runtime { shared })
     }
 }
@@ -300,13 +327,20 @@ pub fn num_goroutine() -> usize {
     calling_shared("num_goroutine").num_goroutine()
 }
 
-/// Builds a runtime with the defaults, runs `main` as its first goroutine, shuts the runtime
-/// down when `main` returns and returns its value (resuming its panic, if it panicked).
+/// Builds a runtime with the defaults, runs `main` as its first goroutine (goroutine 1), and
+/// when `main` returns shuts the runtime down and returns `main`'s value — whatever the
+/// other goroutines are doing, as a Go program ends when its `main` returns.
 ///
-/// As in Go, when every goroutine is parked and nothing can ready one — no M is running or
-/// inside [`blocking`](crate::blocking), the idle hook has no waiters, and no
-/// [`ForeignThread`] is registered — the process prints
-/// `fatal error: all goroutines are asleep - deadlock!` and exits with status 2.
+/// As in Go:
+/// * a panic escaping `main` prints `panic: <message>`, a blank line and
+///   `goroutine 1 [running]:`, and exits the process with status 2;
+/// * `goexit` in `main` ends only the main goroutine: the others keep running, and when none
+///   is left the process prints `fatal error: no goroutines (main called runtime.Goexit) -
+///   deadlock!` and exits with status 2;
+/// * when every goroutine is parked and nothing can ready one — no M is running or inside
+///   [`blocking`](crate::blocking), the idle hook has no waiters, no [`ForeignThread`] is
+///   registered and no goroutine waits on another runtime — the process prints
+///   `fatal error: all goroutines are asleep - deadlock!` and exits with status 2.
 ///
 /// # Safety
 /// As [`Builder::build`]: no goroutine of the runtime may hold a thread-bound value across a
@@ -321,6 +355,14 @@ where
         unsafe { Builder::new().build() }.expect("runtime: the default configuration is valid");
     rt.shared
         .detect_deadlock
-        .store(true, std::sync::atomic::Ordering::Relaxed);
-    rt.block_on(main)
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let h = match crate::spawn::spawn_main(&rt.shared, main) {
+        Ok(h) => h,
+        Err(e) => panic!("runtime: {e}"),
+    };
+    match h.join() {
+        Ok(v) => v,
+        // `spawn_main` ends the process on a panic and never completes after a goexit.
+        Err(_) => unreachable!("runtime: main goroutine completed with an error"),
+    }
 }

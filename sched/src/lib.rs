@@ -69,10 +69,45 @@
 //! panic stays on its thread until the unwind ends (std counts panics per thread): `gosched`
 //! does nothing then, and `park` hands the P off and waits on the thread.
 //!
-//! **Deadlock.** Under [`run`], the last M to go idle checks whether anything can ever run
-//! again (every P idle and empty, every other M idle, no hook waiters, no registered
-//! [`ForeignThread`]); if not, it prints Go's `fatal error: all goroutines are asleep -
-//! deadlock!` and exits with status 2.
+//! # The glue, and who owns what
+//!
+//! The protocols above are model-checked one by one; the bugs a review found were all where
+//! two of them meet. These rules keep them apart (each has a regression test in
+//! `tests/glue.rs`):
+//!
+//! * **`main` ends the program.** Under [`run`], deadlock detection is armed while `main`
+//!   runs and disarmed by the main goroutine itself *before* its value is handed back, so no
+//!   M can report the goroutines `main` left behind. A panic in `main` is Go's report and
+//!   status 2; `goexit` in `main` leaves the others running and, once none is left, is Go's
+//!   "no goroutines (main called runtime.Goexit)" deadlock.
+//! * **Deadlock.** The last M to go idle checks (under the scheduler lock) that nothing can
+//!   ever run again: every other M idle, every P idle and empty, the global queue empty, no
+//!   hook waiters, no [`ForeignThread`] — and no goroutine waiting on another runtime (a
+//!   cross-runtime `join` counts as a foreign thread of the joiner's runtime while it waits).
+//!   Then it prints Go's `fatal error: all goroutines are asleep - deadlock!` and exits 2.
+//! * **Two fairness ticks.** `find_runnable` looks at the global queue first every 61st
+//!   round (`sched_tick`). The yield fast path (below) has its own count (`yield_tick`):
+//!   every 61st fast yield with the global queue non-empty goes through the scheduler and
+//!   sets `check_global`, which makes the next `find_runnable` look there first. Sharing one
+//!   tick let the fast path take every 61st round, starving goroutines queued from outside.
+//! * **Giving up a P.** `go_idle` and `blocking`'s hand-off look at the global queue and put
+//!   the P on the idle list under the global queue's lock (`handoff.rs`, loom model), so a
+//!   goroutine queued concurrently is seen, or its enqueuer's `wakep` sees the idle P.
+//! * **Resizing.** A shrink retires idle Ps at once; a held P beyond GOMAXPROCS is retired by
+//!   its holder at its next scheduling point, and meanwhile its queue can be stolen (stealing
+//!   covers every P created, not just those below GOMAXPROCS). Every recount of the retiring
+//!   Ps notifies the shrinkers waiting on it (a grow can cancel a retirement).
+//! * **A recycled G starts clean.** Goroutine-locals are destroyed on the goroutine's own
+//!   stack, in rounds while destructors re-create locals (the last round refuses), so
+//!   nothing is carried into the next goroutine or dropped on a scheduler stack.
+//! * **Counting.** `num_goroutine` is one atomic counter (incremented at creation,
+//!   decremented after exit): exact at rest and a true value at some instant of the call.
+//!   Scans over Ps stop at the highest P created (`Shared::nps`), not at `MAX_PROCS`.
+//! * **Ms come and go.** An idle M parked for 2 s exits when more than 4 Ms are idle (a
+//!   burst of `blocking` calls does not leave its threads behind); its note is kept for the
+//!   runtime's life and reused by the next M, since a readier may still hold a pointer to its
+//!   parker. More than `Builder::max_threads` Ms (10000) is Go's `fatal error: thread
+//!   exhaustion`.
 //!
 //! **Yield fast path.** `gosched` hands the M straight to the next goroutine of the local
 //! queue (one switch, not two through the scheduler); the yielder is queued by the goroutine

@@ -143,8 +143,8 @@ pub use gls::GoroutineLocal;
 pub use idle::{FutexIdle, IdleHook};
 pub use park::{Goexit, Goroutine, blocking, current, goexit, goid, gosched, park};
 pub use runtime::{
-    BuildError, Builder, DEFAULT_STACK_SIZE, Runtime, gomaxprocs, num_goroutine, parse_gomaxprocs,
-    run,
+    BuildError, Builder, DEFAULT_IDLE_THREAD_EXIT, DEFAULT_MAX_THREADS, DEFAULT_STACK_SIZE,
+    Runtime, gomaxprocs, num_goroutine, parse_gomaxprocs, run,
 };
 pub use runtime::{ForeignThread, foreign_thread};
 pub use sched::MAX_PROCS;

@@ -28,10 +28,6 @@ const NO_P: usize = usize::MAX;
 /// Rounds over all victims a spinning M makes before giving up its P.
 const STEAL_ROUNDS: u32 = 4;
 
-/// An idle M parked this long without being handed a P exits, if more than
-/// `IDLE_M_RESERVE` Ms are idle.
-const IDLE_M_EXIT_AFTER: Duration = Duration::from_secs(2);
-
 /// Idle Ms kept parked however long they idle: enough to hand out Ps at once after a lull.
 const IDLE_M_RESERVE: usize = 4;
 
@@ -602,7 +598,7 @@ impl M {
         drop(s);
         loop {
             let parked = Instant::now();
-            self.note.parker.park(Some(IDLE_M_EXIT_AFTER));
+            self.note.parker.park(Some(shared.idle_m_exit_after));
             if let Some((id, spinning)) = self.note.take_handoff() {
                 self.adopt(id, spinning);
                 return Stopped::Continue;
@@ -610,13 +606,13 @@ impl M {
             if shared.shutdown.load(Ordering::Acquire) {
                 return Stopped::Continue;
             }
-            if parked.elapsed() >= IDLE_M_EXIT_AFTER && self.try_exit_idle() {
+            if parked.elapsed() >= shared.idle_m_exit_after && self.try_exit_idle() {
                 return Stopped::Exit;
             }
         }
     }
 
-    /// An M idle for `IDLE_M_EXIT_AFTER` leaves when more than `IDLE_M_RESERVE` Ms are idle
+    /// An M idle for `Builder::idle_thread_exit` (2 s) leaves when more than `IDLE_M_RESERVE` Ms are idle
     /// (3000 blocking calls at once must not leave 3000 threads forever). Under the scheduler
     /// lock: if our note is no longer on the idle list, a waker took it and a P is on its
     /// way, so we stay.

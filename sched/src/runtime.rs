@@ -3,16 +3,20 @@
 use crate::idle::{FutexIdle, IdleHook};
 use crate::m::current_m;
 use crate::park::current;
-use crate::sched::{MAX_PROCS, Shared};
+use crate::sched::{MAX_PROCS, Shared, ThreadLimits};
 use crate::spawn::{JoinHandle, SpawnError, spawn_on, start};
 use crate::stack::{MAX_STACK_SIZE, MIN_STACK_SIZE, page_size};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Default virtual size of a goroutine stack (only touched pages cost memory).
 pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
 
 /// Default cap on the runtime's OS threads (Go's default for `debug.SetMaxThreads`).
 pub const DEFAULT_MAX_THREADS: usize = 10_000;
+
+/// Default time a surplus idle OS thread lingers before exiting (`Builder::idle_thread_exit`).
+pub const DEFAULT_IDLE_THREAD_EXIT: Duration = Duration::from_secs(2);
 
 /// Why a `Builder` refused its configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +79,7 @@ pub fn parse_gomaxprocs(value: &str) -> Option<usize> {
 pub struct Builder {
     procs: Option<usize>,
     stack_size: usize,
-    max_threads: usize,
+    threads: ThreadLimits,
     hook: Option<Box<dyn IdleHook>>,
 }
 
@@ -84,6 +88,7 @@ impl std::fmt::Debug for Builder {
         f.debug_struct("Builder")
             .field("procs", &self.procs)
             .field("stack_size", &self.stack_size)
+            .field("threads", &self.threads)
             .finish_non_exhaustive()
     }
 }
@@ -104,7 +109,10 @@ impl Builder {
         Builder {
             procs,
             stack_size: DEFAULT_STACK_SIZE,
-            max_threads: DEFAULT_MAX_THREADS,
+            threads: ThreadLimits {
+                max: DEFAULT_MAX_THREADS,
+                idle_exit_after: DEFAULT_IDLE_THREAD_EXIT,
+            },
             hook: None,
         }
     }
@@ -125,7 +133,17 @@ impl Builder {
     /// Most OS threads (Ms) the runtime may run at once (Go's `debug.SetMaxThreads`, default
     /// 10000). Starting one more is fatal: `fatal error: thread exhaustion`. At least 1.
     pub fn max_threads(mut self, n: usize) -> Builder {
-        self.max_threads = n.max(1);
+        self.threads.max = n.max(1);
+        self
+    }
+
+    /// How long an idle OS thread (M) waits to be given work before it exits, when more than
+    /// a small reserve (4) of idle Ms exists (default 2 s). A burst of [`blocking`]
+    /// calls starts an M per call; this bounds how long their threads outlive the burst.
+    ///
+    /// [`blocking`]: crate::blocking
+    pub fn idle_thread_exit(mut self, after: Duration) -> Builder {
+        self.threads.idle_exit_after = after;
         self
     }
 
@@ -174,7 +192,7 @@ impl Builder {
             .procs
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let hook = self.hook.unwrap_or_else(|| Box::new(FutexIdle::default()));
-        let shared = Arc::new(Shared::new(procs, size, self.max_threads, hook));
+        let shared = Arc::new(Shared::new(procs, size, self.threads, hook));
         Ok(Runtime { shared })
     }
 }

@@ -13,6 +13,7 @@ use crate::stack::StackPool;
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 /// Most Ps a runtime can have; `gomaxprocs` clamps larger requests to this.
 pub const MAX_PROCS: usize = 1024;
@@ -84,6 +85,9 @@ pub(crate) struct Shared {
     pub(crate) nps: AtomicUsize,
     /// Cap on live Ms (`Builder::max_threads`).
     pub(crate) max_threads: usize,
+    /// How long an idle M beyond the reserve waits for a P before exiting
+    /// (`Builder::idle_thread_exit`).
+    pub(crate) idle_m_exit_after: Duration,
     /// Free Gs beyond the per-P caches.
     pub(crate) free_gs: Mutex<Vec<Arc<G>>>,
     pub(crate) next_mid: AtomicUsize,
@@ -96,6 +100,13 @@ pub(crate) struct Shared {
     /// Set when `run`'s main goroutine ended through `goexit`: once no goroutine is left,
     /// that is Go's "no goroutines (main called runtime.Goexit)" deadlock.
     pub(crate) main_goexited: AtomicBool,
+}
+
+/// How many Ms a runtime may run, and how long a surplus idle one lingers.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ThreadLimits {
+    pub(crate) max: usize,
+    pub(crate) idle_exit_after: Duration,
 }
 
 /// A value on its own 128-byte line (two 64-byte lines: adjacent-line prefetch), so a hot
@@ -129,7 +140,7 @@ impl Shared {
     pub(crate) fn new(
         procs: usize,
         stack_size: usize,
-        max_threads: usize,
+        threads: ThreadLimits,
         hook: Box<dyn IdleHook>,
     ) -> Shared {
         let shared = Shared {
@@ -156,7 +167,8 @@ impl Shared {
             next_goid: AtomicU64::new(1),
             ngoroutines: CachePadded(AtomicUsize::new(0)),
             nps: AtomicUsize::new(0),
-            max_threads,
+            max_threads: threads.max,
+            idle_m_exit_after: threads.idle_exit_after,
             free_gs: Mutex::new(Vec::new()),
             next_mid: AtomicUsize::new(1),
             detect_deadlock: AtomicBool::new(false),

@@ -513,23 +513,34 @@ fn os_threads() -> usize {
 fn idle_threads_beyond_a_reserve_exit_after_a_burst_of_blocking_calls() {
     if child_mode().as_deref() == Some("blocking-burst") {
         let rt = runtime(2);
-        let peak = rt.block_on(|| {
+        let sampling = Arc::new(AtomicBool::new(true));
+        let sampler = {
+            let sampling = sampling.clone();
+            std::thread::spawn(move || {
+                let mut peak = 0;
+                while sampling.load(Ordering::Relaxed) {
+                    peak = peak.max(os_threads());
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                peak
+            })
+        };
+        rt.block_on(|| {
             let hs: Vec<_> = (0..300)
-                .map(|_| spawn(|| blocking(|| std::thread::sleep(Duration::from_millis(200)))))
+                .map(|_| spawn(|| blocking(|| std::thread::sleep(Duration::from_millis(300)))))
                 .collect();
-            std::thread::sleep(Duration::from_millis(100));
-            let peak = os_threads();
             for h in hs {
                 h.join().unwrap();
             }
-            peak
         });
+        sampling.store(false, Ordering::Relaxed);
+        let peak = sampler.join().unwrap();
         let start = Instant::now();
         while os_threads() > 20 && start.elapsed() < Duration::from_secs(60) {
             std::thread::sleep(Duration::from_millis(50));
         }
         println!("peak {peak} threads, now {}", os_threads());
-        assert!(peak > 100, "the burst did not start threads ({peak})");
+        assert!(peak > 40, "the burst did not start threads ({peak})");
         assert!(os_threads() <= 20, "{} threads stayed", os_threads());
         return;
     }
@@ -603,4 +614,77 @@ fn gomaxprocs_parsing_accepts_exactly_what_go_accepts() {
     ] {
         assert_eq!(p(bad), None, "{bad:?} must mean: use the CPU count");
     }
+}
+
+#[test]
+fn threads_exiting_while_work_arrives_lose_nothing() {
+    within(Duration::from_secs(120), "M exit churn", || {
+        // SAFETY: as above.
+        let rt = Arc::new(
+            unsafe {
+                gort_sched::Builder::new()
+                    .gomaxprocs(2)
+                    .idle_thread_exit(Duration::from_micros(200))
+                    .build()
+            }
+            .unwrap(),
+        );
+        let done = Arc::new(AtomicUsize::new(0));
+        let feeders: Vec<_> = (0..2)
+            .map(|_| {
+                let (rt, done) = (rt.clone(), done.clone());
+                std::thread::spawn(move || {
+                    for i in 0..200 {
+                        let done = done.clone();
+                        rt.go(move || {
+                            if i % 3 == 0 {
+                                blocking(|| std::thread::sleep(Duration::from_micros(300)));
+                            }
+                            done.fetch_add(1, Ordering::SeqCst);
+                        })
+                        .unwrap();
+                        if i % 50 == 0 {
+                            std::thread::sleep(Duration::from_millis(2));
+                        }
+                    }
+                })
+            })
+            .collect();
+        let inner = rt.block_on({
+            let done = done.clone();
+            move || {
+                let mut hs = Vec::new();
+                for round in 0..40 {
+                    for _ in 0..10 {
+                        hs.push(spawn(|| {
+                            blocking(|| std::thread::sleep(Duration::from_micros(500)))
+                        }));
+                    }
+                    if round % 10 == 0 {
+                        // Let the surplus Ms time out and exit while more work arrives.
+                        blocking(|| std::thread::sleep(Duration::from_millis(3)));
+                    }
+                }
+                let n = hs.len();
+                for h in hs {
+                    h.join().unwrap();
+                }
+                done.fetch_add(n, Ordering::SeqCst);
+                n
+            }
+        });
+        for f in feeders {
+            f.join().unwrap();
+        }
+        let start = Instant::now();
+        while done.load(Ordering::SeqCst) < 400 + inner && start.elapsed() < Duration::from_secs(60)
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(
+            done.load(Ordering::SeqCst),
+            400 + inner,
+            "goroutines were lost"
+        );
+    });
 }

@@ -69,6 +69,24 @@
 //! panic stays on its thread until the unwind ends (std counts panics per thread): `gosched`
 //! does nothing then, and `park` hands the P off and waits on the thread.
 //!
+//! # Channels
+//!
+//! A channel (`chan/`) is Go's `hchan`: a bounded buffer and two wait queues (receivers,
+//! senders with their values) under one lock. A blocked operation is a *group* (one party:
+//! a goroutine, which parks, or a plain thread, which blocks) with one *entry* per case on
+//! each channel's queue — one case for a plain send or receive, several for a select. A
+//! counterpart completes an entry only after claiming its group with a CAS, so a party is
+//! completed exactly once however many channels it waits on; it fills or empties the entry's
+//! value slot, publishes `done` (Release) and wakes the party after releasing the channel's
+//! lock (waking may take scheduler locks, which never nest inside a channel lock). Values
+//! are handed over directly to a waiting receiver (capacity 0 is a rendezvous); a receive
+//! from a full buffer moves the oldest blocked sender's value in behind it, keeping FIFO.
+//! Closing claims every waiter: receivers see closed after the buffer drains, senders get
+//! their values back in the error — nothing is lost; dropping the last receiver does the same
+//! to senders. A plain thread blocked in a channel operation is counted (process-wide) so no
+//! runtime reports a deadlock it may be part of; a thread that feeds goroutines while
+//! running declares it with [`foreign_thread`].
+//!
 //! # The glue, and who owns what
 //!
 //! The protocols above are model-checked one by one; the bugs a review found were all where
@@ -115,11 +133,13 @@
 //!
 //! # What is deliberately absent
 //!
-//! Timers, channels, `select` and sysmon's preemption come with later work; a G that never
+//! Timers, `select`, deadline variants of channel operations, `sync` and sysmon's preemption
+//! come with later work; a G that never
 //! reaches a scheduling point keeps its M and P (a GOMAXPROCS shrink waits for it).
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod arch;
+pub mod chan;
 mod entry;
 mod g;
 mod globalq;
@@ -139,9 +159,12 @@ mod spawn;
 mod spinning;
 mod stack;
 
+pub use chan::{Receiver, Sender, chan};
 pub use gls::GoroutineLocal;
 pub use idle::{FutexIdle, IdleHook};
-pub use park::{Goexit, Goroutine, blocking, current, goexit, goid, gosched, park};
+pub use park::{
+    Goexit, Goroutine, WaitReason, blocking, current, goexit, goid, gosched, park, park_for,
+};
 pub use runtime::{
     BuildError, Builder, DEFAULT_IDLE_THREAD_EXIT, DEFAULT_MAX_THREADS, DEFAULT_STACK_SIZE,
     Runtime, gomaxprocs, num_goroutine, parse_gomaxprocs, run,

@@ -7,8 +7,11 @@ pub(crate) use loom::{
     hint::spin_loop,
     sync::{
         Arc, Condvar, Mutex, MutexGuard,
-        atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence},
+        atomic::{
+            AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence,
+        },
     },
+    thread,
 };
 
 #[cfg(not(loom))]
@@ -17,8 +20,11 @@ pub(crate) use std::{
     hint::spin_loop,
     sync::{
         Arc, Condvar, Mutex, MutexGuard,
-        atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence},
+        atomic::{
+            AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence,
+        },
     },
+    thread,
 };
 
 /// `UnsafeCell` with loom's `with` / `with_mut` accessors, so code that touches owner-only

@@ -384,3 +384,29 @@ where
         Err(_) => unreachable!("runtime: main goroutine completed with an error"),
     }
 }
+
+/// Plain threads blocked right now in one of the runtime's primitives (a channel operation),
+/// across all runtimes. Such a thread may be woken by a goroutine and then feed goroutines in
+/// turn, so while any exists no runtime reports a deadlock (the detectors read it; a
+/// conservative rule: no false reports, at the price of missing a deadlock that involves a
+/// blocked thread).
+pub(crate) static BLOCKED_THREADS: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
+/// Counts the calling plain thread in [`BLOCKED_THREADS`] while it lives.
+#[derive(Debug)]
+pub(crate) struct BlockedThread(());
+
+impl BlockedThread {
+    pub(crate) fn enter() -> BlockedThread {
+        // SeqCst: read by `check_deadlock`.
+        BLOCKED_THREADS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        BlockedThread(())
+    }
+}
+
+impl Drop for BlockedThread {
+    fn drop(&mut self) {
+        BLOCKED_THREADS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}

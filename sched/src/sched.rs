@@ -366,6 +366,7 @@ impl Shared {
         // after that store.
         if !self.detect_deadlock.load(Ordering::SeqCst)
             || self.foreign_threads.load(Ordering::SeqCst) != 0
+            || crate::runtime::BLOCKED_THREADS.load(Ordering::SeqCst) != 0
         {
             return;
         }

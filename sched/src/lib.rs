@@ -83,7 +83,11 @@
 //! from a full buffer moves the oldest blocked sender's value in behind it, keeping FIFO.
 //! Closing claims every waiter: receivers see closed after the buffer drains, senders get
 //! their values back in the error — nothing is lost; dropping the last receiver does the same
-//! to senders. A plain thread blocked in a channel operation is counted (process-wide) so no
+//! to senders. `select!` (`chan/select.rs`) locks all its channels in one global order (by
+//! channel id), polls its arms in random order (Go's fairness), and otherwise queues one
+//! entry per arm in a single group and parks; the group's claim-once CAS guarantees exactly
+//! one arm completes, and on waking it takes its other entries off their channels. A
+//! plain thread blocked in a channel operation is counted (process-wide) so no
 //! runtime reports a deadlock it may be part of; a thread that feeds goroutines while
 //! running declares it with [`foreign_thread`].
 //!
@@ -133,8 +137,8 @@
 //!
 //! # What is deliberately absent
 //!
-//! Timers, `select`, deadline variants of channel operations, `sync` and sysmon's preemption
-//! come with later work; a G that never
+//! Timers, deadline variants of channel operations, `sync` and sysmon's preemption come
+//! with later work; a G that never
 //! reaches a scheduling point keeps its M and P (a GOMAXPROCS shrink waits for it).
 #![deny(unsafe_op_in_unsafe_fn)]
 

@@ -22,6 +22,9 @@ pub(crate) struct State<T> {
 /// A channel shared by its `Sender`s and `Receiver`s.
 pub(crate) struct Chan<T> {
     pub(crate) cap: usize,
+    /// Unique for the process's life: the order in which a select locks channels (Go sorts
+    /// by address; an id is the same total order, and stays deterministic under loom).
+    pub(crate) id: u64,
     state: Mutex<State<T>>,
 }
 
@@ -33,6 +36,11 @@ pub(crate) struct Won<T>(Arc<Entry<T>>);
 impl<T> Won<T> {
     pub(crate) fn finish(self) {
         self.0.group.finish();
+    }
+
+    /// The group to finish later (a select finishes after releasing all its locks).
+    pub(crate) fn into_group(self) -> Arc<Group> {
+        self.0.group.clone()
     }
 }
 
@@ -70,8 +78,11 @@ pub(crate) enum RecvStep<T> {
 
 impl<T> Chan<T> {
     pub(crate) fn new(cap: usize) -> Chan<T> {
+        /// Ids for `Chan::id` (a plain std counter: not part of any modelled protocol).
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Chan {
             cap,
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             state: Mutex::new(State {
                 buf: VecDeque::with_capacity(cap.min(1024)),
                 closed: false,
@@ -183,5 +194,11 @@ impl<T> Chan<T> {
         let e = Arc::new(Entry::new(group.clone(), case, Some(v)));
         s.sendq.push_back(e.clone());
         e
+    }
+
+    /// Removes `e` from whichever queue holds it (a select's losing cases, after it woke).
+    pub(crate) fn dequeue(s: &mut State<T>, e: &Arc<Entry<T>>) {
+        s.recvq.retain(|x| !Arc::ptr_eq(x, e));
+        s.sendq.retain(|x| !Arc::ptr_eq(x, e));
     }
 }

@@ -112,6 +112,10 @@ impl<T: Send> Sender<T> {
 }
 
 impl<T> Sender<T> {
+    pub(crate) fn chan(&self) -> &Chan<T> {
+        &self.shared.chan
+    }
+
     /// Closes the channel (Go's `close`): receivers drain the buffer, then see closed;
     /// blocked and later sends fail with their values. Closing twice is an error.
     pub fn close(&self) -> Result<(), CloseError> {
@@ -200,6 +204,10 @@ impl<T: Send> Receiver<T> {
 }
 
 impl<T> Receiver<T> {
+    pub(crate) fn chan(&self) -> &Chan<T> {
+        &self.shared.chan
+    }
+
     /// Values buffered now.
     pub fn len(&self) -> usize {
         self.shared.chan.lock().buf.len()

@@ -27,8 +27,9 @@ enum Wake {
     Thread(thread::Thread),
 }
 
-/// One blocked party.
-pub(crate) struct Group {
+/// One blocked party (public only because `select!`'s hidden arm trait names it).
+#[doc(hidden)]
+pub struct Group {
     /// 0 while waiting; `case + 1` of the winning entry once claimed. CAS by claimers (AcqRel:
     /// a claimer that loses must not touch the slot; the winner's later writes are published
     /// by `done`).
@@ -66,6 +67,12 @@ impl Group {
         self.won
             .compare_exchange(0, case + 1, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
+    }
+
+    /// The case that won, once `wait` has returned.
+    pub(crate) fn winner(&self) -> Option<usize> {
+        // Acquire: pairs with the claimer's AcqRel CAS.
+        self.won.load(Ordering::Acquire).checked_sub(1)
     }
 
     /// Publishes the winner's slot and outcome and wakes the party. Called once, by the

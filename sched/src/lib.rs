@@ -91,6 +91,21 @@
 //! runtime reports a deadlock it may be part of; a thread that feeds goroutines while
 //! running declares it with [`foreign_thread`].
 //!
+//! # Timers
+//!
+//! Each P has a 4-ary heap of timers (`timer/`), lockable by any M, plus one heap for timers
+//! armed off any P; each heap mirrors its earliest deadline in an atomic, so checks take no
+//! lock. A timer is a cell whose state word is `seq << 1 | armed`: arming bumps `seq` and
+//! pushes an entry tagged with it, stopping clears `armed`, and an entry fires only if its
+//! `seq` is still the armed one — stop and reset never search a heap. Due timers are run
+//! by an M in `find_runnable` (its P's heap), by a stealing M (its victims' heaps: an idle
+//! or busy P's timers still fire) and by the M polling the idle hook, which sleeps exactly
+//! until the earliest deadline of any heap (a store-fence-recheck handshake with the armer,
+//! loom-checked, so a new earlier timer always interrupts the poll). An armed timer means
+//! the program is not deadlocked. `time.rs` builds Go's `Sleep`, `After`, `Tick`, `Timer`,
+//! `Ticker` and `AfterFunc` on it; plain threads get them from a small process-wide runtime
+//! whose only M polls until the next deadline.
+//!
 //! # The glue, and who owns what
 //!
 //! The protocols above are model-checked one by one; the bugs a review found were all where
@@ -137,8 +152,8 @@
 //!
 //! # What is deliberately absent
 //!
-//! Timers, deadline variants of channel operations, `sync` and sysmon's preemption come
-//! with later work; a G that never
+//! Deadline variants of channel operations, `sync` and sysmon's preemption come with later
+//! work; a G that never
 //! reaches a scheduling point keeps its M and P (a GOMAXPROCS shrink waits for it).
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -162,6 +177,8 @@ mod sched;
 mod spawn;
 mod spinning;
 mod stack;
+pub mod time;
+mod timer;
 
 pub use chan::{Receiver, Sender, chan};
 pub use gls::GoroutineLocal;

@@ -9,6 +9,7 @@ use crate::p::{FREE_G_MAX, P, STACK_CACHE_MAX};
 use crate::parker::Parker;
 use crate::sched::{Shared, lock};
 use crate::stack::{self, AltStack, Stack};
+use crate::timer::FOREIGN_HEAP;
 use std::cell::{Cell, UnsafeCell};
 use std::ptr::{self, NonNull};
 use std::sync::Arc;
@@ -313,8 +314,8 @@ impl M {
         let fair = unsafe {
             let o = p.owned();
             o.yield_tick = o.yield_tick.wrapping_add(1);
-            let fair =
-                o.yield_tick.is_multiple_of(GLOBAL_FAIRNESS_TICK) && this.shared.global.len() > 0;
+            let fair = o.yield_tick.is_multiple_of(GLOBAL_FAIRNESS_TICK)
+                && (this.shared.global.len() > 0 || this.shared.timers.has_timers(p.id));
             o.check_global |= fair;
             fair
         };
@@ -411,6 +412,7 @@ impl M {
             self.retire_p();
             return None;
         }
+        self.check_timers(p.id);
         // SAFETY: we hold our P; the reference ends within this statement.
         let fair = unsafe {
             let o = p.owned();
@@ -485,6 +487,22 @@ impl M {
         None
     }
 
+    /// Runs the due timers of heap `h` (our P's) and of the foreign heap. The clock is read
+    /// only when one of them holds a timer.
+    #[inline]
+    fn check_timers(&self, h: usize) {
+        let t = &self.shared.timers;
+        if !t.has_timers(h) && !t.has_timers(FOREIGN_HEAP) {
+            return;
+        }
+        let now = t.now();
+        for h in [h, FOREIGN_HEAP] {
+            if t.due(h, now) {
+                self.shared.run_timers(h, now);
+            }
+        }
+    }
+
     fn work_exists(&self) -> bool {
         let shared = &*self.shared;
         shared.global.len() > 0 || shared.created_ps().any(|p| !p.runq.is_empty())
@@ -514,6 +532,17 @@ impl M {
                     && let Some(g) = victim.runq.steal_into(&p.runq)
                 {
                     return Some(g);
+                }
+                // The victim may be idle or busy with a long goroutine: run its due timers
+                // (what they ready lands in our queue).
+                if shared.timers.has_timers(id) {
+                    let now = shared.timers.now();
+                    if shared.timers.due(id, now)
+                        && self.shared.run_timers(id, now) > 0
+                        && let Some(g) = p.runq.pop()
+                    {
+                        return Some(g);
+                    }
                 }
             }
             if shared.global.len() > 0
@@ -573,7 +602,13 @@ impl M {
             s.polling = true;
             s.poller = Some(self.note.clone());
             drop(s);
-            shared.hook.poll(None);
+            // Sleep until the earliest timer of any P (announced first: see `TimerHome`).
+            let deadline = shared.timers.poll_deadline(shared.nps());
+            let timeout = (deadline != u64::MAX)
+                .then(|| Duration::from_nanos(deadline.saturating_sub(shared.timers.now())));
+            shared.hook.poll(timeout);
+            shared.timers.poll_done();
+            self.shared.run_all_timers();
             let mut s = lock(&shared.sched);
             s.polling = false;
             if s.poller
@@ -584,13 +619,16 @@ impl M {
             }
             if let Some((id, spinning)) = self.note.take_handoff() {
                 self.adopt(id, spinning);
-                return Stopped::Continue;
-            }
-            // The poll may have readied goroutines onto the global queue.
-            if shared.global.len() > 0
+            } else if shared.global.len() > 0
                 && let Some(id) = shared.pidleget(&mut s)
             {
+                // The poll (or a timer) readied goroutines onto the global queue.
                 self.p.set(id);
+            }
+            drop(s);
+            if self.has_p() && shared.timers.armed.load(Ordering::SeqCst) != 0 {
+                // We stop polling with timers pending: another M should take over.
+                self.shared.wakep();
             }
             return Stopped::Continue;
         }

@@ -260,6 +260,10 @@ impl Runtime {
         self.shared.num_goroutine()
     }
 
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// Stops the runtime (idempotent); later spawns fail with [`SpawnError::Shutdown`].
     pub fn shutdown(&self) {
         self.shared.begin_shutdown();

@@ -10,6 +10,7 @@ use crate::m::{self, MNote};
 use crate::p::P;
 use crate::spinning::Spinning;
 use crate::stack::StackPool;
+use crate::timer::{Action, FOREIGN_HEAP, TimerCell, TimerHome};
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
@@ -72,6 +73,8 @@ pub(crate) struct Shared {
     pub(crate) spin: Spinning,
     pub(crate) shutdown: AtomicBool,
     pub(crate) hook: Box<dyn IdleHook>,
+    /// Every timer of this runtime (per-P heaps; `timer/home.rs`).
+    pub(crate) timers: Arc<TimerHome>,
     pub(crate) stacks: ManuallyDrop<StackPool>,
     pub(crate) next_goid: AtomicU64,
     /// Goroutines alive: incremented when a G is created, decremented when it has exited and
@@ -163,6 +166,7 @@ impl Shared {
             spin: Spinning::default(),
             shutdown: AtomicBool::new(false),
             hook,
+            timers: Arc::new(TimerHome::new()),
             stacks: ManuallyDrop::new(StackPool::new(stack_size)),
             next_goid: AtomicU64::new(1),
             ngoroutines: CachePadded(AtomicUsize::new(0)),
@@ -367,6 +371,7 @@ impl Shared {
         if !self.detect_deadlock.load(Ordering::SeqCst)
             || self.foreign_threads.load(Ordering::SeqCst) != 0
             || crate::runtime::BLOCKED_THREADS.load(Ordering::SeqCst) != 0
+            || self.timers.armed.load(Ordering::SeqCst) != 0
         {
             return;
         }
@@ -389,6 +394,69 @@ impl Shared {
         crate::m::fatal(&format!(
             "all goroutines are asleep - deadlock!\n\n{n} goroutine(s) parked forever"
         ));
+    }
+
+    /// Arms (or re-arms) `cell` to fire at `when`, on the calling M's P's heap (or the
+    /// foreign heap off this runtime's Ps), and makes sure some M will run it in time.
+    /// Returns whether the timer was already armed.
+    pub(crate) fn arm_timer(self: &Arc<Self>, cell: &Arc<TimerCell>, when: u64) -> bool {
+        let m = m::current_m();
+        // SAFETY: a non-null current M is this thread's live M; the borrow ends here.
+        let heap = (!m.is_null())
+            .then(|| unsafe { &*m })
+            .filter(|m| m.has_p() && Arc::ptr_eq(&m.shared, self))
+            .map_or(FOREIGN_HEAP, |m| m.p_ref().id);
+        let (seq, was) = cell.arm();
+        self.timers.push(heap, when, seq, cell.clone());
+        self.timer_armed(when);
+        was
+    }
+
+    /// A timer due at `when` was pushed (and fenced, see `TimerHome::push`): wake the
+    /// polling M if it sleeps past `when`; with no M polling, start one (a spinning M that
+    /// finds nothing ends up polling with the new deadline). With every P busy, the Ms check
+    /// their timers at their next scheduling point.
+    fn timer_armed(self: &Arc<Self>, when: u64) {
+        let until = self.timers.poll_until.load(Ordering::SeqCst);
+        if until == crate::timer::NOT_POLLING {
+            self.wakep();
+        } else if when < until {
+            self.hook.wake();
+        }
+    }
+
+    /// Runs the due timers of heap `h`. Returns how many fired.
+    pub(crate) fn run_timers(self: &Arc<Self>, h: usize, now: u64) -> usize {
+        let mut fired = 0;
+        while let Some(e) = self.timers.pop_due(h, now) {
+            let Some(next) = e.cell.fire(e.seq, e.when, now) else {
+                continue; // stale: stopped or re-armed since
+            };
+            if let Some((seq, when)) = next {
+                self.timers.push(h, when, seq, e.cell.clone());
+            }
+            fired += 1;
+            match &e.cell.action {
+                Action::Ready(g) => g.ready(),
+                Action::Send(tx) => {
+                    let _ = tx.try_send(std::time::Instant::now());
+                }
+                Action::Func(f) => {
+                    let f = f.clone();
+                    let _ = crate::spawn::start(self, crate::entry::Entry::new(move || f()));
+                }
+            }
+        }
+        fired
+    }
+
+    /// Runs the due timers of every heap (the polling M, after its poll).
+    pub(crate) fn run_all_timers(self: &Arc<Self>) -> usize {
+        let now = self.timers.now();
+        TimerHome::heap_ids(self.nps())
+            .filter(|&h| self.timers.due(h, now))
+            .map(|h| self.run_timers(h, now))
+            .sum()
     }
 
     /// Goroutines alive now (Go's `NumGoroutine`): exact, one atomic read.
@@ -431,6 +499,8 @@ impl Drop for Shared {
                 drop(unsafe { Arc::from_raw(g.as_ptr()) });
             }
         }
+        // Armed timers point back at the timer home through their cells: drop them.
+        self.timers.clear();
         if self.num_goroutine() == 0 {
             // SAFETY: dropped once, here; no goroutine is alive, so no stack is in use.
             unsafe { ManuallyDrop::drop(&mut self.stacks) };

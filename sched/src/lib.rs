@@ -91,6 +91,18 @@
 //! runtime reports a deadlock it may be part of; a thread that feeds goroutines while
 //! running declares it with [`foreign_thread`].
 //!
+//! # sync
+//!
+//! `sync/` rebuilds Go's `sync` on one semaphore (`sema.rs`: a FIFO of blocked parties under
+//! a lock, with direct hand-off of a released permit to the longest waiter). `Mutex` is
+//! Go's two-mode mutex: in normal mode a woken waiter competes with arriving lockers (which
+//! spin briefly on multi-core machines); a waiter kept out for over 1 ms turns it to
+//! starvation mode, where unlock hands the mutex straight to the first waiter (loom models
+//! both paths). `RwLock` (writer-preferring, Go's reader count with `MAX_READERS`),
+//! `WaitGroup` (counter and waiters in one word, Go's misuse checks), `Once` (done even if
+//! its function panics, as in Go), `Cond` (waiter queued before the mutex is released) and
+//! `Semaphore` complete the set. Everything parks goroutines and blocks plain threads.
+//!
 //! # Timers
 //!
 //! Each P has a 4-ary heap of timers (`timer/`), lockable by any M, plus one heap for timers
@@ -152,8 +164,7 @@
 //!
 //! # What is deliberately absent
 //!
-//! Deadline variants of channel operations, `sync` and sysmon's preemption come with later
-//! work; a G that never
+//! Sysmon's preemption comes with later work; a G that never
 //! reaches a scheduling point keeps its M and P (a GOMAXPROCS shrink waits for it).
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -177,6 +188,7 @@ mod sched;
 mod spawn;
 mod spinning;
 mod stack;
+pub mod sync;
 pub mod time;
 mod timer;
 

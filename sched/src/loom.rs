@@ -8,7 +8,8 @@ pub(crate) use loom::{
     sync::{
         Arc, Condvar, Mutex, MutexGuard,
         atomic::{
-            AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence,
+            AtomicBool, AtomicI32, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize,
+            Ordering, fence,
         },
     },
     thread,
@@ -21,7 +22,8 @@ pub(crate) use std::{
     sync::{
         Arc, Condvar, Mutex, MutexGuard,
         atomic::{
-            AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence,
+            AtomicBool, AtomicI32, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize,
+            Ordering, fence,
         },
     },
     thread,
@@ -39,6 +41,10 @@ pub(crate) struct UnsafeCell<T>(core::cell::UnsafeCell<T>);
 impl<T> UnsafeCell<T> {
     pub(crate) const fn new(value: T) -> Self {
         Self(core::cell::UnsafeCell::new(value))
+    }
+
+    pub(crate) fn into_inner(self) -> T {
+        self.0.into_inner()
     }
 
     #[inline(always)]

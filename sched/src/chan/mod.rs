@@ -5,7 +5,7 @@ mod error;
 mod handle;
 mod macros;
 mod select;
-mod waiter;
+pub(crate) mod waiter;
 
 pub use error::{CloseError, RecvError, SendError, TryRecvError, TrySendError};
 pub use handle::{IntoIter, Iter, Receiver, Sender, chan};

@@ -326,3 +326,55 @@ fn goroutines_blocked_on_one_channel_are_released_by_one_close() {
     });
     assert_eq!(n, 20_000);
 }
+
+#[test]
+fn deadline_variants_time_out_deliver_and_return_the_value() {
+    use gort_sched::chan::{RecvTimeoutError, SendTimeoutError};
+    let rt = runtime(2);
+    rt.block_on(|| {
+        let (tx, rx) = chan::<String>(0);
+        let start = std::time::Instant::now();
+        assert_eq!(
+            rx.recv_timeout(Duration::from_millis(20)),
+            Err(RecvTimeoutError::Timeout)
+        );
+        assert!(start.elapsed() >= Duration::from_millis(20));
+        match tx.send_timeout("back".to_string(), Duration::from_millis(10)) {
+            Err(SendTimeoutError::Timeout(v)) => assert_eq!(v, "back"),
+            other => panic!("expected a timeout with the value, got {other:?}"),
+        }
+        assert_eq!(
+            rx.recv_timeout(Duration::ZERO),
+            Err(RecvTimeoutError::Timeout)
+        );
+        // A value that arrives in time is delivered.
+        let tx2 = tx.clone();
+        go(move || {
+            gort_sched::time::sleep(Duration::from_millis(5));
+            tx2.send("hi".to_string()).unwrap();
+        });
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(20)).as_deref(),
+            Ok("hi")
+        );
+        let rx2 = rx.clone();
+        go(move || {
+            gort_sched::time::sleep(Duration::from_millis(5));
+            assert_eq!(rx2.recv().unwrap(), "there");
+        });
+        tx.send_deadline(
+            "there".to_string(),
+            std::time::Instant::now() + Duration::from_secs(20),
+        )
+        .unwrap();
+        tx.close().unwrap();
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(1)),
+            Err(RecvTimeoutError::Closed)
+        );
+        assert!(matches!(
+            tx.send_timeout("x".into(), Duration::from_secs(1)),
+            Err(SendTimeoutError::Closed(_))
+        ));
+    });
+}

@@ -29,6 +29,68 @@ pub enum TryRecvError {
     Closed,
 }
 
+/// Why a receive with a deadline got no value.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum RecvTimeoutError {
+    /// The deadline passed first.
+    Timeout,
+    /// Closed and drained.
+    Closed,
+}
+
+/// Why a send with a deadline did not send. Either way the value is returned.
+#[derive(PartialEq, Eq, Clone, Copy)]
+pub enum SendTimeoutError<T> {
+    /// The deadline passed first.
+    Timeout(T),
+    /// The channel is closed or has no receiver left.
+    Closed(T),
+}
+
+impl<T> SendTimeoutError<T> {
+    /// The value that was not sent.
+    pub fn into_inner(self) -> T {
+        match self {
+            SendTimeoutError::Timeout(v) | SendTimeoutError::Closed(v) => v,
+        }
+    }
+}
+
+impl<T> fmt::Debug for SendTimeoutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendTimeoutError::Timeout(_) => f.write_str("Timeout(..)"),
+            SendTimeoutError::Closed(_) => f.write_str("Closed(..)"),
+        }
+    }
+}
+
+impl<T> fmt::Display for SendTimeoutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendTimeoutError::Timeout(_) => f.write_str(
+                "send timed out: no receiver took the value before the deadline; the value \
+                 is returned in the error",
+            ),
+            SendTimeoutError::Closed(_) => SendError(()).fmt(f),
+        }
+    }
+}
+
+impl fmt::Display for RecvTimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecvTimeoutError::Timeout => {
+                f.write_str("receive timed out: no value arrived before the deadline")
+            }
+            RecvTimeoutError::Closed => RecvError.fmt(f),
+        }
+    }
+}
+
+impl<T> std::error::Error for SendTimeoutError<T> {}
+impl std::error::Error for RecvTimeoutError {}
+
 /// `close` on a channel that was already closed (Go panics with "close of closed channel").
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub struct CloseError;

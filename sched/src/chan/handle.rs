@@ -1,10 +1,15 @@
 //! The user's handles: `chan`, `Sender` and `Receiver`, blocking and non-blocking.
 
 use super::core::{Chan, RecvStep, SendStep};
-use super::error::{CloseError, RecvError, SendError, TryRecvError, TrySendError};
+use super::error::{
+    CloseError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
+    TrySendError,
+};
+use super::select::{RecvArm, SelectArm, SendArm, select};
 use super::waiter::{Group, OUTCOME_OK};
 use crate::WaitReason;
 use crate::loom::{Arc, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 /// Shared by every handle of one channel.
 struct Shared<T> {
@@ -93,6 +98,40 @@ impl<T: Send> Sender<T> {
         }
     }
 
+    /// Sends `v`, waiting at most `timeout`. A zero timeout only tries.
+    pub fn send_timeout(&self, v: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
+        let v = match self.try_send(v) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Closed(v)) => return Err(SendTimeoutError::Closed(v)),
+            Err(TrySendError::Full(v)) if timeout.is_zero() => {
+                return Err(SendTimeoutError::Timeout(v));
+            }
+            Err(TrySendError::Full(v)) => v,
+        };
+        let timer = crate::time::Timer::new(timeout);
+        let ticks = timer
+            .receiver()
+            .expect("runtime: a channel timer has a channel");
+        let mut send = SendArm::new(self, v);
+        let mut expiry = RecvArm::new(ticks);
+        select(&mut [&mut send as &mut dyn SelectArm, &mut expiry], false);
+        timer.stop();
+        if send.won() {
+            return send
+                .into_result()
+                .map_err(|e| SendTimeoutError::Closed(e.0));
+        }
+        let v = send
+            .into_unsent()
+            .expect("runtime: a timed-out send lost its value");
+        Err(SendTimeoutError::Timeout(v))
+    }
+
+    /// Sends `v`, waiting until `deadline` at most.
+    pub fn send_deadline(&self, v: T, deadline: Instant) -> Result<(), SendTimeoutError<T>> {
+        self.send_timeout(v, deadline.saturating_duration_since(Instant::now()))
+    }
+
     /// Sends `v` if that can be done without waiting.
     pub fn try_send(&self, v: T) -> Result<(), TrySendError<T>> {
         let chan = &self.shared.chan;
@@ -177,6 +216,35 @@ impl<T: Send> Receiver<T> {
             (OUTCOME_OK, None) => unreachable!("runtime: a completed receive has no value"),
             _ => Err(RecvError),
         }
+    }
+
+    /// Receives a value, waiting at most `timeout`. A zero timeout only tries.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        match self.try_recv() {
+            Ok(v) => return Ok(v),
+            Err(TryRecvError::Closed) => return Err(RecvTimeoutError::Closed),
+            Err(TryRecvError::Empty) if timeout.is_zero() => {
+                return Err(RecvTimeoutError::Timeout);
+            }
+            Err(TryRecvError::Empty) => {}
+        }
+        let timer = crate::time::Timer::new(timeout);
+        let ticks = timer
+            .receiver()
+            .expect("runtime: a channel timer has a channel");
+        let mut value = RecvArm::new(self);
+        let mut expiry = RecvArm::new(ticks);
+        select(&mut [&mut value as &mut dyn SelectArm, &mut expiry], false);
+        timer.stop();
+        if value.won() {
+            return value.into_result().map_err(|_| RecvTimeoutError::Closed);
+        }
+        Err(RecvTimeoutError::Timeout)
+    }
+
+    /// Receives a value, waiting until `deadline` at most.
+    pub fn recv_deadline(&self, deadline: Instant) -> Result<T, RecvTimeoutError> {
+        self.recv_timeout(deadline.saturating_duration_since(Instant::now()))
     }
 
     /// Receives a value if one is ready now.

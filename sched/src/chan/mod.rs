@@ -7,7 +7,10 @@ mod macros;
 mod select;
 pub(crate) mod waiter;
 
-pub use error::{CloseError, RecvError, SendError, TryRecvError, TrySendError};
+pub use error::{
+    CloseError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
+    TrySendError,
+};
 pub use handle::{IntoIter, Iter, Receiver, Sender, chan};
 #[doc(hidden)]
 pub use select::{RecvArm, RecvSource, SelectArm, SendArm, SendSource, select};

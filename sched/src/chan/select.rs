@@ -199,6 +199,17 @@ impl<'a, T: Send> SendArm<'a, T> {
             .expect("runtime: select arm chosen without a result")
     }
 
+    /// A losing arm's value, after `select` returned: still unsent, back to the caller.
+    pub(crate) fn into_unsent(mut self) -> Option<T> {
+        if let Some(v) = self.value.take() {
+            return Some(v);
+        }
+        let e = self.entry.take()?;
+        // SAFETY: `select` returned, so our group is done and this entry was taken off its
+        // channel (it lost); nobody else can reach its slot any more.
+        unsafe { e.result() }.1
+    }
+
     fn chan(&self) -> &'a Chan<T> {
         self.tx.expect("runtime: disabled select arm used").chan()
     }

@@ -6,7 +6,7 @@ use crate::parker::Parker;
 use crate::stack::Stack;
 use std::any::Any;
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, Ordering};
 
 pub(crate) use crate::entry::Entry;
 
@@ -34,10 +34,16 @@ pub(crate) struct G {
     pub(crate) stack: UnsafeCell<Option<Stack>>,
     pub(crate) entry: UnsafeCell<Option<Entry>>,
     pub(crate) locals: UnsafeCell<LocalValues>,
+    /// Set during the last round of local destruction (`spawn::destroy_locals`): from then
+    /// on `GoroutineLocal::with` refuses to create values. Cleared when the G is reused.
+    pub(crate) locals_closed: UnsafeCell<bool>,
     /// While the G waits for a token without leaving its thread (during a panic unwind), the
     /// parker of that thread's M. Set and cleared by the G; read by readiers (SeqCst: pairs
     /// with the token handshake, see `park.rs`).
     pub(crate) pinned_waiter: AtomicPtr<Parker>,
+    /// Why the G last parked (`WaitReason as u8`). Written by the G before it parks; read by
+    /// goroutine dumps (Relaxed: a hint).
+    pub(crate) wait_reason: AtomicU8,
 }
 
 // SAFETY: the cells are accessed only by the party holding the scheduling reference, which
@@ -57,7 +63,9 @@ impl G {
             stack: UnsafeCell::new(None),
             entry: UnsafeCell::new(None),
             locals: UnsafeCell::new(Vec::new()),
+            locals_closed: UnsafeCell::new(false),
             pinned_waiter: AtomicPtr::new(std::ptr::null_mut()),
+            wait_reason: AtomicU8::new(0),
         }
     }
 

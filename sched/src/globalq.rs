@@ -37,6 +37,11 @@ pub(crate) struct Locked<'a, T> {
 }
 
 impl<T> Locked<'_, T> {
+    /// Goroutines queued (exact: we hold the lock).
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
+
     pub(crate) fn push(&mut self, item: NonNull<T>) {
         self.items.push_back(item);
         self.len.store(self.items.len(), Ordering::SeqCst);

@@ -61,6 +61,14 @@ impl<T: 'static> GoroutineLocal<T> {
             match find::<T>(unsafe { &*(*g).locals.get() }, key) {
                 Some(p) => p,
                 None => {
+                    // SAFETY: as above.
+                    if unsafe { *(*g).locals_closed.get() } {
+                        panic!(
+                            "runtime: GoroutineLocal used while the goroutine's locals were \
+                             being destroyed for the last time (destructors kept re-creating \
+                             locals)"
+                        );
+                    }
                     let boxed: Box<dyn Any> = Box::new((self.init)());
                     // SAFETY: as above.
                     insert::<T>(unsafe { &mut *(*g).locals.get() }, key, boxed)

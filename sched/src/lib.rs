@@ -69,10 +69,94 @@
 //! panic stays on its thread until the unwind ends (std counts panics per thread): `gosched`
 //! does nothing then, and `park` hands the P off and waits on the thread.
 //!
-//! **Deadlock.** Under [`run`], the last M to go idle checks whether anything can ever run
-//! again (every P idle and empty, every other M idle, no hook waiters, no registered
-//! [`ForeignThread`]); if not, it prints Go's `fatal error: all goroutines are asleep -
-//! deadlock!` and exits with status 2.
+//! # Channels
+//!
+//! A channel (`chan/`) is Go's `hchan`: a bounded buffer and two wait queues (receivers,
+//! senders with their values) under one lock. A blocked operation is a *group* (one party:
+//! a goroutine, which parks, or a plain thread, which blocks) with one *entry* per case on
+//! each channel's queue — one case for a plain send or receive, several for a select. A
+//! counterpart completes an entry only after claiming its group with a CAS, so a party is
+//! completed exactly once however many channels it waits on; it fills or empties the entry's
+//! value slot, publishes `done` (Release) and wakes the party after releasing the channel's
+//! lock (waking may take scheduler locks, which never nest inside a channel lock). Values
+//! are handed over directly to a waiting receiver (capacity 0 is a rendezvous); a receive
+//! from a full buffer moves the oldest blocked sender's value in behind it, keeping FIFO.
+//! Closing claims every waiter: receivers see closed after the buffer drains, senders get
+//! their values back in the error — nothing is lost; dropping the last receiver does the same
+//! to senders. `select!` (`chan/select.rs`) locks all its channels in one global order (by
+//! channel id), polls its arms in random order (Go's fairness), and otherwise queues one
+//! entry per arm in a single group and parks; the group's claim-once CAS guarantees exactly
+//! one arm completes, and on waking it takes its other entries off their channels. A
+//! plain thread blocked in a channel operation is counted (process-wide) so no
+//! runtime reports a deadlock it may be part of; a thread that feeds goroutines while
+//! running declares it with [`foreign_thread`].
+//!
+//! # sync
+//!
+//! `sync/` rebuilds Go's `sync` on one semaphore (`sema.rs`: a FIFO of blocked parties under
+//! a lock, with direct hand-off of a released permit to the longest waiter). `Mutex` is
+//! Go's two-mode mutex: in normal mode a woken waiter competes with arriving lockers (which
+//! spin briefly on multi-core machines); a waiter kept out for over 1 ms turns it to
+//! starvation mode, where unlock hands the mutex straight to the first waiter (loom models
+//! both paths). `RwLock` (writer-preferring, Go's reader count with `MAX_READERS`),
+//! `WaitGroup` (counter and waiters in one word, Go's misuse checks), `Once` (done even if
+//! its function panics, as in Go), `Cond` (waiter queued before the mutex is released) and
+//! `Semaphore` complete the set. Everything parks goroutines and blocks plain threads.
+//!
+//! # Timers
+//!
+//! Each P has a 4-ary heap of timers (`timer/`), lockable by any M, plus one heap for timers
+//! armed off any P; each heap mirrors its earliest deadline in an atomic, so checks take no
+//! lock. A timer is a cell whose state word is `seq << 1 | armed`: arming bumps `seq` and
+//! pushes an entry tagged with it, stopping clears `armed`, and an entry fires only if its
+//! `seq` is still the armed one — stop and reset never search a heap. Due timers are run
+//! by an M in `find_runnable` (its P's heap), by a stealing M (its victims' heaps: an idle
+//! or busy P's timers still fire) and by the M polling the idle hook, which sleeps exactly
+//! until the earliest deadline of any heap (a store-fence-recheck handshake with the armer,
+//! loom-checked, so a new earlier timer always interrupts the poll). An armed timer means
+//! the program is not deadlocked. `time.rs` builds Go's `Sleep`, `After`, `Tick`, `Timer`,
+//! `Ticker` and `AfterFunc` on it; plain threads get them from a small process-wide runtime
+//! whose only M polls until the next deadline.
+//!
+//! # The glue, and who owns what
+//!
+//! The protocols above are model-checked one by one; the bugs a review found were all where
+//! two of them meet. These rules keep them apart (each has a regression test in
+//! `tests/glue.rs`):
+//!
+//! * **`main` ends the program.** Under [`run`], deadlock detection is armed while `main`
+//!   runs and disarmed by the main goroutine itself *before* its value is handed back, so no
+//!   M can report the goroutines `main` left behind. A panic in `main` is Go's report and
+//!   status 2; `goexit` in `main` leaves the others running and, once none is left, is Go's
+//!   "no goroutines (main called runtime.Goexit)" deadlock.
+//! * **Deadlock.** The last M to go idle checks (under the scheduler lock) that nothing can
+//!   ever run again: every other M idle, every P idle and empty, the global queue empty, no
+//!   hook waiters, no [`ForeignThread`] — and no goroutine waiting on another runtime (a
+//!   cross-runtime `join` counts as a foreign thread of the joiner's runtime while it waits).
+//!   Then it prints Go's `fatal error: all goroutines are asleep - deadlock!` and exits 2.
+//! * **Two fairness ticks.** `find_runnable` looks at the global queue first every 61st
+//!   round (`sched_tick`). The yield fast path (below) has its own count (`yield_tick`):
+//!   every 61st fast yield with the global queue non-empty goes through the scheduler and
+//!   sets `check_global`, which makes the next `find_runnable` look there first. Sharing one
+//!   tick let the fast path take every 61st round, starving goroutines queued from outside.
+//! * **Giving up a P.** `go_idle` and `blocking`'s hand-off look at the global queue and put
+//!   the P on the idle list under the global queue's lock (`handoff.rs`, loom model), so a
+//!   goroutine queued concurrently is seen, or its enqueuer's `wakep` sees the idle P.
+//! * **Resizing.** A shrink retires idle Ps at once; a held P beyond GOMAXPROCS is retired by
+//!   its holder at its next scheduling point, and meanwhile its queue can be stolen (stealing
+//!   covers every P created, not just those below GOMAXPROCS). Every recount of the retiring
+//!   Ps notifies the shrinkers waiting on it (a grow can cancel a retirement).
+//! * **A recycled G starts clean.** Goroutine-locals are destroyed on the goroutine's own
+//!   stack, in rounds while destructors re-create locals (the last round refuses), so
+//!   nothing is carried into the next goroutine or dropped on a scheduler stack.
+//! * **Counting.** `num_goroutine` is one atomic counter (incremented at creation,
+//!   decremented after exit): exact at rest and a true value at some instant of the call.
+//!   Scans over Ps stop at the highest P created (`Shared::nps`), not at `MAX_PROCS`.
+//! * **Ms come and go.** An idle M parked for 2 s exits when more than 4 Ms are idle (a
+//!   burst of `blocking` calls does not leave its threads behind); its note is kept for the
+//!   runtime's life and reused by the next M, since a readier may still hold a pointer to its
+//!   parker. More than `Builder::max_threads` Ms (10000) is Go's `fatal error: thread
+//!   exhaustion`.
 //!
 //! **Yield fast path.** `gosched` hands the M straight to the next goroutine of the local
 //! queue (one switch, not two through the scheduler); the yielder is queued by the goroutine
@@ -80,16 +164,18 @@
 //!
 //! # What is deliberately absent
 //!
-//! Timers, channels, `select` and sysmon's preemption come with later work; a G that never
+//! Sysmon's preemption comes with later work; a G that never
 //! reaches a scheduling point keeps its M and P (a GOMAXPROCS shrink waits for it).
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod arch;
+pub mod chan;
 mod entry;
 mod g;
 mod globalq;
 mod gls;
 mod gstate;
+mod handoff;
 mod idle;
 mod loom;
 mod m;
@@ -102,13 +188,19 @@ mod sched;
 mod spawn;
 mod spinning;
 mod stack;
+pub mod sync;
+pub mod time;
+mod timer;
 
+pub use chan::{Receiver, Sender, chan};
 pub use gls::GoroutineLocal;
 pub use idle::{FutexIdle, IdleHook};
-pub use park::{Goexit, Goroutine, blocking, current, goexit, goid, gosched, park};
+pub use park::{
+    Goexit, Goroutine, WaitReason, blocking, current, goexit, goid, gosched, park, park_for,
+};
 pub use runtime::{
-    BuildError, Builder, DEFAULT_STACK_SIZE, Runtime, gomaxprocs, num_goroutine, parse_gomaxprocs,
-    run,
+    BuildError, Builder, DEFAULT_IDLE_THREAD_EXIT, DEFAULT_MAX_THREADS, DEFAULT_STACK_SIZE,
+    Runtime, gomaxprocs, num_goroutine, parse_gomaxprocs, run,
 };
 pub use runtime::{ForeignThread, foreign_thread};
 pub use sched::MAX_PROCS;

@@ -3,16 +3,18 @@
 
 use crate::arch::{self, Context};
 use crate::g::G;
+use crate::handoff::release_p;
 use crate::loom::Ordering;
 use crate::p::{FREE_G_MAX, P, STACK_CACHE_MAX};
 use crate::parker::Parker;
 use crate::sched::{Shared, lock};
 use crate::stack::{self, AltStack, Stack};
+use crate::timer::FOREIGN_HEAP;
 use std::cell::{Cell, UnsafeCell};
 use std::ptr::{self, NonNull};
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Stack size of an M's own thread: scheduler code and the idle hook run there, never
 /// goroutines.
@@ -26,6 +28,18 @@ const NO_P: usize = usize::MAX;
 
 /// Rounds over all victims a spinning M makes before giving up its P.
 const STEAL_ROUNDS: u32 = 4;
+
+/// Idle Ms kept parked however long they idle: enough to hand out Ps at once after a lull.
+const IDLE_M_RESERVE: usize = 4;
+
+/// What `stop_m` tells the scheduling loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stopped {
+    /// Look for work again (a P may have been handed over, or shutdown began).
+    Continue,
+    /// This M is surplus: end its thread.
+    Exit,
+}
 
 /// The part of an M that other threads touch: its parker and the P handed to it.
 #[derive(Debug, Default)]
@@ -125,6 +139,13 @@ pub(crate) fn fatal(msg: &str) -> ! {
     std::process::exit(2);
 }
 
+/// Go's report when a program needs more Ms than `Builder::max_threads` allows.
+#[cold]
+pub(crate) fn thread_exhaustion(limit: usize) -> ! {
+    eprintln!("runtime: program exceeds {limit}-thread limit");
+    fatal("thread exhaustion");
+}
+
 /// Starts a new M thread that begins with the P already handed to `note`.
 #[cold]
 pub(crate) fn spawn_m(shared: Arc<Shared>, note: Arc<MNote>) {
@@ -187,7 +208,9 @@ impl M {
     fn run(&self) {
         while !self.shared.shutdown.load(Ordering::Acquire) {
             if !self.has_p() {
-                self.stop_m();
+                if self.stop_m() == Stopped::Exit {
+                    return;
+                }
                 continue;
             }
             if let Some(g) = self.find_runnable() {
@@ -283,13 +306,20 @@ impl M {
         // used after the switch below.
         let this = unsafe { &*m };
         let p = this.p_ref();
+        // Every 61st fast yield with goroutines waiting in the global queue goes through the
+        // scheduler and makes it look there first, so yielders cannot starve the global
+        // queue (the yield tick is the fast path's own: sharing `find_runnable`'s tick let
+        // the fast path take every 61st round).
         // SAFETY: we hold our P; the reference ends within this block.
-        let tick = unsafe {
+        let fair = unsafe {
             let o = p.owned();
-            o.sched_tick = o.sched_tick.wrapping_add(1);
-            o.sched_tick
+            o.yield_tick = o.yield_tick.wrapping_add(1);
+            let fair = o.yield_tick.is_multiple_of(GLOBAL_FAIRNESS_TICK)
+                && (this.shared.global.len() > 0 || this.shared.timers.has_timers(p.id));
+            o.check_global |= fair;
+            fair
         };
-        let next = if tick % GLOBAL_FAIRNESS_TICK == 0 || p.id >= this.shared.procs() {
+        let next = if fair || p.id >= this.shared.procs() {
             None
         } else {
             p.runq.pop()
@@ -353,8 +383,8 @@ impl M {
         // SAFETY: the scheduling reference came from `Arc::into_raw` and is ours.
         let mut arc = unsafe { Arc::from_raw(g.as_ptr()) };
         arc.state.retire();
+        self.shared.ngoroutines.fetch_sub(1, Ordering::Relaxed);
         let p = self.p_ref();
-        p.count_exited();
         // SAFETY: we hold our P; the G's cells are ours (it has exited).
         let owned = unsafe { p.owned() };
         // SAFETY: as above.
@@ -382,13 +412,14 @@ impl M {
             self.retire_p();
             return None;
         }
+        self.check_timers(p.id);
         // SAFETY: we hold our P; the reference ends within this statement.
-        let tick = unsafe {
+        let fair = unsafe {
             let o = p.owned();
             o.sched_tick = o.sched_tick.wrapping_add(1);
-            o.sched_tick
+            o.sched_tick.is_multiple_of(GLOBAL_FAIRNESS_TICK) || std::mem::take(&mut o.check_global)
         };
-        if tick % GLOBAL_FAIRNESS_TICK == 0
+        if fair
             && shared.global.len() > 0
             && let Some(g) = shared.global.lock().pop_batch(1, &p.runq)
         {
@@ -456,16 +487,33 @@ impl M {
         None
     }
 
-    fn work_exists(&self) -> bool {
-        let shared = &*self.shared;
-        shared.global.len() > 0
-            || (0..shared.procs()).any(|id| shared.ps[id].get().is_some_and(|p| !p.runq.is_empty()))
+    /// Runs the due timers of heap `h` (our P's) and of the foreign heap. The clock is read
+    /// only when one of them holds a timer.
+    #[inline]
+    fn check_timers(&self, h: usize) {
+        let t = &self.shared.timers;
+        if !t.has_timers(h) && !t.has_timers(FOREIGN_HEAP) {
+            return;
+        }
+        let now = t.now();
+        for h in [h, FOREIGN_HEAP] {
+            if t.due(h, now) {
+                self.shared.run_timers(h, now);
+            }
+        }
     }
 
-    /// Steals half of some other P's queue, victims in random order.
+    fn work_exists(&self) -> bool {
+        let shared = &*self.shared;
+        shared.global.len() > 0 || shared.created_ps().any(|p| !p.runq.is_empty())
+    }
+
+    /// Steals half of some other P's queue, victims in random order. Victims include Ps
+    /// beyond GOMAXPROCS whose holders have not retired them yet (a holder running a long
+    /// goroutine would otherwise strand the queue behind it after a shrink).
     fn steal(&self, p: &P) -> Option<NonNull<G>> {
         let shared = &*self.shared;
-        let n = shared.procs();
+        let n = shared.nps();
         for round in 0..STEAL_ROUNDS {
             if round > 0 {
                 // A producer on another P is often just about to enqueue more: waiting a
@@ -485,9 +533,20 @@ impl M {
                 {
                     return Some(g);
                 }
+                // The victim may be idle or busy with a long goroutine: run its due timers
+                // (what they ready lands in our queue).
+                if shared.timers.has_timers(id) {
+                    let now = shared.timers.now();
+                    if shared.timers.due(id, now)
+                        && self.shared.run_timers(id, now) > 0
+                        && let Some(g) = p.runq.pop()
+                    {
+                        return Some(g);
+                    }
+                }
             }
             if shared.global.len() > 0
-                && let Some(g) = shared.global.lock().pop_batch(n, &p.runq)
+                && let Some(g) = shared.global.lock().pop_batch(shared.procs(), &p.runq)
             {
                 return Some(g);
             }
@@ -531,19 +590,25 @@ impl M {
     /// Blocks an M that has no P until one is handed to it (Go's `stopm`). One idle M at a
     /// time waits in the idle hook's `poll`; the others park.
     #[cold]
-    fn stop_m(&self) {
+    fn stop_m(&self) -> Stopped {
         let shared = &*self.shared;
         shared.stacks.release_idle();
         let mut s = lock(&shared.sched);
         if shared.shutdown.load(Ordering::Acquire) {
-            return;
+            return Stopped::Continue;
         }
         shared.check_deadlock(&s);
         if !s.polling {
             s.polling = true;
             s.poller = Some(self.note.clone());
             drop(s);
-            shared.hook.poll(None);
+            // Sleep until the earliest timer of any P (announced first: see `TimerHome`).
+            let deadline = shared.timers.poll_deadline(shared.nps());
+            let timeout = (deadline != u64::MAX)
+                .then(|| Duration::from_nanos(deadline.saturating_sub(shared.timers.now())));
+            shared.hook.poll(timeout);
+            shared.timers.poll_done();
+            self.shared.run_all_timers();
             let mut s = lock(&shared.sched);
             s.polling = false;
             if s.poller
@@ -554,28 +619,54 @@ impl M {
             }
             if let Some((id, spinning)) = self.note.take_handoff() {
                 self.adopt(id, spinning);
-                return;
-            }
-            // The poll may have readied goroutines onto the global queue.
-            if shared.global.len() > 0
+            } else if shared.global.len() > 0
                 && let Some(id) = shared.pidleget(&mut s)
             {
+                // The poll (or a timer) readied goroutines onto the global queue.
                 self.p.set(id);
             }
-            return;
+            drop(s);
+            if self.has_p() && shared.timers.armed.load(Ordering::SeqCst) != 0 {
+                // We stop polling with timers pending: another M should take over.
+                self.shared.wakep();
+            }
+            return Stopped::Continue;
         }
         s.idle_ms.push(self.note.clone());
         drop(s);
         loop {
-            self.note.parker.park(None);
+            let parked = Instant::now();
+            self.note.parker.park(Some(shared.idle_m_exit_after));
             if let Some((id, spinning)) = self.note.take_handoff() {
                 self.adopt(id, spinning);
-                return;
+                return Stopped::Continue;
             }
             if shared.shutdown.load(Ordering::Acquire) {
-                return;
+                return Stopped::Continue;
+            }
+            if parked.elapsed() >= shared.idle_m_exit_after && self.try_exit_idle() {
+                return Stopped::Exit;
             }
         }
+    }
+
+    /// An M idle for `Builder::idle_thread_exit` (2 s) leaves when more than `IDLE_M_RESERVE` Ms are idle
+    /// (3000 blocking calls at once must not leave 3000 threads forever). Under the scheduler
+    /// lock: if our note is no longer on the idle list, a waker took it and a P is on its
+    /// way, so we stay.
+    #[cold]
+    fn try_exit_idle(&self) -> bool {
+        let mut s = lock(&self.shared.sched);
+        if s.idle_ms.len() <= IDLE_M_RESERVE {
+            return false;
+        }
+        let Some(i) = s.idle_ms.iter().position(|n| Arc::ptr_eq(n, &self.note)) else {
+            return false;
+        };
+        s.idle_ms.swap_remove(i);
+        s.nm -= 1;
+        s.free_notes.push(self.note.clone());
+        true
     }
 
     fn adopt(&self, id: usize, spinning: bool) {
@@ -585,15 +676,22 @@ impl M {
 
     /// `blocking`'s first half: gives the P away — to another M at once when it has queued
     /// work, else to the idle list.
+    ///
+    /// The look at the global queue and the P's release happen under the global queue's
+    /// lock (as in `go_idle`): a goroutine queued concurrently is either seen here, or queued
+    /// after the P is on the idle list, where its enqueuer's `wakep` finds it
+    /// (`handoff::release_p`, model-checked).
     pub(crate) fn hand_off_p(&self) {
         let id = self.p.replace(NO_P);
         let shared = &self.shared;
-        if !shared.p(id).runq.is_empty() || shared.global.len() > 0 {
+        let local_empty = shared.p(id).runq.is_empty();
+        let idled = release_p(&shared.global, local_empty, || {
+            let mut s = lock(&shared.sched);
+            shared.pidleput(&mut s, id);
+        });
+        if !idled {
             shared.start_m(Some(id), false);
-            return;
         }
-        let mut s = lock(&shared.sched);
-        shared.pidleput(&mut s, id);
     }
 
     /// `blocking`'s second half: takes an idle P. With none idle, a pinned goroutine (one
@@ -655,4 +753,80 @@ unsafe extern "C" fn g_entry(arg: *mut u8) -> ! {
     unsafe { M::switch_out(m, Action::Exit) };
     // An exited goroutine is never resumed.
     std::process::abort();
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    use std::time::Instant;
+
+    fn current_p() -> usize {
+        let m = current_m();
+        // SAFETY: called from a goroutine, whose M is live; a short read of its own cell.
+        unsafe { (*m).p.get() }
+    }
+
+    /// After a shrink, the queue of a P whose holder runs a long goroutine (and so has not
+    /// retired it yet) is stolen by the Ps that remain, instead of waiting behind it.
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn queue_of_a_retiring_p_is_stolen_while_its_holder_runs() {
+        // SAFETY: the goroutines below hold no thread-bound values across scheduling points.
+        let rt = unsafe { crate::Builder::new().gomaxprocs(2).build() }.unwrap();
+        let rt = Arc::new(rt);
+        let release = Arc::new([AtomicBool::new(false), AtomicBool::new(false)]);
+        let started = Arc::new(AtomicUsize::new(0));
+        let spawned = Arc::new(AtomicBool::new(false));
+        let ran = Arc::new(AtomicUsize::new(0));
+        for _ in 0..2 {
+            let (release, started, spawned, ran) = (
+                release.clone(),
+                started.clone(),
+                spawned.clone(),
+                ran.clone(),
+            );
+            rt.go(move || {
+                let p = current_p();
+                started.fetch_add(1, Ordering::SeqCst);
+                while started.load(Ordering::SeqCst) < 2 {
+                    std::hint::spin_loop();
+                }
+                if p == 1 {
+                    for _ in 0..8 {
+                        let ran = ran.clone();
+                        crate::go(move || {
+                            ran.fetch_add(1, Ordering::SeqCst);
+                        });
+                    }
+                    spawned.store(true, Ordering::SeqCst);
+                }
+                // No scheduling point until released.
+                while !release[p].load(Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+            .unwrap();
+        }
+        while !spawned.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        // P1 is retiring but held; its queue holds the 8 goroutines.
+        let shrinker = {
+            let rt = rt.clone();
+            std::thread::spawn(move || rt.gomaxprocs(1))
+        };
+        release[0].store(true, Ordering::Relaxed);
+        let start = Instant::now();
+        while ran.load(Ordering::SeqCst) < 8 && start.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let got = ran.load(Ordering::SeqCst);
+        release[1].store(true, Ordering::Relaxed);
+        shrinker.join().unwrap();
+        assert_eq!(
+            got, 8,
+            "goroutines queued on a retiring P waited behind its holder"
+        );
+    }
 }

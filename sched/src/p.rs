@@ -1,11 +1,10 @@
-//! P: a logical processor — a local run queue, free Gs, a stack cache and goroutine counters.
+//! P: a logical processor — a local run queue, free Gs, a stack cache and scheduling ticks.
 
 use crate::g::G;
 use crate::runq::RunQueue;
 use crate::stack::Stack;
 use std::cell::UnsafeCell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Free Gs a P keeps before handing half to the runtime-wide list.
 pub(crate) const FREE_G_MAX: usize = 64;
@@ -22,18 +21,20 @@ pub(crate) struct Owned {
     /// Next goroutine id to hand out and the end of the reserved batch.
     pub(crate) goid_next: u64,
     pub(crate) goid_end: u64,
+    /// Scheduling rounds through `find_runnable`; every 61st looks at the global queue first.
     pub(crate) sched_tick: u32,
+    /// Yields taken by `gosched`'s fast path: its own count, so that the fast path cannot
+    /// eat `find_runnable`'s fairness tick (they once shared one and the global queue starved).
+    pub(crate) yield_tick: u32,
+    /// Set by the yield fast path when it defers to the scheduler for fairness: the next
+    /// `find_runnable` looks at the global queue first whatever its own tick says.
+    pub(crate) check_global: bool,
 }
 
 #[derive(Debug)]
 pub(crate) struct P {
     pub(crate) id: usize,
     pub(crate) runq: RunQueue<G>,
-    /// Goroutines created and exited while this P was held. Written (Relaxed store, no
-    /// read-modify-write) only by the holder; summed by `num_goroutine` (Relaxed: a snapshot,
-    /// as Go's NumGoroutine).
-    pub(crate) created: AtomicU64,
-    pub(crate) exited: AtomicU64,
     /// Owner-only state: accessed only by the M holding this P. A P changes hands only under
     /// the scheduler lock or through a parker hand-off, both of which order the accesses.
     pub(crate) owned: UnsafeCell<Owned>,
@@ -50,8 +51,6 @@ impl P {
         P {
             id,
             runq: RunQueue::default(),
-            created: AtomicU64::new(0),
-            exited: AtomicU64::new(0),
             owned: UnsafeCell::new(Owned::default()),
         }
     }
@@ -64,17 +63,5 @@ impl P {
     pub(crate) unsafe fn owned(&self) -> &mut Owned {
         // SAFETY: exclusive by the caller's contract.
         unsafe { &mut *self.owned.get() }
-    }
-
-    #[inline]
-    pub(crate) fn count_created(&self) {
-        self.created
-            .store(self.created.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-    }
-
-    #[inline]
-    pub(crate) fn count_exited(&self) {
-        self.exited
-            .store(self.exited.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
 }

@@ -95,7 +95,7 @@ impl Goroutine {
         let w = self.g.pinned_waiter.load(Ordering::SeqCst);
         if !w.is_null() {
             // SAFETY: pinned waiters are parkers of Ms, kept alive by the runtime's
-            // `all_ms` list for the life of `shared`, which our handle keeps alive.
+            // `notes` list for the life of `shared`, which our handle keeps alive.
             unsafe { (*w).unpark() };
         }
     }
@@ -119,12 +119,81 @@ fn enqueue_ready(shared: &Arc<Shared>, g: NonNull<G>) {
     shared.wakep();
 }
 
+/// Why a goroutine is parked, in Go's words (`goroutine 7 [chan receive]:`), for goroutine
+/// dumps and the deadlock report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum WaitReason {
+    /// A plain [`park`] with no reason given.
+    Parked = 1,
+    /// Waiting in a channel receive.
+    ChanReceive,
+    /// Waiting in a channel send.
+    ChanSend,
+    /// Waiting in a select.
+    Select,
+    /// Sleeping.
+    Sleep,
+    /// Waiting for a file descriptor (the netpoller).
+    IoWait,
+    /// Waiting for a `sync.Mutex`.
+    SyncMutexLock,
+    /// Waiting for a `sync.RWMutex` read lock.
+    SyncRWMutexRLock,
+    /// Waiting for a `sync.RWMutex` write lock.
+    SyncRWMutexLock,
+    /// Waiting on a `sync.WaitGroup`.
+    SyncWaitGroupWait,
+    /// Waiting on a `sync.Cond`.
+    SyncCondWait,
+    /// Waiting for a semaphore.
+    SemAcquire,
+    /// Joining another goroutine.
+    Join,
+}
+
+impl WaitReason {
+    /// Go's wording.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitReason::Parked => "parked",
+            WaitReason::ChanReceive => "chan receive",
+            WaitReason::ChanSend => "chan send",
+            WaitReason::Select => "select",
+            WaitReason::Sleep => "sleep",
+            WaitReason::IoWait => "IO wait",
+            WaitReason::SyncMutexLock => "sync.Mutex.Lock",
+            WaitReason::SyncRWMutexRLock => "sync.RWMutex.RLock",
+            WaitReason::SyncRWMutexLock => "sync.RWMutex.Lock",
+            WaitReason::SyncWaitGroupWait => "sync.WaitGroup.Wait",
+            WaitReason::SyncCondWait => "sync.Cond.Wait",
+            WaitReason::SemAcquire => "semacquire",
+            WaitReason::Join => "join",
+        }
+    }
+}
+
+impl std::fmt::Display for WaitReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Parks the calling goroutine until a [`Goroutine::ready`] for it (see the module docs:
 /// returns at once when a token is waiting, and may return spuriously).
 ///
 /// # Panics
 /// On a plain thread: use `std::thread::park` there.
 pub fn park() {
+    park_for(WaitReason::Parked);
+}
+
+/// [`park`], recording why (shown in goroutine dumps and the deadlock report).
+///
+/// # Panics
+/// On a plain thread.
+pub fn park_for(reason: WaitReason) {
     let m = current_m();
     let g = current_g();
     if g.is_null() {
@@ -135,6 +204,8 @@ pub fn park() {
     if gr.state.try_consume_token() {
         return;
     }
+    // Relaxed: read only by dumps, which tolerate a stale reason.
+    gr.wait_reason.store(reason as u8, Ordering::Relaxed);
     // SAFETY: `m` is this thread's live M.
     let has_p = unsafe { (*m).has_p() };
     if std::thread::panicking() || !has_p {

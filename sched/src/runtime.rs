@@ -3,13 +3,20 @@
 use crate::idle::{FutexIdle, IdleHook};
 use crate::m::current_m;
 use crate::park::current;
-use crate::sched::{MAX_PROCS, Shared};
+use crate::sched::{MAX_PROCS, Shared, ThreadLimits};
 use crate::spawn::{JoinHandle, SpawnError, spawn_on, start};
 use crate::stack::{MAX_STACK_SIZE, MIN_STACK_SIZE, page_size};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Default virtual size of a goroutine stack (only touched pages cost memory).
 pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+
+/// Default cap on the runtime's OS threads (Go's default for `debug.SetMaxThreads`).
+pub const DEFAULT_MAX_THREADS: usize = 10_000;
+
+/// Default time a surplus idle OS thread lingers before exiting (`Builder::idle_thread_exit`).
+pub const DEFAULT_IDLE_THREAD_EXIT: Duration = Duration::from_secs(2);
 
 /// Why a `Builder` refused its configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,20 +50,36 @@ impl std::fmt::Display for BuildError {
 
 impl std::error::Error for BuildError {}
 
-/// Parses a `GOMAXPROCS` value as Go does: a positive integer, else `None` (use the default).
+/// Parses a `GOMAXPROCS` value exactly as Go does (its `atoi32`): an optional `-` and one or
+/// more ASCII digits whose value fits an `i32`. A positive value is the answer (clamped to
+/// [`MAX_PROCS`]); anything else — zero, negative, `+1`, surrounding spaces, overflow —
+/// is `None`: use the CPU count.
 pub fn parse_gomaxprocs(value: &str) -> Option<usize> {
-    value
-        .trim()
-        .parse::<usize>()
-        .ok()
-        .filter(|&n| n > 0)
-        .map(|n| n.min(MAX_PROCS))
+    let (negative, digits) = match value.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, value),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for b in digits.bytes() {
+        n = n * 10 + i64::from(b - b'0');
+        if n > i64::from(i32::MAX) + i64::from(negative) {
+            return None; // does not fit an i32
+        }
+    }
+    if negative || n == 0 {
+        return None;
+    }
+    Some((n as usize).min(MAX_PROCS))
 }
 
 /// Configures a [`Runtime`].
 pub struct Builder {
     procs: Option<usize>,
     stack_size: usize,
+    threads: ThreadLimits,
     hook: Option<Box<dyn IdleHook>>,
 }
 
@@ -65,6 +88,7 @@ impl std::fmt::Debug for Builder {
         f.debug_struct("Builder")
             .field("procs", &self.procs)
             .field("stack_size", &self.stack_size)
+            .field("threads", &self.threads)
             .finish_non_exhaustive()
     }
 }
@@ -85,6 +109,10 @@ impl Builder {
         Builder {
             procs,
             stack_size: DEFAULT_STACK_SIZE,
+            threads: ThreadLimits {
+                max: DEFAULT_MAX_THREADS,
+                idle_exit_after: DEFAULT_IDLE_THREAD_EXIT,
+            },
             hook: None,
         }
     }
@@ -99,6 +127,23 @@ impl Builder {
     /// `[MIN_STACK_SIZE, MAX_STACK_SIZE]` (32 KiB .. 1 GiB).
     pub fn stack_size(mut self, bytes: usize) -> Builder {
         self.stack_size = bytes;
+        self
+    }
+
+    /// Most OS threads (Ms) the runtime may run at once (Go's `debug.SetMaxThreads`, default
+    /// 10000). Starting one more is fatal: `fatal error: thread exhaustion`. At least 1.
+    pub fn max_threads(mut self, n: usize) -> Builder {
+        self.threads.max = n.max(1);
+        self
+    }
+
+    /// How long an idle OS thread (M) waits to be given work before it exits, when more than
+    /// a small reserve (4) of idle Ms exists (default 2 s). A burst of [`blocking`]
+    /// calls starts an M per call; this bounds how long their threads outlive the burst.
+    ///
+    /// [`blocking`]: crate::blocking
+    pub fn idle_thread_exit(mut self, after: Duration) -> Builder {
+        self.threads.idle_exit_after = after;
         self
     }
 
@@ -147,7 +192,7 @@ impl Builder {
             .procs
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let hook = self.hook.unwrap_or_else(|| Box::new(FutexIdle::default()));
-        let shared = Arc::new(Shared::new(procs, size, hook));
+        let shared = Arc::new(Shared::new(procs, size, self.threads, hook));
         Ok(Runtime { shared })
     }
 }
@@ -213,6 +258,10 @@ impl Runtime {
     /// Number of goroutines that exist now.
     pub fn num_goroutine(&self) -> usize {
         self.shared.num_goroutine()
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// Stops the runtime (idempotent); later spawns fail with [`SpawnError::Shutdown`].
@@ -300,13 +349,20 @@ pub fn num_goroutine() -> usize {
     calling_shared("num_goroutine").num_goroutine()
 }
 
-/// Builds a runtime with the defaults, runs `main` as its first goroutine, shuts the runtime
-/// down when `main` returns and returns its value (resuming its panic, if it panicked).
+/// Builds a runtime with the defaults, runs `main` as its first goroutine (goroutine 1), and
+/// when `main` returns shuts the runtime down and returns `main`'s value — whatever the
+/// other goroutines are doing, as a Go program ends when its `main` returns.
 ///
-/// As in Go, when every goroutine is parked and nothing can ready one — no M is running or
-/// inside [`blocking`](crate::blocking), the idle hook has no waiters, and no
-/// [`ForeignThread`] is registered — the process prints
-/// `fatal error: all goroutines are asleep - deadlock!` and exits with status 2.
+/// As in Go:
+/// * a panic escaping `main` prints `panic: <message>`, a blank line and
+///   `goroutine 1 [running]:`, and exits the process with status 2;
+/// * `goexit` in `main` ends only the main goroutine: the others keep running, and when none
+///   is left the process prints `fatal error: no goroutines (main called runtime.Goexit) -
+///   deadlock!` and exits with status 2;
+/// * when every goroutine is parked and nothing can ready one — no M is running or inside
+///   [`blocking`](crate::blocking), the idle hook has no waiters, no [`ForeignThread`] is
+///   registered and no goroutine waits on another runtime — the process prints
+///   `fatal error: all goroutines are asleep - deadlock!` and exits with status 2.
 ///
 /// # Safety
 /// As [`Builder::build`]: no goroutine of the runtime may hold a thread-bound value across a
@@ -321,6 +377,40 @@ where
         unsafe { Builder::new().build() }.expect("runtime: the default configuration is valid");
     rt.shared
         .detect_deadlock
-        .store(true, std::sync::atomic::Ordering::Relaxed);
-    rt.block_on(main)
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let h = match crate::spawn::spawn_main(&rt.shared, main) {
+        Ok(h) => h,
+        Err(e) => panic!("runtime: {e}"),
+    };
+    match h.join() {
+        Ok(v) => v,
+        // `spawn_main` ends the process on a panic and never completes after a goexit.
+        Err(_) => unreachable!("runtime: main goroutine completed with an error"),
+    }
+}
+
+/// Plain threads blocked right now in one of the runtime's primitives (a channel operation),
+/// across all runtimes. Such a thread may be woken by a goroutine and then feed goroutines in
+/// turn, so while any exists no runtime reports a deadlock (the detectors read it; a
+/// conservative rule: no false reports, at the price of missing a deadlock that involves a
+/// blocked thread).
+pub(crate) static BLOCKED_THREADS: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
+/// Counts the calling plain thread in [`BLOCKED_THREADS`] while it lives.
+#[derive(Debug)]
+pub(crate) struct BlockedThread(());
+
+impl BlockedThread {
+    pub(crate) fn enter() -> BlockedThread {
+        // SeqCst: read by `check_deadlock`.
+        BLOCKED_THREADS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        BlockedThread(())
+    }
+}
+
+impl Drop for BlockedThread {
+    fn drop(&mut self) {
+        BLOCKED_THREADS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }

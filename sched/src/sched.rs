@@ -10,9 +10,11 @@ use crate::m::{self, MNote};
 use crate::p::P;
 use crate::spinning::Spinning;
 use crate::stack::StackPool;
+use crate::timer::{Action, FOREIGN_HEAP, TimerCell, TimerHome};
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 /// Most Ps a runtime can have; `gomaxprocs` clamps larger requests to this.
 pub const MAX_PROCS: usize = 1024;
@@ -41,8 +43,16 @@ pub(crate) struct SchedState {
     pub(crate) poller: Option<Arc<MNote>>,
     /// Whether some M is inside `poll` (claimed or not).
     pub(crate) polling: bool,
-    /// Every M ever started; keeps their notes alive for pinned-waiter pointers.
-    pub(crate) all_ms: Vec<Arc<MNote>>,
+    /// The note of every M ever started, kept for the runtime's life: a readier may still
+    /// hold a pointer to a note's parker (a pinned waiter) after its M exited. Notes of
+    /// exited Ms are reused by new Ms (`free_notes`), so the list stays as long as the peak
+    /// number of Ms; a stale unpark of a reused note is a spurious wake-up, which every
+    /// parker loop tolerates.
+    pub(crate) notes: Vec<Arc<MNote>>,
+    /// Notes of exited Ms, for the next M started.
+    pub(crate) free_notes: Vec<Arc<MNote>>,
+    /// Ms alive now (running, idle, polling, inside `blocking`).
+    pub(crate) nm: usize,
     /// Ps at or beyond GOMAXPROCS still held by an M.
     pub(crate) retiring: usize,
 }
@@ -63,18 +73,56 @@ pub(crate) struct Shared {
     pub(crate) spin: Spinning,
     pub(crate) shutdown: AtomicBool,
     pub(crate) hook: Box<dyn IdleHook>,
+    /// Every timer of this runtime (per-P heaps; `timer/home.rs`).
+    pub(crate) timers: Arc<TimerHome>,
     pub(crate) stacks: ManuallyDrop<StackPool>,
     pub(crate) next_goid: AtomicU64,
-    /// Goroutines created or exited by a thread holding no P (a foreign `Runtime::spawn`).
-    pub(crate) foreign_created: AtomicU64,
+    /// Goroutines alive: incremented when a G is created, decremented when it has exited and
+    /// switched off its stack. One word, so `num_goroutine` is a single linearizable read.
+    /// Read-modify-writes only (Relaxed: a count, it orders nothing); on its own cache line.
+    pub(crate) ngoroutines: CachePadded<AtomicUsize>,
+    /// One past the highest P slot ever created (only grows, under `sched`). Scans over Ps
+    /// (stealing, deadlock checks, resizing) stop here, not at `MAX_PROCS`; stealing covers
+    /// Ps beyond GOMAXPROCS whose holders have not retired them yet. Release store, Acquire
+    /// loads: a P slot below it is initialised.
+    pub(crate) nps: AtomicUsize,
+    /// Cap on live Ms (`Builder::max_threads`).
+    pub(crate) max_threads: usize,
+    /// How long an idle M beyond the reserve waits for a P before exiting
+    /// (`Builder::idle_thread_exit`).
+    pub(crate) idle_m_exit_after: Duration,
     /// Free Gs beyond the per-P caches.
     pub(crate) free_gs: Mutex<Vec<Arc<G>>>,
     pub(crate) next_mid: AtomicUsize,
     /// Set by `run(main)`: only there is "nothing can ever run again" a deadlock (a plain
     /// `Runtime` may be fed by its owner's thread at any time).
     pub(crate) detect_deadlock: AtomicBool,
-    /// Live `ForeignThread` guards: threads that may ready goroutines from outside.
+    /// Live `ForeignThread` guards: threads that may ready goroutines from outside, and
+    /// goroutines of this runtime waiting on another runtime (a cross-runtime join).
     pub(crate) foreign_threads: AtomicUsize,
+    /// Set when `run`'s main goroutine ended through `goexit`: once no goroutine is left,
+    /// that is Go's "no goroutines (main called runtime.Goexit)" deadlock.
+    pub(crate) main_goexited: AtomicBool,
+}
+
+/// How many Ms a runtime may run, and how long a surplus idle one lingers.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ThreadLimits {
+    pub(crate) max: usize,
+    pub(crate) idle_exit_after: Duration,
+}
+
+/// A value on its own 128-byte line (two 64-byte lines: adjacent-line prefetch), so a hot
+/// counter does not share a line with read-mostly fields.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct CachePadded<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for CachePadded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
 }
 
 impl std::fmt::Debug for Shared {
@@ -92,7 +140,12 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub(crate) fn new(procs: usize, stack_size: usize, hook: Box<dyn IdleHook>) -> Shared {
+    pub(crate) fn new(
+        procs: usize,
+        stack_size: usize,
+        threads: ThreadLimits,
+        hook: Box<dyn IdleHook>,
+    ) -> Shared {
         let shared = Shared {
             ps: (0..MAX_PROCS).map(|_| OnceLock::new()).collect(),
             gomaxprocs: AtomicUsize::new(0),
@@ -104,20 +157,27 @@ impl Shared {
                 p_waiters: Vec::new(),
                 poller: None,
                 polling: false,
-                all_ms: Vec::new(),
+                notes: Vec::new(),
+                free_notes: Vec::new(),
+                nm: 0,
                 retiring: 0,
             }),
             retired: Condvar::new(),
             spin: Spinning::default(),
             shutdown: AtomicBool::new(false),
             hook,
+            timers: Arc::new(TimerHome::new()),
             stacks: ManuallyDrop::new(StackPool::new(stack_size)),
             next_goid: AtomicU64::new(1),
-            foreign_created: AtomicU64::new(0),
+            ngoroutines: CachePadded(AtomicUsize::new(0)),
+            nps: AtomicUsize::new(0),
+            max_threads: threads.max,
+            idle_m_exit_after: threads.idle_exit_after,
             free_gs: Mutex::new(Vec::new()),
             next_mid: AtomicUsize::new(1),
             detect_deadlock: AtomicBool::new(false),
             foreign_threads: AtomicUsize::new(0),
+            main_goexited: AtomicBool::new(false),
         };
         shared.set_procs(procs);
         shared
@@ -140,7 +200,8 @@ impl Shared {
         let mut s = lock(&self.sched);
         let old = self.gomaxprocs.load(Ordering::Relaxed);
         self.gomaxprocs.store(n, Ordering::SeqCst);
-        for id in 0..MAX_PROCS {
+        let nps = self.nps.load(Ordering::Relaxed).max(n);
+        for id in 0..nps {
             let status = s.pstatus[id];
             if id < n && status == PStatus::Retired {
                 self.ps[id].get_or_init(|| Box::new(P::new(id)));
@@ -155,10 +216,29 @@ impl Shared {
                 unsafe { self.drain_p_caches(id) };
             }
         }
-        s.retiring = (n..MAX_PROCS)
+        // Release: pairs with the Acquire in `nps()`; the new slots were initialised above.
+        self.nps.store(nps, Ordering::Release);
+        s.retiring = (n..nps)
             .filter(|&i| s.pstatus[i] == PStatus::Running)
             .count();
+        // A grow can cancel a pending retirement (the P is within GOMAXPROCS again, so its
+        // holder will never give it up for that reason): whoever waits must look again.
+        self.retired.notify_all();
         old
+    }
+
+    /// One past the highest P slot ever created: the bound of every scan over Ps.
+    #[inline]
+    pub(crate) fn nps(&self) -> usize {
+        // Acquire: pairs with the Release store in `set_procs`.
+        self.nps.load(Ordering::Acquire)
+    }
+
+    /// The Ps created so far (some may be beyond GOMAXPROCS, still held or retired).
+    pub(crate) fn created_ps(&self) -> impl Iterator<Item = &P> {
+        self.ps[..self.nps()]
+            .iter()
+            .filter_map(|p| p.get().map(|b| &**b))
     }
 
     /// Waits until every P at or beyond GOMAXPROCS has been given up by its M.
@@ -260,8 +340,19 @@ impl Shared {
             self.hook.wake();
             return true;
         }
-        let note = Arc::new(MNote::default());
-        s.all_ms.push(note.clone());
+        if s.nm >= self.max_threads {
+            drop(s);
+            m::thread_exhaustion(self.max_threads);
+        }
+        let note = match s.free_notes.pop() {
+            Some(note) => note,
+            None => {
+                let note = Arc::new(MNote::default());
+                s.notes.push(note.clone());
+                note
+            }
+        };
+        s.nm += 1;
         drop(s);
         note.hand_off_quietly(id, spinning);
         m::spawn_m(self.clone(), note);
@@ -274,40 +365,103 @@ impl Shared {
     /// deadlock. Ms inside `blocking` or waiting for a P are not idle, so they prevent the
     /// report (no false positives, at the price of missing some deadlocks).
     pub(crate) fn check_deadlock(&self, s: &SchedState) {
-        if !self.detect_deadlock.load(Ordering::Relaxed)
+        // SeqCst: `run`'s main goroutine disarms detection (SeqCst store) before its value
+        // is handed back; the scheduler lock we hold orders us after any M that went idle
+        // after that store.
+        if !self.detect_deadlock.load(Ordering::SeqCst)
             || self.foreign_threads.load(Ordering::SeqCst) != 0
+            || crate::runtime::BLOCKED_THREADS.load(Ordering::SeqCst) != 0
+            || self.timers.armed.load(Ordering::SeqCst) != 0
         {
             return;
         }
         let idle_ms = s.idle_ms.len() + usize::from(s.polling);
-        if idle_ms + 1 != s.all_ms.len()
+        if idle_ms + 1 != s.nm
             || self.spin.npidle() != self.procs()
             || self.global.len() != 0
-            || self.num_goroutine() == 0
-            || self
-                .ps
-                .iter()
-                .any(|p| p.get().is_some_and(|p| !p.runq.is_empty()))
+            || self.created_ps().any(|p| !p.runq.is_empty())
             || self.hook.has_waiters()
         {
             return;
         }
+        let n = self.num_goroutine();
+        if n == 0 {
+            if self.main_goexited.load(Ordering::SeqCst) {
+                crate::m::fatal("no goroutines (main called runtime.Goexit) - deadlock!");
+            }
+            return;
+        }
         crate::m::fatal(&format!(
-            "all goroutines are asleep - deadlock!\n\n{} goroutine(s) parked forever",
-            self.num_goroutine()
+            "all goroutines are asleep - deadlock!\n\n{n} goroutine(s) parked forever"
         ));
     }
 
-    /// Goroutines alive now (a snapshot, as Go's `NumGoroutine`).
-    pub(crate) fn num_goroutine(&self) -> usize {
-        let mut created = self.foreign_created.load(Ordering::Relaxed) as i64;
-        for slot in self.ps.iter() {
-            if let Some(p) = slot.get() {
-                created += p.created.load(Ordering::Relaxed) as i64;
-                created -= p.exited.load(Ordering::Relaxed) as i64;
+    /// Arms (or re-arms) `cell` to fire at `when`, on the calling M's P's heap (or the
+    /// foreign heap off this runtime's Ps), and makes sure some M will run it in time.
+    /// Returns whether the timer was already armed.
+    pub(crate) fn arm_timer(self: &Arc<Self>, cell: &Arc<TimerCell>, when: u64) -> bool {
+        let m = m::current_m();
+        // SAFETY: a non-null current M is this thread's live M; the borrow ends here.
+        let heap = (!m.is_null())
+            .then(|| unsafe { &*m })
+            .filter(|m| m.has_p() && Arc::ptr_eq(&m.shared, self))
+            .map_or(FOREIGN_HEAP, |m| m.p_ref().id);
+        let (seq, was) = cell.arm();
+        self.timers.push(heap, when, seq, cell.clone());
+        self.timer_armed(when);
+        was
+    }
+
+    /// A timer due at `when` was pushed (and fenced, see `TimerHome::push`): wake the
+    /// polling M if it sleeps past `when`; with no M polling, start one (a spinning M that
+    /// finds nothing ends up polling with the new deadline). With every P busy, the Ms check
+    /// their timers at their next scheduling point.
+    fn timer_armed(self: &Arc<Self>, when: u64) {
+        let until = self.timers.poll_until.load(Ordering::SeqCst);
+        if until == crate::timer::NOT_POLLING {
+            self.wakep();
+        } else if when < until {
+            self.hook.wake();
+        }
+    }
+
+    /// Runs the due timers of heap `h`. Returns how many fired.
+    pub(crate) fn run_timers(self: &Arc<Self>, h: usize, now: u64) -> usize {
+        let mut fired = 0;
+        while let Some(e) = self.timers.pop_due(h, now) {
+            let Some(next) = e.cell.fire(e.seq, e.when, now) else {
+                continue; // stale: stopped or re-armed since
+            };
+            if let Some((seq, when)) = next {
+                self.timers.push(h, when, seq, e.cell.clone());
+            }
+            fired += 1;
+            match &e.cell.action {
+                Action::Ready(g) => g.ready(),
+                Action::Send(tx) => {
+                    let _ = tx.try_send(std::time::Instant::now());
+                }
+                Action::Func(f) => {
+                    let f = f.clone();
+                    let _ = crate::spawn::start(self, crate::entry::Entry::new(move || f()));
+                }
             }
         }
-        created.max(0) as usize
+        fired
+    }
+
+    /// Runs the due timers of every heap (the polling M, after its poll).
+    pub(crate) fn run_all_timers(self: &Arc<Self>) -> usize {
+        let now = self.timers.now();
+        TimerHome::heap_ids(self.nps())
+            .filter(|&h| self.timers.due(h, now))
+            .map(|h| self.run_timers(h, now))
+            .sum()
+    }
+
+    /// Goroutines alive now (Go's `NumGoroutine`): exact, one atomic read.
+    pub(crate) fn num_goroutine(&self) -> usize {
+        self.ngoroutines.load(Ordering::Relaxed)
     }
 
     /// Stops the runtime: Ms exit at their next scheduling point; idle ones are woken now.
@@ -318,7 +472,7 @@ impl Shared {
             .idle_ms
             .iter()
             .chain(s.p_waiters.iter())
-            .chain(s.all_ms.iter())
+            .chain(s.notes.iter())
         {
             note.parker.unpark();
         }
@@ -338,15 +492,15 @@ impl Drop for Shared {
             // SAFETY: a queued pointer owns one scheduling reference (`Arc::into_raw`).
             drop(unsafe { Arc::from_raw(g.as_ptr()) });
         }
-        for slot in self.ps.iter() {
-            if let Some(p) = slot.get() {
-                while let Some(g) = p.runq.pop() {
-                    // SAFETY: as above; no M holds this P any more (every M has exited,
-                    // since each holds an `Arc<Shared>`).
-                    drop(unsafe { Arc::from_raw(g.as_ptr()) });
-                }
+        for p in self.created_ps() {
+            while let Some(g) = p.runq.pop() {
+                // SAFETY: as above; no M holds this P any more (every M has exited, since
+                // each holds an `Arc<Shared>`).
+                drop(unsafe { Arc::from_raw(g.as_ptr()) });
             }
         }
+        // Armed timers point back at the timer home through their cells: drop them.
+        self.timers.clear();
         if self.num_goroutine() == 0 {
             // SAFETY: dropped once, here; no goroutine is alive, so no stack is in use.
             unsafe { ManuallyDrop::drop(&mut self.stacks) };

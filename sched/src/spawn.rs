@@ -84,11 +84,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let inner = Arc::new(JoinInner {
-        done: AtomicBool::new(false),
-        result: Mutex::new(None),
-        waiter: Mutex::new(None),
-    });
+    let inner = JoinInner::new();
     let completer = inner.clone();
     let id = start(
         shared,
@@ -97,7 +93,45 @@ where
             completer.complete(result);
         }),
     )?;
-    Ok(JoinHandle { inner, id })
+    Ok(JoinHandle {
+        inner,
+        id,
+        runtime: Arc::as_ptr(shared),
+    })
+}
+
+/// Starts `run`'s main goroutine. Go's rules for `main`: when it returns, the program is
+/// done — deadlock detection is disarmed *before* the value is handed back, so no M can
+/// report the goroutines left behind; a panic is fatal (status 2); `goexit` ends only the
+/// main goroutine, and the handle never completes (the detector reports "no goroutines"
+/// once the others are gone).
+pub(crate) fn spawn_main<F, T>(shared: &Arc<Shared>, f: F) -> Result<JoinHandle<T>, SpawnError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let inner = JoinInner::new();
+    let completer = inner.clone();
+    let rt = shared.clone();
+    let id = start(
+        shared,
+        Entry::new(move || match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(v) => {
+                // SeqCst: read by `check_deadlock` under the scheduler lock.
+                rt.detect_deadlock.store(false, Ordering::SeqCst);
+                completer.complete(Ok(v));
+            }
+            Err(payload) if payload.is::<Goexit>() => {
+                rt.main_goexited.store(true, Ordering::SeqCst);
+            }
+            Err(payload) => fatal_panic(crate::park::goid().unwrap_or(0), &*payload),
+        }),
+    )?;
+    Ok(JoinHandle {
+        inner,
+        id,
+        runtime: Arc::as_ptr(shared),
+    })
 }
 
 /// Creates a G for `entry` and makes it runnable: into the calling M's `runnext` when the
@@ -144,7 +178,7 @@ fn new_local(m: &M, entry: Entry) -> (NonNull<G>, u64) {
     }
     let id = owned.goid_next;
     owned.goid_next += 1;
-    p.count_created();
+    m.shared.ngoroutines.fetch_add(1, Ordering::Relaxed);
     (init(g, id, entry), id)
 }
 
@@ -171,7 +205,7 @@ fn refill_free_gs(shared: &Shared, cache: &mut Vec<Arc<G>>) -> Arc<G> {
 fn new_foreign(shared: &Shared, entry: Entry) -> (NonNull<G>, u64) {
     let g = refill_free_g(shared);
     let id = shared.next_goid.fetch_add(1, Ordering::Relaxed);
-    shared.foreign_created.fetch_add(1, Ordering::Relaxed);
+    shared.ngoroutines.fetch_add(1, Ordering::Relaxed);
     (init(g, id, entry), id)
 }
 
@@ -179,8 +213,13 @@ fn new_foreign(shared: &Shared, entry: Entry) -> (NonNull<G>, u64) {
 #[inline]
 fn init(mut g: Arc<G>, id: u64, entry: Entry) -> NonNull<G> {
     let gm = Arc::get_mut(&mut g).expect("runtime: a free G is still referenced");
+    assert!(
+        gm.locals.get_mut().is_empty(),
+        "runtime: a recycled G still holds goroutine-local values"
+    );
     *gm.id.get_mut() = id;
     *gm.entry.get_mut() = Some(entry);
+    *gm.locals_closed.get_mut() = false;
     NonNull::new(Arc::into_raw(g).cast_mut()).expect("Arc::into_raw is never null")
 }
 
@@ -196,11 +235,40 @@ pub(crate) fn run_body(g: &G) {
     {
         fatal_panic(g.id(), &*payload);
     }
-    // SAFETY: as above.
-    let locals = std::mem::take(unsafe { &mut *g.locals.get() });
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(locals))) {
-        fatal_panic(g.id(), &*payload);
+    destroy_locals(g);
+}
+
+/// Rounds of goroutine-local destruction before further re-creation is refused (a destructor
+/// that touches another local re-creates it; pthreads allows 4 such rounds).
+const LOCAL_DESTRUCTION_ROUNDS: usize = 4;
+
+/// Drops the goroutine's locals on its own stack, round after round while destructors
+/// re-create locals, so nothing is left for the recycled G to carry into the next goroutine.
+/// In the last round `GoroutineLocal::with` refuses to create values (it panics). A `goexit`
+/// from a destructor ends that destructor; the goroutine is exiting anyway.
+fn destroy_locals(g: &G) {
+    for round in 0..LOCAL_DESTRUCTION_ROUNDS {
+        if round + 1 == LOCAL_DESTRUCTION_ROUNDS {
+            // SAFETY: the running goroutine owns its cells; no borrow of them is live.
+            unsafe { *g.locals_closed.get() = true };
+        }
+        // SAFETY: as above; the borrow ends within this statement.
+        let locals = std::mem::take(unsafe { &mut *g.locals.get() });
+        if locals.is_empty() {
+            return;
+        }
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(locals)))
+            && !payload.is::<Goexit>()
+        {
+            fatal_panic(g.id(), &*payload);
+        }
     }
+    // SAFETY: as above.
+    let left = std::mem::take(unsafe { &mut *g.locals.get() });
+    assert!(
+        left.is_empty(),
+        "runtime: goroutine-locals created after their destruction"
+    );
 }
 
 /// Go's report of an unrecovered panic, then exit status 2.
@@ -210,7 +278,7 @@ fn fatal_panic(id: u64, payload: &(dyn Any + Send)) -> ! {
         .downcast_ref::<&str>()
         .copied()
         .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("Box<dyn Any>");
+        .unwrap_or("(a panic payload that is not a string)");
     eprintln!("panic: {msg}\n\ngoroutine {id} [running]:");
     std::process::exit(2);
 }
@@ -224,6 +292,14 @@ struct JoinInner<T> {
 }
 
 impl<T> JoinInner<T> {
+    fn new() -> Arc<JoinInner<T>> {
+        Arc::new(JoinInner {
+            done: AtomicBool::new(false),
+            result: Mutex::new(None),
+            waiter: Mutex::new(None),
+        })
+    }
+
     fn complete(&self, result: std::thread::Result<T>) {
         *lock(&self.result) = Some(result);
         // Release: pairs with `join`'s Acquire load.
@@ -239,7 +315,15 @@ impl<T> JoinInner<T> {
 pub struct JoinHandle<T> {
     inner: Arc<JoinInner<T>>,
     id: u64,
+    /// The goroutine's runtime, for identity only (never dereferenced): a goroutine of another
+    /// runtime that joins this handle counts as a foreign waiter there (see `join`).
+    runtime: *const Shared,
 }
+
+// SAFETY: `runtime` is only compared, never dereferenced; the rest is `Send` when `T` is.
+unsafe impl<T: Send> Send for JoinHandle<T> {}
+// SAFETY: as above; `&JoinHandle` exposes only `id` and `is_finished`.
+unsafe impl<T: Send> Sync for JoinHandle<T> {}
 
 impl<T> std::fmt::Debug for JoinHandle<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -263,7 +347,12 @@ impl<T> JoinHandle<T> {
     /// Waits for the goroutine and returns its value, or the payload it panicked with (a
     /// [`Goexit`] payload if it called [`goexit`](crate::goexit)). From a goroutine this parks
     /// the goroutine; from a plain thread it parks the thread.
+    ///
+    /// A goroutine joining a goroutine of *another* runtime counts, while it waits, as a
+    /// [`ForeignThread`](crate::ForeignThread) of its own runtime: the other runtime will
+    /// wake it, so its own runtime must not call the program deadlocked meanwhile.
     pub fn join(self) -> std::thread::Result<T> {
+        let _cross = CrossRuntimeWait::enter(self.runtime);
         loop {
             // Acquire: pairs with `complete`'s Release store.
             if self.inner.done.load(Ordering::Acquire) {
@@ -279,6 +368,35 @@ impl<T> JoinHandle<T> {
                 *w = Some(Waiter::current());
             }
             Waiter::park_current();
+        }
+    }
+}
+
+/// While it lives, the calling goroutine's runtime counts one foreign waker: the goroutine
+/// waits on something another runtime will complete. Nothing on a plain thread or when the
+/// awaited goroutine belongs to the caller's own runtime.
+struct CrossRuntimeWait(Option<Arc<Shared>>);
+
+impl CrossRuntimeWait {
+    fn enter(awaited: *const Shared) -> CrossRuntimeWait {
+        let m = current_m();
+        // SAFETY: a non-null current M is this thread's live M; the borrow is short.
+        let mine = (!m.is_null())
+            .then(|| unsafe { &*m })
+            .filter(|m| !m.curg.get().is_null() && !std::ptr::eq(Arc::as_ptr(&m.shared), awaited))
+            .map(|m| m.shared.clone());
+        if let Some(shared) = &mine {
+            // SeqCst: read by `check_deadlock`.
+            shared.foreign_threads.fetch_add(1, Ordering::SeqCst);
+        }
+        CrossRuntimeWait(mine)
+    }
+}
+
+impl Drop for CrossRuntimeWait {
+    fn drop(&mut self) {
+        if let Some(shared) = &self.0 {
+            shared.foreign_threads.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }

@@ -163,3 +163,33 @@ pub fn park_many(n: usize) -> ParkedSnapshot {
     finished.wait();
     snapshot
 }
+
+/// Go's concurrent prime sieve: a generator goroutine feeds 2, 3, 4, ... into a chain of
+/// filter goroutines joined by unbuffered channels; each prime that reaches the end adds a
+/// filter. Returns the first `n` primes. Call from a goroutine.
+pub fn prime_sieve(n: usize) -> Vec<u64> {
+    let (tx, mut rx) = gort_sched::chan::<u64>(0);
+    gort_sched::go(move || {
+        let mut i = 2;
+        while tx.send(i).is_ok() {
+            i += 1;
+        }
+    });
+    let mut primes = Vec::with_capacity(n);
+    for _ in 0..n {
+        let prime = rx.recv().expect("the generator never stops");
+        primes.push(prime);
+        let (next_tx, next_rx) = gort_sched::chan(0);
+        let input = rx;
+        gort_sched::go(move || {
+            for v in input.iter() {
+                if v % prime != 0 && next_tx.send(v).is_err() {
+                    return; // the chain behind us is gone
+                }
+            }
+        });
+        rx = next_rx;
+    }
+    // Dropping the last receiver unwinds the chain: each filter's send fails in turn.
+    primes
+}

@@ -1,5 +1,6 @@
-//! The scheduler showcase run by `cargo xtask demo`: spawning and joining goroutines, then a
-//! million goroutines alive at once, with what it did and how long it took.
+//! The scheduler showcase run by `cargo xtask demo`: spawning and joining goroutines, a
+//! million goroutines alive at once, and Go's concurrent prime sieve over channels, with what
+//! it did and how long it took.
 
 use gort_tests::{park_many, runtime};
 use std::time::Instant;
@@ -54,4 +55,16 @@ fn main() {
         t.elapsed()
     );
     println!("goroutines left: {}", gort_tests::settle(&rt));
+
+    // 4. Go's concurrent prime sieve: a chain of goroutines joined by unbuffered channels.
+    let t = Instant::now();
+    let primes = rt.block_on(|| gort_tests::prime_sieve(1000));
+    println!(
+        "concurrent prime sieve: the first {} primes through a chain of {} goroutines, \
+         the last {} ({:?})",
+        primes.len(),
+        primes.len() + 1,
+        primes.last().copied().unwrap_or(0),
+        t.elapsed()
+    );
 }

@@ -1,0 +1,204 @@
+//! The channel itself: a buffer and two wait queues under one lock (Go's `hchan`).
+
+use super::waiter::{Entry, Group, OUTCOME_CLOSED, OUTCOME_OK};
+use crate::loom::{Arc, Mutex, MutexGuard, lock};
+use std::collections::VecDeque;
+
+/// State under the channel's lock.
+pub(crate) struct State<T> {
+    /// Buffered values (at most `cap`).
+    pub(crate) buf: VecDeque<T>,
+    /// Closed by a sender (`close`, or the last `Sender` dropped): receives drain the buffer,
+    /// then report closed; sends fail.
+    pub(crate) closed: bool,
+    /// Every `Receiver` is gone: sends fail with their value, blocked senders are woken.
+    pub(crate) no_receivers: bool,
+    /// Blocked receivers, oldest first.
+    pub(crate) recvq: VecDeque<Arc<Entry<T>>>,
+    /// Blocked senders with their values, oldest first.
+    pub(crate) sendq: VecDeque<Arc<Entry<T>>>,
+}
+
+/// A channel shared by its `Sender`s and `Receiver`s.
+pub(crate) struct Chan<T> {
+    pub(crate) cap: usize,
+    /// Unique for the process's life: the order in which a select locks channels (Go sorts
+    /// by address; an id is the same total order, and stays deterministic under loom).
+    pub(crate) id: u64,
+    state: Mutex<State<T>>,
+}
+
+/// An entry won under the lock, to be finished (woken) after the lock is released: waking a
+/// goroutine can take scheduler locks, which must never nest inside a channel's lock.
+#[must_use]
+pub(crate) struct Won<T>(Arc<Entry<T>>);
+
+impl<T> Won<T> {
+    pub(crate) fn finish(self) {
+        self.0.group.finish();
+    }
+
+    /// The group to finish later (a select finishes after releasing all its locks).
+    pub(crate) fn into_group(self) -> Arc<Group> {
+        self.0.group.clone()
+    }
+}
+
+/// Pops the first entry of `q` whose group can still be claimed, claiming it. Entries whose
+/// group another case already won are stale and dropped.
+fn pop_claimed<T>(q: &mut VecDeque<Arc<Entry<T>>>) -> Option<Arc<Entry<T>>> {
+    while let Some(e) = q.pop_front() {
+        if e.group.claim(e.case) {
+            return Some(e);
+        }
+    }
+    None
+}
+
+/// What a send attempt did.
+pub(crate) enum SendStep<T> {
+    /// Delivered (to a waiting receiver, to be woken, or into the buffer).
+    Sent(Option<Won<T>>),
+    /// Nobody can take it now; the value comes back.
+    Full(T),
+    /// Closed, or no receiver left; the value comes back.
+    Closed(T),
+}
+
+/// What a receive attempt did.
+pub(crate) enum RecvStep<T> {
+    /// A value, and perhaps a blocked sender to wake (its value moved into the buffer or
+    /// straight to us).
+    Got(T, Option<Won<T>>),
+    /// Nothing now.
+    Empty,
+    /// Closed and drained.
+    Closed,
+}
+
+impl<T> Chan<T> {
+    pub(crate) fn new(cap: usize) -> Chan<T> {
+        /// Ids for `Chan::id` (a plain std counter: not part of any modelled protocol).
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Chan {
+            cap,
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            state: Mutex::new(State {
+                buf: VecDeque::with_capacity(cap.min(1024)),
+                closed: false,
+                no_receivers: false,
+                recvq: VecDeque::new(),
+                sendq: VecDeque::new(),
+            }),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State<T>> {
+        lock(&self.state)
+    }
+
+    /// Tries to send under the lock `s`.
+    pub(crate) fn try_send_locked(&self, s: &mut State<T>, v: T) -> SendStep<T> {
+        if s.closed || s.no_receivers {
+            return SendStep::Closed(v);
+        }
+        if let Some(r) = pop_claimed(&mut s.recvq) {
+            // SAFETY: we just won `r`'s group for its case and have not finished it.
+            unsafe { r.put_value(v) };
+            r.set_outcome(OUTCOME_OK);
+            return SendStep::Sent(Some(Won(r)));
+        }
+        if s.buf.len() < self.cap {
+            s.buf.push_back(v);
+            return SendStep::Sent(None);
+        }
+        SendStep::Full(v)
+    }
+
+    /// Tries to receive under the lock `s`.
+    pub(crate) fn try_recv_locked(&self, s: &mut State<T>) -> RecvStep<T> {
+        if let Some(v) = s.buf.pop_front() {
+            // A slot opened: the oldest blocked sender's value moves into the buffer.
+            let won = pop_claimed(&mut s.sendq).map(|w| {
+                // SAFETY: we just won `w`; a queued sender always holds its value.
+                let sv =
+                    unsafe { w.take_value() }.expect("runtime: blocked sender without a value");
+                s.buf.push_back(sv);
+                w.set_outcome(OUTCOME_OK);
+                Won(w)
+            });
+            return RecvStep::Got(v, won);
+        }
+        if let Some(w) = pop_claimed(&mut s.sendq) {
+            // Unbuffered (or a buffer that is empty with senders waiting: capacity 0).
+            // SAFETY: as above.
+            let v = unsafe { w.take_value() }.expect("runtime: blocked sender without a value");
+            w.set_outcome(OUTCOME_OK);
+            return RecvStep::Got(v, Some(Won(w)));
+        }
+        if s.closed {
+            return RecvStep::Closed;
+        }
+        RecvStep::Empty
+    }
+
+    /// Marks the channel closed and claims every blocked party (receivers see closed,
+    /// senders get their values back). Returns them to be woken after the lock is released,
+    /// or `None` if it was already closed.
+    pub(crate) fn close_locked(s: &mut State<T>) -> Option<Vec<Won<T>>> {
+        if s.closed {
+            return None;
+        }
+        s.closed = true;
+        Some(Self::fail_all(s))
+    }
+
+    /// The last receiver went away: blocked senders fail with their values.
+    pub(crate) fn drop_receivers_locked(s: &mut State<T>) -> Vec<Won<T>> {
+        s.no_receivers = true;
+        let mut woken = Vec::new();
+        while let Some(w) = pop_claimed(&mut s.sendq) {
+            w.set_outcome(OUTCOME_CLOSED);
+            woken.push(Won(w));
+        }
+        woken
+    }
+
+    fn fail_all(s: &mut State<T>) -> Vec<Won<T>> {
+        let mut woken = Vec::new();
+        while let Some(r) = pop_claimed(&mut s.recvq) {
+            r.set_outcome(OUTCOME_CLOSED);
+            woken.push(Won(r));
+        }
+        while let Some(w) = pop_claimed(&mut s.sendq) {
+            w.set_outcome(OUTCOME_CLOSED);
+            woken.push(Won(w));
+        }
+        woken
+    }
+
+    /// Queues a blocked receiver (for `group`'s case `case`) under the lock.
+    pub(crate) fn enqueue_recv(s: &mut State<T>, group: &Arc<Group>, case: usize) -> Arc<Entry<T>> {
+        let e = Arc::new(Entry::new(group.clone(), case, None));
+        s.recvq.push_back(e.clone());
+        e
+    }
+
+    /// Queues a blocked sender with its value under the lock.
+    pub(crate) fn enqueue_send(
+        s: &mut State<T>,
+        group: &Arc<Group>,
+        case: usize,
+        v: T,
+    ) -> Arc<Entry<T>> {
+        let e = Arc::new(Entry::new(group.clone(), case, Some(v)));
+        s.sendq.push_back(e.clone());
+        e
+    }
+
+    /// Removes `e` from whichever queue holds it (a select's losing cases, after it woke).
+    pub(crate) fn dequeue(s: &mut State<T>, e: &Arc<Entry<T>>) {
+        s.recvq.retain(|x| !Arc::ptr_eq(x, e));
+        s.sendq.retain(|x| !Arc::ptr_eq(x, e));
+    }
+}

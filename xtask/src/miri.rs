@@ -3,9 +3,10 @@
 //! Loom checks orderings; Miri checks what the `unsafe` code does with pointers (aliasing,
 //! provenance, use after free, data races on plain memory). A Miri run is
 //! `cargo +nightly miri test -p <pkg> --lib`, which builds in a target directory of its own
-//! (cargo-miri puts everything under `<target>/miri` by itself): only the unit tests, since integration tests and doctests start runtimes whose context
-//! switch and mmap'd stacks Miri cannot interpret. Miri is the only thing in the project that
-//! uses the nightly toolchain; the set-up installs it (`setup::miri`).
+//! (cargo-miri puts everything under `<target>/miri` by itself). Only the unit tests run:
+//! integration tests and doctests start runtimes whose context switch and mmap'd stacks Miri
+//! cannot interpret. Miri is the only thing in the project that uses the nightly toolchain;
+//! the set-up installs it (`setup::miri`).
 //!
 //! `MIRIFLAGS`: a user-set value wins. Otherwise crates whose `unsafe` code moves only real
 //! pointers run with `-Zmiri-strict-provenance`, so an integer-to-pointer cast there is an

@@ -4,6 +4,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -22,7 +23,7 @@ func rss() int {
 		return 0
 	}
 	n, _ := strconv.Atoi(f[1])
-	return n * 4096
+	return n * os.Getpagesize()
 }
 
 func spawn(n int) float64 {
@@ -77,13 +78,92 @@ func parked(n int) float64 {
 	return per
 }
 
+// parkedStart starts n goroutines that each report started and park on a channel; the time
+// until the last one reported, per goroutine. Then it releases them and waits for them to end.
+func parkedStart(n int) float64 {
+	runtime.GOMAXPROCS(2)
+	ch := make(chan struct{})
+	var wg, done sync.WaitGroup
+	wg.Add(n)
+	done.Add(n)
+	t := time.Now()
+	for i := 0; i < n; i++ {
+		go func() {
+			wg.Done()
+			<-ch
+			done.Done()
+		}()
+	}
+	wg.Wait()
+	per := float64(time.Since(t).Nanoseconds()) / float64(n)
+	close(ch)
+	done.Wait()
+	return per
+}
+
+// burstIdleMs is the idle time after a burst before RSS is read (as in bench_sched.rs).
+const burstIdleMs = 2500
+
+// burstRSSAfter runs a burst of n goroutines that park, then are released and exit, idles,
+// and returns RSS in MiB.
+func burstRSSAfter(n int) float64 {
+	parkedStart(n)
+	time.Sleep(burstIdleMs * time.Millisecond)
+	return float64(rss()) / float64(1<<20)
+}
+
+// inChild runs one workload in a fresh process (as bench_sched.rs does), so memory kept by an
+// earlier workload, or goroutines it left warm, do not skew it.
+func inChild(workload string, n int) float64 {
+	out, err := exec.Command(os.Args[0], "--child", workload, strconv.Itoa(n)).Output()
+	if err != nil {
+		panic(fmt.Sprintf("%s child failed: %v", workload, err))
+	}
+	v, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
+	if err != nil {
+		panic(fmt.Sprintf("%s child printed %q", workload, out))
+	}
+	return v
+}
+
 func main() {
-	quick := len(os.Args) > 1 && os.Args[1] == "--quick"
+	if len(os.Args) > 3 && os.Args[1] == "--child" {
+		n, _ := strconv.Atoi(os.Args[3])
+		switch os.Args[2] {
+		case "parked-start":
+			fmt.Println(parkedStart(n))
+		default:
+			fmt.Println(burstRSSAfter(n))
+		}
+		return
+	}
+	quick, only := false, ""
+	for i, a := range os.Args[1:] {
+		if a == "--quick" {
+			quick = true
+		}
+		if a == "--only" && i+2 < len(os.Args) {
+			only = os.Args[i+2]
+		}
+	}
+	want := func(name string) bool { return only == "" || only == name }
 	nSpawn, nSwitch, nParked := 1000000, 2000000, 1000000
 	if quick {
 		nSpawn, nSwitch, nParked = 100000, 100000, 100000
 	}
-	emit("sched/spawn", "ns/goroutine", spawn(nSpawn))
-	emit("sched/switch", "ns/switch", switches(nSwitch))
-	emit("sched/parked", "bytes/goroutine", parked(nParked))
+	if want("spawn") {
+		emit("sched/spawn", "ns/goroutine", spawn(nSpawn))
+	}
+	if want("switch") {
+		emit("sched/switch", "ns/switch", switches(nSwitch))
+	}
+	if want("parked") {
+		emit("sched/parked", "bytes/goroutine", parked(nParked))
+	}
+	if want("parked-start") {
+		emit("sched/parked-start", "ns/goroutine", inChild("parked-start", nParked))
+	}
+	if want("burst-rss-after") {
+		emit("sched/burst-rss-after", "MiB", inChild("burst", nParked))
+	}
 }

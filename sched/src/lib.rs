@@ -96,6 +96,7 @@ mod m;
 mod p;
 mod park;
 mod parker;
+mod release;
 mod runq;
 mod runtime;
 mod sched;

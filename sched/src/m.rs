@@ -533,7 +533,9 @@ impl M {
     #[cold]
     fn stop_m(&self) {
         let shared = &*self.shared;
-        shared.stacks.release_idle();
+        // Memory release (release.rs): a bounded step now, and the next one when the poll
+        // below times out; `None` once nothing is left, so an idle program sleeps for good.
+        let next_release = shared.release_idle_memory();
         let mut s = lock(&shared.sched);
         if shared.shutdown.load(Ordering::Acquire) {
             return;
@@ -543,7 +545,7 @@ impl M {
             s.polling = true;
             s.poller = Some(self.note.clone());
             drop(s);
-            shared.hook.poll(None);
+            shared.hook.poll(next_release);
             let mut s = lock(&shared.sched);
             s.polling = false;
             if s.poller

@@ -1,20 +1,36 @@
-//! A runtime's stack pool: slabs reserved with MAP_NORESERVE, carved lazily, reused hot first.
+//! A runtime's stack pool: slabs reserved with MAP_NORESERVE, carved in batches, reused warm
+//! first, and handed back to the OS in address-sorted batches once they sit unused.
 
-use super::region::{GUARD_BYTES, Stack, page_size};
+use super::advise::{self, Fallback, MADV_POPULATE_WRITE};
+use super::region::{Stack, guard_bytes, page_size, region_bytes_for};
 use super::{guard, registry};
+use std::collections::VecDeque;
 use std::io;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Virtual size of one slab. Slabs are reserved, not committed: a stack costs memory only for
 /// the pages its goroutine touched.
 const SLAB_BYTES: usize = 256 << 20;
 
-/// Stacks kept in the shared pool without releasing their pages: the hot working set reused
-/// by bursts of short goroutines.
-const HOT_KEEP: usize = 64;
+/// Stacks carved (and guarded, in one batched call) at once.
+const CARVE_BATCH: usize = 256;
 
-/// Most stacks one background release pass hands back to the OS.
-const RELEASE_BATCH: usize = 256;
+/// Warm stacks the pool never releases: the working reserve that lets a steady program reuse
+/// stacks without refaulting them.
+const HOT_KEEP: usize = 256;
+
+/// Most stacks one release step hands back to the OS (about a millisecond of `madvise` for
+/// stacks that touched a page or two).
+const RELEASE_BATCH: usize = 4096;
+
+/// A warm stack is released only after the pool held it unused for this long, so that a
+/// program alternating between busy and idle phases keeps its stacks warm.
+const RELEASE_AGE: Duration = Duration::from_millis(100);
+
+/// When to call `release_step` again while a release pass has work left: short, so a burst's
+/// memory comes back within seconds, yet leaving the calling idle M responsive.
+const RELEASE_TICK: Duration = Duration::from_millis(2);
 
 #[derive(Debug)]
 struct Slab {
@@ -28,10 +44,15 @@ struct Slab {
 #[derive(Debug, Default)]
 struct Inner {
     slabs: Vec<Slab>,
-    /// Free stacks whose touched pages are still resident, most recently freed last.
-    hot: Vec<Stack>,
-    /// Free stacks whose pages (but the top one) were released.
+    /// Free stacks whose touched pages are still resident; most recently freed at the back.
+    hot: VecDeque<Stack>,
+    /// Free stacks with no resident page (released, or carved and never used); guarded.
     cold: Vec<Stack>,
+    /// Fewest stacks `hot` held since `since`: that many sat unused the whole time.
+    low: usize,
+    since: Option<Instant>,
+    /// Stacks the current release pass may still hand back.
+    budget: usize,
 }
 
 /// Owner of every stack of one runtime. The per-P caches in `P` sit in front of it.
@@ -48,25 +69,42 @@ unsafe impl Send for StackPool {}
 unsafe impl Sync for StackPool {}
 
 impl StackPool {
+    /// A pool of stacks of `stack_size` bytes (rounded to whole pages, and up to leave room
+    /// above a guard of a large page).
     pub(crate) fn new(stack_size: usize) -> StackPool {
         super::install_overflow_handler();
         StackPool {
-            stack_size,
+            stack_size: region_bytes_for(stack_size, page_size()),
             inner: Mutex::new(Inner::default()),
         }
     }
 
-    /// Moves up to `n` free stacks into `out`, carving new ones when the pool is empty.
+    /// Moves `n` free stacks into `out`: warm ones first, then released or freshly carved
+    /// ones, whose top pages (where the first frame goes) are faulted in with one batched
+    /// `MADV_POPULATE_WRITE` instead of one page fault per goroutine start.
     #[cold]
     pub(crate) fn get_batch(&self, out: &mut Vec<Stack>, n: usize) -> io::Result<()> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        for _ in 0..n {
-            let s = match inner.hot.pop().or_else(|| inner.cold.pop()) {
-                Some(s) => s,
-                None => self.carve(&mut inner)?,
-            };
-            out.push(s);
+        let warm = n.min(inner.hot.len());
+        let at = inner.hot.len() - warm;
+        out.extend(inner.hot.drain(at..));
+        inner.low = inner.low.min(inner.hot.len());
+        let first_cold = out.len();
+        for _ in warm..n {
+            if inner.cold.is_empty() {
+                self.carve(&mut inner)?;
+            }
+            out.push(inner.cold.pop().expect("carve adds stacks"));
         }
+        drop(inner);
+        let page = page_size();
+        let tops: Vec<(usize, usize)> = out[first_cold..]
+            .iter()
+            .map(|s| (s.top() as usize - page, page))
+            .collect();
+        // SAFETY: each range is the top page of a stack we now own exclusively; populating
+        // it only makes zero pages resident. Failure just leaves the page to the first touch.
+        let _ = unsafe { advise::advise_ranges(&tops, MADV_POPULATE_WRITE, Fallback::Skip) };
         Ok(())
     }
 
@@ -80,33 +118,68 @@ impl StackPool {
             .extend(stacks);
     }
 
-    /// Background release: hands the pages of the oldest hot stacks beyond the hot working
-    /// set back to the OS, a batch at a time, outside the lock. Called by Ms going idle, never
-    /// on a goroutine's exit path. Returns how many stacks were released.
+    /// One bounded step of handing idle memory back: releases the pages (the top one too) of
+    /// up to `RELEASE_BATCH` warm stacks that sat unused for `RELEASE_AGE`, beyond the
+    /// `HOT_KEEP` reserve, sorted by address so that adjacent stacks go back in one `madvise`.
+    /// Called by idle Ms, never on a goroutine's exit path. Returns when to call again, or
+    /// `None` when nothing is left to release.
     #[cold]
-    pub(crate) fn release_idle(&self) -> usize {
-        let batch: Vec<Stack> = {
+    pub(crate) fn release_step(&self) -> Option<Duration> {
+        let mut batch: Vec<Stack> = {
             let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-            if inner.hot.len() <= HOT_KEEP {
-                return 0;
+            let now = Instant::now();
+            let since = *inner.since.get_or_insert(now);
+            if inner.budget == 0 && now.duration_since(since) >= RELEASE_AGE {
+                inner.budget = inner.low.min(inner.hot.len()).saturating_sub(HOT_KEEP);
+                inner.low = inner.hot.len();
+                inner.since = Some(now);
             }
-            let n = (inner.hot.len() - HOT_KEEP).min(RELEASE_BATCH);
-            inner.hot.drain(..n).collect()
+            let n = inner
+                .budget
+                .min(RELEASE_BATCH)
+                .min(inner.hot.len().saturating_sub(HOT_KEEP));
+            inner.budget -= n;
+            if n == 0 {
+                inner.budget = 0;
+                return (inner.hot.len() > HOT_KEEP)
+                    .then(|| RELEASE_AGE.saturating_sub(now - since));
+            }
+            // The oldest first: the back of `hot` is what the next spawns reuse.
+            let batch = inner.hot.drain(..n).collect();
+            inner.low = inner.low.min(inner.hot.len());
+            batch
         };
-        let n = batch.len();
+        batch.sort_unstable_by_key(|s| s.base() as usize);
+        let guard = guard_bytes();
+        let mut ranges: Vec<(usize, usize)> = Vec::new();
         for s in &batch {
-            // A failed madvise only means the pages stay resident; the stack is still usable.
-            let _ = s.release_pages(page_size());
+            let (start, end) = (s.base() as usize + guard, s.top() as usize);
+            // A stack right after the previous one extends its range over its own guard:
+            // MADV_DONTNEED leaves guard regions (and PROT_NONE pages) faulting.
+            match ranges.last_mut() {
+                Some((prev, len)) if *prev + *len + guard == start => *len = end - *prev,
+                _ => ranges.push((start, end - start)),
+            }
         }
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .cold
-            .extend(batch);
-        n
+        for (start, len) in ranges {
+            // SAFETY: the ranges cover stacks in `batch`, which we own and nothing runs on,
+            // and the guards between adjacent ones, which hold nothing. A failure only means
+            // the pages stay resident; the stacks are still usable.
+            unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) };
+        }
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.cold.append(&mut batch);
+        let more = inner.budget > 0 || inner.hot.len() > HOT_KEEP;
+        more.then_some(if inner.budget > 0 {
+            RELEASE_TICK
+        } else {
+            RELEASE_AGE
+        })
     }
 
-    fn carve(&self, inner: &mut Inner) -> io::Result<Stack> {
+    /// Carves up to `CARVE_BATCH` new stacks into `cold`, their guards installed together.
+    #[cold]
+    fn carve(&self, inner: &mut Inner) -> io::Result<()> {
         let size = self.stack_size;
         if inner
             .slabs
@@ -116,13 +189,20 @@ impl StackPool {
             inner.slabs.push(self.map_slab()?);
         }
         let slab = inner.slabs.last_mut().expect("a slab was just ensured");
-        let base = slab.base.wrapping_add(slab.carved * size);
-        // SAFETY: `base .. base + GUARD_BYTES` is page-aligned, inside our slab and belongs to
-        // a stack nobody has been given yet.
-        unsafe { guard::install(base, GUARD_BYTES)? };
-        slab.carved += 1;
-        // SAFETY: the region was carved exactly once, just now, and its guard is installed.
-        Ok(unsafe { Stack::from_raw(base, size) })
+        let n = (slab.len / size - slab.carved).min(CARVE_BATCH);
+        let first = slab.base as usize + slab.carved * size;
+        let guard = guard_bytes();
+        let guards: Vec<(usize, usize)> = (0..n).map(|i| (first + i * size, guard)).collect();
+        // SAFETY: each range is the page-aligned guard of a stack of our slab that nobody has
+        // been given yet.
+        unsafe { guard::install_many(&guards)? };
+        slab.carved += n;
+        // Lowest address last: popped first, so a steady program stays in few page tables.
+        inner.cold.extend((0..n).rev().map(|i| {
+            // SAFETY: the region was carved exactly once, just now, and its guard installed.
+            unsafe { Stack::from_raw((first + i * size) as *mut u8, size) }
+        }));
+        Ok(())
     }
 
     #[cold]
@@ -150,7 +230,7 @@ impl StackPool {
         // Huge pages would commit 2 MiB for a goroutine that touched 4 KiB. Advisory only.
         // SAFETY: advising our own fresh mapping.
         unsafe { libc::madvise(p, len, libc::MADV_NOHUGEPAGE) };
-        let Some(registry_index) = registry::register(p as usize, len, size) else {
+        let Some(registry_index) = registry::register(p as usize, len, size, guard_bytes()) else {
             // SAFETY: unmapping the mapping we just made and told nobody about.
             unsafe { libc::munmap(p, len) };
             return Err(io::Error::new(

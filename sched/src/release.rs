@@ -1,0 +1,47 @@
+//! Handing idle memory back to the OS: pooled stacks and free Gs beyond a working reserve.
+//!
+//! Idle Ms drive it (`M::stop_m`): each call does a bounded step and says when to call again,
+//! and the M waiting in the idle hook uses that as its poll timeout, so a burst's memory comes
+//! back within seconds with no dedicated thread and no wake-ups once nothing is left.
+
+use crate::sched::{Shared, lock};
+use std::time::Duration;
+
+/// Free Gs kept in the runtime-wide list (the per-P caches are small already).
+const FREE_G_KEEP: usize = 1024;
+
+/// Most free Gs one step drops.
+const FREE_G_BATCH: usize = 16 * 1024;
+
+/// When to look at the free-G list again while it is above the reserve.
+const FREE_G_TICK: Duration = Duration::from_millis(2);
+
+impl Shared {
+    /// One bounded step of releasing idle memory: pages of pooled stacks that sat unused
+    /// (beyond a warm reserve), and free Gs beyond a reserve. Returns when to call again, or
+    /// `None` when nothing is left to release.
+    #[cold]
+    pub(crate) fn release_idle_memory(&self) -> Option<Duration> {
+        let stacks = self.stacks.release_step();
+        let gs = self.release_free_gs();
+        match (stacks, gs) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn release_free_gs(&self) -> Option<Duration> {
+        let dropped = {
+            let mut free = lock(&self.free_gs);
+            let n = free.len().saturating_sub(FREE_G_KEEP).min(FREE_G_BATCH);
+            if n == 0 {
+                return None;
+            }
+            let at = free.len() - n;
+            free.split_off(at)
+        };
+        // Freed outside the lock: spawns refilling their caches are not held up.
+        drop(dropped);
+        (lock(&self.free_gs).len() > FREE_G_KEEP).then_some(FREE_G_TICK)
+    }
+}

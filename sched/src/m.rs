@@ -568,8 +568,9 @@ impl M {
         }
         s.idle_ms.push(self.note.clone());
         drop(s);
+        let mut next_release = next_release;
         loop {
-            self.note.parker.park(None);
+            self.note.parker.park(next_release);
             if let Some((id, spinning)) = self.note.take_handoff() {
                 self.adopt(id, spinning);
                 return;
@@ -577,6 +578,8 @@ impl M {
             if shared.shutdown.load(Ordering::Acquire) {
                 return;
             }
+            // The poller may sit in an untimed poll: memory freed since is ours to release.
+            next_release = next_release.and_then(|_| shared.release_idle_memory());
         }
     }
 

@@ -38,10 +38,32 @@ impl Shared {
                 return None;
             }
             let at = free.len() - n;
-            free.split_off(at)
+            let dropped = free.split_off(at);
+            // The list's own buffer (8 bytes a G) goes back too once a burst is gone.
+            if free.capacity() > 4 * FREE_G_KEEP {
+                let keep = 2 * FREE_G_KEEP.max(free.len());
+                free.shrink_to(keep);
+            }
+            dropped
         };
         // Freed outside the lock: spawns refilling their caches are not held up.
         drop(dropped);
-        (lock(&self.free_gs).len() > FREE_G_KEEP).then_some(FREE_G_TICK)
+        if lock(&self.free_gs).len() > FREE_G_KEEP {
+            return Some(FREE_G_TICK);
+        }
+        trim_malloc();
+        None
+    }
+}
+
+/// Gs live in the system allocator, which keeps freed memory of its per-thread arenas
+/// resident; once a batch of Gs is gone, ask it to hand free pages back (glibc only; about a
+/// millisecond, once per release pass).
+#[cold]
+fn trim_malloc() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions; it only releases free memory.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

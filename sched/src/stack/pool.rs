@@ -39,15 +39,22 @@ struct Slab {
     /// Stacks carved so far; the next one starts at `base + carved * stack_size`.
     carved: usize,
     registry_index: usize,
+    /// One bit per stack: free, guarded, and no page resident (released, or carved and never
+    /// used). A bitmap rather than a list of `Stack`s: a million released stacks cost 128
+    /// bytes a slab instead of 16 MiB of bookkeeping.
+    cold: Vec<u64>,
+    ncold: usize,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     slabs: Vec<Slab>,
+    /// `(base, index)` of every slab, sorted by address.
+    by_addr: Vec<(usize, usize)>,
+    /// Indices of the slabs that have cold stacks, each once.
+    cold_slabs: Vec<usize>,
     /// Free stacks whose touched pages are still resident; most recently freed at the back.
     hot: VecDeque<Stack>,
-    /// Free stacks with no resident page (released, or carved and never used); guarded.
-    cold: Vec<Stack>,
     /// Fewest stacks `hot` held since `since`: that many sat unused the whole time.
     low: usize,
     since: Option<Instant>,
@@ -91,10 +98,14 @@ impl StackPool {
         inner.low = inner.low.min(inner.hot.len());
         let first_cold = out.len();
         for _ in warm..n {
-            if inner.cold.is_empty() {
-                self.carve(&mut inner)?;
-            }
-            out.push(inner.cold.pop().expect("carve adds stacks"));
+            let s = match self.pop_cold(&mut inner) {
+                Some(s) => s,
+                None => {
+                    self.carve(&mut inner)?;
+                    self.pop_cold(&mut inner).expect("carve adds stacks")
+                }
+            };
+            out.push(s);
         }
         drop(inner);
         let page = page_size();
@@ -147,6 +158,11 @@ impl StackPool {
             // The oldest first: the back of `hot` is what the next spawns reuse.
             let batch = inner.hot.drain(..n).collect();
             inner.low = inner.low.min(inner.hot.len());
+            // Give back the bookkeeping of a burst too (16 bytes a stack).
+            let keep = (2 * inner.hot.len()).max(2 * HOT_KEEP);
+            if inner.hot.capacity() > 4 * keep {
+                inner.hot.shrink_to(keep);
+            }
             batch
         };
         batch.sort_unstable_by_key(|s| s.base() as usize);
@@ -168,7 +184,9 @@ impl StackPool {
             unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) };
         }
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner.cold.append(&mut batch);
+        for s in batch {
+            self.push_cold(&mut inner, s);
+        }
         let more = inner.budget > 0 || inner.hot.len() > HOT_KEEP;
         more.then_some(if inner.budget > 0 {
             RELEASE_TICK
@@ -177,7 +195,47 @@ impl StackPool {
         })
     }
 
-    /// Carves up to `CARVE_BATCH` new stacks into `cold`, their guards installed together.
+    /// Takes a cold stack: the lowest of the most recently listed slab.
+    fn pop_cold(&self, inner: &mut Inner) -> Option<Stack> {
+        let &i = inner.cold_slabs.last()?;
+        let slab = &mut inner.slabs[i];
+        let w = slab
+            .cold
+            .iter()
+            .position(|&w| w != 0)
+            .expect("a listed slab has a cold stack");
+        let bit = slab.cold[w].trailing_zeros() as usize;
+        slab.cold[w] &= !(1 << bit);
+        slab.ncold -= 1;
+        if slab.ncold == 0 {
+            inner.cold_slabs.pop();
+        }
+        let base = slab.base.wrapping_add((w * 64 + bit) * self.stack_size);
+        // SAFETY: the bit was set, so the stack is carved, guarded and claimed by nobody;
+        // clearing it makes this `Stack` the only claim.
+        Some(unsafe { Stack::from_raw(base, self.stack_size) })
+    }
+
+    /// Records a free stack with no resident page in its slab's bitmap.
+    fn push_cold(&self, inner: &mut Inner, s: Stack) {
+        let addr = s.base() as usize;
+        let at = inner.by_addr.partition_point(|&(base, _)| base <= addr) - 1;
+        let i = inner.by_addr[at].1;
+        let slab = &mut inner.slabs[i];
+        let k = (addr - slab.base as usize) / self.stack_size;
+        debug_assert_eq!(
+            slab.cold[k / 64] & (1 << (k % 64)),
+            0,
+            "a stack pooled twice"
+        );
+        slab.cold[k / 64] |= 1 << (k % 64);
+        slab.ncold += 1;
+        if slab.ncold == 1 {
+            inner.cold_slabs.push(i);
+        }
+    }
+
+    /// Carves up to `CARVE_BATCH` new stacks as cold ones, their guards installed together.
     #[cold]
     fn carve(&self, inner: &mut Inner) -> io::Result<()> {
         let size = self.stack_size;
@@ -186,22 +244,29 @@ impl StackPool {
             .last()
             .is_none_or(|s| (s.carved + 1) * size > s.len)
         {
-            inner.slabs.push(self.map_slab()?);
+            let slab = self.map_slab()?;
+            let entry = (slab.base as usize, inner.slabs.len());
+            let at = inner.by_addr.partition_point(|&(base, _)| base < entry.0);
+            inner.by_addr.insert(at, entry);
+            inner.slabs.push(slab);
         }
-        let slab = inner.slabs.last_mut().expect("a slab was just ensured");
+        let i = inner.slabs.len() - 1;
+        let slab = &mut inner.slabs[i];
         let n = (slab.len / size - slab.carved).min(CARVE_BATCH);
-        let first = slab.base as usize + slab.carved * size;
+        let (first, base) = (slab.carved, slab.base as usize);
         let guard = guard_bytes();
-        let guards: Vec<(usize, usize)> = (0..n).map(|i| (first + i * size, guard)).collect();
+        let guards: Vec<(usize, usize)> = (first..first + n)
+            .map(|k| (base + k * size, guard))
+            .collect();
         // SAFETY: each range is the page-aligned guard of a stack of our slab that nobody has
         // been given yet.
         unsafe { guard::install_many(&guards)? };
         slab.carved += n;
-        // Lowest address last: popped first, so a steady program stays in few page tables.
-        inner.cold.extend((0..n).rev().map(|i| {
+        for k in first..first + n {
             // SAFETY: the region was carved exactly once, just now, and its guard installed.
-            unsafe { Stack::from_raw((first + i * size) as *mut u8, size) }
-        }));
+            let s = unsafe { Stack::from_raw((base + k * size) as *mut u8, size) };
+            self.push_cold(inner, s);
+        }
         Ok(())
     }
 
@@ -243,6 +308,8 @@ impl StackPool {
             len,
             carved: 0,
             registry_index,
+            cold: vec![0; (len / size).div_ceil(64)],
+            ncold: 0,
         })
     }
 }

@@ -139,11 +139,13 @@ impl StackPool {
         let mut batch: Vec<Stack> = {
             let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();
-            let since = *inner.since.get_or_insert(now);
+            let mut since = *inner.since.get_or_insert(now);
             if inner.budget == 0 && now.duration_since(since) >= RELEASE_AGE {
+                // A new period: what stayed unused through the last one may go.
                 inner.budget = inner.low.min(inner.hot.len()).saturating_sub(HOT_KEEP);
                 inner.low = inner.hot.len();
                 inner.since = Some(now);
+                since = now;
             }
             let n = inner
                 .budget
@@ -323,5 +325,109 @@ impl Drop for StackPool {
             // runtime leaks itself otherwise), so no stack of this slab is in use.
             unsafe { libc::munmap(slab.base.cast(), slab.len) };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether reading `addr` faults, asked of the kernel (a `write` from it into a pipe fails
+    /// with EFAULT) so the test process gets no signal.
+    fn faults(addr: usize) -> bool {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` is a valid two-element array for pipe(2).
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: the kernel validates the source address.
+        let n = unsafe { libc::write(fds[1], addr as *const libc::c_void, 1) };
+        let err = io::Error::last_os_error().raw_os_error();
+        // SAFETY: closing the descriptors pipe(2) just gave us.
+        unsafe {
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+        }
+        n == -1 && err == Some(libc::EFAULT)
+    }
+
+    #[test]
+    fn released_stacks_keep_their_guards_and_come_back_zeroed() {
+        let pool = StackPool::new(64 << 10);
+        let n = HOT_KEEP + 300;
+        let mut stacks = Vec::new();
+        pool.get_batch(&mut stacks, n).unwrap();
+        let page = page_size();
+        let bases: Vec<usize> = stacks.iter().map(|s| s.base() as usize).collect();
+        for s in &stacks {
+            // SAFETY: the stack is ours; its top and second-lowest usable pages are mapped.
+            unsafe {
+                s.top().sub(8).cast::<u64>().write(0xfeed);
+                s.base().add(guard_bytes()).cast::<u64>().write(0xbeef);
+            }
+        }
+        pool.put_batch(stacks.into_iter());
+        // Two ageing periods: the first pass sees the stacks unused for a whole period.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pool.inner.lock().unwrap().hot.len() > HOT_KEEP && Instant::now() < deadline {
+            match pool.release_step() {
+                Some(wait) => std::thread::sleep(wait),
+                None => break,
+            }
+        }
+        let inner = pool.inner.lock().unwrap();
+        assert_eq!(inner.hot.len(), HOT_KEEP);
+        let released: usize = inner.slabs.iter().map(|s| s.ncold).sum();
+        assert!(released >= n - HOT_KEEP, "{released} cold stacks");
+        drop(inner);
+        // The oldest stacks were released: every page zero again, top page included; their
+        // guards (adjacent stacks went back in one range across them) still fault.
+        for &base in &bases[..n - HOT_KEEP] {
+            let size = pool.stack_size;
+            // SAFETY: the pool owns these stacks and nothing runs on them; reading is fine.
+            unsafe {
+                assert_eq!(((base + size - 8) as *const u64).read(), 0);
+                assert_eq!(((base + guard_bytes()) as *const u64).read(), 0);
+            }
+            assert!(faults(base) && faults(base + guard_bytes() - page));
+            assert!(!faults(base + guard_bytes()));
+        }
+        // The warm reserve kept its pages.
+        for &base in &bases[n - HOT_KEEP..] {
+            // SAFETY: as above.
+            let v = unsafe { ((base + pool.stack_size - 8) as *const u64).read() };
+            assert_eq!(v, 0xfeed);
+        }
+        // Reuse: warm stacks first, then cold ones (top page prefaulted, zeroed).
+        let mut again = Vec::new();
+        pool.get_batch(&mut again, n).unwrap();
+        assert!(
+            again[..HOT_KEEP]
+                .iter()
+                .all(|s| bases.contains(&(s.base() as usize)))
+        );
+        for s in &again[HOT_KEEP..] {
+            // SAFETY: the stack is ours again.
+            assert_eq!(unsafe { s.top().sub(8).cast::<u64>().read() }, 0);
+            assert!(faults(s.base() as usize));
+        }
+        let mut distinct: Vec<usize> = again.iter().map(|s| s.base() as usize).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), n, "a stack was handed out twice");
+        pool.put_batch(again.into_iter());
+    }
+
+    #[test]
+    fn carved_stacks_are_guarded_page_aligned_and_distinct() {
+        let pool = StackPool::new(100_000);
+        let page = page_size();
+        assert_eq!(pool.stack_size % page, 0);
+        let mut stacks = Vec::new();
+        pool.get_batch(&mut stacks, CARVE_BATCH + 10).unwrap();
+        for s in &stacks {
+            assert_eq!(s.base() as usize % page, 0);
+            assert!(faults(s.base() as usize));
+            assert!(!faults(s.top() as usize - 8));
+        }
+        pool.put_batch(stacks.into_iter());
     }
 }

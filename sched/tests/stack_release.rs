@@ -1,0 +1,98 @@
+//! A stack whose pages idle Ms handed back still overflows into a recognised guard, with
+//! guard regions and with mprotect guards.
+
+mod common;
+
+use common::{child_mode, run_child_with, runtime};
+use gort_sched::{go, park, spawn};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[inline(never)]
+fn recurse(n: u64) -> u64 {
+    let buf = std::hint::black_box([n; 64]);
+    if n == u64::MAX {
+        0
+    } else {
+        recurse(n + 1) + buf[3]
+    }
+}
+
+/// In the child: a burst of goroutines that all hold a stack at once, an idle second so the
+/// idle M releases their stacks (all but a warm reserve of a few hundred), then enough
+/// parked goroutines to use up the reserve, and one that overflows — on a released stack.
+fn overflow_on_a_released_stack() {
+    let rt = runtime(1);
+    rt.block_on(|| {
+        let waiting = Arc::new(Mutex::new(Vec::new()));
+        let open = Arc::new(AtomicBool::new(false));
+        let hs: Vec<_> = (0..4000)
+            .map(|_| {
+                let (waiting, open) = (waiting.clone(), open.clone());
+                spawn(move || {
+                    waiting.lock().unwrap().push(gort_sched::current().unwrap());
+                    while !open.load(Ordering::Acquire) {
+                        park();
+                    }
+                })
+            })
+            .collect();
+        while waiting.lock().unwrap().len() < 4000 {
+            gort_sched::gosched();
+        }
+        open.store(true, Ordering::Release);
+        for g in waiting.lock().unwrap().drain(..) {
+            g.ready();
+        }
+        for h in hs {
+            h.join().unwrap();
+        }
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    rt.block_on(|| {
+        for _ in 0..1000 {
+            go(|| {
+                loop {
+                    park();
+                }
+            });
+        }
+        spawn(|| recurse(0)).join().ok()
+    });
+}
+
+fn check(mode: &str, env: &[(&str, &str)]) {
+    if child_mode().as_deref() == Some(mode) {
+        overflow_on_a_released_stack();
+        return;
+    }
+    if child_mode().is_some() {
+        return;
+    }
+    let out = run_child_with(
+        &format!(
+            "overflow_on_a_released_stack_is_recognised_{}",
+            mode.replace('-', "_")
+        ),
+        mode,
+        env,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("fatal error: stack overflow"),
+        "stderr: {stderr}"
+    );
+    assert!(stderr.contains("stack exceeds"), "stderr: {stderr}");
+    assert!(!out.status.success());
+}
+
+#[test]
+fn overflow_on_a_released_stack_is_recognised_probed() {
+    check("probed", &[]);
+}
+
+#[test]
+fn overflow_on_a_released_stack_is_recognised_mprotect() {
+    check("mprotect", &[("GORT_STACK_GUARD", "mprotect")]);
+}

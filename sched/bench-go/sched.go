@@ -56,7 +56,10 @@ func switches(n int) float64 {
 	return float64(time.Since(t).Nanoseconds()) / float64(2*n)
 }
 
-func parked(n int) float64 {
+// parkBurst starts n goroutines that each report started and park on a channel, then
+// releases them and waits for them to end. It returns the time until the last one reported
+// (ns per goroutine) and the RSS growth at that moment (bytes per goroutine).
+func parkBurst(n int) (float64, float64) {
 	runtime.GOMAXPROCS(2)
 	ch := make(chan struct{})
 	var ready, done sync.WaitGroup
@@ -64,6 +67,7 @@ func parked(n int) float64 {
 	done.Add(n)
 	runtime.GC()
 	before := rss()
+	t := time.Now()
 	for i := 0; i < n; i++ {
 		go func() {
 			ready.Done()
@@ -72,33 +76,11 @@ func parked(n int) float64 {
 		}()
 	}
 	ready.Wait()
-	per := float64(rss()-before) / float64(n)
+	startNs := float64(time.Since(t).Nanoseconds()) / float64(n)
+	rssPer := float64(rss()-before) / float64(n)
 	close(ch)
 	done.Wait()
-	return per
-}
-
-// parkedStart starts n goroutines that each report started and park on a channel; the time
-// until the last one reported, per goroutine. Then it releases them and waits for them to end.
-func parkedStart(n int) float64 {
-	runtime.GOMAXPROCS(2)
-	ch := make(chan struct{})
-	var wg, done sync.WaitGroup
-	wg.Add(n)
-	done.Add(n)
-	t := time.Now()
-	for i := 0; i < n; i++ {
-		go func() {
-			wg.Done()
-			<-ch
-			done.Done()
-		}()
-	}
-	wg.Wait()
-	per := float64(time.Since(t).Nanoseconds()) / float64(n)
-	close(ch)
-	done.Wait()
-	return per
+	return startNs, rssPer
 }
 
 // burstIdleMs is the idle time after a burst before RSS is read (as in bench_sched.rs).
@@ -107,7 +89,7 @@ const burstIdleMs = 2500
 // burstRSSAfter runs a burst of n goroutines that park, then are released and exit, idles,
 // and returns RSS in MiB.
 func burstRSSAfter(n int) float64 {
-	parkedStart(n)
+	parkBurst(n)
 	time.Sleep(burstIdleMs * time.Millisecond)
 	return float64(rss()) / float64(1<<20)
 }
@@ -131,7 +113,8 @@ func main() {
 		n, _ := strconv.Atoi(os.Args[3])
 		switch os.Args[2] {
 		case "parked-start":
-			fmt.Println(parkedStart(n))
+			startNs, _ := parkBurst(n)
+			fmt.Println(startNs)
 		default:
 			fmt.Println(burstRSSAfter(n))
 		}
@@ -158,7 +141,8 @@ func main() {
 		emit("sched/switch", "ns/switch", switches(nSwitch))
 	}
 	if want("parked") {
-		emit("sched/parked", "bytes/goroutine", parked(nParked))
+		_, rssPer := parkBurst(nParked)
+		emit("sched/parked", "bytes/goroutine", rssPer)
 	}
 	if want("parked-start") {
 		emit("sched/parked-start", "ns/goroutine", inChild("parked-start", nParked))

@@ -93,98 +93,51 @@ fn gort_switch(n: usize) -> f64 {
     })
 }
 
-fn gort_parked(n: usize) -> f64 {
-    let rt = gort(2);
+/// What a burst of parked goroutines cost.
+struct Burst {
+    /// Nanoseconds per goroutine until every one had started (and registered to be woken).
+    start_ns: f64,
+    /// RSS growth per goroutine at that moment, in bytes.
+    rss_per: f64,
+}
+
+/// Starts `n` goroutines that each register to be woken, report started and park; measures,
+/// then wakes them all and waits for them to exit. Go's twin: `go func() { wg.Done(); <-ch }()`
+/// in a loop.
+fn gort_park_burst(rt: &Runtime, n: usize) -> Burst {
     rt.block_on(move || {
         let waiters: Arc<Mutex<Vec<Goroutine>>> = Arc::new(Mutex::new(Vec::with_capacity(n)));
         let released = Arc::new(AtomicBool::new(false));
-        let wg = WaitGroup::new(n);
-        let parked = Arc::new(AtomicUsize::new(0));
+        let (started, finished) = (WaitGroup::new(n), WaitGroup::new(n));
         let before = rss_bytes();
+        let t = Instant::now();
         for _ in 0..n {
-            let (waiters, released, wg, parked) = (
+            let (waiters, released, started, finished) = (
                 waiters.clone(),
                 released.clone(),
-                wg.clone(),
-                parked.clone(),
+                started.clone(),
+                finished.clone(),
             );
             go(move || {
                 waiters.lock().unwrap().push(gort_sched::current().unwrap());
-                parked.fetch_add(1, Ordering::AcqRel);
+                started.done();
                 while !released.load(Ordering::Acquire) {
                     park();
                 }
-                wg.done();
-            });
-        }
-        while parked.load(Ordering::Acquire) < n {
-            gosched();
-        }
-        let per = (rss_bytes().saturating_sub(before)) as f64 / n as f64;
-        released.store(true, Ordering::Release);
-        for w in waiters.lock().unwrap().drain(..) {
-            w.ready();
-        }
-        wg.wait();
-        per
-    })
-}
-
-/// Goroutines parked behind a gate, released all at once (like closing a Go channel).
-#[derive(Default)]
-struct Gate {
-    open: AtomicBool,
-    waiters: Mutex<Vec<Goroutine>>,
-}
-
-impl Gate {
-    fn wait(&self) {
-        {
-            let mut w = self.waiters.lock().unwrap();
-            if self.open.load(Ordering::Acquire) {
-                return;
-            }
-            w.push(gort_sched::current().expect("Gate::wait outside a goroutine"));
-        }
-        while !self.open.load(Ordering::Acquire) {
-            park();
-        }
-    }
-
-    fn open(&self) {
-        let waiters = {
-            let mut w = self.waiters.lock().unwrap();
-            self.open.store(true, Ordering::Release);
-            std::mem::take(&mut *w)
-        };
-        for g in waiters {
-            g.ready();
-        }
-    }
-}
-
-/// Starts `n` goroutines that each report started (`wg.done()`) and park behind a gate; the
-/// time until the last one reported, per goroutine. Then releases them all and waits for them
-/// to exit. Go's twin: `go func() { wg.Done(); <-ch }()` in a loop.
-fn gort_parked_start(rt: &Runtime, n: usize) -> f64 {
-    rt.block_on(move || {
-        let gate = Arc::new(Gate::default());
-        let started = WaitGroup::new(n);
-        let finished = WaitGroup::new(n);
-        let t = Instant::now();
-        for _ in 0..n {
-            let (gate, started, finished) = (gate.clone(), started.clone(), finished.clone());
-            go(move || {
-                started.done();
-                gate.wait();
                 finished.done();
             });
         }
         started.wait();
-        let per = t.elapsed().as_nanos() as f64 / n as f64;
-        gate.open();
+        let burst = Burst {
+            start_ns: t.elapsed().as_nanos() as f64 / n as f64,
+            rss_per: rss_bytes().saturating_sub(before) as f64 / n as f64,
+        };
+        released.store(true, Ordering::Release);
+        for w in waiters.lock().unwrap().drain(..) {
+            w.ready();
+        }
         finished.wait();
-        per
+        burst
     })
 }
 
@@ -193,7 +146,7 @@ fn gort_parked_start(rt: &Runtime, n: usize) -> f64 {
 /// back meanwhile).
 fn gort_burst_rss_after(n: usize, idle_ms: u64) -> f64 {
     let rt = gort(2);
-    gort_parked_start(&rt, n);
+    gort_park_burst(&rt, n);
     while rt.num_goroutine() != 0 {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
@@ -299,9 +252,9 @@ fn main() {
     if let Some(i) = args.iter().position(|a| a == "--child") {
         let n: usize = args[i + 3].parse().expect("count");
         let v = match (args[i + 1].as_str(), args[i + 2].as_str()) {
-            ("parked", "gort") => gort_parked(n),
+            ("parked", "gort") => gort_park_burst(&gort(2), n).rss_per,
             ("parked", _) => tokio_parked(n),
-            ("parked-start", _) => gort_parked_start(&gort(2), n),
+            ("parked-start", _) => gort_park_burst(&gort(2), n).start_ns,
             (_, _) => gort_burst_rss_after(n, BURST_IDLE_MS),
         };
         println!("{v}");

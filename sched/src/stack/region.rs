@@ -91,7 +91,10 @@ mod tests {
         assert_eq!(guard_bytes_for(64 << 10), 64 << 10);
         for page in PAGES {
             let g = guard_bytes_for(page);
-            assert!(g >= page && g >= MIN_GUARD_BYTES && g.is_multiple_of(page), "{page}");
+            assert!(
+                g >= page && g >= MIN_GUARD_BYTES && g.is_multiple_of(page),
+                "{page}"
+            );
         }
         assert_eq!(guard_bytes() % page_size(), 0);
     }

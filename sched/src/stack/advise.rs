@@ -100,3 +100,54 @@ unsafe fn advise_batch(ranges: &[(usize, usize)], advice: libc::c_int) -> bool {
     }
     done as usize == total
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Which of the `pages` pages from `p` are resident.
+    fn resident(p: *mut libc::c_void, pages: usize) -> Vec<bool> {
+        let mut v = vec![0u8; pages];
+        // SAFETY: `p` is our mapping of `pages` pages; `v` has one byte per page.
+        assert_eq!(
+            unsafe { libc::mincore(p, pages * super::super::page_size(), v.as_mut_ptr()) },
+            0
+        );
+        v.iter().map(|b| b & 1 == 1).collect()
+    }
+
+    #[test]
+    fn batched_and_per_range_advice_touch_exactly_the_ranges() {
+        let page = super::super::page_size();
+        for batched in [true, false] {
+            // SAFETY: a fresh private anonymous mapping nothing else knows.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    8 * page,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            assert_ne!(p, libc::MAP_FAILED);
+            let ranges = [(p as usize + page, page), (p as usize + 5 * page, 2 * page)];
+            let r = if batched {
+                // SAFETY: the ranges are pages of our own fresh mapping.
+                unsafe { advise_ranges(&ranges, MADV_POPULATE_WRITE, Fallback::EachRange) }
+            } else {
+                // The fallback path, as on a kernel without `process_madvise` on oneself.
+                // SAFETY: as above.
+                ranges.iter().try_for_each(|&r| unsafe {
+                    advise_ranges(&[r], MADV_POPULATE_WRITE, Fallback::EachRange)
+                })
+            };
+            r.unwrap();
+            let want = [false, true, false, false, false, true, true, false];
+            assert_eq!(resident(p, 8), want, "batched: {batched}");
+            // SAFETY: unmapping our own mapping.
+            unsafe { libc::munmap(p, 8 * page) };
+        }
+    }
+}

@@ -108,11 +108,10 @@ mod tests {
     /// Which of the `pages` pages from `p` are resident.
     fn resident(p: *mut libc::c_void, pages: usize) -> Vec<bool> {
         let mut v = vec![0u8; pages];
+        let len = pages * super::super::page_size();
         // SAFETY: `p` is our mapping of `pages` pages; `v` has one byte per page.
-        assert_eq!(
-            unsafe { libc::mincore(p, pages * super::super::page_size(), v.as_mut_ptr()) },
-            0
-        );
+        let rc = unsafe { libc::mincore(p, len, v.as_mut_ptr()) };
+        assert_eq!(rc, 0);
         v.iter().map(|b| b & 1 == 1).collect()
     }
 

@@ -5,6 +5,7 @@
 //! back within seconds with no dedicated thread and no wake-ups once nothing is left.
 
 use crate::sched::{Shared, lock};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Free Gs kept in the runtime-wide list (the per-P caches are small already).
@@ -15,6 +16,13 @@ const FREE_G_BATCH: usize = 16 * 1024;
 
 /// When to look at the free-G list again while it is above the reserve.
 const FREE_G_TICK: Duration = Duration::from_millis(2);
+
+/// Gs freed (by every runtime of the process) before the allocator is asked to trim: a
+/// program whose free list hovers just above the reserve does not trim at every idle.
+const TRIM_AFTER: usize = 4096;
+
+/// Gs freed since the last trim, process-wide like the allocator itself.
+static FREED_SINCE_TRIM: AtomicUsize = AtomicUsize::new(0);
 
 impl Shared {
     /// One bounded step of releasing idle memory: pages of pooled stacks that sat unused
@@ -47,18 +55,21 @@ impl Shared {
             dropped
         };
         // Freed outside the lock: spawns refilling their caches are not held up.
+        let freed = FREED_SINCE_TRIM.fetch_add(dropped.len(), Ordering::Relaxed) + dropped.len();
         drop(dropped);
         if lock(&self.free_gs).len() > FREE_G_KEEP {
             return Some(FREE_G_TICK);
         }
-        trim_malloc();
+        if freed >= TRIM_AFTER && FREED_SINCE_TRIM.swap(0, Ordering::Relaxed) >= TRIM_AFTER {
+            trim_malloc();
+        }
         None
     }
 }
 
 /// Gs live in the system allocator, which keeps freed memory of its per-thread arenas
-/// resident; once a batch of Gs is gone, ask it to hand free pages back (glibc only; about a
-/// millisecond, once per release pass).
+/// resident; once many Gs are gone, ask it to hand free pages back (glibc only; about a
+/// millisecond, at the end of a release pass).
 #[cold]
 fn trim_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

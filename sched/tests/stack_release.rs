@@ -1,10 +1,10 @@
-//! A stack whose pages idle Ms handed back still overflows into a recognised guard, with
-//! guard regions and with mprotect guards.
+//! Idle Ms hand a burst's stacks back; a stack whose pages went back still overflows into a
+//! recognised guard, with guard regions and with mprotect guards.
 
 mod common;
 
 use common::{child_mode, run_child_with, runtime};
-use gort_sched::{go, park, spawn};
+use gort_sched::{Runtime, go, park, spawn};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,15 +17,13 @@ fn huge_frame() -> u8 {
     buf[buf.len() / 2]
 }
 
-/// In the child: a burst of goroutines that all hold a stack at once, an idle second so the
-/// idle M releases their stacks (all but a warm reserve of a few hundred), then enough
-/// parked goroutines to use up the reserve, and one that overflows — on a released stack.
-fn overflow_on_a_released_stack() {
-    let rt = runtime(1);
-    rt.block_on(|| {
+/// Runs `n` goroutines that all hold a stack at once (each parks until all have started),
+/// then lets them exit.
+fn burst(rt: &Runtime, n: usize) {
+    rt.block_on(move || {
         let waiting = Arc::new(Mutex::new(Vec::new()));
         let open = Arc::new(AtomicBool::new(false));
-        let hs: Vec<_> = (0..4000)
+        let hs: Vec<_> = (0..n)
             .map(|_| {
                 let (waiting, open) = (waiting.clone(), open.clone());
                 spawn(move || {
@@ -36,7 +34,7 @@ fn overflow_on_a_released_stack() {
                 })
             })
             .collect();
-        while waiting.lock().unwrap().len() < 4000 {
+        while waiting.lock().unwrap().len() < n {
             gort_sched::gosched();
         }
         open.store(true, Ordering::Release);
@@ -47,6 +45,14 @@ fn overflow_on_a_released_stack() {
             h.join().unwrap();
         }
     });
+}
+
+/// In the child: a burst, an idle second so the idle M releases its stacks (all but a warm
+/// reserve of a few hundred), then enough parked goroutines to use up the reserve, and one
+/// that overflows — on a released stack.
+fn overflow_on_a_released_stack() {
+    let rt = runtime(1);
+    burst(&rt, 4000);
     std::thread::sleep(Duration::from_secs(1));
     rt.block_on(|| {
         for _ in 0..1000 {
@@ -93,4 +99,48 @@ fn overflow_on_a_released_stack_is_recognised_probed() {
 #[test]
 fn overflow_on_a_released_stack_is_recognised_mprotect() {
     check("mprotect", &[("GORT_STACK_GUARD", "mprotect")]);
+}
+
+fn rss_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no memory-safety preconditions.
+    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize
+}
+
+#[test]
+fn memory_of_a_burst_comes_back_while_idle() {
+    if child_mode().is_some() {
+        return;
+    }
+    const MIB: usize = 1 << 20;
+    let rt = runtime(2);
+    burst(&rt, 1000);
+    let before = rss_bytes();
+    burst(&rt, 30_000);
+    let peak = rss_bytes();
+    // Generous: release takes a fraction of a second; a loaded machine may be slower.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut after = peak;
+    while after > before + 24 * MIB && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        after = rss_bytes();
+    }
+    eprintln!(
+        "RSS {} MiB before a 30k burst, {} MiB at its peak, {} MiB after",
+        before / MIB,
+        peak / MIB,
+        after / MIB
+    );
+    assert!(
+        after <= before + 24 * MIB,
+        "RSS {} MiB before a burst, {} MiB at its peak, still {} MiB after",
+        before / MIB,
+        peak / MIB,
+        after / MIB
+    );
 }

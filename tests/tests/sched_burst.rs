@@ -1,11 +1,45 @@
-//! After a burst of one million goroutines ends, idle Ms hand the memory back within seconds.
-//! Heavy: ignored by default; `cargo xtask test` runs it in release, serially.
+//! After a burst of goroutines ends, idle Ms hand the memory back within seconds. The
+//! million-goroutine test is heavy: ignored by default; `cargo xtask test` runs it in release,
+//! serially.
 #![cfg(not(loom))]
 
 use gort_tests::{park_many, rss_bytes, runtime, settle};
 use std::time::{Duration, Instant};
 
 const MIB: usize = 1 << 20;
+
+/// Polls RSS until it is within `slack` of `before` or a generous deadline passes (release
+/// takes a fraction of a second to a few seconds; a loaded machine may be slower). Returns
+/// the last RSS and how long it waited.
+fn wait_for_rss_within(before: usize, slack: usize) -> (usize, Duration) {
+    let t = Instant::now();
+    let deadline = t + Duration::from_secs(30);
+    let mut after = rss_bytes();
+    while after > before + slack && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        after = rss_bytes();
+    }
+    (after, t.elapsed())
+}
+
+#[test]
+fn sched_memory_comes_back_after_a_small_burst() {
+    let rt = runtime(2);
+    rt.block_on(|| park_many(1000));
+    assert_eq!(settle(&rt), 0);
+    let before = rss_bytes();
+    rt.block_on(|| park_many(30_000));
+    let peak = rss_bytes();
+    assert_eq!(settle(&rt), 0);
+    let (after, _) = wait_for_rss_within(before, 24 * MIB);
+    eprintln!(
+        "RSS {} MiB before a 30k burst, {} MiB at its peak, {} MiB after",
+        before / MIB,
+        peak / MIB,
+        after / MIB
+    );
+    assert!(after <= before + 24 * MIB, "still {} MiB", after / MIB);
+}
 
 #[test]
 #[ignore = "heavy: run in release by cargo xtask test"]
@@ -22,20 +56,13 @@ fn sched_memory_comes_back_after_a_million_goroutine_burst() {
     assert_eq!(s.started, n);
     let peak = rss_bytes();
     assert_eq!(settle(&rt), 0);
-    // Poll generously: the release itself takes a few seconds; a loaded machine may be slower.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let t = Instant::now();
-    let mut after = rss_bytes();
-    while after > before + 64 * MIB && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-        after = rss_bytes();
-    }
+    let (after, waited) = wait_for_rss_within(before, 64 * MIB);
     eprintln!(
         "RSS before the burst {} MiB, at its peak {} MiB, {} MiB after {:?} of idling",
         before / MIB,
         peak / MIB,
         after / MIB,
-        t.elapsed()
+        waited
     );
     assert!(
         after <= before + 64 * MIB,

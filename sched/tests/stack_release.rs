@@ -1,5 +1,6 @@
 //! A stack whose pages idle Ms handed back still overflows into a recognised guard, with
 //! guard regions and with mprotect guards.
+#![cfg(not(loom))]
 
 mod common;
 

@@ -101,7 +101,7 @@ unsafe fn advise_batch(ranges: &[(usize, usize)], advice: libc::c_int) -> bool {
     done as usize == total
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

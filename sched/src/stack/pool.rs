@@ -328,7 +328,7 @@ impl Drop for StackPool {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

@@ -115,8 +115,10 @@ func main() {
 		case "parked-start":
 			startNs, _ := parkBurst(n)
 			fmt.Println(startNs)
-		default:
+		case "burst":
 			fmt.Println(burstRSSAfter(n))
+		default:
+			panic("unknown child workload " + os.Args[2] + ": use parked-start or burst")
 		}
 		return
 	}

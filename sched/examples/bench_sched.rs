@@ -255,7 +255,8 @@ fn main() {
             ("parked", "gort") => gort_park_burst(&gort(2), n).rss_per,
             ("parked", _) => tokio_parked(n),
             ("parked-start", _) => gort_park_burst(&gort(2), n).start_ns,
-            (_, _) => gort_burst_rss_after(n, BURST_IDLE_MS),
+            ("burst", _) => gort_burst_rss_after(n, BURST_IDLE_MS),
+            (w, _) => panic!("unknown child workload `{w}`: use parked, parked-start or burst"),
         };
         println!("{v}");
         return;

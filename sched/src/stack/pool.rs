@@ -254,7 +254,7 @@ impl StackPool {
         }
         let i = inner.slabs.len() - 1;
         let slab = &mut inner.slabs[i];
-        let n = (slab.len / size - slab.carved).min(CARVE_BATCH);
+        let mut n = (slab.len / size - slab.carved).min(CARVE_BATCH);
         let (first, base) = (slab.carved, slab.base as usize);
         let guard = guard_bytes();
         let guards: Vec<(usize, usize)> = (first..first + n)
@@ -262,7 +262,16 @@ impl StackPool {
             .collect();
         // SAFETY: each range is the page-aligned guard of a stack of our slab that nobody has
         // been given yet.
-        unsafe { guard::install_many(&guards)? };
+        if let Err(e) = unsafe { guard::install_many(&guards) } {
+            // Near vm.max_map_count (mprotect guards) a whole batch may not fit where one
+            // more stack still does: carve just that one, or report why not.
+            if n == 1 {
+                return Err(e);
+            }
+            n = 1;
+            // SAFETY: as above.
+            unsafe { guard::install_many(&guards[..1])? };
+        }
         slab.carved += n;
         for k in first..first + n {
             // SAFETY: the region was carved exactly once, just now, and its guard installed.

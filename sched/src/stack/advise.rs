@@ -116,6 +116,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "mmap and madvise are system calls miri cannot run")]
     fn batched_and_per_range_advice_touch_exactly_the_ranges() {
         let page = super::super::page_size();
         for batched in [true, false] {

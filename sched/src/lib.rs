@@ -78,8 +78,9 @@
 //! Released stacks are sorted by address and adjacent ones go back in one
 //! `madvise(MADV_DONTNEED)` range spanning the guards between them — `MADV_DONTNEED` keeps
 //! guard regions and `PROT_NONE` pages faulting (tested in both modes). Cold stacks are
-//! bits in per-slab bitmaps, not a list, so a million of them cost kilobytes; free Gs beyond
-//! a reserve of 1024 are dropped and the system allocator is asked to trim.
+//! bits in per-slab bitmaps, not a list, so a million of them cost kilobytes. Free Gs age
+//! with the stacks they ran on: those beyond the warm stacks' count (and a reserve of 1024)
+//! are dropped, and the system allocator is asked to trim.
 //!
 //! # Soundness: migration
 //!

@@ -8,7 +8,8 @@ use crate::sched::{Shared, lock};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-/// Free Gs kept in the runtime-wide list (the per-P caches are small already).
+/// Free Gs kept in the runtime-wide list at least (the per-P caches are small already); more
+/// while more warm stacks are pooled, so free Gs age with the stacks they ran on.
 const FREE_G_KEEP: usize = 1024;
 
 /// Most free Gs one step drops.
@@ -31,33 +32,33 @@ impl Shared {
     #[cold]
     pub(crate) fn release_idle_memory(&self) -> Option<Duration> {
         let stacks = self.stacks.release_step();
-        let gs = self.release_free_gs();
+        let gs = self.release_free_gs(FREE_G_KEEP.max(self.stacks.warm()));
         match (stacks, gs) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
-    fn release_free_gs(&self) -> Option<Duration> {
+    /// Drops up to `FREE_G_BATCH` free Gs beyond `keep`.
+    fn release_free_gs(&self, keep: usize) -> Option<Duration> {
         let dropped = {
             let mut free = lock(&self.free_gs);
-            let n = free.len().saturating_sub(FREE_G_KEEP).min(FREE_G_BATCH);
+            let n = free.len().saturating_sub(keep).min(FREE_G_BATCH);
             if n == 0 {
                 return None;
             }
             let at = free.len() - n;
             let dropped = free.split_off(at);
             // The list's own buffer (8 bytes a G) goes back too once a burst is gone.
-            if free.capacity() > 4 * FREE_G_KEEP {
-                let keep = 2 * FREE_G_KEEP.max(free.len());
-                free.shrink_to(keep);
+            if free.capacity() > 4 * keep {
+                free.shrink_to(2 * keep);
             }
             dropped
         };
         // Freed outside the lock: spawns refilling their caches are not held up.
         let freed = FREED_SINCE_TRIM.fetch_add(dropped.len(), Ordering::Relaxed) + dropped.len();
         drop(dropped);
-        if lock(&self.free_gs).len() > FREE_G_KEEP {
+        if lock(&self.free_gs).len() > keep {
             return Some(FREE_G_TICK);
         }
         if freed >= TRIM_AFTER && FREED_SINCE_TRIM.swap(0, Ordering::Relaxed) >= TRIM_AFTER {

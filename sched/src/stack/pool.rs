@@ -129,6 +129,15 @@ impl StackPool {
             .extend(stacks);
     }
 
+    /// Free stacks whose pages are still resident.
+    pub(crate) fn warm(&self) -> usize {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .hot
+            .len()
+    }
+
     /// One bounded step of handing idle memory back: releases the pages (the top one too) of
     /// up to `RELEASE_BATCH` warm stacks that sat unused for `RELEASE_AGE`, beyond the
     /// `HOT_KEEP` reserve, sorted by address so that adjacent stacks go back in one `madvise`.

@@ -73,14 +73,15 @@
 //! idle does one bounded step — up to 4096 stacks, or 16k free Gs — and the M waiting in the
 //! idle hook polls with the step's "call again in" as its timeout, so a burst's memory comes
 //! back within a second or two and an idle program with nothing left to release sleeps for
-//! good. A stack is released only after it sat unused in the pool for a whole 100 ms period,
-//! beyond a warm reserve of 256, so a program alternating between phases does not refault.
+//! good. A stack is released only after it sat unused in the pool for a whole 100 ms period
+//! (`release::Aging`), beyond a warm reserve of 256, so a program alternating between phases
+//! does not refault.
 //! Released stacks are sorted by address and adjacent ones go back in one
 //! `madvise(MADV_DONTNEED)` range spanning the guards between them — `MADV_DONTNEED` keeps
 //! guard regions and `PROT_NONE` pages faulting (tested in both modes). Cold stacks are
 //! bits in per-slab bitmaps, not a list, so a million of them cost kilobytes. Free Gs age
-//! with the stacks they ran on: those beyond the warm stacks' count (and a reserve of 1024)
-//! are dropped, and the system allocator is asked to trim.
+//! the same way (beyond a reserve of 1024) and are dropped; the system allocator is then
+//! asked to trim.
 //!
 //! # Soundness: migration
 //!

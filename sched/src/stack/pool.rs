@@ -4,10 +4,11 @@
 use super::advise::{self, Fallback, MADV_POPULATE_WRITE};
 use super::region::{Stack, guard_bytes, page_size, region_bytes_for};
 use super::{guard, registry};
+use crate::release::Aging;
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Virtual size of one slab. Slabs are reserved, not committed: a stack costs memory only for
 /// the pages its goroutine touched.
@@ -23,14 +24,6 @@ const HOT_KEEP: usize = 256;
 /// Most stacks one release step hands back to the OS (1-2 ms of `madvise` on the 2-core test
 /// VM for stacks that touched a page or two).
 const RELEASE_BATCH: usize = 4096;
-
-/// A warm stack is released only after the pool held it unused for this long, so that a
-/// program alternating between busy and idle phases keeps its stacks warm.
-const RELEASE_AGE: Duration = Duration::from_millis(100);
-
-/// When to call `release_step` again while a release pass has work left: short, so a burst's
-/// memory comes back within seconds, yet leaving the calling idle M responsive.
-const RELEASE_TICK: Duration = Duration::from_millis(2);
 
 #[derive(Debug)]
 struct Slab {
@@ -55,11 +48,8 @@ struct Inner {
     cold_slabs: Vec<usize>,
     /// Free stacks whose touched pages are still resident; most recently freed at the back.
     hot: VecDeque<Stack>,
-    /// Fewest stacks `hot` held since `since`: that many sat unused the whole time.
-    low: usize,
-    since: Option<Instant>,
-    /// Stacks the current release pass may still hand back.
-    budget: usize,
+    /// How many of `hot` sat unused through a whole period.
+    aging: Aging,
 }
 
 /// Owner of every stack of one runtime. The per-P caches in `P` sit in front of it.
@@ -95,7 +85,8 @@ impl StackPool {
         let warm = n.min(inner.hot.len());
         let at = inner.hot.len() - warm;
         out.extend(inner.hot.drain(at..));
-        inner.low = inner.low.min(inner.hot.len());
+        let len = inner.hot.len();
+        inner.aging.saw(len);
         let first_cold = out.len();
         for _ in warm..n {
             let s = match self.pop_cold(&mut inner) {
@@ -129,52 +120,28 @@ impl StackPool {
             .extend(stacks);
     }
 
-    /// Free stacks whose pages are still resident.
-    pub(crate) fn warm(&self) -> usize {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .hot
-            .len()
-    }
-
     /// One bounded step of handing idle memory back: releases the pages (the top one too) of
-    /// up to `RELEASE_BATCH` warm stacks that sat unused for `RELEASE_AGE`, beyond the
+    /// up to `RELEASE_BATCH` warm stacks that sat unused for a whole period, beyond the
     /// `HOT_KEEP` reserve, sorted by address so that adjacent stacks go back in one `madvise`.
     /// Called by idle Ms, never on a goroutine's exit path. Returns when to call again, or
     /// `None` when nothing is left to release.
     #[cold]
     pub(crate) fn release_step(&self) -> Option<Duration> {
-        let mut batch: Vec<Stack> = {
+        let (mut batch, next): (Vec<Stack>, _) = {
             let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
-            let mut since = *inner.since.get_or_insert(now);
-            if inner.budget == 0 && now.duration_since(since) >= RELEASE_AGE {
-                // A new period: what stayed unused through the last one may go.
-                inner.budget = inner.low.min(inner.hot.len()).saturating_sub(HOT_KEEP);
-                inner.low = inner.hot.len();
-                inner.since = Some(now);
-                since = now;
-            }
-            let n = inner
-                .budget
-                .min(RELEASE_BATCH)
-                .min(inner.hot.len().saturating_sub(HOT_KEEP));
-            inner.budget -= n;
+            let len = inner.hot.len();
+            let (n, next) = inner.aging.step(len, HOT_KEEP, RELEASE_BATCH);
             if n == 0 {
-                inner.budget = 0;
-                return (inner.hot.len() > HOT_KEEP)
-                    .then(|| RELEASE_AGE.saturating_sub(now - since));
+                return next;
             }
             // The oldest first: the back of `hot` is what the next spawns reuse.
             let batch = inner.hot.drain(..n).collect();
-            inner.low = inner.low.min(inner.hot.len());
             // Give back the bookkeeping of a burst too (16 bytes a stack).
             let keep = (2 * inner.hot.len()).max(2 * HOT_KEEP);
             if inner.hot.capacity() > 4 * keep {
                 inner.hot.shrink_to(keep);
             }
-            batch
+            (batch, next)
         };
         batch.sort_unstable_by_key(|s| s.base() as usize);
         let guard = guard_bytes();
@@ -195,15 +162,10 @@ impl StackPool {
             unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) };
         }
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        for s in batch {
+        for s in batch.drain(..) {
             self.push_cold(&mut inner, s);
         }
-        let more = inner.budget > 0 || inner.hot.len() > HOT_KEEP;
-        more.then_some(if inner.budget > 0 {
-            RELEASE_TICK
-        } else {
-            RELEASE_AGE
-        })
+        next
     }
 
     /// Takes a cold stack: the lowest of the most recently listed slab.
@@ -349,6 +311,7 @@ impl Drop for StackPool {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     /// Whether reading `addr` faults, asked of the kernel (a `write` from it into a pipe fails
     /// with EFAULT) so the test process gets no signal.

@@ -1,6 +1,8 @@
-//! Scheduler benchmarks (spawn, switch, parked memory) for gort and tokio; JSON lines out.
+//! Scheduler benchmarks (spawn, switch, parked memory, parked start, memory after a burst)
+//! for gort and tokio; JSON lines out.
 //!
-//! Run by `cargo xtask bench`; `--quick` scales every workload down for a smoke run.
+//! Run by `cargo xtask bench`; `--quick` scales every workload down for a smoke run, and
+//! `--only NAME` (spawn, switch, parked, parked-start, burst-rss-after) runs one workload.
 
 use gort_sched::{Builder, Goroutine, Runtime, go, gosched, park};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -20,7 +22,8 @@ fn rss_bytes() -> usize {
         .nth(1)
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    pages * 4096
+    // SAFETY: sysconf has no memory-safety preconditions.
+    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize
 }
 
 fn gort(procs: usize) -> Runtime {
@@ -90,41 +93,67 @@ fn gort_switch(n: usize) -> f64 {
     })
 }
 
-fn gort_parked(n: usize) -> f64 {
-    let rt = gort(2);
+/// What a burst of parked goroutines cost.
+struct Burst {
+    /// Nanoseconds per goroutine until every one had started (and registered to be woken).
+    start_ns: f64,
+    /// RSS growth per goroutine at that moment, in bytes.
+    rss_per: f64,
+}
+
+/// Starts `n` goroutines that each register to be woken, report started and park; measures,
+/// then wakes them all and waits for them to exit. Go's twin: `go func() { wg.Done(); <-ch }()`
+/// in a loop.
+fn gort_park_burst(rt: &Runtime, n: usize) -> Burst {
     rt.block_on(move || {
         let waiters: Arc<Mutex<Vec<Goroutine>>> = Arc::new(Mutex::new(Vec::with_capacity(n)));
         let released = Arc::new(AtomicBool::new(false));
-        let wg = WaitGroup::new(n);
-        let parked = Arc::new(AtomicUsize::new(0));
+        let (started, finished) = (WaitGroup::new(n), WaitGroup::new(n));
         let before = rss_bytes();
+        let t = Instant::now();
         for _ in 0..n {
-            let (waiters, released, wg, parked) = (
+            let (waiters, released, started, finished) = (
                 waiters.clone(),
                 released.clone(),
-                wg.clone(),
-                parked.clone(),
+                started.clone(),
+                finished.clone(),
             );
             go(move || {
                 waiters.lock().unwrap().push(gort_sched::current().unwrap());
-                parked.fetch_add(1, Ordering::AcqRel);
+                started.done();
                 while !released.load(Ordering::Acquire) {
                     park();
                 }
-                wg.done();
+                finished.done();
             });
         }
-        while parked.load(Ordering::Acquire) < n {
-            gosched();
-        }
-        let per = (rss_bytes().saturating_sub(before)) as f64 / n as f64;
+        started.wait();
+        let burst = Burst {
+            start_ns: t.elapsed().as_nanos() as f64 / n as f64,
+            rss_per: rss_bytes().saturating_sub(before) as f64 / n as f64,
+        };
         released.store(true, Ordering::Release);
         for w in waiters.lock().unwrap().drain(..) {
             w.ready();
         }
-        wg.wait();
-        per
+        finished.wait();
+        burst
     })
+}
+
+/// RSS in MiB after a burst of `n` goroutines that park and are then released and exit,
+/// followed by `idle_ms` of idling (the program does nothing; the runtime may give memory
+/// back meanwhile).
+fn gort_burst_rss_after(n: usize, idle_ms: u64) -> f64 {
+    let rt = gort(2);
+    gort_park_burst(&rt, n);
+    while rt.num_goroutine() != 0 {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(idle_ms));
+    let mib = rss_bytes() as f64 / (1 << 20) as f64;
+    drop(rt);
+    mib
 }
 
 fn tokio_spawn(n: usize) -> f64 {
@@ -201,26 +230,33 @@ fn tokio_parked(n: usize) -> f64 {
     })
 }
 
-/// Runs the parked-memory workload in a fresh process, so that memory freed by an earlier
-/// workload (and kept by the allocator) does not hide this one's growth.
-fn parked_in_child(implementation: &str, n: usize) -> f64 {
+/// Runs a memory or start-up workload (`parked`, `parked-start`, `burst`) in a fresh process,
+/// so that memory freed by an earlier workload (and kept by the allocator), or stacks it left
+/// warm, do not skew this one.
+fn in_child(workload: &str, implementation: &str, n: usize) -> f64 {
     let out = std::process::Command::new(std::env::current_exe().expect("own path"))
-        .args(["--parked-child", implementation, &n.to_string()])
+        .args(["--child", workload, implementation, &n.to_string()])
         .output()
         .expect("cannot re-run the benchmark program");
     let text = String::from_utf8_lossy(&out.stdout);
     text.trim()
         .parse()
-        .unwrap_or_else(|_| panic!("parked child failed: {text} {:?}", out.status))
+        .unwrap_or_else(|_| panic!("{workload} child failed: {text} {:?}", out.status))
 }
+
+/// Idle time after a burst before RSS is read: a short idle, as a program between phases.
+const BURST_IDLE_MS: u64 = 2500;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if let Some(i) = args.iter().position(|a| a == "--parked-child") {
-        let n: usize = args[i + 2].parse().expect("count");
-        let v = match args[i + 1].as_str() {
-            "gort" => gort_parked(n),
-            _ => tokio_parked(n),
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        let n: usize = args[i + 3].parse().expect("count");
+        let v = match (args[i + 1].as_str(), args[i + 2].as_str()) {
+            ("parked", "gort") => gort_park_burst(&gort(2), n).rss_per,
+            ("parked", _) => tokio_parked(n),
+            ("parked-start", _) => gort_park_burst(&gort(2), n).start_ns,
+            ("burst", _) => gort_burst_rss_after(n, BURST_IDLE_MS),
+            (w, _) => panic!("unknown child workload `{w}`: use parked, parked-start or burst"),
         };
         println!("{v}");
         return;
@@ -247,14 +283,30 @@ fn main() {
         emit(
             "sched/parked",
             "gort",
-            parked_in_child("gort", n_parked),
+            in_child("parked", "gort", n_parked),
             "bytes/goroutine",
         );
         emit(
             "sched/parked",
             "tokio",
-            parked_in_child("tokio", n_parked),
+            in_child("parked", "tokio", n_parked),
             "bytes/goroutine",
+        );
+    }
+    if want("parked-start") {
+        emit(
+            "sched/parked-start",
+            "gort",
+            in_child("parked-start", "gort", n_parked),
+            "ns/goroutine",
+        );
+    }
+    if want("burst-rss-after") {
+        emit(
+            "sched/burst-rss-after",
+            "gort",
+            in_child("burst", "gort", n_parked),
+            "MiB",
         );
     }
 }

@@ -48,14 +48,40 @@
 //!
 //! Rust frames may point into their own stack, so stacks never move. Each G gets a fixed
 //! virtual region (256 KiB by default) carved from 256 MiB slabs reserved with
-//! `MAP_NORESERVE` and `MADV_NOHUGEPAGE`: only touched pages cost memory. The lowest 8 KiB
-//! are a guard installed with `MADV_GUARD_INSTALL` (no extra VMA, so millions of stacks fit
-//! under the default `vm.max_map_count`) after a start-up probe proves that guards really
-//! fault; otherwise `mprotect`, with a clear error when the mapping limit is reached. A G is
-//! given its stack when it first runs, from its P's cache; an exited G's stack returns
-//! there. Idle Ms hand the pages of cold pooled stacks back to the OS in batches — never an
-//! `madvise` per exit. Overflow hits the guard, and a SIGSEGV handler on an alternate signal
-//! stack prints `fatal error: stack overflow` with the goroutine id and aborts.
+//! `MAP_NORESERVE` and `MADV_NOHUGEPAGE`: only touched pages cost memory. The lowest
+//! max(8 KiB, one page) are a guard — so 16 KiB- and 64 KiB-page kernels get a whole-page
+//! guard, and every size and release range stays page-aligned — installed with
+//! `MADV_GUARD_INSTALL` (no extra VMA, so millions of stacks fit under the default
+//! `vm.max_map_count`) after a start-up probe proves that guards really fault; otherwise
+//! `mprotect`, with a clear error when the mapping limit is reached. Overflow hits the guard,
+//! and a SIGSEGV handler on an alternate signal stack prints `fatal error: stack overflow`
+//! with the goroutine id and aborts; the slab registry it consults records each slab's guard
+//! size, so the handler reads atomics only.
+//!
+//! **Starting many goroutines.** A G is given its stack when it first runs, from its P's
+//! cache, refilled from the pool in batches. The pool hands out warm stacks (pages still
+//! resident) first, then cold ones (released, or never used): their top pages — where the
+//! first frame goes — are faulted in with one `process_madvise(MADV_POPULATE_WRITE)` call
+//! per batch instead of one page fault per goroutine start, and new stacks are carved 256
+//! at a time with their guards installed by one call. (`process_madvise` on oneself takes
+//! any advice since Linux 6.13, `PIDFD_SELF` since 6.15; elsewhere guards fall back to one
+//! call per stack and prefaulting to the first touch.) What remains per fresh stack is the
+//! kernel zeroing its top page and its share of a page table.
+//!
+//! **Giving memory back.** An exited G's stack returns to its P's cache, spilling to the
+//! pool; nothing is released on the exit path. Idle Ms release (`release.rs`): each M going
+//! idle does one bounded step — up to 4096 stacks, or 16k free Gs — and the M waiting in the
+//! idle hook polls with the step's "call again in" as its timeout, so a burst's memory comes
+//! back within a second or two and an idle program with nothing left to release sleeps for
+//! good. A stack is released only after it sat unused in the pool for a whole 100 ms period
+//! (`release::Aging`), beyond a warm reserve of 256, so a program alternating between phases
+//! does not refault.
+//! Released stacks are sorted by address and adjacent ones go back in one
+//! `madvise(MADV_DONTNEED)` range spanning the guards between them — `MADV_DONTNEED` keeps
+//! guard regions and `PROT_NONE` pages faulting (tested in both modes). Cold stacks are
+//! bits in per-slab bitmaps, not a list, so a million of them cost kilobytes. Free Gs age
+//! the same way (beyond a reserve of 1024) and are dropped; the system allocator is then
+//! asked to trim.
 //!
 //! # Soundness: migration
 //!
@@ -182,6 +208,7 @@ mod m;
 mod p;
 mod park;
 mod parker;
+mod release;
 mod runq;
 mod runtime;
 mod sched;

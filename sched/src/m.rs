@@ -32,6 +32,14 @@ const STEAL_ROUNDS: u32 = 4;
 /// Idle Ms kept parked however long they idle: enough to hand out Ps at once after a lull.
 const IDLE_M_RESERVE: usize = 4;
 
+/// The earlier of two optional timeouts (`None`: no timeout).
+fn earliest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// What `stop_m` tells the scheduling loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stopped {
@@ -592,7 +600,9 @@ impl M {
     #[cold]
     fn stop_m(&self) -> Stopped {
         let shared = &*self.shared;
-        shared.stacks.release_idle();
+        // Memory release (release.rs): a bounded step now, and the next one when the poll
+        // below times out; `None` once nothing is left, so an idle program sleeps for good.
+        let next_release = shared.release_idle_memory();
         let mut s = lock(&shared.sched);
         if shared.shutdown.load(Ordering::Acquire) {
             return Stopped::Continue;
@@ -602,11 +612,12 @@ impl M {
             s.polling = true;
             s.poller = Some(self.note.clone());
             drop(s);
-            // Sleep until the earliest timer of any P (announced first: see `TimerHome`).
+            // Sleep until the earliest timer of any P (announced first: see `TimerHome`), or
+            // the next step of the idle memory release, whichever comes first.
             let deadline = shared.timers.poll_deadline(shared.nps());
-            let timeout = (deadline != u64::MAX)
+            let timer = (deadline != u64::MAX)
                 .then(|| Duration::from_nanos(deadline.saturating_sub(shared.timers.now())));
-            shared.hook.poll(timeout);
+            shared.hook.poll(earliest(timer, next_release));
             shared.timers.poll_done();
             self.shared.run_all_timers();
             let mut s = lock(&shared.sched);
@@ -634,9 +645,15 @@ impl M {
         }
         s.idle_ms.push(self.note.clone());
         drop(s);
+        let mut next_release = next_release;
+        // Idle since when, for the surplus-M exit (wake-ups for memory release do not reset
+        // it; a refused exit, below the reserve, starts a new period).
+        let mut idle_since = Instant::now();
         loop {
-            let parked = Instant::now();
-            self.note.parker.park(Some(shared.idle_m_exit_after));
+            let exit_in = shared
+                .idle_m_exit_after
+                .saturating_sub(idle_since.elapsed());
+            self.note.parker.park(earliest(Some(exit_in), next_release));
             if let Some((id, spinning)) = self.note.take_handoff() {
                 self.adopt(id, spinning);
                 return Stopped::Continue;
@@ -644,14 +661,19 @@ impl M {
             if shared.shutdown.load(Ordering::Acquire) {
                 return Stopped::Continue;
             }
-            if parked.elapsed() >= shared.idle_m_exit_after && self.try_exit_idle() {
-                return Stopped::Exit;
+            if idle_since.elapsed() >= shared.idle_m_exit_after {
+                if self.try_exit_idle() {
+                    return Stopped::Exit;
+                }
+                idle_since = Instant::now();
             }
+            // The poller may sit in an untimed poll: memory freed since is ours to release.
+            next_release = next_release.and_then(|_| shared.release_idle_memory());
         }
     }
 
-    /// An M idle for `Builder::idle_thread_exit` (2 s) leaves when more than `IDLE_M_RESERVE` Ms are idle
-    /// (3000 blocking calls at once must not leave 3000 threads forever). Under the scheduler
+    /// An M idle for `Builder::idle_thread_exit` (2 s) leaves when more than `IDLE_M_RESERVE`
+    /// Ms are idle (3000 blocking calls at once must not leave 3000 threads forever). Under the scheduler
     /// lock: if our note is no longer on the idle list, a waker took it and a P is on its
     /// way, so we stay.
     #[cold]

@@ -93,6 +93,8 @@ pub(crate) struct Shared {
     pub(crate) idle_m_exit_after: Duration,
     /// Free Gs beyond the per-P caches.
     pub(crate) free_gs: Mutex<Vec<Arc<G>>>,
+    /// State of the idle memory release (`release.rs`).
+    pub(crate) release: crate::release::IdleRelease,
     pub(crate) next_mid: AtomicUsize,
     /// Set by `run(main)`: only there is "nothing can ever run again" a deadlock (a plain
     /// `Runtime` may be fed by its owner's thread at any time).
@@ -174,6 +176,7 @@ impl Shared {
             max_threads: threads.max,
             idle_m_exit_after: threads.idle_exit_after,
             free_gs: Mutex::new(Vec::new()),
+            release: crate::release::IdleRelease::default(),
             next_mid: AtomicUsize::new(1),
             detect_deadlock: AtomicBool::new(false),
             foreign_threads: AtomicUsize::new(0),

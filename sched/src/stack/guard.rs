@@ -1,5 +1,6 @@
 //! Stack guards: `MADV_GUARD_INSTALL` where it really works, `mprotect` otherwise; probed once.
 
+use super::advise::{self, Fallback};
 use std::io;
 use std::sync::OnceLock;
 
@@ -73,31 +74,43 @@ fn probe() -> GuardMode {
     mode
 }
 
-/// Makes `[addr, addr + len)` fault on any access.
+/// Makes every `(start, len)` range fault on any access: with guard regions in batches of
+/// up to 1024 ranges per system call, with `mprotect` one call per range.
 ///
 /// # Safety
-/// The range must be page-aligned, inside a mapping owned by the caller, and hold nothing
+/// Every range must be page-aligned, inside a mapping owned by the caller, and hold nothing
 /// anyone will read again.
-pub(crate) unsafe fn install(addr: *mut u8, len: usize) -> io::Result<()> {
-    let rc = match guard_mode() {
-        // SAFETY: per the contract, the range is ours and unused.
-        GuardMode::GuardRegion => unsafe { libc::madvise(addr.cast(), len, MADV_GUARD_INSTALL) },
-        // SAFETY: as above.
-        GuardMode::Mprotect => unsafe { libc::mprotect(addr.cast(), len, libc::PROT_NONE) },
-    };
-    if rc == 0 {
-        return Ok(());
+pub(crate) unsafe fn install_many(ranges: &[(usize, usize)]) -> io::Result<()> {
+    match guard_mode() {
+        GuardMode::GuardRegion => {
+            // SAFETY: per the contract, the ranges are ours and unused.
+            unsafe { advise::advise_ranges(ranges, MADV_GUARD_INSTALL, Fallback::EachRange) }
+        }
+        GuardMode::Mprotect => {
+            for &(start, len) in ranges {
+                // SAFETY: as above.
+                if unsafe { libc::mprotect(start as *mut libc::c_void, len, libc::PROT_NONE) } != 0
+                {
+                    return Err(mprotect_error());
+                }
+            }
+            Ok(())
+        }
     }
+}
+
+#[cold]
+fn mprotect_error() -> io::Error {
     let err = io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::ENOMEM) && guard_mode() == GuardMode::Mprotect {
-        return Err(io::Error::new(
-            io::ErrorKind::OutOfMemory,
-            format!(
-                "cannot install a stack guard with mprotect: the process reached \
-                 vm.max_map_count ({err}); each mprotect guard costs a mapping, so run fewer \
-                 live goroutines, or use a kernel with MADV_GUARD_INSTALL (Linux 6.13+)"
-            ),
-        ));
+    if err.raw_os_error() != Some(libc::ENOMEM) {
+        return err;
     }
-    Err(err)
+    io::Error::new(
+        io::ErrorKind::OutOfMemory,
+        format!(
+            "cannot install a stack guard with mprotect: the process reached \
+             vm.max_map_count ({err}); each mprotect guard costs a mapping, so run fewer \
+             live goroutines, or use a kernel with MADV_GUARD_INSTALL (Linux 6.13+)"
+        ),
+    )
 }

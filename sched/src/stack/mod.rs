@@ -1,5 +1,6 @@
 //! Goroutine stacks: fixed virtual regions carved from slabs, guards, pooling, overflow reports.
 
+mod advise;
 mod guard;
 mod overflow;
 mod pool;
@@ -10,5 +11,5 @@ pub use guard::GuardMode;
 pub use guard::guard_mode;
 pub(crate) use overflow::{AltStack, install_overflow_handler, set_current_goid};
 pub(crate) use pool::StackPool;
-pub(crate) use region::{GUARD_BYTES, Stack, page_size};
 pub use region::{MAX_STACK_SIZE, MIN_STACK_SIZE};
+pub(crate) use region::{Stack, page_size};

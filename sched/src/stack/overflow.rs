@@ -68,12 +68,12 @@ fn write_u64(mut v: u64) {
 extern "C" fn on_fault(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
     let addr = unsafe { (*info).si_addr() } as usize;
-    if let Some(size) = super::registry::guard_hit(addr) {
+    if let Some((size, guard)) = super::registry::guard_hit(addr) {
         let id = CURRENT_GOID.with(|c| c.get());
         write_all(b"fatal error: stack overflow\n\nruntime: goroutine ");
         write_u64(id);
         write_all(b" stack exceeds ");
-        write_u64((size - super::GUARD_BYTES) as u64);
+        write_u64((size - guard) as u64);
         write_all(b"-byte limit\n\ngoroutine ");
         write_u64(id);
         write_all(b" [running]:\n");

@@ -13,6 +13,8 @@ struct Entry {
     base: AtomicUsize,
     len: AtomicUsize,
     stack_size: AtomicUsize,
+    /// Guard bytes at the bottom of each stack (at least one page).
+    guard: AtomicUsize,
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
@@ -20,6 +22,7 @@ const EMPTY: Entry = Entry {
     base: AtomicUsize::new(0),
     len: AtomicUsize::new(0),
     stack_size: AtomicUsize::new(0),
+    guard: AtomicUsize::new(0),
 };
 
 static TABLE: [Entry; MAX_SLABS] = [EMPTY; MAX_SLABS];
@@ -29,11 +32,12 @@ static HIGH: AtomicUsize = AtomicUsize::new(0);
 static REGISTER: Mutex<()> = Mutex::new(());
 
 /// Records a slab; returns its entry index, or `None` when the table is full.
-pub(crate) fn register(base: usize, len: usize, stack_size: usize) -> Option<usize> {
+pub(crate) fn register(base: usize, len: usize, stack_size: usize, guard: usize) -> Option<usize> {
     let _g = REGISTER.lock().unwrap_or_else(|p| p.into_inner());
     let i = (0..MAX_SLABS).find(|&i| TABLE[i].base.load(Ordering::Relaxed) == 0)?;
     TABLE[i].len.store(len, Ordering::Relaxed);
     TABLE[i].stack_size.store(stack_size, Ordering::Relaxed);
+    TABLE[i].guard.store(guard, Ordering::Relaxed);
     // Release: pairs with the Acquire load in `guard_hit`, publishing len and stack_size.
     TABLE[i].base.store(base, Ordering::Release);
     if HIGH.load(Ordering::Relaxed) <= i {
@@ -48,9 +52,9 @@ pub(crate) fn unregister(index: usize) {
     TABLE[index].base.store(0, Ordering::Release);
 }
 
-/// If `addr` lies in the guard of some registered stack, returns that stack's size.
-/// Async-signal-safe: atomics only.
-pub(crate) fn guard_hit(addr: usize) -> Option<usize> {
+/// If `addr` lies in the guard of some registered stack, returns that stack's size and its
+/// guard's size. Async-signal-safe: atomics only.
+pub(crate) fn guard_hit(addr: usize) -> Option<(usize, usize)> {
     // Acquire: pairs with the Release stores in `register`.
     let high = HIGH.load(Ordering::Acquire);
     for e in &TABLE[..high] {
@@ -63,8 +67,9 @@ pub(crate) fn guard_hit(addr: usize) -> Option<usize> {
             continue;
         }
         let size = e.stack_size.load(Ordering::Relaxed);
+        let guard = e.guard.load(Ordering::Relaxed);
         let offset = (addr - base) % size;
-        return (offset < super::GUARD_BYTES).then_some(size);
+        return (offset < guard).then_some((size, guard));
     }
     None
 }

@@ -1,5 +1,9 @@
 //! `cargo xtask bench [filter] [--json] [--quick] [--runs N] [--timeout S]`: benchmark programs.
 //!
+//! The filter selects programs by path (`sched`, `bench_chan`, `alloc.go`); one that matches
+//! no program selects figures by name instead (`sched/sieve`, `parked-start`), running every
+//! program and keeping only those figures.
+//!
 //! Finds every `<crate>/examples/bench_*.rs` and `<crate>/bench-go/*.go`, builds them
 //! (release; Go only when `go` is on PATH), runs each program N times round-robin — so a
 //! slow phase of a shared machine spreads over all programs instead of skewing one — and
@@ -240,10 +244,19 @@ pub fn main(ws: &Workspace, args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut programs: Vec<Program> = discover(ws)
-        .into_iter()
+    let all = discover(ws);
+    let mut programs: Vec<Program> = all
+        .iter()
         .filter(|p| opts.filter.as_deref().is_none_or(|f| p.matches(f)))
+        .cloned()
         .collect();
+    // A filter that names no program may name figures (`sched/sieve`, `parked-start`): run
+    // every program and keep the figures whose name contains it.
+    let mut figure_filter = None;
+    if programs.is_empty() && opts.filter.is_some() {
+        programs = all;
+        figure_filter = opts.filter.clone();
+    }
     if programs.is_empty() {
         eprintln!(
             "xtask bench: no benchmark programs{} (looked for <crate>/examples/bench_*.rs and \
@@ -285,6 +298,14 @@ pub fn main(ws: &Workspace, args: &[String]) -> ExitCode {
             let took = util::fmt_duration(start.elapsed());
             match result {
                 Ok(found) => {
+                    let found: Vec<_> = found
+                        .into_iter()
+                        .filter(|f| {
+                            figure_filter
+                                .as_deref()
+                                .is_none_or(|ff| f.bench.contains(ff))
+                        })
+                        .collect();
                     eprintln!("  {} figure(s) in {took}", found.len());
                     for f in found {
                         if let Err(e) = figures.add(f) {

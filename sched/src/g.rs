@@ -41,6 +41,10 @@ pub(crate) struct G {
     /// parker of that thread's M. Set and cleared by the G; read by readiers (SeqCst: pairs
     /// with the token handshake, see `park.rs`).
     pub(crate) pinned_waiter: AtomicPtr<Parker>,
+    /// The goroutine's last blocking group, reused by its next blocking channel or `sync`
+    /// operation when nobody else holds it (`chan::waiter::Group::current`). Touched only by
+    /// the running goroutine; emptied when the goroutine ends (it holds a handle to the G).
+    pub(crate) group_cache: UnsafeCell<Option<crate::loom::Arc<crate::chan::waiter::Group>>>,
     /// Why the G last parked (`WaitReason as u8`). Written by the G before it parks; read by
     /// goroutine dumps (Relaxed: a hint).
     pub(crate) wait_reason: AtomicU8,
@@ -65,6 +69,7 @@ impl G {
             locals: UnsafeCell::new(Vec::new()),
             locals_closed: UnsafeCell::new(false),
             pinned_waiter: AtomicPtr::new(std::ptr::null_mut()),
+            group_cache: UnsafeCell::new(None),
             wait_reason: AtomicU8::new(0),
         }
     }

@@ -236,6 +236,10 @@ pub(crate) fn run_body(g: &G) {
         fatal_panic(g.id(), &*payload);
     }
     destroy_locals(g);
+    // The cached blocking group holds a handle to this G (a cycle), and its generation is
+    // about to go stale: drop it with the goroutine.
+    // SAFETY: the running goroutine owns its cells.
+    drop(unsafe { (*g.group_cache.get()).take() });
 }
 
 /// Rounds of goroutine-local destruction before further re-creation is refused (a destructor

@@ -688,3 +688,76 @@ fn threads_exiting_while_work_arrives_lose_nothing() {
         );
     });
 }
+
+// ---- the floating-point control words belong to each goroutine ----
+
+#[cfg(target_arch = "x86_64")]
+fn mxcsr() -> u32 {
+    let mut v = 0u32;
+    // SAFETY: stores the MXCSR register into a local.
+    unsafe { std::arch::asm!("stmxcsr [{}]", in(reg) &mut v, options(nostack)) };
+    v
+}
+
+#[cfg(target_arch = "x86_64")]
+fn set_mxcsr(v: u32) {
+    // SAFETY: loads a valid MXCSR value (only rounding-control bits changed).
+    unsafe { std::arch::asm!("ldmxcsr [{}]", in(reg) &v, options(nostack)) };
+}
+
+#[cfg(target_arch = "x86_64")]
+fn x87_cw() -> u16 {
+    let mut v = 0u16;
+    // SAFETY: stores the x87 control word into a local.
+    unsafe { std::arch::asm!("fnstcw [{}]", in(reg) &mut v, options(nostack)) };
+    v
+}
+
+#[cfg(target_arch = "x86_64")]
+fn set_x87_cw(v: u16) {
+    // SAFETY: loads a valid x87 control word (only the rounding-control bits changed).
+    unsafe { std::arch::asm!("fldcw [{}]", in(reg) &v, options(nostack)) };
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn each_goroutine_keeps_its_own_floating_point_control_words() {
+    let rt = runtime(1);
+    let (mx_default, cw_default) = rt.block_on(|| (mxcsr(), x87_cw()));
+    let custom = rt
+        .spawn(move || {
+            // Round toward zero in both units.
+            set_mxcsr(mx_default | 0x6000);
+            set_x87_cw(cw_default | 0x0C00);
+            let mut seen = Vec::new();
+            for _ in 0..100 {
+                gosched();
+                seen.push((mxcsr(), x87_cw()));
+            }
+            // Leave the thread as we found it.
+            set_mxcsr(mx_default);
+            set_x87_cw(cw_default);
+            seen
+        })
+        .unwrap();
+    let plain = rt
+        .spawn(move || {
+            let mut seen = Vec::new();
+            for _ in 0..100 {
+                seen.push((mxcsr(), x87_cw()));
+                gosched();
+            }
+            seen
+        })
+        .unwrap();
+    for (mx, cw) in custom.join().unwrap() {
+        assert_eq!((mx, cw), (mx_default | 0x6000, cw_default | 0x0C00));
+    }
+    for (mx, cw) in plain.join().unwrap() {
+        assert_eq!(
+            (mx, cw),
+            (mx_default, cw_default),
+            "a goroutine saw another's modes"
+        );
+    }
+}

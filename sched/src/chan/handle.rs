@@ -86,7 +86,7 @@ impl<T: Send> Sender<T> {
             SendStep::Closed(v) => return Err(SendError(v)),
             SendStep::Full(v) => v,
         };
-        let group = Arc::new(Group::current());
+        let group = Group::current();
         let entry = Chan::enqueue_send(&mut s, &group, 0, v);
         drop(s);
         group.wait(WaitReason::ChanSend);
@@ -206,7 +206,7 @@ impl<T: Send> Receiver<T> {
             RecvStep::Closed => return Err(RecvError),
             RecvStep::Empty => {}
         }
-        let group = Arc::new(Group::current());
+        let group = Group::current();
         let entry = Chan::enqueue_recv(&mut s, &group, 0);
         drop(s);
         group.wait(WaitReason::ChanReceive);

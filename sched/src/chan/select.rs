@@ -464,7 +464,7 @@ pub fn select(arms: &mut [&mut dyn SelectArm], default: bool) -> Option<usize> {
         unlock_all(arms, &order);
         return None;
     }
-    let group = Arc::new(Group::current());
+    let group = Group::current();
     for &i in &order {
         // SAFETY: as above.
         unsafe { arms[i].enqueue(states[i], &group, i) };

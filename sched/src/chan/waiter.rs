@@ -11,7 +11,7 @@
 //! writer at a time: its owner before the entry is queued (the queue's lock orders that
 //! write before any claimer), the claimer after winning, the owner again after `done`.
 
-use crate::loom::{AtomicBool, AtomicU8, AtomicUsize, Ordering, UnsafeCell, thread};
+use crate::loom::{Arc, AtomicBool, AtomicU8, AtomicUsize, Ordering, UnsafeCell, thread};
 use crate::park::Goroutine;
 
 /// The outcome of a completed entry, read by its owner after `done`.
@@ -50,11 +50,34 @@ impl std::fmt::Debug for Group {
 
 impl Group {
     /// A group for the calling goroutine, or for the calling thread outside a goroutine.
-    pub(crate) fn current() -> Group {
-        let wake = match crate::park::current() {
-            Some(g) => Wake::Goroutine(g),
-            None => Wake::Thread(thread::current()),
-        };
+    ///
+    /// A goroutine reuses its last group when nobody else holds it any more (every entry
+    /// naming it was dropped): a blocking channel or `sync` operation then allocates no group
+    /// and makes no new handle to its goroutine. The cache lives in the G, is touched only by
+    /// the running goroutine, and is emptied when the goroutine exits (`spawn::run_body`).
+    pub(crate) fn current() -> Arc<Group> {
+        let g = crate::m::current_g();
+        if g.is_null() {
+            return Arc::new(Group::fresh(Wake::Thread(thread::current())));
+        }
+        // SAFETY: the running goroutine owns its group cache; no other borrow of it is live.
+        let cache = unsafe { &mut *(*g).group_cache.get() };
+        if let Some(cached) = cache.as_mut()
+            && let Some(unique) = Arc::get_mut(cached)
+        {
+            // `get_mut` proved every other holder gone (with Acquire), so plain resets are
+            // not observed by anyone.
+            unique.won.store(0, Ordering::Relaxed);
+            unique.done.store(false, Ordering::Relaxed);
+            return cached.clone();
+        }
+        let me = crate::park::current().expect("runtime: a running goroutine has a handle");
+        let fresh = Arc::new(Group::fresh(Wake::Goroutine(me)));
+        *cache = Some(fresh.clone());
+        fresh
+    }
+
+    fn fresh(wake: Wake) -> Group {
         Group {
             won: AtomicUsize::new(0),
             done: AtomicBool::new(false),
@@ -112,7 +135,7 @@ impl Group {
 
 /// One case of a group, queued on one channel.
 pub(crate) struct Entry<T> {
-    pub(crate) group: crate::loom::Arc<Group>,
+    pub(crate) group: Arc<Group>,
     /// Which case of the group this is (0 for a plain operation).
     pub(crate) case: usize,
     /// A sender's value (taken by the winner) or the value received (put by the winner).
@@ -136,7 +159,7 @@ unsafe impl<T: Send> Send for Entry<T> {}
 unsafe impl<T: Send> Sync for Entry<T> {}
 
 impl<T> Entry<T> {
-    pub(crate) fn new(group: crate::loom::Arc<Group>, case: usize, value: Option<T>) -> Entry<T> {
+    pub(crate) fn new(group: Arc<Group>, case: usize, value: Option<T>) -> Entry<T> {
         Entry {
             group,
             case,

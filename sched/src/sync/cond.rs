@@ -24,7 +24,7 @@ impl Cond {
     /// release is never lost. As in Go, wake-ups may be spurious: wait in a loop.
     pub fn wait<'a, T>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
         let m = MutexGuard::mutex(&guard);
-        let g = Arc::new(Group::current());
+        let g = Group::current();
         lock(&self.waiters).push_back(g.clone());
         drop(guard);
         g.wait(WaitReason::SyncCondWait);

@@ -38,7 +38,7 @@ impl Sema {
                 s.permits -= 1;
                 return;
             }
-            let g = Arc::new(Group::current());
+            let g = Group::current();
             if lifo {
                 s.waiters.push_front(g.clone());
             } else {

@@ -147,6 +147,7 @@ impl CacheCore {
         // Take back the slots counted at refill but never handed out.
         let unused = slot.nelems - s.count_alloc();
         self.counts.small_alloc[spc >> 1] -= unused as i64;
+        heap.counters.live_sub((unused * slot.elemsize) as u64);
         self.slots[spc] = EMPTY_SLOT;
         heap.uncache_span(s);
     }
@@ -177,7 +178,8 @@ impl Cache {
         let busy = NonNull::from(Box::leak(Box::new(BusyLine(AtomicU32::new(0)))));
         let core = Box::new(CacheCore {
             busy,
-            black: heap.marking.load(Ordering::Relaxed),
+            // Set by `register`, under the registry lock.
+            black: false,
             tiny: 0,
             tiny_off: 0,
             counts: CacheCounts::default(),
@@ -208,8 +210,14 @@ impl Cache {
     /// size (so 8 bytes always, 16 for every class that is a multiple of 16); a tiny object
     /// (noscan, under 16 bytes) to the largest power of two up to 8 dividing its size; a
     /// large object to a page. With a header the payload starts 8 bytes in.
+    ///
+    /// Errors: too large for the address space, refused by the OS, or `shape.finalize` on a
+    /// heap without a drop queue (nothing could run the drop glue).
     #[inline(always)]
     pub fn alloc(&mut self, size: usize, shape: Shape<'_>) -> Result<NonNull<u8>, AllocError> {
+        if shape.finalize && self.heap.drop_queue.is_none() {
+            return Err(AllocError::no_drop_queue(size));
+        }
         let total = if shape.header.is_some() {
             size.saturating_add(8)
         } else {
@@ -388,6 +396,14 @@ impl Cache {
         }
         let s = heap.cache_span(spc)?;
         core.load_slot(heap, spc, s);
+        if heap.drops_waiting.load(Ordering::Relaxed) {
+            // Sweeps found dead objects with drop glue: hand them over now, outside the
+            // allocation window (the slot is consistent and no slot is claimed), so that the
+            // queue's code runs with `busy` clear and a panic in it leaves the cache whole.
+            busy_ref(core.busy).store(0, Ordering::Relaxed);
+            heap.push_drops();
+            busy_ref(core.busy).store(1, Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -474,6 +490,8 @@ impl Cache {
         compiler_fence(Ordering::SeqCst);
         busy_ref(core.busy).store(0, Ordering::Relaxed);
         heap.central[spc].push_swept(s, heap.sweepgen(), true);
+        heap.counters.live_add((npages * PAGE_SIZE) as u64);
+        heap.push_drops();
         Ok(NonNull::new(base as *mut u8).expect("runtime: null heap address"))
     }
 
@@ -509,6 +527,8 @@ impl CacheCore {
         let nalloc = s.count_alloc();
         self.counts.small_alloc[spc >> 1] += (nelems - nalloc) as i64;
         let elemsize = class_size(spc >> 1);
+        // One shared atomic per refill, never per object (see `Heap::live_bytes`).
+        heap.counters.live_add(((nelems - nalloc) * elemsize) as u64);
         let needzero = s.needzero.load(Ordering::Relaxed);
         if spc & 1 == 0 && !needzero && nalloc == 0 {
             prefault(base, s.npages.load(Ordering::Relaxed) * PAGE_SIZE);

@@ -113,8 +113,7 @@ impl HeapInner {
             // Push first, then rewind the sweepers' cursor, so no sweeper can pass this class
             // after the push without seeing the span.
             c.push_unswept(s, sg);
-            self.sweep_pending.store(true, Ordering::Relaxed);
-            self.sweep_cursor.store(0, Ordering::Relaxed);
+            self.sweep.rewind();
         } else {
             s.sweepgen.set(sg);
             let full = s.count_alloc() == s.nelems.load(Ordering::Relaxed);

@@ -9,7 +9,8 @@ use crate::arena::{Arena, ArenaIndex};
 use crate::cache::{Cache, CacheCore};
 use crate::central::Central;
 use crate::error::AllocError;
-use crate::loom::{AtomicU32, Ordering};
+use crate::sweep::{Coordinating, DROPS_RESERVE, Drops};
+use crate::sweepgen::SweepState;
 use crate::pages::{PageAlloc, PageRun};
 use crate::sizeclass::{NUM_SPAN_CLASSES, PAGE_SIZE};
 use crate::span::{STATE_FREE, STATE_IN_USE, Span};
@@ -89,20 +90,16 @@ impl<T> std::ops::Deref for Padded<T> {
 
 /// The shared heap. Lives in an `Arc` held by the `Heap` and by every `Cache`.
 pub(crate) struct HeapInner {
-    /// The sweep generation (even). Written only by `finish_mark` with the world stopped
-    /// (Release); read by sweepers and caches (Acquire) — pairs so that a party seeing the new
-    /// generation also sees the lists as they were at the flip.
-    pub(crate) sweepgen: AtomicU32,
+    /// The sweep generation, the sweepers' cursor and the sweep gate (see `sweepgen.rs`).
+    /// The cursor and the gate's count sit on lines of their own, away from the read-mostly
+    /// generation every refill reads.
+    pub(crate) sweep: SweepState,
     /// Whether a mark phase is on (allocate-black). Written with the world stopped.
     pub(crate) marking: AtomicBool,
-    /// Whether unswept spans may remain this cycle (a hint; Relaxed).
-    pub(crate) sweep_pending: AtomicBool,
-    /// First span class whose unswept lists may be non-empty (sweepers advance it). On a
-    /// line of its own, with the next field, away from the read-mostly fields above, which
-    /// every refill reads.
-    pub(crate) sweep_cursor: Padded<AtomicUsize>,
-    /// Background sweeps in flight (see `sweep::ActiveSweep`).
-    pub(crate) sweepers_active: Padded<AtomicUsize>,
+    /// Dead objects with drop glue waiting to be handed to the drop queue (see
+    /// `sweep::Drops`), and whether any are.
+    pub(crate) drops: Mutex<Drops>,
+    pub(crate) drops_waiting: AtomicBool,
     pub(crate) index: ArenaIndex,
     /// The heap lock, on a line of its own for the same reason.
     pub(crate) locked: Padded<Mutex<Locked>>,
@@ -117,7 +114,7 @@ pub(crate) struct HeapInner {
 impl std::fmt::Debug for HeapInner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Heap")
-            .field("sweepgen", &self.sweepgen)
+            .field("sweepgen", &self.sweepgen())
             .finish_non_exhaustive()
     }
 }
@@ -133,11 +130,13 @@ pub fn zero_size_addr() -> NonNull<u8> {
 impl HeapInner {
     fn new(drop_queue: Option<Box<dyn DropQueue>>) -> Result<Self, AllocError> {
         Ok(HeapInner {
-            sweepgen: AtomicU32::new(2),
+            sweep: SweepState::new(2),
             marking: AtomicBool::new(false),
-            sweep_pending: AtomicBool::new(false),
-            sweep_cursor: Padded(AtomicUsize::new(0)),
-            sweepers_active: Padded(AtomicUsize::new(0)),
+            drops: Mutex::new(Drops {
+                objs: Vec::with_capacity(DROPS_RESERVE),
+                starved: false,
+            }),
+            drops_waiting: AtomicBool::new(false),
             index: ArenaIndex::new()?,
             locked: Padded(Mutex::new(Locked::default())),
             central: (0..NUM_SPAN_CLASSES).map(|_| Central::new()).collect(),
@@ -154,7 +153,7 @@ impl HeapInner {
 
     #[inline]
     pub(crate) fn sweepgen(&self) -> u32 {
-        self.sweepgen.load(Ordering::Acquire)
+        self.sweep.sweepgen()
     }
 
     /// Allocate a span of `npages` pages for span class `spc` with objects of `elemsize`.
@@ -165,7 +164,7 @@ impl HeapInner {
         spc: usize,
         elemsize: usize,
     ) -> Result<&Span, AllocError> {
-        if self.sweep_pending.load(StdOrdering::Relaxed) {
+        if self.sweep.pending.load(StdOrdering::Relaxed) != 0 {
             // Proportional sweep: sweep at least as many pages as we are about to take, so
             // the heap does not grow while garbage waits to be swept.
             self.sweep_pages(npages);
@@ -303,11 +302,20 @@ impl HeapInner {
         }
     }
 
+    /// Register a new cache and set its allocate-black flag. The flag is read under the
+    /// registry lock, after the cache is in the registry: `start_mark` / `finish_mark` store
+    /// `marking` before they take the lock to update every registered cache, so either they
+    /// find this cache, or it reads their store.
     pub(crate) fn register(&self, c: CachePtr) {
-        self.caches
+        let mut reg = self
+            .caches
             .lock()
-            .expect("runtime: cache registry poisoned")
-            .push(c);
+            .expect("runtime: cache registry poisoned");
+        reg.push(c);
+        // SAFETY: `c` is a core just leaked by `Cache::new`, not yet handed to any thread;
+        // the registry (the only other way to it) is locked by us.
+        unsafe { (*c.0).set_black(self.marking.load(StdOrdering::Relaxed)) };
+        drop(reg);
         let live = self.counters.caches_live.fetch_add(1, StdOrdering::Relaxed) + 1;
         self.counters
             .caches_peak
@@ -370,6 +378,15 @@ impl Heap {
         self.inner.lock().pages.scavenge(usize::MAX) * PAGE_SIZE
     }
 
+    /// Bytes of live heap as the pacer sees it (Go's `heapLive`): allocated objects plus the
+    /// free slots of spans that caches hold (a cache counts a whole span when it takes it and
+    /// gives back what it did not use when it lets go). One relaxed load, at any time, from
+    /// any thread: no lock, no cache flush; caches and sweeps keep it current at span
+    /// granularity.
+    pub fn live_bytes(&self) -> u64 {
+        self.inner.counters.live()
+    }
+
     /// Heap statistics (Go's MemStats heap fields). Exact when no cache holds spans (see the
     /// `stats` module docs).
     pub fn stats(&self) -> HeapStats {
@@ -411,18 +428,31 @@ impl Heap {
     /// Start a mark phase: finish sweeping the previous cycle, then turn on allocate-black in
     /// every cache (objects allocated from now until `finish_mark` are born marked).
     ///
+    /// Background sweepers are held at the sweep gate for the duration (none is mid-span when
+    /// marking begins). Nothing here calls the system allocator or user code: dead objects
+    /// with drop glue found by this sweep are handed to the drop queue later, by the next
+    /// `sweep_one` / `sweep_all` / `push_drops` or cache refill after the world restarts.
+    ///
+    /// # Panics
+    /// When a mark phase is already on (each `start_mark` pairs with one `finish_mark`).
+    ///
     /// # Safety
     /// The world must be stopped for this heap: no thread may be inside any method of any
     /// `Cache` of this heap (including its drop) for the duration of the call.
     pub unsafe fn start_mark(&self) {
-        self.sweep_all();
-        self.inner.wait_sweepers();
-        // A sweeper that was mid-way may have relinked spans; anything it left is swept now.
-        self.sweep_all();
-        self.inner.wait_sweepers();
-        self.inner.marking.store(true, StdOrdering::Relaxed);
+        let inner = &*self.inner;
+        assert!(
+            !inner.marking.load(StdOrdering::Relaxed),
+            "runtime: start_mark during a mark phase: each start_mark must be followed by one \
+             finish_mark"
+        );
+        let _stw = Coordinating::begin();
+        inner.sweep.close();
+        while inner.sweep.sweep_one_closed(inner).is_some() {}
+        inner.marking.store(true, StdOrdering::Relaxed);
         // SAFETY: forwarded from our caller (the world is stopped).
         unsafe { self.for_each_cache(|core| core.set_black(true)) };
+        inner.sweep.open();
     }
 
     /// Runs `f` on every registered cache's core, under the registry lock.
@@ -454,12 +484,17 @@ impl Heap {
     /// object after this call.
     pub unsafe fn finish_mark(&self) {
         let inner = &*self.inner;
+        assert!(
+            inner.marking.load(StdOrdering::Relaxed),
+            "runtime: finish_mark outside a mark phase: call start_mark first (each finish_mark \
+             pairs with one start_mark, which finishes the previous cycle's sweep; two \
+             finish_marks in a row would leave the first cycle's dead objects unswept)"
+        );
+        let _stw = Coordinating::begin();
+        // No sweeper may hold the old generation across the flip (see `SweepState`).
+        inner.sweep.close();
         inner.marking.store(false, StdOrdering::Relaxed);
-        let sg = inner.sweepgen.load(Ordering::Relaxed).wrapping_add(2);
-        // Release: pairs with the Acquire loads in `HeapInner::sweepgen`.
-        inner.sweepgen.store(sg, Ordering::Release);
-        inner.sweep_cursor.store(0, StdOrdering::Relaxed);
-        inner.sweep_pending.store(true, StdOrdering::Relaxed);
+        inner.sweep.advance();
         // SAFETY: forwarded from our caller (the world is stopped).
         unsafe {
             self.for_each_cache(|core| {
@@ -467,6 +502,7 @@ impl Heap {
                 core.set_black(false);
             })
         };
+        inner.sweep.open();
     }
 
     /// Release every cache's spans and flush its counters, making `stats` exact.
@@ -478,43 +514,53 @@ impl Heap {
         unsafe { self.for_each_cache(|core| core.release_all(&self.inner)) };
     }
 
-    /// Sweep one unswept span, if any is left this cycle. Returns whether one was found.
+    /// Sweep one unswept span, if any is left this cycle, then hand any dead objects with
+    /// drop glue that sweeps have found to the drop queue. Returns whether a span was swept.
+    ///
+    /// Safe to call from any thread at any time, also while the world is stopped (a sweep in
+    /// progress holds off `start_mark` / `finish_mark` for the length of one span).
     pub fn sweep_one(&self) -> bool {
-        self.inner.sweep_one().is_some()
+        let r = self.inner.sweep_one().is_some();
+        self.inner.push_drops();
+        r
     }
 
-    /// Sweep every span left unswept this cycle.
+    /// Sweep every span left unswept this cycle (then hand deferred drops to the queue).
     pub fn sweep_all(&self) {
         while self.inner.sweep_one().is_some() {}
+        self.inner.push_drops();
+    }
+
+    /// Hand the dead objects with drop glue that sweeps have recorded to the drop queue.
+    /// Sweeps run by `start_mark` / `finish_mark` (world stopped) only record them; the next
+    /// `sweep_one`, `sweep_all` or cache refill pushes them, or this call, which a collector
+    /// makes after restarting the world.
+    pub fn push_drops(&self) {
+        self.inner.push_drops();
     }
 
     /// Whether this cycle's sweep is complete.
     pub fn is_sweep_done(&self) -> bool {
-        !self.inner.sweep_pending.load(StdOrdering::Relaxed)
+        self.inner.sweep.pending.load(StdOrdering::Relaxed) == 0
     }
 
     /// Declare that the drop glue of a queued object has run: a later sweep that finds it
-    /// unmarked frees it. Returns false when `obj` is not a queued object of this heap.
+    /// unmarked frees it. Returns false when `obj` is not a queued, unreleased object of this
+    /// heap (never queued, released already, or not a heap object).
+    ///
+    /// One atomic step (see `finalize.rs`): a sweep running at the same time neither queues
+    /// the object again nor misses the release. Releasing the same object twice at once is
+    /// answered true once.
     pub fn release_finalized(&self, obj: NonNull<u8>) -> bool {
         let addr = obj.as_ptr() as usize;
         let Some((s, _)) = self.inner.span_of(addr) else {
             return false;
         };
-        self.inner.ensure_swept(s);
         let off = addr - s.start.load(StdOrdering::Relaxed);
         let i = s.index_of(off);
-        let bit = 1u64 << (i % 64);
         if i >= s.nelems.load(StdOrdering::Relaxed) {
             return false;
         }
-        // Only an object a sweep queued may be released: anything else keeps its drop glue.
-        // Clear "queued" first, with fetch_and (the owning cache may be setting other
-        // objects' bits in the same word); only the caller that cleared it goes on.
-        let was = s.queued_w(i / 64).fetch_and(!bit, StdOrdering::AcqRel);
-        if was & bit == 0 {
-            return false;
-        }
-        s.finalize_w(i / 64).fetch_and(!bit, StdOrdering::AcqRel);
-        true
+        crate::finalize::release(s.finalize_w(i / 64), s.queued_w(i / 64), 1u64 << (i % 64))
     }
 }

@@ -126,6 +126,7 @@ mod arena;
 mod cache;
 mod central;
 mod error;
+mod finalize;
 mod heap;
 mod heapbits;
 mod loom;

@@ -72,9 +72,15 @@ impl<'h> Object<'h> {
         self.span.noscan()
     }
 
-    /// Set the mark bit; true when this call marked it (it was white).
+    /// Set the mark bit; true when this call marked it (it was white). Outside a mark phase
+    /// this does nothing and returns false: a bit set then would survive into the next
+    /// cycle (a span swept earlier keeps it) and make an unreached object look already
+    /// marked, so its referents would never be scanned.
     #[inline]
     pub fn mark(&self) -> bool {
+        if !self.heap.marking.load(Ordering::Relaxed) {
+            return false;
+        }
         let m = 1u64 << (self.index % 64);
         // Relaxed: marking only needs atomicity between markers; the sweep that reads the bits
         // is ordered after marking by the stop-the-world `finish_mark`.
@@ -193,7 +199,7 @@ impl Heap {
     }
 
     /// Mark the object containing `addr`; true when this call marked it. False when there is
-    /// no such object or it was already marked.
+    /// no such object, it was already marked, or no mark phase is on (see [`Object::mark`]).
     pub fn mark(&self, addr: usize) -> bool {
         self.find_object(addr).is_some_and(|o| o.mark())
     }
@@ -206,12 +212,16 @@ impl Heap {
     /// mark word (up to 64 neighbours) are marked with one atomic OR: a batch of roots or of
     /// a scanned object's referents, which tend to be allocated together, costs a fraction of
     /// the read-modify-writes. Objects already marked are skipped with a plain load.
+    /// Outside a mark phase it marks nothing (see [`Object::mark`]).
     pub fn mark_batch(
         &self,
         addrs: impl IntoIterator<Item = usize>,
         mut newly_marked: impl FnMut(Object<'_>),
     ) {
         let heap = &*self.inner;
+        if !heap.marking.load(Ordering::Relaxed) {
+            return;
+        }
         // The span of the previous address, with the fields the index computation needs: a
         // batch tends to stay in one span, so most addresses skip the span lookup.
         let mut cur: Option<Cur<'_>> = None;

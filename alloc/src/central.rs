@@ -52,6 +52,13 @@ impl Central {
             .or_else(|| self.partial[unswept_index(sg)].pop())
     }
 
+    /// Make room for `n` entries in each set, so pushes up to that many never reallocate.
+    pub(crate) fn reserve(&self, n: usize) {
+        for set in self.partial.iter().chain(self.full.iter()) {
+            set.reserve(n);
+        }
+    }
+
     pub(crate) fn push_unswept(&self, s: &Span, sg: u32) {
         self.partial[unswept_index(sg)].push(SpanPtr(s));
     }

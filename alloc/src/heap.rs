@@ -67,12 +67,17 @@ pub(crate) struct SpanPool {
 const SPAN_CHUNK: usize = 64;
 
 /// State under the heap lock.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Locked {
     pub(crate) pages: PageAlloc,
     pub(crate) spans: SpanPool,
     pub(crate) spans_inuse: usize,
+    /// Spans in use per span class (the room `alloc_span` reserves in the class's sets).
+    pub(crate) class_spans: Vec<usize>,
 }
+
+/// Most pages one scavenging step returns to the OS (2 MiB).
+const SCAVENGE_STEP: usize = 256;
 
 /// A value alone on its cache lines (128 bytes: adjacent-line prefetch pairs lines), so
 /// writes to it do not invalidate lines other threads read.
@@ -138,7 +143,12 @@ impl HeapInner {
             }),
             drops_waiting: AtomicBool::new(false),
             index: ArenaIndex::new()?,
-            locked: Padded(Mutex::new(Locked::default())),
+            locked: Padded(Mutex::new(Locked {
+                pages: PageAlloc::default(),
+                spans: SpanPool::default(),
+                spans_inuse: 0,
+                class_spans: vec![0; NUM_SPAN_CLASSES],
+            })),
             central: (0..NUM_SPAN_CLASSES).map(|_| Central::new()).collect(),
             caches: Mutex::new(Vec::new()),
             counters: Counters::new(),
@@ -182,6 +192,11 @@ impl HeapInner {
             let ptrs: Vec<SpanPtr> = chunk.iter().rev().map(|s| SpanPtr(s)).collect();
             l.spans.free.extend(ptrs);
             l.spans.chunks.push(chunk);
+            // Room for every record in the free list, so `free_span` (which a sweep run by
+            // `start_mark` calls with the world stopped) never grows it.
+            let total = l.spans.chunks.len() * SPAN_CHUNK;
+            let len = l.spans.free.len();
+            l.spans.free.reserve(total - len);
         }
         let sp = l
             .spans
@@ -206,7 +221,14 @@ impl HeapInner {
             needzero,
         );
         Self::set_span_table(&l, run, sp.0);
-        self.maybe_scavenge(&mut l);
+        // Room in the class's span sets for every span of the class, so that pushes made
+        // with the world stopped (sweeps in `start_mark`, cache releases in `finish_mark`)
+        // never grow them (see `SpanSet::reserve`).
+        l.class_spans[spc] += 1;
+        let nclass = l.class_spans[spc];
+        drop(l);
+        self.central[spc].reserve(nclass);
+        self.maybe_scavenge();
         Ok(s)
     }
 
@@ -233,13 +255,9 @@ impl HeapInner {
         let mut l = self.lock();
         let start = s.start.load(StdOrdering::Relaxed);
         let npages = s.npages.load(StdOrdering::Relaxed);
-        let ai = l
-            .pages
-            .arenas
-            .iter()
-            .position(|a| a.arena.base <= start && start < a.arena.base + crate::arena::ARENA_BYTES)
-            .expect("runtime: freeing a span outside every arena");
-        let page = l.pages.arenas[ai].arena.page_of(start);
+        let ai = s.arena_ref().index;
+        let page = s.page.load(StdOrdering::Relaxed);
+        debug_assert_eq!(l.pages.arenas[ai].arena.page_of(start), page);
         let run = PageRun {
             arena: ai,
             page,
@@ -251,7 +269,9 @@ impl HeapInner {
         l.pages.free(ai, page, npages);
         l.spans.free.push(SpanPtr(s));
         l.spans_inuse -= 1;
-        self.maybe_scavenge(&mut l);
+        l.class_spans[s.spc.load(StdOrdering::Relaxed) as usize] -= 1;
+        drop(l);
+        self.maybe_scavenge();
     }
 
     /// The in-use span containing `addr`, if any. Any address at all is accepted.
@@ -288,18 +308,43 @@ impl HeapInner {
         unsafe { &*ap }
     }
 
-    fn maybe_scavenge(&self, l: &mut Locked) {
+    /// One bounded scavenging step when retained memory (HeapSys − HeapReleased) exceeds
+    /// the target by more than 1 MiB: at most `SCAVENGE_STEP` pages, returned to the OS with
+    /// the heap lock released. Called after each span allocation or free, so the work tracks
+    /// the heap's own page traffic. Returns the pages released.
+    pub(crate) fn maybe_scavenge(&self) -> usize {
         let target = self.retained_target.load(StdOrdering::Relaxed);
         if target == usize::MAX {
-            return;
+            return 0;
         }
-        let c = l.pages.counts;
-        let retained = (c.sys - c.released) * PAGE_SIZE;
-        // Hysteresis: act only when over the target by at least 1 MiB, then go under it.
-        if retained > target.saturating_add(1 << 20) {
-            let over = (retained - target).div_ceil(PAGE_SIZE);
-            l.pages.scavenge(over);
-        }
+        self.scavenge_step(|l| {
+            let c = l.pages.counts;
+            let retained = (c.sys - c.released) * PAGE_SIZE;
+            if retained > target.saturating_add(1 << 20) {
+                (retained - target).div_ceil(PAGE_SIZE)
+            } else {
+                0
+            }
+        })
+    }
+
+    /// Release up to `SCAVENGE_STEP` dirty free pages (and no more than `want` says, given
+    /// the locked state): pick them under the lock, `madvise` without it, put them back
+    /// clean. Returns the pages released.
+    pub(crate) fn scavenge_step(&self, want: impl FnOnce(&Locked) -> usize) -> usize {
+        let picked = {
+            let mut l = self.lock();
+            let n = want(&l).min(SCAVENGE_STEP);
+            if n == 0 || l.pages.dirty() == 0 {
+                return 0;
+            }
+            l.pages.pick_dirty(n)
+        };
+        let Some(run) = picked else { return 0 };
+        run.release();
+        let n = run.run.npages;
+        self.lock().pages.finish_scavenge(run);
+        n
     }
 
     /// Register a new cache and set its allocate-black flag. The flag is read under the
@@ -369,13 +414,20 @@ impl Heap {
         self.inner
             .retained_target
             .store(bytes, StdOrdering::Relaxed);
-        let mut l = self.inner.lock();
-        self.inner.maybe_scavenge(&mut l);
+        while self.inner.maybe_scavenge() > 0 {}
     }
 
-    /// Return every free page to the OS now (`MADV_DONTNEED`). Returns the bytes released.
+    /// Return every free page to the OS now (`MADV_DONTNEED`), in bounded steps that do not
+    /// hold the heap lock across the system calls. Returns the bytes released.
     pub fn release_free_pages(&self) -> usize {
-        self.inner.lock().pages.scavenge(usize::MAX) * PAGE_SIZE
+        let mut pages = 0;
+        loop {
+            let n = self.inner.scavenge_step(|_| usize::MAX);
+            if n == 0 {
+                return pages * PAGE_SIZE;
+            }
+            pages += n;
+        }
     }
 
     /// Bytes of live heap as the pacer sees it (Go's `heapLive`): allocated objects plus the

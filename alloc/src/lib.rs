@@ -131,6 +131,7 @@ mod heap;
 mod heapbits;
 mod loom;
 mod object;
+mod os;
 mod pages;
 mod shape;
 pub mod sizeclass;

@@ -36,6 +36,20 @@ impl<T> SpanSet<T> {
         })
     }
 
+    /// Make the set's capacity at least `n`, so that pushes up to `n` entries never
+    /// reallocate. The heap keeps every set of a class able to hold every span of the class
+    /// (a span is in at most one set at a time), reserved when the span is made, so pushes
+    /// made with the world stopped never call the system allocator.
+    pub(crate) fn reserve(&self, n: usize) {
+        self.items.with(|v| {
+            if v.capacity() < n {
+                // Amortised: double rather than grow by one span at a time.
+                let want = n.max(2 * v.capacity());
+                v.reserve(want - v.len());
+            }
+        })
+    }
+
     pub(crate) fn pop(&self) -> Option<T> {
         if self.len.load(Ordering::Relaxed) == 0 {
             return None;

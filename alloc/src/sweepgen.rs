@@ -153,7 +153,9 @@ impl SweepState {
             // StoreLoad: our increment is visible before we read `closed` (pairs with the
             // fence in `close`).
             fence(Ordering::SeqCst);
-            if self.closed.load(Ordering::Relaxed) == 0 {
+            // Acquire: when the value read is the store of `open` (not the initial one), we
+            // must see what the closer did before reopening — the new generation, cursor.
+            if self.closed.load(Ordering::Acquire) == 0 {
                 return Entered(self);
             }
             self.active.fetch_sub(1, Ordering::Release);
@@ -295,6 +297,99 @@ mod loom_tests {
                 thread::yield_now();
             }
         }
+    }
+
+    /// Two classes of one span each, in per-parity lists, swept through the heap's own
+    /// `SweepState::sweep_one`.
+    struct Lists {
+        gens: Vec<SweepGen>,
+        swept: Vec<AtomicUsize>,
+        /// `sets[class][parity]`.
+        sets: Vec<[SpanSet<usize>; 2]>,
+    }
+
+    fn parity(sg: u32) -> usize {
+        (sg / 2 % 2) as usize
+    }
+
+    impl SweepLists for Lists {
+        type Span = usize;
+        fn classes(&self) -> usize {
+            self.sets.len()
+        }
+        fn pop_unswept(&self, class: usize, sg: u32) -> Option<usize> {
+            self.sets[class][1 - parity(sg)].pop()
+        }
+        fn gen_of(&self, s: usize) -> &SweepGen {
+            &self.gens[s]
+        }
+        fn sweep(&self, s: usize, sg: u32) -> usize {
+            self.swept[s].fetch_add(1, Ordering::Relaxed);
+            self.gens[s].set(sg);
+            // Span `s` is of class `s`.
+            self.sets[s][parity(sg)].push(s);
+            1
+        }
+    }
+
+    impl Lists {
+        fn entries(&self, s: usize) -> usize {
+            // Drain and refill every set, counting `s`.
+            let mut n = 0;
+            for class in &self.sets {
+                for set in class {
+                    let mut keep = Vec::new();
+                    while let Some(x) = set.pop() {
+                        n += (x == s) as usize;
+                        keep.push(x);
+                    }
+                    for x in keep {
+                        set.push(x);
+                    }
+                }
+            }
+            n
+        }
+    }
+
+    #[test]
+    fn a_flip_never_lets_a_sweeper_act_on_the_old_generation() {
+        // The world flips from generation 4 to 6 (`finish_mark`) while a background sweeper
+        // runs `sweep_one`; then the next cycle's sweeping runs on the main thread. Without
+        // the gate the sweeper could read 4, then walk the new cycle's lists: drop a span
+        // the main thread had just swept into them (its claim for 4 fails), or push the
+        // cursor past both classes before the main thread swept anything.
+        loom::model(|| {
+            let sg = 4u32;
+            let lists = Arc::new(Lists {
+                gens: (0..2).map(|_| SweepGen::new(sg)).collect(),
+                swept: (0..2).map(|_| AtomicUsize::new(0)).collect(),
+                sets: (0..2).map(|_| [SpanSet::new(), SpanSet::new()]).collect(),
+            });
+            for s in 0..2 {
+                lists.sets[s][parity(sg)].push(s);
+            }
+            let state = Arc::new(SweepState::new(sg));
+            // Cycle 4's sweep is over.
+            state.cursor.store(2, Ordering::Relaxed);
+            let (l1, st1) = (lists.clone(), state.clone());
+            let bg = thread::spawn(move || {
+                st1.sweep_one(&*l1);
+            });
+            // finish_mark, as the heap does it.
+            state.close();
+            let new = state.advance();
+            state.open();
+            while state.sweep_one(&*lists).is_some() {}
+            bg.join().unwrap();
+            // The sweeper may have finished the cycle; either way nothing is left.
+            assert!(state.sweep_one(&*lists).is_none());
+            for s in 0..2 {
+                assert_eq!(lists.swept[s].load(Ordering::Relaxed), 1, "span {s} swept once");
+                assert_eq!(lists.gens[s].load(), new, "span {s} swept for the new cycle");
+                assert_eq!(lists.entries(s), 1, "span {s} in exactly one list");
+            }
+        });
     }
 
     #[test]

@@ -247,18 +247,27 @@ impl Cache {
 
     #[inline(always)]
     fn alloc_small(&mut self, spc: usize, shape: Shape<'_>) -> Result<NonNull<u8>, AllocError> {
+        let busy = self.busy;
+        busy_ref(busy).store(1, Ordering::Relaxed);
+        compiler_fence(Ordering::SeqCst);
+        let r = self.alloc_small_busy(spc, shape);
+        compiler_fence(Ordering::SeqCst);
+        busy_ref(busy).store(0, Ordering::Relaxed);
+        r
+    }
+
+    /// `alloc_small` inside the busy window, which the caller opens and closes.
+    #[inline(always)]
+    fn alloc_small_busy(
+        &mut self,
+        spc: usize,
+        shape: Shape<'_>,
+    ) -> Result<NonNull<u8>, AllocError> {
         // SAFETY: see `core()`; borrowing the field alone leaves `self.heap` usable.
         let core = unsafe { self.core.as_mut() };
-        busy_ref(core.busy).store(1, Ordering::Relaxed);
-        compiler_fence(Ordering::SeqCst);
         if core.slots[spc].free == 0 {
             // Out of line and shape-free, so the caller's constant shape stays folded.
-            if let Err(e) = self.refill(spc) {
-                // SAFETY: as above.
-                let core = unsafe { self.core.as_mut() };
-                busy_ref(core.busy).store(0, Ordering::Relaxed);
-                return Err(e);
-            }
+            self.refill(spc)?;
         }
         let heap: &HeapInner = &self.heap;
         // SAFETY: as above.
@@ -273,8 +282,6 @@ impl Cache {
         let elemsize = class_size(spc >> 1);
         let addr = slot.word_base + bit * elemsize;
         Self::finish(heap, slot, addr, bit, elemsize, shape, black);
-        compiler_fence(Ordering::SeqCst);
-        busy_ref(core.busy).store(0, Ordering::Relaxed);
         // SAFETY: `addr` lies inside a mapped arena, so it is not 0.
         Ok(unsafe { NonNull::new_unchecked(addr as *mut u8) })
     }
@@ -407,8 +414,23 @@ impl Cache {
         Ok(())
     }
 
+    /// A tiny object: packed into the current tiny block, or a new block. The whole of it is
+    /// a busy window: the block pointer and offset are cache state that `start_mark` /
+    /// `finish_mark` reset (a thread suspended between reading and writing them would
+    /// otherwise resume into a block the collector dropped — a white block during marking).
     #[inline]
     fn alloc_tiny(&mut self, size: usize) -> Result<NonNull<u8>, AllocError> {
+        let busy = self.busy;
+        busy_ref(busy).store(1, Ordering::Relaxed);
+        compiler_fence(Ordering::SeqCst);
+        let r = self.alloc_tiny_busy(size);
+        compiler_fence(Ordering::SeqCst);
+        busy_ref(busy).store(0, Ordering::Relaxed);
+        r
+    }
+
+    #[inline(always)]
+    fn alloc_tiny_busy(&mut self, size: usize) -> Result<NonNull<u8>, AllocError> {
         let core = self.core();
         let align = if size & 7 == 0 {
             8
@@ -428,7 +450,7 @@ impl Cache {
                 NonNull::new((core.tiny + off) as *mut u8).expect("runtime: null tiny block")
             );
         }
-        let block = self.alloc_small(span_class(TINY_CLASS, true), Shape::NOSCAN)?;
+        let block = self.alloc_small_busy(span_class(TINY_CLASS, true), Shape::NOSCAN)?;
         let core = self.core();
         // Keep whichever block has more room left.
         if core.tiny == 0 || size < core.tiny_off {
@@ -626,10 +648,7 @@ fn valid_mask(w: usize, nelems: usize) -> u64 {
 impl Drop for Cache {
     fn drop(&mut self) {
         let heap = self.heap.clone();
-        let mut reg = heap
-            .caches
-            .lock()
-            .expect("runtime: cache registry poisoned");
+        let mut reg = heap.registry();
         self.core().release_all(&heap);
         reg.retain(|c| c.0 != self.core.as_ptr());
         drop(reg);

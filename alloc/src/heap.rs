@@ -9,6 +9,7 @@ use crate::arena::{Arena, ArenaIndex};
 use crate::cache::{Cache, CacheCore};
 use crate::central::Central;
 use crate::error::AllocError;
+use crate::nopreempt::NoPreempt;
 use crate::sweep::{Coordinating, DROPS_RESERVE, Drops};
 use crate::sweepgen::SweepState;
 use crate::pages::{PageAlloc, PageRun};
@@ -60,7 +61,7 @@ unsafe impl Send for CachePtr {}
 /// ones.
 #[derive(Debug, Default)]
 pub(crate) struct SpanPool {
-    chunks: Vec<Box<[Span]>>,
+    pub(crate) chunks: Vec<Box<[Span]>>,
     free: Vec<SpanPtr>,
 }
 
@@ -78,6 +79,28 @@ pub(crate) struct Locked {
 
 /// Most pages one scavenging step returns to the OS (2 MiB).
 const SCAVENGE_STEP: usize = 256;
+
+/// A lock guard counted in `heap_locks_held` (the guard drops first, then the count).
+pub(crate) struct Counted<G> {
+    g: G,
+    _np: NoPreempt,
+}
+
+/// The heap lock's guard.
+pub(crate) type HeapGuard<'a> = Counted<std::sync::MutexGuard<'a, Locked>>;
+
+impl<G: std::ops::Deref> std::ops::Deref for Counted<G> {
+    type Target = G::Target;
+    fn deref(&self) -> &G::Target {
+        &self.g
+    }
+}
+
+impl<G: std::ops::DerefMut> std::ops::DerefMut for Counted<G> {
+    fn deref_mut(&mut self) -> &mut G::Target {
+        &mut self.g
+    }
+}
 
 /// A value alone on its cache lines (128 bytes: adjacent-line prefetch pairs lines), so
 /// writes to it do not invalidate lines other threads read.
@@ -157,8 +180,22 @@ impl HeapInner {
         })
     }
 
-    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Locked> {
-        self.locked.lock().expect("runtime: heap lock poisoned")
+    /// Take the heap lock (counted in `heap_locks_held` while held).
+    pub(crate) fn lock(&self) -> HeapGuard<'_> {
+        let np = NoPreempt::enter();
+        HeapGuard {
+            g: self.locked.lock().expect("runtime: heap lock poisoned"),
+            _np: np,
+        }
+    }
+
+    /// Take the cache registry's lock (counted in `heap_locks_held` while held).
+    pub(crate) fn registry(&self) -> Counted<std::sync::MutexGuard<'_, Vec<CachePtr>>> {
+        let np = NoPreempt::enter();
+        Counted {
+            g: self.caches.lock().expect("runtime: cache registry poisoned"),
+            _np: np,
+        }
     }
 
     #[inline]
@@ -352,10 +389,7 @@ impl HeapInner {
     /// `marking` before they take the lock to update every registered cache, so either they
     /// find this cache, or it reads their store.
     pub(crate) fn register(&self, c: CachePtr) {
-        let mut reg = self
-            .caches
-            .lock()
-            .expect("runtime: cache registry poisoned");
+        let mut reg = self.registry();
         reg.push(c);
         // SAFETY: `c` is a core just leaked by `Cache::new`, not yet handed to any thread;
         // the registry (the only other way to it) is locked by us.
@@ -512,11 +546,7 @@ impl Heap {
     /// # Safety
     /// No thread may be inside a method of any cache of this heap (the world is stopped).
     unsafe fn for_each_cache(&self, mut f: impl FnMut(&mut CacheCore)) {
-        let caches = self
-            .inner
-            .caches
-            .lock()
-            .expect("runtime: cache registry poisoned");
+        let caches = self.inner.registry();
         for c in caches.iter() {
             // SAFETY: the caller guarantees no thread is inside a method of this cache, so we
             // have exclusive access; the registry lock keeps it from being dropped meanwhile.

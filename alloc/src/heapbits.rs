@@ -78,3 +78,27 @@ pub(crate) fn for_each(hb: &[AtomicU64], start: usize, nwords: usize, mut f: imp
         i += len;
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits_written_are_the_bits_read_across_words() {
+        let hb: Vec<AtomicU64> = (0..4).map(|_| AtomicU64::new(u64::MAX)).collect();
+        let bm = [0b1011u64 | (1 << 63), 0b1];
+        let shape = Shape::pointers(&bm);
+        // 70 words from arena word 60: three bitmap words, neighbours left as they were.
+        write(&hb, 60, 0, 70, shape);
+        let mut got = Vec::new();
+        for_each(&hb, 60, 70, |i| got.push(i));
+        assert_eq!(got, vec![0, 1, 3, 63, 64]);
+        assert_eq!(hb[0].load(Ordering::Relaxed) & ((1 << 60) - 1), (1 << 60) - 1);
+        assert_eq!(hb[2].load(Ordering::Relaxed) >> 2, u64::MAX >> 2);
+        // A small object inside one word, at its end.
+        write(&hb, 190, 0, 2, Shape::NOSCAN);
+        let mut none = 0;
+        for_each(&hb, 190, 2, |_| none += 1);
+        assert_eq!(none, 0);
+    }
+}

@@ -87,6 +87,7 @@ mod lock {
         }
 
         pub(crate) fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+            let _np = crate::nopreempt::NoPreempt::enter();
             let mut spins = 0u32;
             // Acquire: pairs with the Release store that unlocks, so we see the previous
             // holder's writes to the value.
@@ -131,5 +132,28 @@ mod lock {
         pub(crate) fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
             f(&mut self.0.lock().expect("runtime: span set lock poisoned"))
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_set_is_a_stack_that_reserves_ahead_and_shares_between_threads() {
+        let s = std::sync::Arc::new(SpanSet::new());
+        assert_eq!(s.pop(), None);
+        s.reserve(40);
+        let cap = s.items.with(|v| v.capacity());
+        assert!(cap >= 40);
+        for i in 0..40 {
+            s.push(i);
+        }
+        assert_eq!(s.items.with(|v| v.capacity()), cap, "no reallocation");
+        let s2 = s.clone();
+        let t = std::thread::spawn(move || (0..20).filter_map(|_| s2.pop()).count());
+        let mine = (0..20).filter_map(|_| s.pop()).count();
+        assert_eq!(mine + t.join().unwrap(), 40);
+        assert_eq!(s.pop(), None);
     }
 }

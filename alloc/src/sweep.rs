@@ -118,6 +118,7 @@ impl HeapInner {
     /// the ones recorded. The stop-the-world coordinator only uses the room reserved in
     /// advance; others grow the list as needed.
     fn defer_drops(&self, base: usize, size: usize, bits: u64) -> u64 {
+        let _np = crate::nopreempt::NoPreempt::enter();
         let mut d = self.drops.lock().expect("runtime: drop list poisoned");
         let room = if coordinating() {
             d.objs.capacity() - d.objs.len()
@@ -155,6 +156,7 @@ impl HeapInner {
         };
         loop {
             let next = {
+                let _np = crate::nopreempt::NoPreempt::enter();
                 let mut d = self.drops.lock().expect("runtime: drop list poisoned");
                 let next = d.objs.pop();
                 if next.is_none() {

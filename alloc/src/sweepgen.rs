@@ -247,6 +247,93 @@ impl SweepState {
     }
 }
 
+#[cfg(all(test, not(loom)))]
+mod tests {
+    //! The sweep protocol over plain lists, single-threaded and with a racing sweeper (these
+    //! also run under Miri; the loom models below explore the interleavings).
+    use super::*;
+    use std::sync::Mutex;
+
+    struct Lists {
+        gens: Vec<SweepGen>,
+        swept: Vec<AtomicUsize>,
+        /// `sets[class][parity]`; span `i` is of class `i % 2`.
+        sets: Vec<[Mutex<Vec<usize>>; 2]>,
+    }
+
+    fn parity(sg: u32) -> usize {
+        (sg / 2 % 2) as usize
+    }
+
+    impl SweepLists for Lists {
+        type Span = usize;
+        fn classes(&self) -> usize {
+            2
+        }
+        fn pop_unswept(&self, class: usize, sg: u32) -> Option<usize> {
+            self.sets[class][1 - parity(sg)].lock().unwrap().pop()
+        }
+        fn gen_of(&self, s: usize) -> &SweepGen {
+            &self.gens[s]
+        }
+        fn sweep(&self, s: usize, sg: u32) -> usize {
+            self.swept[s].fetch_add(1, Ordering::Relaxed);
+            self.gens[s].set(sg);
+            self.sets[s % 2][parity(sg)].lock().unwrap().push(s);
+            1
+        }
+    }
+
+    #[test]
+    fn cycles_sweep_every_span_once_with_a_racing_sweeper() {
+        const SPANS: usize = 6;
+        let cycles = if cfg!(miri) { 3 } else { 200 };
+        let lists = std::sync::Arc::new(Lists {
+            gens: (0..SPANS).map(|_| SweepGen::new(2)).collect(),
+            swept: (0..SPANS).map(|_| AtomicUsize::new(0)).collect(),
+            sets: (0..2)
+                .map(|_| [Mutex::new(Vec::new()), Mutex::new(Vec::new())])
+                .collect(),
+        });
+        for s in 0..SPANS {
+            lists.sets[s % 2][parity(2)].lock().unwrap().push(s);
+        }
+        let state = std::sync::Arc::new(SweepState::new(2));
+        state.cursor.store(2, Ordering::Relaxed);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let bg = {
+            let (l, st, stop) = (lists.clone(), state.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if st.sweep_one(&*l).is_none() {
+                        std::thread::yield_now();
+                    }
+                }
+            })
+        };
+        for cycle in 1..=cycles {
+            // start_mark: finish the sweep with the gate closed.
+            state.close();
+            while state.sweep_one_closed(&*lists).is_some() {}
+            state.open();
+            for s in 0..SPANS {
+                assert_eq!(lists.swept[s].load(Ordering::Relaxed), cycle - 1, "span {s}");
+            }
+            // finish_mark.
+            state.close();
+            state.advance();
+            state.open();
+        }
+        stop.store(true, Ordering::Relaxed);
+        bg.join().unwrap();
+        while state.sweep_one(&*lists).is_some() {}
+        for s in 0..SPANS {
+            assert_eq!(lists.swept[s].load(Ordering::Relaxed), cycles);
+            assert_eq!(lists.gens[s].load(), state.sweepgen());
+        }
+    }
+}
+
 #[cfg(all(test, loom))]
 mod loom_tests {
     //! Exactly-once sweeping and span hand-off between a cache, mcentral and the sweeper,

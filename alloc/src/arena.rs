@@ -70,13 +70,78 @@ impl<T> LazyWords<T> {
         unsafe { self.map.discard(lo, hi - lo) };
     }
 
-    pub(crate) fn words(&self) -> &[T] {
+    pub(crate) fn words(&self) -> Words<'_, T> {
         // SAFETY: the mapping is page-aligned (so aligned for `T`), `len * size_of::<T>()`
         // bytes long, zero-filled by the kernel, and lives as long as `self`. `T` is only ever
         // instantiated with atomic types (AtomicUsize, AtomicU64, AtomicPtr) for which all-zero
         // is a valid value and through which every access is atomic, so shared references
         // from several threads are sound. No `&mut` to the bytes is ever created.
-        unsafe { std::slice::from_raw_parts(self.map.base() as *const T, self.len) }
+        unsafe { Words::from_raw(self.map.base() as *const T, self.len) }
+    }
+}
+
+/// A view of `len` words at `ptr`, indexed one word at a time: unlike a slice, using it never
+/// creates a reference to the whole range (a multi-megabyte slice reference would be retagged
+/// over its whole length at each use under Miri, and the heap holds such views everywhere).
+#[derive(Debug)]
+pub(crate) struct Words<'a, T> {
+    ptr: *const T,
+    len: usize,
+    _l: std::marker::PhantomData<&'a [T]>,
+}
+
+impl<T> Clone for Words<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Words<'_, T> {}
+
+impl<'a, T> Words<'a, T> {
+    /// # Safety
+    /// `ptr..ptr + len` must be valid, aligned, initialised `T`s for `'a`, only ever accessed
+    /// through shared references (`T` is an atomic type).
+    pub(crate) unsafe fn from_raw(ptr: *const T, len: usize) -> Self {
+        Words {
+            ptr,
+            len,
+            _l: std::marker::PhantomData,
+        }
+    }
+
+    /// The words of a slice (tests, and small arrays).
+    #[cfg(test)]
+    pub(crate) fn of(s: &'a [T]) -> Self {
+        // SAFETY: a slice is valid for its lifetime.
+        unsafe { Self::from_raw(s.as_ptr(), s.len()) }
+    }
+
+    #[inline(always)]
+    pub(crate) fn get(&self, i: usize) -> Option<&'a T> {
+        if i < self.len {
+            // SAFETY: in bounds of the range `from_raw`'s caller vouched for, for `'a`.
+            Some(unsafe { &*self.ptr.add(i) })
+        } else {
+            None
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn as_ptr(&self) -> *const T {
+        self.ptr
+    }
+}
+
+impl<T> std::ops::Index<usize> for Words<'_, T> {
+    type Output = T;
+    #[inline(always)]
+    fn index(&self, i: usize) -> &T {
+        self.get(i).expect("runtime: heap metadata index out of range")
     }
 }
 

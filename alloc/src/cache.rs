@@ -317,7 +317,7 @@ impl Cache {
             // SAFETY: span records live as long as the heap, which this cache keeps alive.
             let s = unsafe { &*slot.span };
             // SAFETY: `hb`/`hb_len` describe the arena's heap-bit array, alive with the heap.
-            let hb = unsafe { std::slice::from_raw_parts(slot.hb, slot.hb_len) };
+            let hb = unsafe { crate::arena::Words::from_raw(slot.hb, slot.hb_len) };
             let nwords = elemsize / 8;
             let start = slot.hb_start + idx * nwords;
             if start + nwords <= hb.len() * 64 {

@@ -20,11 +20,14 @@ use crate::sweepgen::SWEEPGEN_FREE;
 
 /// Where dead objects with drop glue go (the collector's finalizer queue).
 ///
-/// `push` is called by whichever thread sweeps the span: a cache refilling inside an
-/// allocation, a background sweeper, or `Heap::finish_mark`/`start_mark` with the world
-/// stopped. It must not allocate from this heap and should only enqueue. The object stays
-/// allocated (and its bytes intact) until `Heap::release_finalized(obj)` is called and a later
-/// sweep finds it unmarked.
+/// `push` is called after a sweep found the object dead, outside every heap lock and never
+/// by the stop-the-world coordinator: by `Heap::sweep_one` / `sweep_all` / `push_drops`, or
+/// by a cache refill (with its busy word clear). It must not allocate from this heap and
+/// should only enqueue. The object is recorded as queued before `push` is called, so the
+/// consumer may call `Heap::release_finalized(obj)` at once; it stays allocated (and its
+/// bytes intact) until then and a later sweep finds it unmarked. A `push` that panics
+/// unwinds into its caller; that one object stays allocated and queued (nothing is wedged),
+/// the others wait for the next push.
 pub trait DropQueue: Send + Sync {
     /// Take a dead object (its base address and size) whose drop glue must run.
     fn push(&self, obj: NonNull<u8>, size: usize);
@@ -61,11 +64,44 @@ unsafe impl Send for CachePtr {}
 /// ones.
 #[derive(Debug, Default)]
 pub(crate) struct SpanPool {
-    pub(crate) chunks: Vec<Box<[Span]>>,
+    pub(crate) chunks: Vec<Chunk>,
     free: Vec<SpanPtr>,
 }
 
 const SPAN_CHUNK: usize = 64;
+
+/// A chunk of span records, owned through a raw pointer (not a `Box`, which moving asserts
+/// unique: pointers to the records are handed out while the chunk list grows). Freed with
+/// the heap.
+#[derive(Debug)]
+pub(crate) struct Chunk(std::ptr::NonNull<[Span]>);
+
+// SAFETY: the chunk owns its records, whose fields are all atomics; it is shared like them.
+unsafe impl Send for Chunk {}
+// SAFETY: as above.
+unsafe impl Sync for Chunk {}
+
+impl Chunk {
+    fn new() -> Chunk {
+        let b: Box<[Span]> = (0..SPAN_CHUNK).map(|_| Span::new()).collect();
+        Chunk(std::ptr::NonNull::from(Box::leak(b)))
+    }
+
+    /// The records. They live until the heap drops (which outlives every borrow of it).
+    pub(crate) fn spans(&self) -> &[Span] {
+        // SAFETY: leaked from a box in `new`, freed only in `drop`; only shared references
+        // to the records are ever made.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        // SAFETY: from `Box::leak` in `new`; the heap is being dropped, so no reference to a
+        // record remains.
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+    }
+}
 
 /// State under the heap lock.
 #[derive(Debug)]
@@ -225,8 +261,8 @@ impl HeapInner {
             l.pages.published += 1;
         }
         if l.spans.free.is_empty() {
-            let chunk: Box<[Span]> = (0..SPAN_CHUNK).map(|_| Span::new()).collect();
-            let ptrs: Vec<SpanPtr> = chunk.iter().rev().map(|s| SpanPtr(s)).collect();
+            let chunk = Chunk::new();
+            let ptrs: Vec<SpanPtr> = chunk.spans().iter().rev().map(|s| SpanPtr(s)).collect();
             l.spans.free.extend(ptrs);
             l.spans.chunks.push(chunk);
             // Room for every record in the free list, so `free_span` (which a sweep run by

@@ -405,7 +405,7 @@ impl Heap {
             let chunk: *const [Span] = {
                 let l = inner.lock();
                 match l.spans.chunks.get(ci) {
-                    Some(c) => &**c,
+                    Some(c) => c.spans(),
                     None => return,
                 }
             };

@@ -407,3 +407,118 @@ fn marking_outside_a_mark_phase_is_a_no_op() {
     heap.sweep_all();
     assert!(heap.find_object(a).is_none() && heap.find_object(b).is_none());
 }
+
+/// Address space: an arena no longer keeps an arena of alignment slack, so a heap fits under
+/// an address-space limit where its live size says (it failed at 128 MiB of objects under a
+/// 400 MiB limit).
+#[test]
+#[cfg_attr(miri, ignore)]
+fn a_heap_fits_its_live_size_under_an_address_space_limit() {
+    if std::env::var_os("GORT_ALLOC_AS_CHILD").is_some() {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        let vsz_pages: u64 = statm.split_whitespace().next().unwrap().parse().unwrap();
+        let cap = vsz_pages * 4096 + (400 << 20);
+        let lim = libc::rlimit {
+            rlim_cur: cap,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: setrlimit reads the struct we pass; lowering the soft limit is allowed.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &lim) }, 0);
+        let heap = Heap::new().unwrap();
+        let mut c = heap.cache();
+        let mut live = 0usize;
+        while live < (256 << 20) {
+            c.alloc_noscan(1 << 20)
+                .unwrap_or_else(|e| panic!("failed at {} MiB: {e}", live >> 20));
+            live += 1 << 20;
+        }
+        println!("CHILD ok {} MiB", live >> 20);
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_heap_fits_its_live_size_under_an_address_space_limit",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("GORT_ALLOC_AS_CHILD", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("CHILD ok 256 MiB"),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The live-heap figure is current without a flush and returns to zero when all is dead.
+#[test]
+fn live_bytes_is_current_without_a_flush() {
+    let heap = Heap::new().unwrap();
+    let mut c = heap.cache();
+    assert_eq!(heap.live_bytes(), 0);
+    c.alloc_noscan(64).unwrap();
+    // The refill counted the whole span (a cache's free slots count as allocated).
+    let one = heap.live_bytes();
+    assert!(one >= 64, "{one}");
+    for _ in 0..10_000 {
+        c.alloc_noscan(64).unwrap();
+    }
+    c.alloc_noscan(100_000).unwrap();
+    assert!(heap.live_bytes() >= 10_001 * 64 + 100_000);
+    c.flush();
+    let s = heap.stats();
+    assert_eq!(heap.live_bytes(), s.heap_alloc, "exact once caches are flushed");
+    // SAFETY: single-threaded; everything is dead.
+    unsafe {
+        heap.start_mark();
+        heap.finish_mark();
+    }
+    heap.sweep_all();
+    assert_eq!(heap.live_bytes(), 0);
+}
+
+/// An `Object` kept across `finish_mark` cannot mark a slot freed and reused since.
+#[test]
+fn a_stale_object_cannot_mark() {
+    let heap = Heap::new().unwrap();
+    let mut c = heap.cache();
+    let a = c.alloc_noscan(64).unwrap().as_ptr() as usize;
+    c.flush();
+    let stale = heap.find_object(a).unwrap();
+    // SAFETY: single-threaded.
+    unsafe {
+        heap.start_mark();
+        heap.finish_mark();
+        heap.start_mark();
+    }
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stale.mark()));
+    if cfg!(debug_assertions) {
+        assert!(r.is_err(), "debug builds panic");
+    } else {
+        assert!(!r.unwrap(), "release builds refuse");
+    }
+    assert!(!heap.is_marked(a));
+    // SAFETY: as above.
+    unsafe { heap.finish_mark() };
+}
+
+/// The count of heap locks a suspension hook reads is zero outside the heap, also inside an
+/// iteration callback (which runs with no lock held, so it may allocate).
+#[test]
+fn heap_locks_are_counted_only_while_held() {
+    let heap = Heap::new().unwrap();
+    let mut c = heap.cache();
+    c.alloc_noscan(64).unwrap();
+    let _ = heap.stats();
+    heap.release_free_pages();
+    assert_eq!(gort_alloc::heap_locks_held(), 0);
+    let mut seen = 0;
+    heap.for_each_object(gort_alloc::Objects::Allocated, |_| {
+        assert_eq!(gort_alloc::heap_locks_held(), 0);
+        seen += 1;
+    });
+    assert_eq!(seen, 1);
+}

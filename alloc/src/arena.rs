@@ -141,7 +141,8 @@ impl<T> std::ops::Index<usize> for Words<'_, T> {
     type Output = T;
     #[inline(always)]
     fn index(&self, i: usize) -> &T {
-        self.get(i).expect("runtime: heap metadata index out of range")
+        self.get(i)
+            .expect("runtime: heap metadata index out of range")
     }
 }
 

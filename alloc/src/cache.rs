@@ -550,7 +550,8 @@ impl CacheCore {
         self.counts.small_alloc[spc >> 1] += (nelems - nalloc) as i64;
         let elemsize = class_size(spc >> 1);
         // One shared atomic per refill, never per object (see `Heap::live_bytes`).
-        heap.counters.live_add(((nelems - nalloc) * elemsize) as u64);
+        heap.counters
+            .live_add(((nelems - nalloc) * elemsize) as u64);
         let needzero = s.needzero.load(Ordering::Relaxed);
         if spc & 1 == 0 && !needzero && nalloc == 0 {
             prefault(base, s.npages.load(Ordering::Relaxed) * PAGE_SIZE);

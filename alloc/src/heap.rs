@@ -10,13 +10,13 @@ use crate::cache::{Cache, CacheCore};
 use crate::central::Central;
 use crate::error::AllocError;
 use crate::nopreempt::NoPreempt;
-use crate::sweep::{Coordinating, DROPS_RESERVE, Drops};
-use crate::sweepgen::SweepState;
 use crate::pages::{PageAlloc, PageRun};
 use crate::sizeclass::{NUM_SPAN_CLASSES, PAGE_SIZE};
 use crate::span::{STATE_FREE, STATE_IN_USE, Span};
 use crate::stats::{BY_SIZE_ENTRIES, BySize, Counters, HeapStats};
+use crate::sweep::{Coordinating, DROPS_RESERVE, Drops};
 use crate::sweepgen::SWEEPGEN_FREE;
+use crate::sweepgen::SweepState;
 
 /// Where dead objects with drop glue go (the collector's finalizer queue).
 ///
@@ -229,7 +229,10 @@ impl HeapInner {
     pub(crate) fn registry(&self) -> Counted<std::sync::MutexGuard<'_, Vec<CachePtr>>> {
         let np = NoPreempt::enter();
         Counted {
-            g: self.caches.lock().expect("runtime: cache registry poisoned"),
+            g: self
+                .caches
+                .lock()
+                .expect("runtime: cache registry poisoned"),
             _np: np,
         }
     }

@@ -17,7 +17,13 @@ use crate::shape::Shape;
 ///
 /// `hb` is the arena's heap-bit array; the caller owns the span holding the object.
 #[inline(always)]
-pub(crate) fn write(hb: Words<'_, AtomicU64>, start: usize, first: usize, nwords: usize, shape: Shape<'_>) {
+pub(crate) fn write(
+    hb: Words<'_, AtomicU64>,
+    start: usize,
+    first: usize,
+    nwords: usize,
+    shape: Shape<'_>,
+) {
     let b = start % 64;
     if b + nwords <= 64 {
         // The common case: a small object's bits sit in one bitmap word.
@@ -39,7 +45,13 @@ pub(crate) fn write(hb: Words<'_, AtomicU64>, start: usize, first: usize, nwords
 
 /// `write` for objects whose bits span several bitmap words.
 #[inline(never)]
-fn write_long(hb: Words<'_, AtomicU64>, start: usize, first: usize, nwords: usize, shape: Shape<'_>) {
+fn write_long(
+    hb: Words<'_, AtomicU64>,
+    start: usize,
+    first: usize,
+    nwords: usize,
+    shape: Shape<'_>,
+) {
     let mut i = 0;
     while i < nwords {
         let w = (start + i) / 64;
@@ -59,7 +71,12 @@ fn write_long(hb: Words<'_, AtomicU64>, start: usize, first: usize, nwords: usiz
 
 /// Call `f` with the word index (relative to `start`) of every pointer word of the object.
 #[inline]
-pub(crate) fn for_each(hb: Words<'_, AtomicU64>, start: usize, nwords: usize, mut f: impl FnMut(usize)) {
+pub(crate) fn for_each(
+    hb: Words<'_, AtomicU64>,
+    start: usize,
+    nwords: usize,
+    mut f: impl FnMut(usize),
+) {
     let mut i = 0;
     while i < nwords {
         let w = (start + i) / 64;
@@ -95,7 +112,10 @@ mod tests {
         let mut got = Vec::new();
         for_each(hb, 60, 70, |i| got.push(i));
         assert_eq!(got, vec![0, 1, 3, 63, 64]);
-        assert_eq!(hb[0].load(Ordering::Relaxed) & ((1 << 60) - 1), (1 << 60) - 1);
+        assert_eq!(
+            hb[0].load(Ordering::Relaxed) & ((1 << 60) - 1),
+            (1 << 60) - 1
+        );
         assert_eq!(hb[2].load(Ordering::Relaxed) >> 2, u64::MAX >> 2);
         // A small object inside one word, at its end.
         write(hb, 190, 0, 2, Shape::NOSCAN);

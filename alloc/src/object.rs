@@ -507,7 +507,12 @@ mod tests {
         let objs: Vec<(usize, usize)> = sizes
             .iter()
             .flat_map(|&n| [n, n])
-            .map(|n| (c.alloc(n, Shape::ALL_POINTERS).unwrap().as_ptr() as usize, n))
+            .map(|n| {
+                (
+                    c.alloc(n, Shape::ALL_POINTERS).unwrap().as_ptr() as usize,
+                    n,
+                )
+            })
             .collect();
         for &(p, n) in &objs {
             for a in [p, p + 7, p + n - 1] {

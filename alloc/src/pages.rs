@@ -69,7 +69,9 @@ pub(crate) struct PageCounts {
 #[derive(Debug, Default)]
 pub(crate) struct PageAlloc {
     pub(crate) arenas: Vec<ArenaPages>,
-    /// Boxed: a scavenging step reaches its reservation without the lock.
+    /// Boxed: a scavenging step reaches its reservation without the lock, while another
+    /// thread may grow this vector.
+    #[allow(clippy::vec_box)]
     pub(crate) reservations: Vec<Box<Reservation>>,
     pub(crate) counts: PageCounts,
     /// Arenas already published in the heap's arena index.

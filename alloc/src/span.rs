@@ -324,7 +324,11 @@ mod tests {
         // Tile the arena with spans of one length, for several lengths: every word of every
         // kind of every span maps to its own index inside `obj_bits`.
         // Under Miri: two lengths, the arena's first and last 24 spans.
-        let lengths: &[usize] = if cfg!(miri) { &[1, 3] } else { &[1, 2, 3, 7, 10] };
+        let lengths: &[usize] = if cfg!(miri) {
+            &[1, 3]
+        } else {
+            &[1, 2, 3, 7, 10]
+        };
         for &npages in lengths {
             let mut used = vec![false; OBJ_BITS_WORDS];
             let mut page = 0;

@@ -317,7 +317,11 @@ mod tests {
             while state.sweep_one_closed(&*lists).is_some() {}
             state.open();
             for s in 0..SPANS {
-                assert_eq!(lists.swept[s].load(Ordering::Relaxed), cycle - 1, "span {s}");
+                assert_eq!(
+                    lists.swept[s].load(Ordering::Relaxed),
+                    cycle - 1,
+                    "span {s}"
+                );
             }
             // finish_mark.
             state.close();
@@ -472,8 +476,16 @@ mod loom_tests {
             // The sweeper may have finished the cycle; either way nothing is left.
             assert!(state.sweep_one(&*lists).is_none());
             for s in 0..2 {
-                assert_eq!(lists.swept[s].load(Ordering::Relaxed), 1, "span {s} swept once");
-                assert_eq!(lists.gens[s].load(), new, "span {s} swept for the new cycle");
+                assert_eq!(
+                    lists.swept[s].load(Ordering::Relaxed),
+                    1,
+                    "span {s} swept once"
+                );
+                assert_eq!(
+                    lists.gens[s].load(),
+                    new,
+                    "span {s} swept for the new cycle"
+                );
                 assert_eq!(lists.entries(s), 1, "span {s} in exactly one list");
             }
         });

@@ -321,8 +321,8 @@ impl World {
                 (self.live.len() + released.len()) as u64,
                 "HeapObjects vs model"
             );
-            let bytes: usize = self.live.values().map(|l| l.slot).sum::<usize>()
-                + released.iter().sum::<usize>();
+            let bytes: usize =
+                self.live.values().map(|l| l.slot).sum::<usize>() + released.iter().sum::<usize>();
             assert_eq!(s.heap_alloc, bytes as u64, "HeapAlloc vs model");
             assert!(s.heap_inuse >= s.heap_alloc);
         }

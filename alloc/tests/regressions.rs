@@ -373,7 +373,9 @@ fn finish_mark_twice_is_refused() {
     }
     let h = heap.clone();
     // SAFETY: as above.
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || unsafe { h.finish_mark() }));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || unsafe {
+        h.finish_mark()
+    }));
     let msg = r.expect_err("second finish_mark refused");
     let msg = msg
         .downcast_ref::<String>()
@@ -470,7 +472,11 @@ fn live_bytes_is_current_without_a_flush() {
     assert!(heap.live_bytes() >= 10_001 * 64 + 100_000);
     c.flush();
     let s = heap.stats();
-    assert_eq!(heap.live_bytes(), s.heap_alloc, "exact once caches are flushed");
+    assert_eq!(
+        heap.live_bytes(),
+        s.heap_alloc,
+        "exact once caches are flushed"
+    );
     // SAFETY: single-threaded; everything is dead.
     unsafe {
         heap.start_mark();

@@ -79,7 +79,8 @@ fn huge_child(imp: &str, cfg: &Config) {
         }
     };
     let base = rss_bytes();
-    match imp {
+    // Measured while the heap is still alive (dropping it unmaps everything).
+    let after = match imp {
         "gort" => {
             let heap = Heap::new().expect("heap");
             let mut cache = heap.cache();
@@ -95,6 +96,7 @@ fn huge_child(imp: &str, cfg: &Config) {
                 }
                 heap.sweep_all();
             }
+            rss_bytes()
         }
         "mimalloc" | "system" => {
             let a: &dyn GlobalAlloc = if imp == "mimalloc" {
@@ -111,13 +113,14 @@ fn huge_child(imp: &str, cfg: &Config) {
                 // SAFETY: allocated above, freed once.
                 unsafe { a.dealloc(p, layout) };
             }
+            rss_bytes()
         }
         _ => panic!("unknown implementation {imp}"),
-    }
+    };
     emit(
         "alloc/huge-churn/rss",
         imp,
-        rss_bytes().saturating_sub(base) as f64 / MIB,
+        after.saturating_sub(base) as f64 / MIB,
         "MiB",
     );
 }

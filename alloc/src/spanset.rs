@@ -43,8 +43,9 @@ impl<T> SpanSet<T> {
     pub(crate) fn reserve(&self, n: usize) {
         self.items.with(|v| {
             if v.capacity() < n {
-                // Amortised: double rather than grow by one span at a time.
-                let want = n.max(2 * v.capacity());
+                // Amortised, with little slack (every set of a class reserves for all of the
+                // class's spans, so the slack counts four times): grow by a quarter.
+                let want = n.max(v.capacity() + v.capacity() / 4);
                 v.reserve(want - v.len());
             }
         })

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use gort_alloc::{AllocErrorKind, DropQueue, Heap, Shape};
 
+mod util;
+
 /// Run `f` on a thread and fail (instead of hanging) if it does not finish within `secs`.
 fn within<T: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
     let (tx, rx) = mpsc::channel();
@@ -417,15 +419,7 @@ fn marking_outside_a_mark_phase_is_a_no_op() {
 #[cfg_attr(miri, ignore)]
 fn a_heap_fits_its_live_size_under_an_address_space_limit() {
     if std::env::var_os("GORT_ALLOC_AS_CHILD").is_some() {
-        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-        let vsz_pages: u64 = statm.split_whitespace().next().unwrap().parse().unwrap();
-        let cap = vsz_pages * 4096 + (400 << 20);
-        let lim = libc::rlimit {
-            rlim_cur: cap,
-            rlim_max: libc::RLIM_INFINITY,
-        };
-        // SAFETY: setrlimit reads the struct we pass; lowering the soft limit is allowed.
-        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &lim) }, 0);
+        util::cap_address_space(400 << 20);
         let heap = Heap::new().unwrap();
         let mut c = heap.cache();
         let mut live = 0usize;
@@ -437,22 +431,11 @@ fn a_heap_fits_its_live_size_under_an_address_space_limit() {
         println!("CHILD ok {} MiB", live >> 20);
         return;
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "a_heap_fits_its_live_size_under_an_address_space_limit",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("GORT_ALLOC_AS_CHILD", "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("CHILD ok 256 MiB"),
-        "{stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = util::run_child(
+        "a_heap_fits_its_live_size_under_an_address_space_limit",
+        "GORT_ALLOC_AS_CHILD",
     );
+    assert!(stdout.contains("CHILD ok 256 MiB"), "{stdout}");
 }
 
 /// The live-heap figure is current without a flush and returns to zero when all is dead.

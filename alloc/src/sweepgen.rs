@@ -465,6 +465,8 @@ mod loom_tests {
             state.cursor.store(2, Ordering::Relaxed);
             let (l1, st1) = (lists.clone(), state.clone());
             let bg = thread::spawn(move || {
+                // Two calls: one may straddle the flip, the next runs after it.
+                st1.sweep_one(&*l1);
                 st1.sweep_one(&*l1);
             });
             // finish_mark, as the heap does it.

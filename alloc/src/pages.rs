@@ -18,7 +18,12 @@
 //!
 //! Everything here is guarded by the heap lock, except the `madvise` of a scavenging step:
 //! the step takes its pages out of the free pool under the lock (`pick_dirty`), returns them
-//! to the OS with the lock released, and puts them back clean (`finish_scavenge`).
+//! to the OS with the lock released, and puts them back clean (`finish_scavenge`). It works
+//! from the highest dirty pages down, as Go's scavenger does: first-fit allocation reuses low
+//! pages first, so those are the last worth returning. (With a retained target below the
+//! live heap every freed page must go back before it is reused, whatever the order: that
+//! heap pays a fault per reused page — steady/1024/noscan 53 → ~95 ns/op with a 1 MiB target
+//! and a 4 MiB live heap — which is what such a target asks for.)
 
 use crate::arena::{ARENA_BYTES, Arena, PAGES_PER_ARENA, Reservation};
 use crate::error::AllocError;
@@ -204,6 +209,22 @@ impl RunTree {
             k /= 2;
             self.t[k] = self.t[2 * k].max(self.t[2 * k + 1]);
         }
+    }
+
+    /// The last leaf whose key is at least `v` (`v >= 1`).
+    fn last_at_least(&self, v: u32) -> Option<usize> {
+        if self.leaves == 0 || self.t[1] < v {
+            return None;
+        }
+        let mut k = 1;
+        while k < self.leaves {
+            k = if self.t[2 * k + 1] >= v {
+                2 * k + 1
+            } else {
+                2 * k
+            };
+        }
+        Some(k - self.leaves)
     }
 
     /// The first leaf whose key is at least `v` (`v >= 1`).
@@ -421,30 +442,27 @@ impl PageAlloc {
         ))
     }
 
-    /// Take the first run (at most `max_pages`) of free, dirty pages out of the free pool for
-    /// a scavenging step, or `None` when every free page is clean.
+    /// Take the highest run (at most `max_pages`) of free, dirty pages out of the free pool
+    /// for a scavenging step, or `None` when every free page is clean.
     pub(crate) fn pick_dirty(&mut self, max_pages: usize) -> Option<Scavenging> {
-        let ai = self.dirty.first_at_least(1)?;
+        // From the top of the heap down: first-fit allocation reuses low addresses first, so
+        // the pages released first are the ones least likely to be faulted back at once.
+        let ai = self.dirty.last_at_least(1)?;
         let a = &mut self.arenas[ai];
-        let mut p = 0;
-        while p < a.grown {
-            let w = p / 64;
-            // Free and dirty: inuse 0, clean 0.
-            let dirty_free = !(a.inuse[w] | a.clean[w]) >> (p % 64);
-            if dirty_free == 0 {
-                p = (w + 1) * 64;
+        let free_dirty =
+            |a: &ArenaPages, p: usize| (a.inuse[p / 64] | a.clean[p / 64]) & (1 << (p % 64)) == 0;
+        for w in (0..a.grown.div_ceil(64)).rev() {
+            // Free and dirty: inuse 0, clean 0 (pages not grown into are marked in use).
+            let bits = !(a.inuse[w] | a.clean[w]);
+            if bits == 0 {
                 continue;
             }
-            p += dirty_free.trailing_zeros() as usize;
-            let start = p;
-            while p < a.grown && p - start < max_pages {
-                let bit = 1u64 << (p % 64);
-                if (a.inuse[p / 64] | a.clean[p / 64]) & bit != 0 {
-                    break;
-                }
-                p += 1;
+            let end = w * 64 + 64 - bits.leading_zeros() as usize;
+            let mut start = end - 1;
+            while start > 0 && end - start < max_pages && free_dirty(a, start - 1) {
+                start -= 1;
             }
-            let n = p - start;
+            let n = end - start;
             set_range(&mut a.inuse, start, n, true);
             a.free -= n;
             a.ndirty -= n;
@@ -511,6 +529,29 @@ impl PageAlloc {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_trees_find_the_first_and_last_arena_that_fits() {
+        let mut t = RunTree::default();
+        assert_eq!(t.first_at_least(1), None);
+        t.push(5);
+        for (i, v) in [3, 0, 9, 9, 1].into_iter().enumerate() {
+            t.set(i, v);
+        }
+        assert_eq!(t.first_at_least(1), Some(0));
+        assert_eq!(t.first_at_least(4), Some(2));
+        assert_eq!(t.last_at_least(4), Some(3));
+        assert_eq!(t.last_at_least(1), Some(4));
+        assert_eq!(t.first_at_least(10), None);
+        // Growing keeps the keys.
+        t.push(9);
+        t.set(8, 12);
+        assert_eq!(t.first_at_least(10), Some(8));
+        assert_eq!(t.first_at_least(9), Some(2));
+        t.set(2, 0);
+        t.set(3, 0);
+        assert_eq!(t.first_at_least(9), Some(8));
+    }
 
     #[test]
     fn find_run_first_fit_across_words() {

@@ -226,6 +226,89 @@ fn release_finalized_against_sweeps_queues_each_object_once() {
     });
 }
 
+/// The drop queue below: hands each object to a finalizer thread and waits until that
+/// thread has released it (or reports that it could not).
+struct Rendezvous {
+    to_finalizer: Mutex<mpsc::Sender<usize>>,
+    acks: Mutex<mpsc::Receiver<bool>>,
+    failures: AtomicUsize,
+}
+
+impl DropQueue for Rendezvous {
+    fn push(&self, obj: NonNull<u8>, _size: usize) {
+        self.to_finalizer
+            .lock()
+            .unwrap()
+            .send(obj.as_ptr() as usize)
+            .unwrap();
+        match self
+            .acks
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(20))
+        {
+            Ok(true) => {}
+            _ => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Bug 2, deterministically: a consumer that releases an object the moment the queue hands
+/// it over must find it queued. (The sweep used to push from inside the sweep, before
+/// recording "queued", with the span claimed: the release waited for the sweep, which waited
+/// for the release.)
+#[test]
+fn an_object_can_be_released_as_soon_as_it_is_handed_over() {
+    let (tx, rx) = mpsc::channel::<usize>();
+    let (ack_tx, ack_rx) = mpsc::channel::<bool>();
+    let q = Arc::new(Rendezvous {
+        to_finalizer: Mutex::new(tx),
+        acks: Mutex::new(ack_rx),
+        failures: AtomicUsize::new(0),
+    });
+    let heap = Heap::with_drop_queue(q.clone()).unwrap();
+    let finalizer = {
+        let heap = heap.clone();
+        std::thread::spawn(move || {
+            for a in rx {
+                let ok = heap.release_finalized(NonNull::new(a as *mut u8).unwrap());
+                if ack_tx.send(ok).is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    let fin = Shape {
+        finalize: true,
+        ..Shape::NOSCAN
+    };
+    let mut c = heap.cache();
+    for _ in 0..4 {
+        c.alloc(32, fin).unwrap();
+    }
+    drop(c);
+    let h = heap.clone();
+    within(120, "release at hand-over", move || {
+        // SAFETY: no cache exists; every object dies.
+        unsafe {
+            h.start_mark();
+            h.finish_mark();
+        }
+        h.sweep_all();
+    });
+    assert_eq!(
+        q.failures.load(Ordering::Relaxed),
+        0,
+        "queued objects refused"
+    );
+    drop(heap);
+    // Close the channel so the finalizer ends.
+    *q.to_finalizer.lock().unwrap() = mpsc::channel().0;
+    finalizer.join().unwrap();
+}
+
 /// Bug 3: a cache created while `start_mark` runs must allocate black.
 #[test]
 fn caches_created_during_start_mark_allocate_black() {

@@ -7,6 +7,8 @@
 // loop of 16-byte `new`s into a sink (Go cannot time its fast path apart from its GC, so this
 // includes collection work). alloc/rss/*: a burst of 64-byte objects of which 1/8 stay live
 // (runs of 1024), then debug.FreeOSMemory(); RSS growth from /proc/self/statm.
+// alloc/huge-churn/rss: 8 rounds of allocating, touching and dropping a 96 MiB object
+// (runtime.GC after each); RSS growth after the last round.
 //
 // Usage: go run alloc.go [--quick]
 package main
@@ -153,9 +155,33 @@ func rssChild(burst int) {
 	runtime.KeepAlive(live)
 }
 
+// hugeChild: alloc/huge-churn/rss — rounds of allocating a 96 MiB object, writing one byte
+// per 4 KiB page and dropping it (runtime.GC after each); RSS growth after the last round.
+func hugeChild(rounds int) {
+	const mib = float64(1 << 20)
+	runtime.GC()
+	debug.FreeOSMemory()
+	base := rss()
+	for r := 0; r < rounds; r++ {
+		b := make([]byte, 96<<20)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = byte(r + 1)
+		}
+		sink = b
+		sink = nil
+		runtime.GC()
+	}
+	g := float64(rss() - base)
+	if g < 0 {
+		g = 0
+	}
+	emit("alloc/huge-churn/rss", g/mib, "MiB")
+}
+
 func main() {
 	quick := false
 	rssMode := false
+	hugeMode := false
 	for _, a := range os.Args[1:] {
 		if a == "--quick" {
 			quick = true
@@ -163,13 +189,24 @@ func main() {
 		if a == "--rss" {
 			rssMode = true
 		}
+		if a == "--huge" {
+			hugeMode = true
+		}
 	}
 	live, scale, rounds, burst := 4<<20, 1, 4000, 64<<20
 	if quick {
 		live, scale, rounds, burst = 1<<20, 20, 200, 16<<20
 	}
+	hugeRounds := 8
+	if quick {
+		hugeRounds = 2
+	}
 	if rssMode {
 		rssChild(burst)
+		return
+	}
+	if hugeMode {
+		hugeChild(hugeRounds)
 		return
 	}
 	emit("alloc/fast16/noscan", fast16[n16](rounds), "ns/op")
@@ -204,18 +241,20 @@ func main() {
 			}
 		}
 	}
-	// RSS in a child process of its own, as the Rust program does.
+	// RSS figures in child processes of their own, as the Rust program does.
 	exe, err := os.Executable()
 	if err == nil {
-		args := []string{"--rss"}
-		if quick {
-			args = append(args, "--quick")
-		}
-		out, err := exec.Command(exe, args...).Output()
-		if err == nil {
-			fmt.Print(string(out))
-		} else {
-			fmt.Fprintln(os.Stderr, "rss child:", err)
+		for _, mode := range []string{"--rss", "--huge"} {
+			args := []string{mode}
+			if quick {
+				args = append(args, "--quick")
+			}
+			out, err := exec.Command(exe, args...).Output()
+			if err == nil {
+				fmt.Print(string(out))
+			} else {
+				fmt.Fprintln(os.Stderr, mode, "child:", err)
+			}
 		}
 	}
 }

@@ -20,6 +20,9 @@
 //!   `mi_collect(true)`, system: `malloc_trim(0)`). The ratio divides the growth after release
 //!   by gort's live bytes rounded up to spans (HeapInuse), or the peers' live bytes. Each
 //!   implementation runs in a child process of its own.
+//! - `alloc/huge-churn/rss` (MiB of RSS growth): 8 rounds of allocating a 96 MiB object,
+//!   writing one byte per 4 KiB page, and dropping it (gort: a collection; peers: `dealloc`);
+//!   RSS growth after the last round. Each implementation runs in a child process of its own.
 //!
 //! `--quick` scales everything down; `--only <impl>` runs one implementation; `--filter <s>`
 //! runs the figures whose name contains `s`.
@@ -60,6 +63,66 @@ struct Config {
     ops_scale: usize,
     fast_rounds: usize,
     burst: usize,
+    huge_rounds: usize,
+}
+
+/// The object `alloc/huge-churn` churns: larger than an arena.
+const HUGE: usize = 96 << 20;
+
+/// `alloc/huge-churn/rss` for one implementation (run in a child process).
+fn huge_child(imp: &str, cfg: &Config) {
+    const MIB: f64 = (1 << 20) as f64;
+    let touch = |p: *mut u8, round: usize| {
+        for off in (0..HUGE).step_by(4096) {
+            // SAFETY: `p` points to `HUGE` bytes that are ours.
+            unsafe { p.add(off).write(round as u8 + 1) };
+        }
+    };
+    let base = rss_bytes();
+    // Measured while the heap is still alive (dropping it unmaps everything).
+    let after = match imp {
+        "gort" => {
+            let heap = Heap::new().expect("heap");
+            let mut cache = heap.cache();
+            for round in 0..cfg.huge_rounds {
+                let p = cache.alloc_noscan(HUGE).expect("huge object").as_ptr();
+                touch(p, round);
+                cache.flush();
+                // SAFETY: single-threaded: no cache method runs during these calls; the
+                // object is dead.
+                unsafe {
+                    heap.start_mark();
+                    heap.finish_mark();
+                }
+                heap.sweep_all();
+            }
+            rss_bytes()
+        }
+        "mimalloc" | "system" => {
+            let a: &dyn GlobalAlloc = if imp == "mimalloc" {
+                &MiMalloc
+            } else {
+                &System
+            };
+            let layout = Layout::from_size_align(HUGE, 4096).unwrap();
+            for round in 0..cfg.huge_rounds {
+                // SAFETY: valid layout.
+                let p = unsafe { a.alloc_zeroed(layout) };
+                assert!(!p.is_null());
+                touch(p, round);
+                // SAFETY: allocated above, freed once.
+                unsafe { a.dealloc(p, layout) };
+            }
+            rss_bytes()
+        }
+        _ => panic!("unknown implementation {imp}"),
+    };
+    emit(
+        "alloc/huge-churn/rss",
+        imp,
+        after.saturating_sub(base) as f64 / MIB,
+        "MiB",
+    );
 }
 
 fn ops_for(cfg: &Config, size: usize) -> usize {
@@ -442,6 +505,7 @@ fn main() {
             ops_scale: 20,
             fast_rounds: 200,
             burst: 16 << 20,
+            huge_rounds: 2,
         }
     } else {
         Config {
@@ -449,10 +513,15 @@ fn main() {
             ops_scale: 1,
             fast_rounds: 4000,
             burst: 64 << 20,
+            huge_rounds: 8,
         }
     };
     if let Some(i) = args.iter().position(|a| a == "--rss") {
         rss_child(&args[i + 1], &cfg);
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--huge") {
+        huge_child(&args[i + 1], &cfg);
         return;
     }
     let filter = args
@@ -511,21 +580,28 @@ fn main() {
         }
     }
     let exe = std::env::current_exe().expect("current exe");
-    for imp in ["gort", "mimalloc", "system"] {
-        if !run(imp) || !want("alloc/rss") {
-            continue;
+    for (mode, bench) in [("--rss", "alloc/rss"), ("--huge", "alloc/huge-churn")] {
+        for imp in ["gort", "mimalloc", "system"] {
+            if !run(imp) || !want(bench) {
+                continue;
+            }
+            child(&exe, mode, imp, quick);
         }
-        let mut cmd = std::process::Command::new(&exe);
-        cmd.arg("--rss").arg(imp);
-        if quick {
-            cmd.arg("--quick");
-        }
-        let out = cmd.output().expect("run the RSS child");
-        print!("{}", String::from_utf8_lossy(&out.stdout));
-        assert!(
-            out.status.success(),
-            "RSS child failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
     }
+}
+
+/// Run this program as a child measuring one figure group for one implementation.
+fn child(exe: &std::path::Path, mode: &str, imp: &str, quick: bool) {
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg(mode).arg(imp);
+    if quick {
+        cmd.arg("--quick");
+    }
+    let out = cmd.output().expect("run the child");
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{mode} {imp} child failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

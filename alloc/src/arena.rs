@@ -8,9 +8,8 @@
 
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
-use memmap2::{MmapMut, MmapOptions};
-
 use crate::error::AllocError;
+use crate::os::Mapping;
 use crate::sizeclass::PAGE_SIZE;
 use crate::span::Span;
 
@@ -28,7 +27,7 @@ const INDEX_LEN: usize = 1 << (ADDR_BITS - ARENA_SHIFT);
 /// backed by the OS only where touched.
 #[derive(Debug)]
 pub(crate) struct LazyWords<T> {
-    map: MmapMut,
+    map: Mapping,
     len: usize,
     _t: std::marker::PhantomData<T>,
 }
@@ -36,12 +35,8 @@ pub(crate) struct LazyWords<T> {
 impl<T> LazyWords<T> {
     /// `T` must be an atomic integer or pointer type whose all-zero bit pattern is valid.
     pub(crate) fn new(len: usize) -> Result<Self, AllocError> {
-        let bytes = len * std::mem::size_of::<T>();
-        let map = MmapOptions::new()
-            .len(bytes)
-            .no_reserve_swap()
-            .map_anon()
-            .map_err(|e| AllocError::os(bytes, &e))?;
+        let bytes = (len * std::mem::size_of::<T>()).next_multiple_of(4096);
+        let map = Mapping::new(bytes)?;
         Ok(LazyWords {
             map,
             len,
@@ -64,25 +59,90 @@ impl<T> LazyWords<T> {
         if hi <= lo || hi > self.map.len() {
             return;
         }
+        if cfg!(miri) {
+            // Miri supports no `madvise`, and zeroing by hand would race with the atomic
+            // readers the caller allows: leave the values (their meaning does not change).
+            return;
+        }
         // SAFETY: the range lies inside the mapping; by the caller's guarantee no thread
         // writes it now and its observable meaning does not change when it reads back as
         // zeros. Concurrent readers only ever use atomic loads.
-        let r = unsafe {
-            self.map
-                .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, lo, hi - lo)
-        };
-        if let Err(e) = r {
-            panic!("runtime: madvise(MADV_DONTNEED) on free heap metadata failed: {e}");
-        }
+        unsafe { self.map.discard(lo, hi - lo) };
     }
 
-    pub(crate) fn words(&self) -> &[T] {
+    pub(crate) fn words(&self) -> Words<'_, T> {
         // SAFETY: the mapping is page-aligned (so aligned for `T`), `len * size_of::<T>()`
         // bytes long, zero-filled by the kernel, and lives as long as `self`. `T` is only ever
         // instantiated with atomic types (AtomicUsize, AtomicU64, AtomicPtr) for which all-zero
         // is a valid value and through which every access is atomic, so shared references
         // from several threads are sound. No `&mut` to the bytes is ever created.
-        unsafe { std::slice::from_raw_parts(self.map.as_ptr().cast::<T>(), self.len) }
+        unsafe { Words::from_raw(self.map.base() as *const T, self.len) }
+    }
+}
+
+/// A view of `len` words at `ptr`, indexed one word at a time: unlike a slice, using it never
+/// creates a reference to the whole range (a multi-megabyte slice reference would be retagged
+/// over its whole length at each use under Miri, and the heap holds such views everywhere).
+#[derive(Debug)]
+pub(crate) struct Words<'a, T> {
+    ptr: *const T,
+    len: usize,
+    _l: std::marker::PhantomData<&'a [T]>,
+}
+
+impl<T> Clone for Words<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Words<'_, T> {}
+
+impl<'a, T> Words<'a, T> {
+    /// # Safety
+    /// `ptr..ptr + len` must be valid, aligned, initialised `T`s for `'a`, only ever accessed
+    /// through shared references (`T` is an atomic type).
+    pub(crate) unsafe fn from_raw(ptr: *const T, len: usize) -> Self {
+        Words {
+            ptr,
+            len,
+            _l: std::marker::PhantomData,
+        }
+    }
+
+    /// The words of a slice (tests, and small arrays).
+    #[cfg(test)]
+    pub(crate) fn of(s: &'a [T]) -> Self {
+        // SAFETY: a slice is valid for its lifetime.
+        unsafe { Self::from_raw(s.as_ptr(), s.len()) }
+    }
+
+    #[inline(always)]
+    pub(crate) fn get(&self, i: usize) -> Option<&'a T> {
+        if i < self.len {
+            // SAFETY: in bounds of the range `from_raw`'s caller vouched for, for `'a`.
+            Some(unsafe { &*self.ptr.add(i) })
+        } else {
+            None
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn as_ptr(&self) -> *const T {
+        self.ptr
+    }
+}
+
+impl<T> std::ops::Index<usize> for Words<'_, T> {
+    type Output = T;
+    #[inline(always)]
+    fn index(&self, i: usize) -> &T {
+        self.get(i)
+            .expect("runtime: heap metadata index out of range")
     }
 }
 
@@ -91,6 +151,8 @@ impl<T> LazyWords<T> {
 pub(crate) struct Arena {
     /// First byte of the arena (64 MiB-aligned). Immutable.
     pub(crate) base: usize,
+    /// Position in the page allocator's arena list. Immutable.
+    pub(crate) index: usize,
     /// Span owning each page, or null. Written by the heap under its lock (Release), read by
     /// `find_object` (Acquire).
     pub(crate) spans: LazyWords<AtomicPtr<Span>>,
@@ -122,9 +184,10 @@ impl Arena {
         self.spans.release(page, n);
     }
 
-    pub(crate) fn new(base: usize) -> Result<Self, AllocError> {
+    pub(crate) fn new(base: usize, index: usize) -> Result<Self, AllocError> {
         Ok(Arena {
             base,
+            index,
             spans: LazyWords::new(PAGES_PER_ARENA)?,
             heap_bits: LazyWords::new(ARENA_BYTES / 8 / 64)?,
             obj_bits: LazyWords::new(crate::span::OBJ_BITS_WORDS)?,
@@ -170,11 +233,12 @@ impl ArenaIndex {
     }
 }
 
-/// A reservation of `n` consecutive arenas, aligned to the arena size. The mapping is kept
-/// whole (with its alignment slack, never touched) until the heap is dropped.
+/// A reservation of `n` consecutive arenas, aligned to the arena size, with no slack kept
+/// (the unaligned ends of the mapping are unmapped at once), so the heap's address space is
+/// what its arenas span. Unmapped when the heap is dropped.
 #[derive(Debug)]
 pub(crate) struct Reservation {
-    pub(crate) map: MmapMut,
+    pub(crate) map: Mapping,
     pub(crate) base: usize,
 }
 
@@ -182,17 +246,11 @@ impl Reservation {
     pub(crate) fn new(n: usize) -> Result<Self, AllocError> {
         let bytes = n
             .checked_mul(ARENA_BYTES)
-            .and_then(|b| b.checked_add(ARENA_BYTES))
             .filter(|&b| b < (1usize << ADDR_BITS))
             .ok_or_else(|| AllocError::too_large(n.saturating_mul(ARENA_BYTES)))?;
-        let map = MmapOptions::new()
-            .len(bytes)
-            .no_reserve_swap()
-            .map_anon()
-            .map_err(|e| AllocError::os(bytes, &e))?;
-        let raw = map.as_ptr() as usize;
-        let base = (raw + ARENA_BYTES - 1) & !(ARENA_BYTES - 1);
-        if base + n * ARENA_BYTES > (1usize << ADDR_BITS) {
+        let map = Mapping::aligned(bytes, ARENA_BYTES)?;
+        let base = map.base();
+        if base + bytes > (1usize << ADDR_BITS) {
             return Err(AllocError::too_large(bytes));
         }
         Ok(Reservation { map, base })
@@ -200,17 +258,10 @@ impl Reservation {
 
     /// Return `[addr, addr+len)` to the OS; the range reads as zeros afterwards.
     pub(crate) fn release(&self, addr: usize, len: usize) {
-        let off = addr - self.map.as_ptr() as usize;
         // SAFETY: the range lies inside this mapping (the caller passes free pages of one of
-        // its arenas) and holds no live object: the page allocator marks it free and nothing
-        // may access free pages, so discarding their contents (MADV_DONTNEED makes them read
-        // back as zeros) cannot change any value a live reference observes.
-        let r = unsafe {
-            self.map
-                .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, off, len)
-        };
-        if let Err(e) = r {
-            panic!("runtime: madvise(MADV_DONTNEED) on free heap pages failed: {e}");
-        }
+        // its arenas) and holds no live object: the page allocator has them out of every
+        // span, so nothing accesses them while they are discarded, and free memory reads as
+        // zero afterwards, which the allocator relies on.
+        unsafe { self.map.discard(addr - self.base, len) };
     }
 }

@@ -147,6 +147,7 @@ impl CacheCore {
         // Take back the slots counted at refill but never handed out.
         let unused = slot.nelems - s.count_alloc();
         self.counts.small_alloc[spc >> 1] -= unused as i64;
+        heap.counters.live_sub((unused * slot.elemsize) as u64);
         self.slots[spc] = EMPTY_SLOT;
         heap.uncache_span(s);
     }
@@ -177,7 +178,8 @@ impl Cache {
         let busy = NonNull::from(Box::leak(Box::new(BusyLine(AtomicU32::new(0)))));
         let core = Box::new(CacheCore {
             busy,
-            black: heap.marking.load(Ordering::Relaxed),
+            // Set by `register`, under the registry lock.
+            black: false,
             tiny: 0,
             tiny_off: 0,
             counts: CacheCounts::default(),
@@ -208,8 +210,14 @@ impl Cache {
     /// size (so 8 bytes always, 16 for every class that is a multiple of 16); a tiny object
     /// (noscan, under 16 bytes) to the largest power of two up to 8 dividing its size; a
     /// large object to a page. With a header the payload starts 8 bytes in.
+    ///
+    /// Errors: too large for the address space, refused by the OS, or `shape.finalize` on a
+    /// heap without a drop queue (nothing could run the drop glue).
     #[inline(always)]
     pub fn alloc(&mut self, size: usize, shape: Shape<'_>) -> Result<NonNull<u8>, AllocError> {
+        if shape.finalize && self.heap.drop_queue.is_none() {
+            return Err(AllocError::no_drop_queue(size));
+        }
         let total = if shape.header.is_some() {
             size.saturating_add(8)
         } else {
@@ -239,18 +247,27 @@ impl Cache {
 
     #[inline(always)]
     fn alloc_small(&mut self, spc: usize, shape: Shape<'_>) -> Result<NonNull<u8>, AllocError> {
+        let busy = self.busy;
+        busy_ref(busy).store(1, Ordering::Relaxed);
+        compiler_fence(Ordering::SeqCst);
+        let r = self.alloc_small_busy(spc, shape);
+        compiler_fence(Ordering::SeqCst);
+        busy_ref(busy).store(0, Ordering::Relaxed);
+        r
+    }
+
+    /// `alloc_small` inside the busy window, which the caller opens and closes.
+    #[inline(always)]
+    fn alloc_small_busy(
+        &mut self,
+        spc: usize,
+        shape: Shape<'_>,
+    ) -> Result<NonNull<u8>, AllocError> {
         // SAFETY: see `core()`; borrowing the field alone leaves `self.heap` usable.
         let core = unsafe { self.core.as_mut() };
-        busy_ref(core.busy).store(1, Ordering::Relaxed);
-        compiler_fence(Ordering::SeqCst);
         if core.slots[spc].free == 0 {
             // Out of line and shape-free, so the caller's constant shape stays folded.
-            if let Err(e) = self.refill(spc) {
-                // SAFETY: as above.
-                let core = unsafe { self.core.as_mut() };
-                busy_ref(core.busy).store(0, Ordering::Relaxed);
-                return Err(e);
-            }
+            self.refill(spc)?;
         }
         let heap: &HeapInner = &self.heap;
         // SAFETY: as above.
@@ -265,8 +282,6 @@ impl Cache {
         let elemsize = class_size(spc >> 1);
         let addr = slot.word_base + bit * elemsize;
         Self::finish(heap, slot, addr, bit, elemsize, shape, black);
-        compiler_fence(Ordering::SeqCst);
-        busy_ref(core.busy).store(0, Ordering::Relaxed);
         // SAFETY: `addr` lies inside a mapped arena, so it is not 0.
         Ok(unsafe { NonNull::new_unchecked(addr as *mut u8) })
     }
@@ -302,7 +317,7 @@ impl Cache {
             // SAFETY: span records live as long as the heap, which this cache keeps alive.
             let s = unsafe { &*slot.span };
             // SAFETY: `hb`/`hb_len` describe the arena's heap-bit array, alive with the heap.
-            let hb = unsafe { std::slice::from_raw_parts(slot.hb, slot.hb_len) };
+            let hb = unsafe { crate::arena::Words::from_raw(slot.hb, slot.hb_len) };
             let nwords = elemsize / 8;
             let start = slot.hb_start + idx * nwords;
             if start + nwords <= hb.len() * 64 {
@@ -388,11 +403,34 @@ impl Cache {
         }
         let s = heap.cache_span(spc)?;
         core.load_slot(heap, spc, s);
+        if heap.drops_waiting.load(Ordering::Relaxed) {
+            // Sweeps found dead objects with drop glue: hand them over now, outside the
+            // allocation window (the slot is consistent and no slot is claimed), so that the
+            // queue's code runs with `busy` clear and a panic in it leaves the cache whole.
+            busy_ref(core.busy).store(0, Ordering::Relaxed);
+            heap.push_drops();
+            busy_ref(core.busy).store(1, Ordering::Relaxed);
+        }
         Ok(())
     }
 
+    /// A tiny object: packed into the current tiny block, or a new block. The whole of it is
+    /// a busy window: the block pointer and offset are cache state that `start_mark` /
+    /// `finish_mark` reset (a thread suspended between reading and writing them would
+    /// otherwise resume into a block the collector dropped — a white block during marking).
     #[inline]
     fn alloc_tiny(&mut self, size: usize) -> Result<NonNull<u8>, AllocError> {
+        let busy = self.busy;
+        busy_ref(busy).store(1, Ordering::Relaxed);
+        compiler_fence(Ordering::SeqCst);
+        let r = self.alloc_tiny_busy(size);
+        compiler_fence(Ordering::SeqCst);
+        busy_ref(busy).store(0, Ordering::Relaxed);
+        r
+    }
+
+    #[inline(always)]
+    fn alloc_tiny_busy(&mut self, size: usize) -> Result<NonNull<u8>, AllocError> {
         let core = self.core();
         let align = if size & 7 == 0 {
             8
@@ -412,7 +450,7 @@ impl Cache {
                 NonNull::new((core.tiny + off) as *mut u8).expect("runtime: null tiny block")
             );
         }
-        let block = self.alloc_small(span_class(TINY_CLASS, true), Shape::NOSCAN)?;
+        let block = self.alloc_small_busy(span_class(TINY_CLASS, true), Shape::NOSCAN)?;
         let core = self.core();
         // Keep whichever block has more room left.
         if core.tiny == 0 || size < core.tiny_off {
@@ -474,6 +512,8 @@ impl Cache {
         compiler_fence(Ordering::SeqCst);
         busy_ref(core.busy).store(0, Ordering::Relaxed);
         heap.central[spc].push_swept(s, heap.sweepgen(), true);
+        heap.counters.live_add((npages * PAGE_SIZE) as u64);
+        heap.push_drops();
         Ok(NonNull::new(base as *mut u8).expect("runtime: null heap address"))
     }
 
@@ -509,6 +549,9 @@ impl CacheCore {
         let nalloc = s.count_alloc();
         self.counts.small_alloc[spc >> 1] += (nelems - nalloc) as i64;
         let elemsize = class_size(spc >> 1);
+        // One shared atomic per refill, never per object (see `Heap::live_bytes`).
+        heap.counters
+            .live_add(((nelems - nalloc) * elemsize) as u64);
         let needzero = s.needzero.load(Ordering::Relaxed);
         if spc & 1 == 0 && !needzero && nalloc == 0 {
             prefault(base, s.npages.load(Ordering::Relaxed) * PAGE_SIZE);
@@ -606,10 +649,7 @@ fn valid_mask(w: usize, nelems: usize) -> u64 {
 impl Drop for Cache {
     fn drop(&mut self) {
         let heap = self.heap.clone();
-        let mut reg = heap
-            .caches
-            .lock()
-            .expect("runtime: cache registry poisoned");
+        let mut reg = heap.registry();
         self.core().release_all(&heap);
         reg.retain(|c| c.0 != self.core.as_ptr());
         drop(reg);

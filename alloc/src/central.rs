@@ -52,6 +52,13 @@ impl Central {
             .or_else(|| self.partial[unswept_index(sg)].pop())
     }
 
+    /// Make room for `n` entries in each set, so pushes up to that many never reallocate.
+    pub(crate) fn reserve(&self, n: usize) {
+        for set in self.partial.iter().chain(self.full.iter()) {
+            set.reserve(n);
+        }
+    }
+
     pub(crate) fn push_unswept(&self, s: &Span, sg: u32) {
         self.partial[unswept_index(sg)].push(SpanPtr(s));
     }
@@ -113,8 +120,7 @@ impl HeapInner {
             // Push first, then rewind the sweepers' cursor, so no sweeper can pass this class
             // after the push without seeing the span.
             c.push_unswept(s, sg);
-            self.sweep_pending.store(true, Ordering::Relaxed);
-            self.sweep_cursor.store(0, Ordering::Relaxed);
+            self.sweep.rewind();
         } else {
             s.sweepgen.set(sg);
             let full = s.count_alloc() == s.nelems.load(Ordering::Relaxed);

@@ -9,6 +9,9 @@ pub enum AllocErrorKind {
     TooLarge,
     /// The operating system refused to map more memory.
     OutOfMemory,
+    /// The object has drop glue (`Shape::finalize`) but the heap has no drop queue to hand it
+    /// to when it dies.
+    NoDropQueue,
 }
 
 /// A recoverable allocation failure. The heap is left consistent; the caller may free memory
@@ -28,6 +31,17 @@ impl AllocError {
             message: format!(
                 "gort-alloc: cannot allocate {size} bytes: larger than the heap's address space \
                  allows; allocate less or split the object"
+            ),
+        }
+    }
+
+    pub(crate) fn no_drop_queue(size: usize) -> Self {
+        AllocError {
+            kind: AllocErrorKind::NoDropQueue,
+            errno: None,
+            message: format!(
+                "gort-alloc: cannot allocate {size} bytes with drop glue (Shape::finalize): this \
+                 heap has no drop queue to run it; create the heap with Heap::with_drop_queue"
             ),
         }
     }

@@ -9,20 +9,25 @@ use crate::arena::{Arena, ArenaIndex};
 use crate::cache::{Cache, CacheCore};
 use crate::central::Central;
 use crate::error::AllocError;
-use crate::loom::{AtomicU32, Ordering};
+use crate::nopreempt::NoPreempt;
 use crate::pages::{PageAlloc, PageRun};
 use crate::sizeclass::{NUM_SPAN_CLASSES, PAGE_SIZE};
 use crate::span::{STATE_FREE, STATE_IN_USE, Span};
 use crate::stats::{BY_SIZE_ENTRIES, BySize, Counters, HeapStats};
+use crate::sweep::{Coordinating, DROPS_RESERVE, Drops};
 use crate::sweepgen::SWEEPGEN_FREE;
+use crate::sweepgen::SweepState;
 
 /// Where dead objects with drop glue go (the collector's finalizer queue).
 ///
-/// `push` is called by whichever thread sweeps the span: a cache refilling inside an
-/// allocation, a background sweeper, or `Heap::finish_mark`/`start_mark` with the world
-/// stopped. It must not allocate from this heap and should only enqueue. The object stays
-/// allocated (and its bytes intact) until `Heap::release_finalized(obj)` is called and a later
-/// sweep finds it unmarked.
+/// `push` is called after a sweep found the object dead, outside every heap lock and never
+/// by the stop-the-world coordinator: by `Heap::sweep_one` / `sweep_all` / `push_drops`, or
+/// by a cache refill (with its busy word clear). It must not allocate from this heap and
+/// should only enqueue. The object is recorded as queued before `push` is called, so the
+/// consumer may call `Heap::release_finalized(obj)` at once; it stays allocated (and its
+/// bytes intact) until then and a later sweep finds it unmarked. A `push` that panics
+/// unwinds into its caller; that one object stays allocated and queued (nothing is wedged),
+/// the others wait for the next push.
 pub trait DropQueue: Send + Sync {
     /// Take a dead object (its base address and size) whose drop glue must run.
     fn push(&self, obj: NonNull<u8>, size: usize);
@@ -59,18 +64,78 @@ unsafe impl Send for CachePtr {}
 /// ones.
 #[derive(Debug, Default)]
 pub(crate) struct SpanPool {
-    chunks: Vec<Box<[Span]>>,
+    pub(crate) chunks: Vec<Chunk>,
     free: Vec<SpanPtr>,
 }
 
 const SPAN_CHUNK: usize = 64;
 
+/// A chunk of span records, owned through a raw pointer (not a `Box`, which moving asserts
+/// unique: pointers to the records are handed out while the chunk list grows). Freed with
+/// the heap.
+#[derive(Debug)]
+pub(crate) struct Chunk(std::ptr::NonNull<[Span]>);
+
+// SAFETY: the chunk owns its records, whose fields are all atomics; it is shared like them.
+unsafe impl Send for Chunk {}
+// SAFETY: as above.
+unsafe impl Sync for Chunk {}
+
+impl Chunk {
+    fn new() -> Chunk {
+        let b: Box<[Span]> = (0..SPAN_CHUNK).map(|_| Span::new()).collect();
+        Chunk(std::ptr::NonNull::from(Box::leak(b)))
+    }
+
+    /// The records. They live until the heap drops (which outlives every borrow of it).
+    pub(crate) fn spans(&self) -> &[Span] {
+        // SAFETY: leaked from a box in `new`, freed only in `drop`; only shared references
+        // to the records are ever made.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        // SAFETY: from `Box::leak` in `new`; the heap is being dropped, so no reference to a
+        // record remains.
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+    }
+}
+
 /// State under the heap lock.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Locked {
     pub(crate) pages: PageAlloc,
     pub(crate) spans: SpanPool,
     pub(crate) spans_inuse: usize,
+    /// Spans in use per span class (the room `alloc_span` reserves in the class's sets).
+    pub(crate) class_spans: Vec<usize>,
+}
+
+/// Most pages one scavenging step returns to the OS (2 MiB).
+const SCAVENGE_STEP: usize = 256;
+
+/// A lock guard counted in `heap_locks_held` (the guard drops first, then the count).
+pub(crate) struct Counted<G> {
+    g: G,
+    _np: NoPreempt,
+}
+
+/// The heap lock's guard.
+pub(crate) type HeapGuard<'a> = Counted<std::sync::MutexGuard<'a, Locked>>;
+
+impl<G: std::ops::Deref> std::ops::Deref for Counted<G> {
+    type Target = G::Target;
+    fn deref(&self) -> &G::Target {
+        &self.g
+    }
+}
+
+impl<G: std::ops::DerefMut> std::ops::DerefMut for Counted<G> {
+    fn deref_mut(&mut self) -> &mut G::Target {
+        &mut self.g
+    }
 }
 
 /// A value alone on its cache lines (128 bytes: adjacent-line prefetch pairs lines), so
@@ -89,20 +154,16 @@ impl<T> std::ops::Deref for Padded<T> {
 
 /// The shared heap. Lives in an `Arc` held by the `Heap` and by every `Cache`.
 pub(crate) struct HeapInner {
-    /// The sweep generation (even). Written only by `finish_mark` with the world stopped
-    /// (Release); read by sweepers and caches (Acquire) — pairs so that a party seeing the new
-    /// generation also sees the lists as they were at the flip.
-    pub(crate) sweepgen: AtomicU32,
+    /// The sweep generation, the sweepers' cursor and the sweep gate (see `sweepgen.rs`).
+    /// The cursor and the gate's count sit on lines of their own, away from the read-mostly
+    /// generation every refill reads.
+    pub(crate) sweep: SweepState,
     /// Whether a mark phase is on (allocate-black). Written with the world stopped.
     pub(crate) marking: AtomicBool,
-    /// Whether unswept spans may remain this cycle (a hint; Relaxed).
-    pub(crate) sweep_pending: AtomicBool,
-    /// First span class whose unswept lists may be non-empty (sweepers advance it). On a
-    /// line of its own, with the next field, away from the read-mostly fields above, which
-    /// every refill reads.
-    pub(crate) sweep_cursor: Padded<AtomicUsize>,
-    /// Background sweeps in flight (see `sweep::ActiveSweep`).
-    pub(crate) sweepers_active: Padded<AtomicUsize>,
+    /// Dead objects with drop glue waiting to be handed to the drop queue (see
+    /// `sweep::Drops`), and whether any are.
+    pub(crate) drops: Mutex<Drops>,
+    pub(crate) drops_waiting: AtomicBool,
     pub(crate) index: ArenaIndex,
     /// The heap lock, on a line of its own for the same reason.
     pub(crate) locked: Padded<Mutex<Locked>>,
@@ -117,7 +178,7 @@ pub(crate) struct HeapInner {
 impl std::fmt::Debug for HeapInner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Heap")
-            .field("sweepgen", &self.sweepgen)
+            .field("sweepgen", &self.sweepgen())
             .finish_non_exhaustive()
     }
 }
@@ -133,13 +194,20 @@ pub fn zero_size_addr() -> NonNull<u8> {
 impl HeapInner {
     fn new(drop_queue: Option<Box<dyn DropQueue>>) -> Result<Self, AllocError> {
         Ok(HeapInner {
-            sweepgen: AtomicU32::new(2),
+            sweep: SweepState::new(2),
             marking: AtomicBool::new(false),
-            sweep_pending: AtomicBool::new(false),
-            sweep_cursor: Padded(AtomicUsize::new(0)),
-            sweepers_active: Padded(AtomicUsize::new(0)),
+            drops: Mutex::new(Drops {
+                objs: Vec::with_capacity(DROPS_RESERVE),
+                starved: false,
+            }),
+            drops_waiting: AtomicBool::new(false),
             index: ArenaIndex::new()?,
-            locked: Padded(Mutex::new(Locked::default())),
+            locked: Padded(Mutex::new(Locked {
+                pages: PageAlloc::default(),
+                spans: SpanPool::default(),
+                spans_inuse: 0,
+                class_spans: vec![0; NUM_SPAN_CLASSES],
+            })),
             central: (0..NUM_SPAN_CLASSES).map(|_| Central::new()).collect(),
             caches: Mutex::new(Vec::new()),
             counters: Counters::new(),
@@ -148,13 +216,30 @@ impl HeapInner {
         })
     }
 
-    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Locked> {
-        self.locked.lock().expect("runtime: heap lock poisoned")
+    /// Take the heap lock (counted in `heap_locks_held` while held).
+    pub(crate) fn lock(&self) -> HeapGuard<'_> {
+        let np = NoPreempt::enter();
+        HeapGuard {
+            g: self.locked.lock().expect("runtime: heap lock poisoned"),
+            _np: np,
+        }
+    }
+
+    /// Take the cache registry's lock (counted in `heap_locks_held` while held).
+    pub(crate) fn registry(&self) -> Counted<std::sync::MutexGuard<'_, Vec<CachePtr>>> {
+        let np = NoPreempt::enter();
+        Counted {
+            g: self
+                .caches
+                .lock()
+                .expect("runtime: cache registry poisoned"),
+            _np: np,
+        }
     }
 
     #[inline]
     pub(crate) fn sweepgen(&self) -> u32 {
-        self.sweepgen.load(Ordering::Acquire)
+        self.sweep.sweepgen()
     }
 
     /// Allocate a span of `npages` pages for span class `spc` with objects of `elemsize`.
@@ -165,7 +250,7 @@ impl HeapInner {
         spc: usize,
         elemsize: usize,
     ) -> Result<&Span, AllocError> {
-        if self.sweep_pending.load(StdOrdering::Relaxed) {
+        if self.sweep.pending.load(StdOrdering::Relaxed) != 0 {
             // Proportional sweep: sweep at least as many pages as we are about to take, so
             // the heap does not grow while garbage waits to be swept.
             self.sweep_pages(npages);
@@ -179,10 +264,15 @@ impl HeapInner {
             l.pages.published += 1;
         }
         if l.spans.free.is_empty() {
-            let chunk: Box<[Span]> = (0..SPAN_CHUNK).map(|_| Span::new()).collect();
-            let ptrs: Vec<SpanPtr> = chunk.iter().rev().map(|s| SpanPtr(s)).collect();
+            let chunk = Chunk::new();
+            let ptrs: Vec<SpanPtr> = chunk.spans().iter().rev().map(|s| SpanPtr(s)).collect();
             l.spans.free.extend(ptrs);
             l.spans.chunks.push(chunk);
+            // Room for every record in the free list, so `free_span` (which a sweep run by
+            // `start_mark` calls with the world stopped) never grows it.
+            let total = l.spans.chunks.len() * SPAN_CHUNK;
+            let len = l.spans.free.len();
+            l.spans.free.reserve(total - len);
         }
         let sp = l
             .spans
@@ -207,7 +297,14 @@ impl HeapInner {
             needzero,
         );
         Self::set_span_table(&l, run, sp.0);
-        self.maybe_scavenge(&mut l);
+        // Room in the class's span sets for every span of the class, so that pushes made
+        // with the world stopped (sweeps in `start_mark`, cache releases in `finish_mark`)
+        // never grow them (see `SpanSet::reserve`).
+        l.class_spans[spc] += 1;
+        let nclass = l.class_spans[spc];
+        drop(l);
+        self.central[spc].reserve(nclass);
+        self.maybe_scavenge();
         Ok(s)
     }
 
@@ -234,13 +331,9 @@ impl HeapInner {
         let mut l = self.lock();
         let start = s.start.load(StdOrdering::Relaxed);
         let npages = s.npages.load(StdOrdering::Relaxed);
-        let ai = l
-            .pages
-            .arenas
-            .iter()
-            .position(|a| a.arena.base <= start && start < a.arena.base + crate::arena::ARENA_BYTES)
-            .expect("runtime: freeing a span outside every arena");
-        let page = l.pages.arenas[ai].arena.page_of(start);
+        let ai = s.arena_ref().index;
+        let page = s.page.load(StdOrdering::Relaxed);
+        debug_assert_eq!(l.pages.arenas[ai].arena.page_of(start), page);
         let run = PageRun {
             arena: ai,
             page,
@@ -252,7 +345,9 @@ impl HeapInner {
         l.pages.free(ai, page, npages);
         l.spans.free.push(SpanPtr(s));
         l.spans_inuse -= 1;
-        self.maybe_scavenge(&mut l);
+        l.class_spans[s.spc.load(StdOrdering::Relaxed) as usize] -= 1;
+        drop(l);
+        self.maybe_scavenge();
     }
 
     /// The in-use span containing `addr`, if any. Any address at all is accepted.
@@ -289,25 +384,56 @@ impl HeapInner {
         unsafe { &*ap }
     }
 
-    fn maybe_scavenge(&self, l: &mut Locked) {
+    /// One bounded scavenging step when retained memory (HeapSys − HeapReleased) exceeds
+    /// the target by more than 1 MiB: at most `SCAVENGE_STEP` pages, returned to the OS with
+    /// the heap lock released. Called after each span allocation or free, so the work tracks
+    /// the heap's own page traffic. Returns the pages released.
+    pub(crate) fn maybe_scavenge(&self) -> usize {
         let target = self.retained_target.load(StdOrdering::Relaxed);
         if target == usize::MAX {
-            return;
+            return 0;
         }
-        let c = l.pages.counts;
-        let retained = (c.sys - c.released) * PAGE_SIZE;
-        // Hysteresis: act only when over the target by at least 1 MiB, then go under it.
-        if retained > target.saturating_add(1 << 20) {
-            let over = (retained - target).div_ceil(PAGE_SIZE);
-            l.pages.scavenge(over);
-        }
+        self.scavenge_step(|l| {
+            let c = l.pages.counts;
+            let retained = (c.sys - c.released) * PAGE_SIZE;
+            if retained > target.saturating_add(1 << 20) {
+                (retained - target).div_ceil(PAGE_SIZE)
+            } else {
+                0
+            }
+        })
     }
 
+    /// Release up to `SCAVENGE_STEP` dirty free pages (and no more than `want` says, given
+    /// the locked state): pick them under the lock, `madvise` without it, put them back
+    /// clean. Returns the pages released.
+    pub(crate) fn scavenge_step(&self, want: impl FnOnce(&Locked) -> usize) -> usize {
+        let picked = {
+            let mut l = self.lock();
+            let n = want(&l).min(SCAVENGE_STEP);
+            if n == 0 || l.pages.dirty() == 0 {
+                return 0;
+            }
+            l.pages.pick_dirty(n)
+        };
+        let Some(run) = picked else { return 0 };
+        run.release();
+        let n = run.run.npages;
+        self.lock().pages.finish_scavenge(run);
+        n
+    }
+
+    /// Register a new cache and set its allocate-black flag. The flag is read under the
+    /// registry lock, after the cache is in the registry: `start_mark` / `finish_mark` store
+    /// `marking` before they take the lock to update every registered cache, so either they
+    /// find this cache, or it reads their store.
     pub(crate) fn register(&self, c: CachePtr) {
-        self.caches
-            .lock()
-            .expect("runtime: cache registry poisoned")
-            .push(c);
+        let mut reg = self.registry();
+        reg.push(c);
+        // SAFETY: `c` is a core just leaked by `Cache::new`, not yet handed to any thread;
+        // the registry (the only other way to it) is locked by us.
+        unsafe { (*c.0).set_black(self.marking.load(StdOrdering::Relaxed)) };
+        drop(reg);
         let live = self.counters.caches_live.fetch_add(1, StdOrdering::Relaxed) + 1;
         self.counters
             .caches_peak
@@ -361,13 +487,29 @@ impl Heap {
         self.inner
             .retained_target
             .store(bytes, StdOrdering::Relaxed);
-        let mut l = self.inner.lock();
-        self.inner.maybe_scavenge(&mut l);
+        while self.inner.maybe_scavenge() > 0 {}
     }
 
-    /// Return every free page to the OS now (`MADV_DONTNEED`). Returns the bytes released.
+    /// Return every free page to the OS now (`MADV_DONTNEED`), in bounded steps that do not
+    /// hold the heap lock across the system calls. Returns the bytes released.
     pub fn release_free_pages(&self) -> usize {
-        self.inner.lock().pages.scavenge(usize::MAX) * PAGE_SIZE
+        let mut pages = 0;
+        loop {
+            let n = self.inner.scavenge_step(|_| usize::MAX);
+            if n == 0 {
+                return pages * PAGE_SIZE;
+            }
+            pages += n;
+        }
+    }
+
+    /// Bytes of live heap as the pacer sees it (Go's `heapLive`): allocated objects plus the
+    /// free slots of spans that caches hold (a cache counts a whole span when it takes it and
+    /// gives back what it did not use when it lets go). One relaxed load, at any time, from
+    /// any thread: no lock, no cache flush; caches and sweeps keep it current at span
+    /// granularity.
+    pub fn live_bytes(&self) -> u64 {
+        self.inner.counters.live()
     }
 
     /// Heap statistics (Go's MemStats heap fields). Exact when no cache holds spans (see the
@@ -411,18 +553,31 @@ impl Heap {
     /// Start a mark phase: finish sweeping the previous cycle, then turn on allocate-black in
     /// every cache (objects allocated from now until `finish_mark` are born marked).
     ///
+    /// Background sweepers are held at the sweep gate for the duration (none is mid-span when
+    /// marking begins). Nothing here calls the system allocator or user code: dead objects
+    /// with drop glue found by this sweep are handed to the drop queue later, by the next
+    /// `sweep_one` / `sweep_all` / `push_drops` or cache refill after the world restarts.
+    ///
+    /// # Panics
+    /// When a mark phase is already on (each `start_mark` pairs with one `finish_mark`).
+    ///
     /// # Safety
     /// The world must be stopped for this heap: no thread may be inside any method of any
     /// `Cache` of this heap (including its drop) for the duration of the call.
     pub unsafe fn start_mark(&self) {
-        self.sweep_all();
-        self.inner.wait_sweepers();
-        // A sweeper that was mid-way may have relinked spans; anything it left is swept now.
-        self.sweep_all();
-        self.inner.wait_sweepers();
-        self.inner.marking.store(true, StdOrdering::Relaxed);
+        let inner = &*self.inner;
+        assert!(
+            !inner.marking.load(StdOrdering::Relaxed),
+            "runtime: start_mark during a mark phase: each start_mark must be followed by one \
+             finish_mark"
+        );
+        let _stw = Coordinating::begin();
+        inner.sweep.close();
+        while inner.sweep.sweep_one_closed(inner).is_some() {}
+        inner.marking.store(true, StdOrdering::Relaxed);
         // SAFETY: forwarded from our caller (the world is stopped).
         unsafe { self.for_each_cache(|core| core.set_black(true)) };
+        inner.sweep.open();
     }
 
     /// Runs `f` on every registered cache's core, under the registry lock.
@@ -430,11 +585,7 @@ impl Heap {
     /// # Safety
     /// No thread may be inside a method of any cache of this heap (the world is stopped).
     unsafe fn for_each_cache(&self, mut f: impl FnMut(&mut CacheCore)) {
-        let caches = self
-            .inner
-            .caches
-            .lock()
-            .expect("runtime: cache registry poisoned");
+        let caches = self.inner.registry();
         for c in caches.iter() {
             // SAFETY: the caller guarantees no thread is inside a method of this cache, so we
             // have exclusive access; the registry lock keeps it from being dropped meanwhile.
@@ -454,12 +605,17 @@ impl Heap {
     /// object after this call.
     pub unsafe fn finish_mark(&self) {
         let inner = &*self.inner;
+        assert!(
+            inner.marking.load(StdOrdering::Relaxed),
+            "runtime: finish_mark outside a mark phase: call start_mark first (each finish_mark \
+             pairs with one start_mark, which finishes the previous cycle's sweep; two \
+             finish_marks in a row would leave the first cycle's dead objects unswept)"
+        );
+        let _stw = Coordinating::begin();
+        // No sweeper may hold the old generation across the flip (see `SweepState`).
+        inner.sweep.close();
         inner.marking.store(false, StdOrdering::Relaxed);
-        let sg = inner.sweepgen.load(Ordering::Relaxed).wrapping_add(2);
-        // Release: pairs with the Acquire loads in `HeapInner::sweepgen`.
-        inner.sweepgen.store(sg, Ordering::Release);
-        inner.sweep_cursor.store(0, StdOrdering::Relaxed);
-        inner.sweep_pending.store(true, StdOrdering::Relaxed);
+        inner.sweep.advance();
         // SAFETY: forwarded from our caller (the world is stopped).
         unsafe {
             self.for_each_cache(|core| {
@@ -467,6 +623,7 @@ impl Heap {
                 core.set_black(false);
             })
         };
+        inner.sweep.open();
     }
 
     /// Release every cache's spans and flush its counters, making `stats` exact.
@@ -478,43 +635,53 @@ impl Heap {
         unsafe { self.for_each_cache(|core| core.release_all(&self.inner)) };
     }
 
-    /// Sweep one unswept span, if any is left this cycle. Returns whether one was found.
+    /// Sweep one unswept span, if any is left this cycle, then hand any dead objects with
+    /// drop glue that sweeps have found to the drop queue. Returns whether a span was swept.
+    ///
+    /// Safe to call from any thread at any time, also while the world is stopped (a sweep in
+    /// progress holds off `start_mark` / `finish_mark` for the length of one span).
     pub fn sweep_one(&self) -> bool {
-        self.inner.sweep_one().is_some()
+        let r = self.inner.sweep_one().is_some();
+        self.inner.push_drops();
+        r
     }
 
-    /// Sweep every span left unswept this cycle.
+    /// Sweep every span left unswept this cycle (then hand deferred drops to the queue).
     pub fn sweep_all(&self) {
         while self.inner.sweep_one().is_some() {}
+        self.inner.push_drops();
+    }
+
+    /// Hand the dead objects with drop glue that sweeps have recorded to the drop queue.
+    /// Sweeps run by `start_mark` / `finish_mark` (world stopped) only record them; the next
+    /// `sweep_one`, `sweep_all` or cache refill pushes them, or this call, which a collector
+    /// makes after restarting the world.
+    pub fn push_drops(&self) {
+        self.inner.push_drops();
     }
 
     /// Whether this cycle's sweep is complete.
     pub fn is_sweep_done(&self) -> bool {
-        !self.inner.sweep_pending.load(StdOrdering::Relaxed)
+        self.inner.sweep.pending.load(StdOrdering::Relaxed) == 0
     }
 
     /// Declare that the drop glue of a queued object has run: a later sweep that finds it
-    /// unmarked frees it. Returns false when `obj` is not a queued object of this heap.
+    /// unmarked frees it. Returns false when `obj` is not a queued, unreleased object of this
+    /// heap (never queued, released already, or not a heap object).
+    ///
+    /// One atomic step (see `finalize.rs`): a sweep running at the same time neither queues
+    /// the object again nor misses the release. Releasing the same object twice at once is
+    /// answered true once.
     pub fn release_finalized(&self, obj: NonNull<u8>) -> bool {
         let addr = obj.as_ptr() as usize;
         let Some((s, _)) = self.inner.span_of(addr) else {
             return false;
         };
-        self.inner.ensure_swept(s);
         let off = addr - s.start.load(StdOrdering::Relaxed);
         let i = s.index_of(off);
-        let bit = 1u64 << (i % 64);
         if i >= s.nelems.load(StdOrdering::Relaxed) {
             return false;
         }
-        // Only an object a sweep queued may be released: anything else keeps its drop glue.
-        // Clear "queued" first, with fetch_and (the owning cache may be setting other
-        // objects' bits in the same word); only the caller that cleared it goes on.
-        let was = s.queued_w(i / 64).fetch_and(!bit, StdOrdering::AcqRel);
-        if was & bit == 0 {
-            return false;
-        }
-        s.finalize_w(i / 64).fetch_and(!bit, StdOrdering::AcqRel);
-        true
+        crate::finalize::release(s.finalize_w(i / 64), s.queued_w(i / 64), 1u64 << (i % 64))
     }
 }

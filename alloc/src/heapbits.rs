@@ -9,6 +9,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::arena::Words;
 use crate::shape::Shape;
 
 /// Write the pointer bits of object words `[first, first + nwords)`, which start at arena
@@ -16,7 +17,13 @@ use crate::shape::Shape;
 ///
 /// `hb` is the arena's heap-bit array; the caller owns the span holding the object.
 #[inline(always)]
-pub(crate) fn write(hb: &[AtomicU64], start: usize, first: usize, nwords: usize, shape: Shape<'_>) {
+pub(crate) fn write(
+    hb: Words<'_, AtomicU64>,
+    start: usize,
+    first: usize,
+    nwords: usize,
+    shape: Shape<'_>,
+) {
     let b = start % 64;
     if b + nwords <= 64 {
         // The common case: a small object's bits sit in one bitmap word.
@@ -38,7 +45,13 @@ pub(crate) fn write(hb: &[AtomicU64], start: usize, first: usize, nwords: usize,
 
 /// `write` for objects whose bits span several bitmap words.
 #[inline(never)]
-fn write_long(hb: &[AtomicU64], start: usize, first: usize, nwords: usize, shape: Shape<'_>) {
+fn write_long(
+    hb: Words<'_, AtomicU64>,
+    start: usize,
+    first: usize,
+    nwords: usize,
+    shape: Shape<'_>,
+) {
     let mut i = 0;
     while i < nwords {
         let w = (start + i) / 64;
@@ -58,7 +71,12 @@ fn write_long(hb: &[AtomicU64], start: usize, first: usize, nwords: usize, shape
 
 /// Call `f` with the word index (relative to `start`) of every pointer word of the object.
 #[inline]
-pub(crate) fn for_each(hb: &[AtomicU64], start: usize, nwords: usize, mut f: impl FnMut(usize)) {
+pub(crate) fn for_each(
+    hb: Words<'_, AtomicU64>,
+    start: usize,
+    nwords: usize,
+    mut f: impl FnMut(usize),
+) {
     let mut i = 0;
     while i < nwords {
         let w = (start + i) / 64;
@@ -76,5 +94,33 @@ pub(crate) fn for_each(hb: &[AtomicU64], start: usize, nwords: usize, mut f: imp
             bits &= bits - 1;
         }
         i += len;
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits_written_are_the_bits_read_across_words() {
+        let v: Vec<AtomicU64> = (0..4).map(|_| AtomicU64::new(u64::MAX)).collect();
+        let hb = Words::of(&v);
+        let bm = [0b1011u64 | (1 << 63), 0b1];
+        let shape = Shape::pointers(&bm);
+        // 70 words from arena word 60: three bitmap words, neighbours left as they were.
+        write(hb, 60, 0, 70, shape);
+        let mut got = Vec::new();
+        for_each(hb, 60, 70, |i| got.push(i));
+        assert_eq!(got, vec![0, 1, 3, 63, 64]);
+        assert_eq!(
+            hb[0].load(Ordering::Relaxed) & ((1 << 60) - 1),
+            (1 << 60) - 1
+        );
+        assert_eq!(hb[2].load(Ordering::Relaxed) >> 2, u64::MAX >> 2);
+        // A small object inside one word, at its end.
+        write(hb, 190, 0, 2, Shape::NOSCAN);
+        let mut none = 0;
+        for_each(hb, 190, 2, |_| none += 1);
+        assert_eq!(none, 0);
     }
 }

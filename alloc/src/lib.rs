@@ -3,7 +3,9 @@
 //! # Layout
 //!
 //! Memory comes from the OS in *arenas* of 64 MiB, reserved (not committed) with
-//! `MAP_NORESERVE` and aligned to their size, so the arena holding an address is found by
+//! `MAP_NORESERVE` and aligned to their size — `os.rs` maps one arena more than asked and
+//! unmaps the unaligned ends at once, so the heap's address space is what its arenas span (a
+//! heap fits under an address-space limit where its live size says) — so the arena holding an address is found by
 //! shifting the address right by 26 bits and indexing a flat table — one load, for any
 //! address at all (addresses beyond 48 bits, or in no arena, read a null entry). Each arena is
 //! cut into 8 KiB *pages*; each page's entry in the arena's span table points at the *span*
@@ -57,13 +59,19 @@
 //! unswept) and the cache takes another: a swept partial span, else an unswept one it sweeps
 //! itself, else a fresh span from the page heap. Large objects go straight to the page heap.
 //! The page heap keeps, per arena, an in-use bitmap and a "clean" (known-zero) bitmap; search
-//! is first-fit with per-arena skip hints, bounded by 128 words per arena (see `pages.rs`).
+//! is first-fit: a max-tree over the arenas finds the first one that may fit in O(log arenas),
+//! then at most 128 words of its bitmap (see `pages.rs`). Objects larger than an arena take
+//! runs of whole, address-contiguous arenas, reused once freed. Free pages go back to the OS
+//! in bounded steps (at most 2 MiB) whose `madvise` runs outside the heap lock: whenever
+//! retained memory exceeds `set_retained_target`, after each span allocation or free, and all
+//! of them at `release_free_pages`.
 //!
 //! # Collection support
 //!
 //! The heap never calls a collector; a collector drives it:
 //!
-//! 1. [`Heap::start_mark`] (world stopped) finishes the previous sweep and turns on
+//! 1. [`Heap::start_mark`] (world stopped) closes the sweep gate (below), finishes the
+//!    previous sweep and turns on
 //!    *allocate-black* in every cache: objects allocated while marking are born marked, with
 //!    an atomic OR on the span's mark word. We chose per-object black allocation over
 //!    blackening whole spans: a wholesale-black span has its free slots marked too, and since
@@ -79,15 +87,54 @@
 //!    describe). [`Heap::find_object`] resolves interior pointers and answers `None` for
 //!    anything not allocated and published — a stale word on a stack never leads a marker
 //!    into a free or half-built object.
+//!    Outside a mark phase `mark` and `mark_batch` do nothing: a bit set then would survive
+//!    into the next cycle on a span already swept and make an unreached object look marked.
+//!    An [`Object`] records the cycle it was found in and refuses to mark after the next
+//!    `finish_mark` (its slot may have been freed and reused): find objects again each cycle.
 //! 3. [`Heap::finish_mark`] (world stopped) advances the *sweep generation* by two and makes
-//!    every cache release its spans. Mark bits now decide survival; each span is swept exactly
+//!    every cache release its spans. Each `finish_mark` pairs with one `start_mark` (a second
+//!    one in a row panics: the first cycle's dead objects would never be swept). Mark bits now decide survival; each span is swept exactly
 //!    once this cycle, by whoever reaches it first — a refill, the proportional sweep that
 //!    runs before the page heap hands out pages, or [`Heap::sweep_one`] from a background
 //!    thread — through a compare-and-swap on the span's generation word (see `sweepgen.rs`).
 //!    Sweeping makes the mark bits the new alloc bits and clears the mark bits; an empty span
 //!    returns its pages to the page heap. A dead object whose [`Shape`] said it has drop glue
 //!    is not freed: it goes to the [`DropQueue`] given at construction, stays allocated, and
-//!    is freed by a later sweep after [`Heap::release_finalized`].
+//!    is freed by a later sweep after [`Heap::release_finalized`]. Its finalize and queued
+//!    bits form a pair that changes in one atomic step (`finalize.rs`, loom-checked): the
+//!    sweep records "queued" before the object is handed over, and the release is one
+//!    `fetch_and` that no sweep can interleave into a second queueing. The hand-over itself
+//!    happens after the sweep, outside every lock and never on the stop-the-world
+//!    coordinator's thread (the drop queue is user code): sweeps run by `start_mark` only
+//!    record, in room reserved beforehand, and the next `sweep_one` / `sweep_all` /
+//!    [`Heap::push_drops`] or cache refill pushes. A `push` that panics unwinds into the
+//!    thread that called it, after the span was published: nothing stays claimed. A heap
+//!    without a drop queue refuses `finalize: true` at allocation.
+//!
+//! **The sweep gate.** Background sweepers are plain threads the world's stop does not stop,
+//! so the generation must never change under one: every sweep outside a cache runs inside a
+//! gate that `start_mark` / `finish_mark` close (waiting until no sweeper is inside) before
+//! they sweep, flip or turn marking on, and reopen when done — Go's `sweepLocker`, as a
+//! Dekker handshake (`sweepgen.rs`; the loom model of a flip against a sweeper fails without
+//! it). A sweeper inside holds the gate for one span at most.
+//!
+//! **Iteration and figures.** [`Heap::for_each_object`] and [`Heap::for_each_object_in_span`]
+//! walk allocated or marked objects (heap profiles, dumps, checkmark verification);
+//! [`Heap::live_bytes`] is Go's `heapLive` — one relaxed load, kept current by one shared
+//! atomic add per span a cache takes or gives back and per span a sweep frees, never per
+//! object.
+//!
+//! **Suspension.** A suspend-signal handler (installed by `rt`) must defer while its thread is
+//! in a window the collector could observe half-done. The allocation window, the tiny
+//! allocator's included (its block pointer is cache state that `start_mark` resets), sets the
+//! cache's [`Cache::busy_word`]; every lock the heap takes — the heap lock (`stats`,
+//! `release_free_pages`, span allocation, the scavenger), the span sets, the cache registry,
+//! the deferred drops — is counted per thread in [`heap_locks_held`], whatever method took
+//! it, so a thread suspended while holding one cannot deadlock a `start_mark` that needs it.
+//! While the world is stopped nothing here calls the system allocator: span sets and the
+//! span free list keep room for every span of their class (reserved when a span is made,
+//! never with the world stopped), the drop list has reserved room, and drop-queue pushes wait
+//! for the restart.
 //!
 //! # Invariants
 //!
@@ -102,7 +149,10 @@
 //! - Memory handed out is zero. Pages returned with `MADV_DONTNEED` (never `MADV_FREE`, which
 //!   can resurrect old bytes) are known clean and not zeroed again.
 //! - Statistics live in cache-local fields, counted at span granularity, and reach the
-//!   heap's atomics when a cache releases its spans; no shared counter is touched per object.
+//!   heap's atomics when a cache releases its spans; the live-heap figure is one shared
+//!   atomic touched once per span refill or release; no shared counter is touched per object.
+//! - A sweeper never acts on a generation that changed under it (the sweep gate); each span
+//!   is swept at most once per generation (the claim).
 //!
 //! # Alignment
 //!
@@ -119,17 +169,22 @@
 //! collector's stop-the-world); `finish_mark` also frees every unmarked object, so the
 //! caller vouches that nothing uses one afterwards. `Object::header` reads object memory and
 //! is `unsafe` for the same reason. Everything else is safe to call from any thread at any
-//! time: `find_object`, `mark` and the statistics read only atomics, whatever they race with.
+//! time: `find_object`, `mark`, the iterators and the statistics read only atomics, whatever
+//! they race with; `sweep_one` / `sweep_all` and `release_finalized` may race with a stopped
+//! world (a sweeper inside the gate delays `start_mark` / `finish_mark` by one span).
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod arena;
 mod cache;
 mod central;
 mod error;
+mod finalize;
 mod heap;
 mod heapbits;
 mod loom;
+mod nopreempt;
 mod object;
+mod os;
 mod pages;
 mod shape;
 pub mod sizeclass;
@@ -143,7 +198,8 @@ pub use arena::{ARENA_BYTES, PAGES_PER_ARENA};
 pub use cache::Cache;
 pub use error::{AllocError, AllocErrorKind};
 pub use heap::{DropQueue, Heap, zero_size_addr};
-pub use object::{Object, SpanInfo};
+pub use nopreempt::heap_locks_held;
+pub use object::{Object, Objects, SpanInfo};
 pub use shape::{Ptrs, Shape};
 pub use sizeclass::{MAX_SMALL_SIZE, PAGE_SIZE, TINY_SIZE};
 pub use stats::{BY_SIZE_ENTRIES, BySize, HeapStats};

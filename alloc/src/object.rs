@@ -8,6 +8,10 @@ use crate::heapbits;
 use crate::span::{ALLOC, MARK, Span};
 
 /// An allocated, published object of a heap, found by address.
+///
+/// Valid for one cycle: it records the sweep generation it was found in, and marking it
+/// after the next `finish_mark` (when its slot may have been freed and reused) is refused —
+/// a panic in debug builds, a no-op returning false in release builds. Find it again instead.
 #[derive(Debug, Clone, Copy)]
 pub struct Object<'h> {
     /// The word of the span's mark bits holding this object's bit.
@@ -17,6 +21,19 @@ pub struct Object<'h> {
     index: usize,
     span: &'h Span,
     heap: &'h HeapInner,
+    /// The heap's sweep generation when the object was found.
+    cycle: u32,
+}
+
+/// Which objects of a span the iterators report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Objects {
+    /// Every allocated, published object (after a sweep: the live ones; before the span is
+    /// swept, also those the last mark found dead).
+    Allocated,
+    /// Allocated objects whose mark bit is set (during or right after a mark phase: what
+    /// marking reached; checkmark verification compares this with its own traversal).
+    Marked,
 }
 
 /// Facts about the span holding an object.
@@ -72,9 +89,23 @@ impl<'h> Object<'h> {
         self.span.noscan()
     }
 
-    /// Set the mark bit; true when this call marked it (it was white).
+    /// Set the mark bit; true when this call marked it (it was white). Outside a mark phase
+    /// this does nothing and returns false: a bit set then would survive into the next
+    /// cycle (a span swept earlier keeps it) and make an unreached object look already
+    /// marked, so its referents would never be scanned.
     #[inline]
     pub fn mark(&self) -> bool {
+        if !self.heap.marking.load(Ordering::Relaxed) {
+            return false;
+        }
+        if self.heap.sweepgen() != self.cycle {
+            debug_assert!(
+                false,
+                "runtime: an Object found before finish_mark was marked after it (its slot may \
+                 have been freed and reused): find the object again each cycle"
+            );
+            return false;
+        }
         let m = 1u64 << (self.index % 64);
         // Relaxed: marking only needs atomicity between markers; the sweep that reads the bits
         // is ordered after marking by the stop-the-world `finish_mark`.
@@ -178,7 +209,53 @@ impl HeapInner {
             index: i,
             span: s,
             heap: self,
+            cycle: self.sweepgen(),
         })
+    }
+
+    /// Call `f` on the objects of span `s` selected by `which` (see [`Objects`]). `s` may be
+    /// racing with a sweep or a reuse of its record: every read is an atomic of memory that
+    /// lives as long as the heap, and bounds come from validated fields, so a racing walk
+    /// reports a stale view, never anything undefined.
+    pub(crate) fn walk_span<'h>(
+        &'h self,
+        s: &'h Span,
+        which: Objects,
+        f: &mut impl FnMut(Object<'h>),
+    ) {
+        if s.state.load(Ordering::Acquire) != crate::span::STATE_IN_USE {
+            return;
+        }
+        let start = s.start.load(Ordering::Relaxed);
+        let size = s.elemsize();
+        let nelems = s.nelems.load(Ordering::Relaxed);
+        let cycle = self.sweepgen();
+        for w in 0..nelems.div_ceil(64) {
+            let (Some(aw), Some(mw)) = (s.word_checked(ALLOC, w), s.word_checked(MARK, w)) else {
+                return;
+            };
+            // Acquire: pairs with the publication of each object (see `Cache`).
+            let mut bits = aw.load(Ordering::Acquire);
+            if which == Objects::Marked {
+                bits &= mw.load(Ordering::Relaxed);
+            }
+            while bits != 0 {
+                let i = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                if i >= nelems {
+                    break;
+                }
+                f(Object {
+                    mark_word: mw,
+                    base: start + i * size,
+                    size,
+                    index: i,
+                    span: s,
+                    heap: self,
+                    cycle,
+                });
+            }
+        }
     }
 }
 
@@ -193,7 +270,7 @@ impl Heap {
     }
 
     /// Mark the object containing `addr`; true when this call marked it. False when there is
-    /// no such object or it was already marked.
+    /// no such object, it was already marked, or no mark phase is on (see [`Object::mark`]).
     pub fn mark(&self, addr: usize) -> bool {
         self.find_object(addr).is_some_and(|o| o.mark())
     }
@@ -206,12 +283,17 @@ impl Heap {
     /// mark word (up to 64 neighbours) are marked with one atomic OR: a batch of roots or of
     /// a scanned object's referents, which tend to be allocated together, costs a fraction of
     /// the read-modify-writes. Objects already marked are skipped with a plain load.
+    /// Outside a mark phase it marks nothing (see [`Object::mark`]).
     pub fn mark_batch(
         &self,
         addrs: impl IntoIterator<Item = usize>,
         mut newly_marked: impl FnMut(Object<'_>),
     ) {
         let heap = &*self.inner;
+        if !heap.marking.load(Ordering::Relaxed) {
+            return;
+        }
+        let cycle = heap.sweepgen();
         // The span of the previous address, with the fields the index computation needs: a
         // batch tends to stay in one span, so most addresses skip the span lookup.
         let mut cur: Option<Cur<'_>> = None;
@@ -233,7 +315,7 @@ impl Heap {
                         continue;
                     };
                     if let (Some(c), Some((mw, _))) = (cur, words.take()) {
-                        Pending::flush(heap, c, pw, mw, bits, &mut newly_marked);
+                        Pending::flush(heap, c, pw, mw, bits, cycle, &mut newly_marked);
                     }
                     pw = NO_WORD;
                     let c = Cur::of(s);
@@ -248,7 +330,7 @@ impl Heap {
             let (w, m) = (i / 64, 1u64 << (i % 64));
             if w != pw {
                 if let Some((mw, _)) = words.take() {
-                    Pending::flush(heap, c, pw, mw, bits, &mut newly_marked);
+                    Pending::flush(heap, c, pw, mw, bits, cycle, &mut newly_marked);
                 }
                 pw = NO_WORD;
                 let (Some(aw), Some(mw)) =
@@ -281,13 +363,59 @@ impl Heap {
             skip |= m;
         }
         if let (Some(c), Some((mw, _))) = (cur, words) {
-            Pending::flush(heap, c, pw, mw, bits, &mut newly_marked);
+            Pending::flush(heap, c, pw, mw, bits, cycle, &mut newly_marked);
         }
     }
 
     /// Whether the object containing `addr` is marked (false when there is none).
     pub fn is_marked(&self, addr: usize) -> bool {
         self.find_object(addr).is_some_and(|o| o.is_marked())
+    }
+
+    /// Call `f` on the objects selected by `which` of the span holding `addr` (any address;
+    /// false when it lies in no span in use). See [`Heap::for_each_object`] for what a walk
+    /// racing with allocation or sweeping sees.
+    pub fn for_each_object_in_span(
+        &self,
+        addr: usize,
+        which: Objects,
+        mut f: impl FnMut(Object<'_>),
+    ) -> bool {
+        let Some((s, _)) = self.inner.span_of(addr) else {
+            return false;
+        };
+        self.inner.walk_span(s, which, &mut f);
+        true
+    }
+
+    /// Call `f` on every object of the heap selected by `which` (heap profiles, heap dumps,
+    /// checkmark verification), span by span.
+    ///
+    /// Exact while the world is stopped for this heap (no cache allocates) and no sweep runs
+    /// — after `sweep_all`, [`Objects::Allocated`] is the live heap; between `start_mark` and
+    /// `finish_mark`, [`Objects::Marked`] is what marking reached. Run concurrently with
+    /// mutators or sweepers it is a consistent-per-word snapshot: objects allocated or freed
+    /// meanwhile may or may not appear. `f` runs with no heap lock held, so it may allocate.
+    pub fn for_each_object(&self, which: Objects, mut f: impl FnMut(Object<'_>)) {
+        let inner = &*self.inner;
+        let mut ci = 0;
+        loop {
+            // The chunk's address under the lock (the chunk list may grow meanwhile); chunks
+            // themselves never move or go away before the heap.
+            let chunk: *const [Span] = {
+                let l = inner.lock();
+                match l.spans.chunks.get(ci) {
+                    Some(c) => c.spans(),
+                    None => return,
+                }
+            };
+            // SAFETY: span chunks are boxed, never freed before the heap, which `self`
+            // borrows; every field of a span is atomic.
+            for s in unsafe { &*chunk } {
+                inner.walk_span(s, which, &mut f);
+            }
+            ci += 1;
+        }
     }
 }
 
@@ -341,6 +469,7 @@ impl Pending {
         w: usize,
         mark_word: &'h AtomicU64,
         bits: u64,
+        cycle: u32,
         f: &mut impl FnMut(Object<'_>),
     ) {
         if bits == 0 {
@@ -359,7 +488,61 @@ impl Pending {
                 index: i,
                 span: cur.span,
                 heap,
+                cycle,
             });
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    //! `find_object` and marking on a real heap, sized to run under Miri.
+    use crate::{Heap, Objects, PAGE_SIZE, Shape};
+
+    #[test]
+    fn find_object_answers_only_for_published_objects() {
+        let heap = Heap::new().unwrap();
+        let mut c = heap.cache();
+        let sizes = [16usize, 48, 1024, 40_000];
+        let objs: Vec<(usize, usize)> = sizes
+            .iter()
+            .flat_map(|&n| [n, n])
+            .map(|n| {
+                (
+                    c.alloc(n, Shape::ALL_POINTERS).unwrap().as_ptr() as usize,
+                    n,
+                )
+            })
+            .collect();
+        for &(p, n) in &objs {
+            for a in [p, p + 7, p + n - 1] {
+                let o = heap.find_object(a).expect("interior pointer");
+                assert_eq!(o.addr(), p);
+                assert!(o.size() >= n);
+            }
+        }
+        let (p, n) = objs[0];
+        // The next slot of the first span is free: not an object.
+        assert!(heap.find_object(p + 2 * n + 2 * 16).is_none());
+        for a in [0, 8, usize::MAX, p & !(PAGE_SIZE - 1)] {
+            if a != p {
+                assert!(heap.find_object(a).is_none(), "{a:#x}");
+            }
+        }
+        assert!(!heap.mark(p), "no mark outside a mark phase");
+        // SAFETY: single-threaded: no cache method runs during these calls.
+        unsafe { heap.start_mark() };
+        let mut newly = Vec::new();
+        heap.mark_batch(objs.iter().map(|o| o.0 + 1), |o| newly.push(o.addr()));
+        assert_eq!(newly.len(), objs.len());
+        let mut marked = 0;
+        heap.for_each_object(Objects::Marked, |_| marked += 1);
+        assert_eq!(marked, objs.len());
+        // SAFETY: as above.
+        unsafe { heap.finish_mark() };
+        heap.sweep_all();
+        let mut live = 0;
+        heap.for_each_object(Objects::Allocated, |_| live += 1);
+        assert_eq!(live, objs.len());
     }
 }

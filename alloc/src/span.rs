@@ -323,10 +323,20 @@ mod tests {
     fn bitmap_words_of_different_spans_and_kinds_never_collide() {
         // Tile the arena with spans of one length, for several lengths: every word of every
         // kind of every span maps to its own index inside `obj_bits`.
-        for npages in [1usize, 2, 3, 7, 10] {
+        // Under Miri: two lengths, the arena's first and last 24 spans.
+        let lengths: &[usize] = if cfg!(miri) {
+            &[1, 3]
+        } else {
+            &[1, 2, 3, 7, 10]
+        };
+        for &npages in lengths {
             let mut used = vec![false; OBJ_BITS_WORDS];
             let mut page = 0;
             while page + npages <= PAGES_PER_ARENA {
+                let last = PAGES_PER_ARENA - PAGES_PER_ARENA % npages;
+                if cfg!(miri) && page >= 24 * npages && page + 24 * npages < last {
+                    page = last - 24 * npages;
+                }
                 for kind in 0..KINDS {
                     for w in 0..WORDS_PER_PAGE * npages {
                         let i = bits_index(kind, page, npages, w).expect("word in range");

@@ -36,6 +36,21 @@ impl<T> SpanSet<T> {
         })
     }
 
+    /// Make the set's capacity at least `n`, so that pushes up to `n` entries never
+    /// reallocate. The heap keeps every set of a class able to hold every span of the class
+    /// (a span is in at most one set at a time), reserved when the span is made, so pushes
+    /// made with the world stopped never call the system allocator.
+    pub(crate) fn reserve(&self, n: usize) {
+        self.items.with(|v| {
+            if v.capacity() < n {
+                // Amortised, with little slack (every set of a class reserves for all of the
+                // class's spans, so the slack counts four times): grow by a quarter.
+                let want = n.max(v.capacity() + v.capacity() / 4);
+                v.reserve(want - v.len());
+            }
+        })
+    }
+
     pub(crate) fn pop(&self) -> Option<T> {
         if self.len.load(Ordering::Relaxed) == 0 {
             return None;
@@ -73,6 +88,7 @@ mod lock {
         }
 
         pub(crate) fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+            let _np = crate::nopreempt::NoPreempt::enter();
             let mut spins = 0u32;
             // Acquire: pairs with the Release store that unlocks, so we see the previous
             // holder's writes to the value.
@@ -117,5 +133,28 @@ mod lock {
         pub(crate) fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
             f(&mut self.0.lock().expect("runtime: span set lock poisoned"))
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_set_is_a_stack_that_reserves_ahead_and_shares_between_threads() {
+        let s = std::sync::Arc::new(SpanSet::new());
+        assert_eq!(s.pop(), None);
+        s.reserve(40);
+        let cap = s.items.with(|v| v.capacity());
+        assert!(cap >= 40);
+        for i in 0..40 {
+            s.push(i);
+        }
+        assert_eq!(s.items.with(|v| v.capacity()), cap, "no reallocation");
+        let s2 = s.clone();
+        let t = std::thread::spawn(move || (0..20).filter_map(|_| s2.pop()).count());
+        let mine = (0..20).filter_map(|_| s.pop()).count();
+        assert_eq!(mine + t.join().unwrap(), 40);
+        assert_eq!(s.pop(), None);
     }
 }

@@ -98,6 +98,11 @@ pub(crate) struct Counters {
     tiny_allocs: AtomicU64,
     pub(crate) caches_live: AtomicUsize,
     pub(crate) caches_peak: AtomicUsize,
+    /// Bytes of allocated objects plus the free slots of spans held by caches (Go's
+    /// `heapLive`): raised by a cache once per span it takes (all its free slots) and per
+    /// large object, lowered when a cache gives a span back (the slots it did not use) and by
+    /// sweeps (the objects they free). On a line of its own: it is written once per refill.
+    live: crate::heap::Padded<AtomicU64>,
 }
 
 impl Counters {
@@ -112,6 +117,7 @@ impl Counters {
             tiny_allocs: AtomicU64::new(0),
             caches_live: AtomicUsize::new(0),
             caches_peak: AtomicUsize::new(0),
+            live: crate::heap::Padded(AtomicU64::new(0)),
         }
     }
 
@@ -134,6 +140,22 @@ impl Counters {
         c.large_alloc = 0;
         c.large_alloc_bytes = 0;
         c.tiny_allocs = 0;
+    }
+
+    #[inline]
+    pub(crate) fn live_add(&self, bytes: u64) {
+        self.live.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn live_sub(&self, bytes: u64) {
+        self.live.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// See `live`. Relaxed: a figure for the pacer, not a synchronisation point; it may lag
+    /// a concurrent refill or sweep by one span.
+    pub(crate) fn live(&self) -> u64 {
+        self.live.load(Ordering::Relaxed)
     }
 
     pub(crate) fn add_small_free(&self, class: usize, n: usize) {

@@ -1,14 +1,17 @@
 //! Sweeping: turning a span's mark bits into its alloc bits once per cycle, freeing the
 //! unmarked objects (and the span when nothing survives), queueing dead objects that carry
-//! drop glue instead of freeing them.
+//! drop glue instead of freeing them (`finalize.rs`), and handing those to the drop queue
+//! once the sweep is over.
 
+use std::cell::Cell;
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
 
-use crate::heap::HeapInner;
+use crate::finalize;
+use crate::heap::{HeapInner, SpanPtr};
 use crate::sizeclass::NUM_SPAN_CLASSES;
 use crate::span::Span;
-use crate::sweepgen::is_swept;
+use crate::sweepgen::{SweepGen, SweepLists};
 
 /// What a sweep left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,51 +22,66 @@ pub(crate) enum Swept {
     Kept { nalloc: usize },
 }
 
+/// Dead objects with drop glue recorded by sweeps and not yet handed to the drop queue, in
+/// memory reserved outside stop-the-world (see `HeapInner::defer_drops`).
+#[derive(Debug, Default)]
+pub(crate) struct Drops {
+    pub(crate) objs: Vec<(usize, usize)>,
+    /// A coordinator's sweep found no room for some objects (they wait for a later sweep):
+    /// grow before the next stop.
+    pub(crate) starved: bool,
+}
+
+/// Entries `Drops` keeps room for from the start.
+pub(crate) const DROPS_RESERVE: usize = 256;
+
+thread_local! {
+    /// Set on the thread running `start_mark` / `finish_mark`: while the world is stopped it
+    /// must not call the system allocator or user code (a stopped thread may hold malloc's
+    /// lock, or the drop queue's).
+    static COORDINATOR: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the current thread as the stop-the-world coordinator until dropped.
+pub(crate) struct Coordinating(());
+
+impl Coordinating {
+    pub(crate) fn begin() -> Self {
+        COORDINATOR.with(|c| c.set(true));
+        Coordinating(())
+    }
+}
+
+impl Drop for Coordinating {
+    fn drop(&mut self) {
+        COORDINATOR.with(|c| c.set(false));
+    }
+}
+
+fn coordinating() -> bool {
+    COORDINATOR.with(|c| c.get())
+}
+
 impl HeapInner {
     /// Sweep a span whose claim this thread won (`sweepgen == sg - 1`). On `Kept` the caller
     /// publishes the new generation and relinks the span; on `Freed` the span is gone.
+    /// Objects with drop glue found dead are recorded as queued and appended to the deferred
+    /// drops, which `push_drops` hands to the drop queue after the sweep.
     pub(crate) fn sweep_span(&self, s: &Span) -> Swept {
         let start = s.start.load(Ordering::Relaxed);
         let elemsize = s.elemsize();
         let mut nalloc = 0;
         let mut nfreed = 0;
         for w in 0..s.bitmap_words() {
-            // Relaxed throughout: we own the span (sweep claim), no marker runs during sweep,
-            // and the final Release store of the sweep generation publishes all of it.
+            // Relaxed: we own the span (sweep claim), no marker runs during sweep, and the
+            // final Release store of the sweep generation publishes all of it.
             let alloc = s.alloc_w(w).load(Ordering::Relaxed);
             let mark = s.mark_w(w).load(Ordering::Relaxed);
-            let live = mark & alloc;
-            let fin = s.finalize_w(w).load(Ordering::Relaxed);
-            let queued = s.queued_w(w).load(Ordering::Relaxed);
-            let waiting = alloc & fin & queued;
-            let to_queue = alloc & !live & fin & !queued;
-            let keep = live | waiting | to_queue;
-            let dead = alloc & !keep;
-            if to_queue != 0 {
-                let q = self
-                    .drop_queue
-                    .as_ref()
-                    .expect("runtime: object with drop glue but no drop queue");
-                let mut bits = to_queue;
-                while bits != 0 {
-                    let i = w * 64 + bits.trailing_zeros() as usize;
-                    bits &= bits - 1;
-                    let obj = start + i * elemsize;
-                    // `obj` is a heap address, never 0.
-                    q.push(
-                        NonNull::new(obj as *mut u8).expect("runtime: null heap object"),
-                        elemsize,
-                    );
-                }
-            }
+            let ws = finalize::sweep_word(alloc, mark, s.finalize_w(w), s.queued_w(w), |bits| {
+                self.defer_drops(start + w * 64 * elemsize, elemsize, bits)
+            });
+            let keep = ws.keep;
             // Store only what changes: untouched bitmap pages stay unbacked.
-            let q = (queued | to_queue) & keep;
-            if q != queued {
-                s.queued_w(w).store(q, Ordering::Relaxed);
-            }
-            if fin & keep != fin {
-                s.finalize_w(w).store(fin & keep, Ordering::Relaxed);
-            }
             let h = s.header_w(w).load(Ordering::Relaxed);
             if h & keep != h {
                 s.header_w(w).store(h & keep, Ordering::Relaxed);
@@ -75,7 +93,7 @@ impl HeapInner {
                 s.alloc_w(w).store(keep, Ordering::Release);
             }
             nalloc += keep.count_ones() as usize;
-            nfreed += dead.count_ones() as usize;
+            nfreed += ws.dead.count_ones() as usize;
         }
         if nfreed > 0 {
             if s.is_large() {
@@ -85,6 +103,7 @@ impl HeapInner {
                 let class = (s.spc.load(Ordering::Relaxed) >> 1) as usize;
                 self.counters.add_small_free(class, nfreed);
             }
+            self.counters.live_sub((nfreed * elemsize) as u64);
             s.needzero.store(true, Ordering::Relaxed);
         }
         if nalloc == 0 {
@@ -95,38 +114,75 @@ impl HeapInner {
         }
     }
 
-    /// Sweep one unswept span from the mcentral lists. Returns the pages it covered, or
-    /// `None` when no unswept span is left this cycle.
-    pub(crate) fn sweep_one(&self) -> Option<usize> {
-        let _active = ActiveSweep::begin(self);
-        let sg = self.sweepgen();
-        loop {
-            let cursor = self.sweep_cursor.load(Ordering::Relaxed);
-            if cursor >= NUM_SPAN_CLASSES {
-                self.sweep_pending.store(false, Ordering::Relaxed);
-                return None;
+    /// Record the objects `bits` (slot `i` at `base + i * size`) for the drop queue; returns
+    /// the ones recorded. The stop-the-world coordinator only uses the room reserved in
+    /// advance; others grow the list as needed.
+    fn defer_drops(&self, base: usize, size: usize, bits: u64) -> u64 {
+        let _np = crate::nopreempt::NoPreempt::enter();
+        let mut d = self.drops.lock().expect("runtime: drop list poisoned");
+        let room = if coordinating() {
+            d.objs.capacity() - d.objs.len()
+        } else {
+            usize::MAX
+        };
+        let mut taken = 0u64;
+        let mut left = bits;
+        while left != 0 {
+            if taken.count_ones() as usize >= room {
+                d.starved = true;
+                break;
             }
-            let c = &self.central[cursor];
-            let Some(sp) = c.pop_unswept(sg) else {
-                // This class is drained for the cycle (nothing is added to unswept lists
-                // except at the flip or by an uncache that also resets the cursor).
-                let _ = self.sweep_cursor.compare_exchange(
-                    cursor,
-                    cursor + 1,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                );
-                continue;
-            };
-            // SAFETY: span records live as long as the heap (see `SpanPtr`).
-            let s = unsafe { &*sp.0 };
-            if !s.sweepgen.try_claim(sg) {
-                continue;
-            }
-            let npages = s.npages.load(Ordering::Relaxed);
-            self.finish_sweep(s, sg);
-            return Some(npages);
+            let i = left.trailing_zeros() as usize;
+            left &= left - 1;
+            taken |= 1 << i;
+            d.objs.push((base + i * size, size));
         }
+        if taken != 0 {
+            self.drops_waiting
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        taken
+    }
+
+    /// Hand the deferred drops to the drop queue. Called outside every lock and outside the
+    /// sweep gate, never by the stop-the-world coordinator. A `push` that panics loses that
+    /// one object (it stays allocated and queued, never released); the rest stay deferred.
+    pub(crate) fn push_drops(&self) {
+        if !self.drops_waiting.load(Ordering::Relaxed) || coordinating() {
+            return;
+        }
+        let Some(q) = self.drop_queue.as_ref() else {
+            return;
+        };
+        loop {
+            let next = {
+                let _np = crate::nopreempt::NoPreempt::enter();
+                let mut d = self.drops.lock().expect("runtime: drop list poisoned");
+                let next = d.objs.pop();
+                if next.is_none() {
+                    self.drops_waiting.store(false, Ordering::Relaxed);
+                    if d.starved {
+                        // Grow the room coordinators may use, while the world runs.
+                        let more = d.objs.capacity().max(DROPS_RESERVE);
+                        d.objs.reserve(more);
+                        d.starved = false;
+                    }
+                }
+                next
+            };
+            let Some((obj, size)) = next else { return };
+            // A heap address, never 0.
+            q.push(
+                NonNull::new(obj as *mut u8).expect("runtime: null heap object"),
+                size,
+            );
+        }
+    }
+
+    /// Sweep one unswept span from the mcentral lists, inside the sweep gate. Returns the
+    /// pages it covered, or `None` when no unswept span is left this cycle.
+    pub(crate) fn sweep_one(&self) -> Option<usize> {
+        self.sweep.sweep_one(self)
     }
 
     /// After winning a claim: sweep, publish generation `sg` and relink into a swept list.
@@ -149,56 +205,29 @@ impl HeapInner {
             }
         }
     }
-
-    /// Make sure `s` is swept this cycle, sweeping it here if nobody has.
-    pub(crate) fn ensure_swept(&self, s: &Span) {
-        let _active = ActiveSweep::begin(self);
-        let sg = self.sweepgen();
-        loop {
-            let v = s.sweepgen.load();
-            if is_swept(v, sg) || v == crate::sweepgen::SWEEPGEN_FREE {
-                return;
-            }
-            if s.sweepgen.try_claim(sg) {
-                // The span's unswept-list entry becomes stale: whoever pops it loses the claim.
-                self.finish_sweep(s, sg);
-                return;
-            }
-            if v == sg.wrapping_add(1) {
-                // Held by a cache since before the flip; its bits are current for this cycle's
-                // purposes (the cache sweeps it when it lets go).
-                return;
-            }
-            std::thread::yield_now();
-        }
-    }
 }
 
-/// Counts a sweeper that is not a cache (background, `ensure_swept`) for the duration of its
-/// work, so that `start_mark` can wait until no sweep is in flight before marking begins.
-struct ActiveSweep<'a>(&'a HeapInner);
+impl SweepLists for HeapInner {
+    type Span = SpanPtr;
 
-impl<'a> ActiveSweep<'a> {
-    fn begin(h: &'a HeapInner) -> Self {
-        // AcqRel: pairs with `wait_sweepers`' Acquire load, which must see our bit writes
-        // once it sees the count drop.
-        h.sweepers_active.fetch_add(1, Ordering::AcqRel);
-        ActiveSweep(h)
+    fn classes(&self) -> usize {
+        NUM_SPAN_CLASSES
     }
-}
 
-impl Drop for ActiveSweep<'_> {
-    fn drop(&mut self) {
-        // Release: publishes the sweep's writes to `wait_sweepers`.
-        self.0.sweepers_active.fetch_sub(1, Ordering::Release);
+    fn pop_unswept(&self, class: usize, sg: u32) -> Option<SpanPtr> {
+        self.central[class].pop_unswept(sg)
     }
-}
 
-impl HeapInner {
-    /// Wait until no background sweep is in flight.
-    pub(crate) fn wait_sweepers(&self) {
-        while self.sweepers_active.load(Ordering::Acquire) != 0 {
-            std::thread::yield_now();
-        }
+    fn gen_of(&self, s: SpanPtr) -> &SweepGen {
+        // SAFETY: span records live as long as the heap (see `SpanPtr`).
+        unsafe { &(*s.0).sweepgen }
+    }
+
+    fn sweep(&self, s: SpanPtr, sg: u32) -> usize {
+        // SAFETY: as above.
+        let s = unsafe { &*s.0 };
+        let npages = s.npages.load(Ordering::Relaxed);
+        self.finish_sweep(s, sg);
+        npages
     }
 }

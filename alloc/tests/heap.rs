@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use gort_alloc::{AllocErrorKind, DropQueue, Heap, PAGE_SIZE, Shape, sizeclass};
 
+mod util;
+
 fn collect(heap: &Heap, live: &[usize]) {
     // SAFETY: single-threaded test: no cache method runs during these calls.
     unsafe { heap.start_mark() };
@@ -364,15 +366,7 @@ fn caches_on_many_threads() {
 fn os_refusal_is_an_error_with_errno() {
     if std::env::var_os("GORT_ALLOC_RLIMIT_CHILD").is_some() {
         // Child: cap the address space a little above what is mapped now, then ask for more.
-        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-        let vsz_pages: u64 = statm.split_whitespace().next().unwrap().parse().unwrap();
-        let cap = vsz_pages * 4096 + (256 << 20);
-        let lim = libc::rlimit {
-            rlim_cur: cap,
-            rlim_max: libc::RLIM_INFINITY,
-        };
-        // SAFETY: setrlimit reads the struct we pass; lowering the soft limit is allowed.
-        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &lim) }, 0);
+        util::cap_address_space(256 << 20);
         let heap = Heap::new().expect("a small heap fits under the cap");
         let mut c = heap.cache();
         assert!(c.alloc_noscan(64).is_ok());
@@ -386,21 +380,9 @@ fn os_refusal_is_an_error_with_errno() {
         );
         return;
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "os_refusal_is_an_error_with_errno",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("GORT_ALLOC_RLIMIT_CHILD", "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "child failed: {stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = util::run_child(
+        "os_refusal_is_an_error_with_errno",
+        "GORT_ALLOC_RLIMIT_CHILD",
     );
     assert!(
         stdout.contains("CHILD kind=OutOfMemory errno=Some(12)"),

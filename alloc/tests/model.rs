@@ -101,6 +101,9 @@ struct World {
     caches: [Option<Cache>; 2],
     live: BTreeMap<usize, Live>,
     dead: Vec<usize>,
+    /// Released objects: the first sweep of their span after the release frees them (this
+    /// cycle's, when their span is not swept yet, else the next cycle's).
+    released: Vec<usize>,
     tag: u8,
     reused: usize,
     queue: std::sync::Arc<Queue>,
@@ -119,6 +122,7 @@ impl World {
             caches: [None, None],
             live: BTreeMap::new(),
             dead: Vec::new(),
+            released: Vec::new(),
             tag: 0,
             reused: 0,
             queue,
@@ -148,9 +152,9 @@ impl World {
                 .release_finalized(std::ptr::NonNull::new(obj as *mut u8).unwrap())
         );
         self.live
-            .get_mut(&obj)
-            .expect("queued objects stay allocated")
-            .finalize = false;
+            .remove(&obj)
+            .expect("queued objects stay allocated");
+        self.released.push(obj);
     }
 
     fn alloc(&mut self, cache: bool, size: Size, ptrs: bool, special: u8) {
@@ -182,6 +186,7 @@ impl World {
             self.reused += 1;
             self.dead.retain(|&d| d != o.addr());
         }
+        self.released.retain(|&d| d != o.addr());
         if tiny {
             assert_eq!(o.size(), 16);
             assert!(p + n <= o.addr() + 16);
@@ -208,7 +213,10 @@ impl World {
     fn collect(&mut self, keep: u64, sweep: u8) {
         // SAFETY: single-threaded: no cache method runs during these calls.
         unsafe { self.heap.start_mark() };
-        // Starting a mark finishes the previous sweep: every expected entry has arrived.
+        // Starting a mark finishes the previous sweep; the objects it queued reach the drop
+        // queue once the world runs again (the collector's `push_drops`): then every
+        // expected entry has arrived.
+        self.heap.push_drops();
         self.drain_queue();
         assert!(
             self.expected.is_empty(),
@@ -224,6 +232,7 @@ impl World {
         }
         // SAFETY: as above.
         unsafe { self.heap.finish_mark() };
+        self.dead.append(&mut self.released);
         for _ in 0..sweep {
             self.heap.sweep_one();
         }
@@ -278,7 +287,9 @@ impl World {
             if let Some(o) = self.heap.find_object(d) {
                 // Either not yet swept (lazily) or reallocated; a swept free slot is never found.
                 assert!(
-                    !self.heap.is_sweep_done() || self.live.contains_key(&o.addr()),
+                    !self.heap.is_sweep_done()
+                        || self.live.contains_key(&o.addr())
+                        || self.released.contains(&o.addr()),
                     "freed object still found"
                 );
             }
@@ -297,12 +308,21 @@ impl World {
         assert!(s.heap_released <= s.heap_idle);
         assert_eq!(s.heap_inuse % PAGE_SIZE as u64, 0);
         if self.heap.is_sweep_done() {
+            // Released objects whose span was swept before the release stay allocated until
+            // the next cycle's sweep.
+            let released: Vec<usize> = self
+                .released
+                .iter()
+                .filter_map(|&a| self.heap.find_object(a).filter(|o| o.addr() == a))
+                .map(|o| o.size())
+                .collect();
             assert_eq!(
                 s.heap_objects,
-                self.live.len() as u64,
+                (self.live.len() + released.len()) as u64,
                 "HeapObjects vs model"
             );
-            let bytes: usize = self.live.values().map(|l| l.slot).sum();
+            let bytes: usize =
+                self.live.values().map(|l| l.slot).sum::<usize>() + released.iter().sum::<usize>();
             assert_eq!(s.heap_alloc, bytes as u64, "HeapAlloc vs model");
             assert!(s.heap_inuse >= s.heap_alloc);
         }

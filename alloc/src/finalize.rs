@@ -68,15 +68,20 @@ pub(crate) struct WordSweep {
 
 /// Sweep the finalize / queued pair of one word of a span the caller owns (won its sweep
 /// claim): given the word's alloc and mark bits, record `queued` for dead objects with drop
-/// glue and return what survives. `room(bits)` returns the subset of `bits` the caller can
-/// hand to the drop queue now; the others stay allocated and unqueued until a later sweep.
+/// glue and return what survives. `room(bits, record)` returns the subset of `bits` the
+/// caller can hand to the drop queue; the others stay allocated and unqueued until a later
+/// sweep. If the hand-off can become visible to another thread before `room` returns (the
+/// heap's shared list of deferred drops, drained by whichever thread pushes next), `room`
+/// must call `record(taken)` first, while the objects are not yet visible: the record
+/// must precede every hand-off, or the consumer's `release` finds no `queued` bit and refuses
+/// the object. A `room` that does not call it gets the record made after it returns.
 #[inline]
 pub(crate) fn sweep_word(
     alloc: u64,
     mark: u64,
     finalize: &impl BitWord,
     queued: &impl BitWord,
-    room: impl FnOnce(u64) -> u64,
+    room: impl FnOnce(u64, &dyn Fn(u64)) -> u64,
 ) -> WordSweep {
     let live = alloc & mark;
     // Acquire: pairs with `release`'s AcqRel, so a released object's drop has happened
@@ -84,21 +89,28 @@ pub(crate) fn sweep_word(
     let fin = finalize.load(Ordering::Acquire) & alloc;
     // Relaxed: only sweeps (us, owning the span) write `queued`.
     let q = queued.load(Ordering::Relaxed);
-    let unqueued_glue = fin & !q;
-    let to_queue = if unqueued_glue & !live != 0 {
-        room(unqueued_glue & !live)
+    let recorded = std::cell::Cell::new(false);
+    let record = |to_queue: u64| {
+        recorded.set(true);
+        let new_q = (q & fin) | to_queue;
+        if new_q != q {
+            // Release: the record precedes the hand-off to the drop queue, so the
+            // consumer's `release` (Acquire) finds it.
+            queued.store(new_q, Ordering::Release);
+        }
+    };
+    let candidates = fin & !q & !live;
+    let to_queue = if candidates != 0 {
+        room(candidates, &record)
     } else {
         0
     };
+    if !recorded.get() {
+        record(to_queue);
+    }
     // Objects with drop glue are never freed while `finalize` is set: queued ones wait for
     // their release, unqueued ones were live or are queued now (or later, for lack of room).
     let keep = live | fin;
-    let new_q = (q & fin) | to_queue;
-    if new_q != q {
-        // Release: the record precedes the hand-off to the drop queue (done by the caller
-        // after this returns), so the consumer's `release` finds it.
-        queued.store(new_q, Ordering::Release);
-    }
     WordSweep {
         keep,
         dead: alloc & !keep,
@@ -127,24 +139,24 @@ mod tests {
     fn the_pair_moves_through_its_four_states() {
         let (f, q) = (AtomicU64::new(0b0110), AtomicU64::new(0));
         // Objects 0..3 allocated; 1 and 2 have drop glue; only 3 is marked.
-        let s = sweep_word(0b1111, 0b1000, &f, &q, |b| b);
+        let s = sweep_word(0b1111, 0b1000, &f, &q, |b, _| b);
         assert_eq!(s.queued, 0b0110);
         assert_eq!(s.keep, 0b1110);
         assert_eq!(s.dead, 0b0001);
         assert_eq!(q.load(Ordering::Relaxed), 0b0110);
         // Queued objects are kept and not queued again.
-        let s = sweep_word(0b1110, 0, &f, &q, |b| b);
+        let s = sweep_word(0b1110, 0, &f, &q, |b, _| b);
         assert_eq!((s.queued, s.keep), (0, 0b0110));
         assert!(release(&f, &q, 0b0010));
         assert!(!release(&f, &q, 0b0010), "released once");
         assert!(!release(&f, &q, 0b1000), "never queued");
         // The released object is freed by the next sweep, the other still waits.
-        let s = sweep_word(0b0110, 0, &f, &q, |b| b);
+        let s = sweep_word(0b0110, 0, &f, &q, |b, _| b);
         assert_eq!((s.keep, s.dead, s.queued), (0b0100, 0b0010, 0));
         assert_eq!(q.load(Ordering::Relaxed), 0b0100);
         // No room: the object stays allocated and unqueued.
         let (f, q) = (AtomicU64::new(1), AtomicU64::new(0));
-        let s = sweep_word(1, 0, &f, &q, |_| 0);
+        let s = sweep_word(1, 0, &f, &q, |_, _| 0);
         assert_eq!((s.keep, s.queued, q.load(Ordering::Relaxed)), (1, 0, 0));
     }
 }
@@ -165,11 +177,11 @@ mod loom_tests {
             let w = Arc::new((AtomicU64::new(1), AtomicU64::new(1)));
             let w2 = w.clone();
             let fin = thread::spawn(move || release(&w2.0, &w2.1, 1));
-            let s = sweep_word(1, 0, &w.0, &w.1, |b| b);
+            let s = sweep_word(1, 0, &w.0, &w.1, |b, _| b);
             assert!(fin.join().unwrap(), "a queued object is released");
             assert_eq!(s.queued, 0, "queued twice");
             // Whatever the sweep saw, the object is freed by this sweep or the next one.
-            let s2 = sweep_word(s.keep, 0, &w.0, &w.1, |b| b);
+            let s2 = sweep_word(s.keep, 0, &w.0, &w.1, |b, _| b);
             assert_eq!(s.dead | s2.dead, 1);
             assert_eq!(s2.queued, 0);
         });
@@ -188,12 +200,41 @@ mod loom_tests {
                     assert!(release(&w2.0, &w2.1, 1), "a queued object was refused");
                 }
             });
-            let s = sweep_word(1, 0, &w.0, &w.1, |b| b);
+            let s = sweep_word(1, 0, &w.0, &w.1, |b, _| b);
             if s.queued != 0 {
                 handed.store(1, Ordering::Release);
             }
             consumer.join().unwrap();
             assert_eq!(s.queued, 1);
+        });
+    }
+
+    /// The heap's hand-off: the sweep appends the object to a list that another thread
+    /// drains, and the drainer releases what it pops at once. `record` runs under the list's
+    /// lock before the append, so a popped object is always found queued (the heap once
+    /// recorded after the append and its lock, and refused such objects).
+    #[test]
+    fn an_object_handed_over_through_a_shared_list_is_never_refused() {
+        loom::model(|| {
+            let w = Arc::new((AtomicU64::new(1), AtomicU64::new(0)));
+            let list = Arc::new(crate::loom::Mutex::new(Vec::<u64>::new()));
+            let drainer = {
+                let (w, list) = (w.clone(), list.clone());
+                thread::spawn(move || {
+                    let popped = list.lock().unwrap().pop();
+                    if let Some(bit) = popped {
+                        assert!(release(&w.0, &w.1, bit), "a handed-over object was refused");
+                    }
+                })
+            };
+            let s = sweep_word(1, 0, &w.0, &w.1, |bits, record| {
+                let mut l = list.lock().unwrap();
+                record(bits);
+                l.push(bits);
+                bits
+            });
+            assert_eq!(s.queued, 1);
+            drainer.join().unwrap();
         });
     }
 }

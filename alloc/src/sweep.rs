@@ -77,9 +77,13 @@ impl HeapInner {
             // final Release store of the sweep generation publishes all of it.
             let alloc = s.alloc_w(w).load(Ordering::Relaxed);
             let mark = s.mark_w(w).load(Ordering::Relaxed);
-            let ws = finalize::sweep_word(alloc, mark, s.finalize_w(w), s.queued_w(w), |bits| {
-                self.defer_drops(start + w * 64 * elemsize, elemsize, bits)
-            });
+            let ws = finalize::sweep_word(
+                alloc,
+                mark,
+                s.finalize_w(w),
+                s.queued_w(w),
+                |bits, record| self.defer_drops(start + w * 64 * elemsize, elemsize, bits, record),
+            );
             let keep = ws.keep;
             // Store only what changes: untouched bitmap pages stay unbacked.
             let h = s.header_w(w).load(Ordering::Relaxed);
@@ -117,7 +121,11 @@ impl HeapInner {
     /// Record the objects `bits` (slot `i` at `base + i * size`) for the drop queue; returns
     /// the ones recorded. The stop-the-world coordinator only uses the room reserved in
     /// advance; others grow the list as needed.
-    fn defer_drops(&self, base: usize, size: usize, bits: u64) -> u64 {
+    ///
+    /// `record(taken)` marks them queued; it runs under the drop list's lock, before they
+    /// join the list, because any thread's `push_drops` may hand them to the drop queue as
+    /// soon as the lock is released.
+    fn defer_drops(&self, base: usize, size: usize, bits: u64, record: &dyn Fn(u64)) -> u64 {
         let _np = crate::nopreempt::NoPreempt::enter();
         let mut d = self.drops.lock().expect("runtime: drop list poisoned");
         let room = if coordinating() {
@@ -137,6 +145,8 @@ impl HeapInner {
             taken |= 1 << i;
             d.objs.push((base + i * size, size));
         }
+        // Still under the lock: nobody can pop these entries before they are recorded.
+        record(taken);
         if taken != 0 {
             self.drops_waiting
                 .store(true, std::sync::atomic::Ordering::Relaxed);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{child_mode, run_child, runtime};
+use common::{child_mode, os_threads, run_child, runtime};
 use gort_sched::chan::{CloseError, RecvError, SendError, TryRecvError, TrySendError};
 use gort_sched::{chan, go, spawn};
 use std::sync::Arc;
@@ -200,7 +200,7 @@ fn many_producers_and_consumers_deliver_each_value_exactly_once() {
 fn ten_thousand_goroutines_blocked_on_channels_hold_no_thread() {
     let rt = runtime(2);
     let (tx, rx) = chan::<u32>(0);
-    let threads_before = threads();
+    let threads_before = os_threads();
     let waiters: Vec<_> = (0..10_000)
         .map(|_| {
             let rx = rx.clone();
@@ -208,7 +208,7 @@ fn ten_thousand_goroutines_blocked_on_channels_hold_no_thread() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(50));
-    let blocked_threads = threads();
+    let blocked_threads = os_threads();
     for i in 0..10_000 {
         tx.send(i).unwrap();
     }
@@ -221,17 +221,6 @@ fn ten_thousand_goroutines_blocked_on_channels_hold_no_thread() {
         blocked_threads <= threads_before + 8,
         "{blocked_threads} threads with 10k goroutines blocked (before: {threads_before})"
     );
-}
-
-fn threads() -> usize {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Threads:").map(|v| v.trim().parse().ok()))
-        })
-        .flatten()
-        .unwrap_or(0)
 }
 
 #[test]

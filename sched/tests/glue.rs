@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{child_mode, run_child, runtime};
+use common::{child_mode, os_threads, run_child, runtime};
 use gort_sched::{GoroutineLocal, blocking, go, gosched, park, spawn};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -497,17 +497,6 @@ fn goexit_in_main_lets_others_finish_then_reports_no_goroutines() {
 }
 
 // ---- threads: idle Ms exit, and a cap ----
-
-fn os_threads() -> usize {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Threads:").map(|v| v.trim().parse().ok()))
-        })
-        .flatten()
-        .unwrap_or(0)
-}
 
 #[test]
 fn idle_threads_beyond_a_reserve_exit_after_a_burst_of_blocking_calls() {

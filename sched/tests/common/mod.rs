@@ -40,3 +40,15 @@ pub fn run_child_with(test: &str, mode: &str, env: &[(&str, &str)]) -> Output {
 pub fn child_mode() -> Option<String> {
     std::env::var("GORT_TEST_CHILD").ok()
 }
+
+/// Number of OS threads of this process, from `/proc/self/status`.
+pub fn os_threads() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:").map(|v| v.trim().parse().ok()))
+        })
+        .flatten()
+        .unwrap_or(0)
+}

@@ -161,10 +161,11 @@
 //!   cross-runtime `join` counts as a foreign thread of the joiner's runtime while it waits).
 //!   Then it prints Go's `fatal error: all goroutines are asleep - deadlock!` and exits 2.
 //! * **Two fairness ticks.** `find_runnable` looks at the global queue first every 61st
-//!   round (`sched_tick`). The yield fast path (below) has its own count (`yield_tick`):
-//!   every 61st fast yield with the global queue non-empty goes through the scheduler and
-//!   sets `check_global`, which makes the next `find_runnable` look there first. Sharing one
-//!   tick let the fast path take every 61st round, starving goroutines queued from outside.
+//!   round (`sched_tick`). The direct-switch fast path (below) has its own count
+//!   (`yield_tick`): every 61st direct switch with the global queue non-empty (or a timer
+//!   armed) goes through the scheduler and sets `check_global`, which makes the next
+//!   `find_runnable` look there first. Sharing one tick let the fast path take every 61st
+//!   round, starving goroutines queued from outside.
 //! * **Giving up a P.** `go_idle` and `blocking`'s hand-off look at the global queue and put
 //!   the P on the idle list under the global queue's lock (`handoff.rs`, loom model), so a
 //!   goroutine queued concurrently is seen, or its enqueuer's `wakep` sees the idle P.
@@ -184,9 +185,13 @@
 //!   parker. More than `Builder::max_threads` Ms (10000) is Go's `fatal error: thread
 //!   exhaustion`.
 //!
-//! **Yield fast path.** `gosched` hands the M straight to the next goroutine of the local
-//! queue (one switch, not two through the scheduler); the yielder is queued by the goroutine
-//! that resumes, after the switch has saved it (`M::yield_now`, `after_resume`).
+//! **Direct switches.** `gosched` and `park` hand the M straight to the next goroutine of
+//! the local queue (one switch, not two through the scheduler's stack); what the leaver asked
+//! for — be queued, or have its park committed — is done by the goroutine that resumes,
+//! after the switch has saved the leaver (`M::switch_direct`, `after_resume`). A channel
+//! hand-off readies the partner into `runnext` and parks, so a ping-pong is one switch per
+//! hop. The fairness tick counts these switches too, so neither the global queue nor timers
+//! wait behind them.
 //!
 //! # What is deliberately absent
 //!

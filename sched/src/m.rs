@@ -106,9 +106,11 @@ pub(crate) struct M {
     p: Cell<usize>,
     pub(crate) spinning: Cell<bool>,
     action: Cell<Action>,
-    /// A goroutine that yielded straight to the one now running (`yield_now`); queued by
-    /// `after_resume` right after the switch.
+    /// A goroutine that switched straight to the one now running (`switch_direct`), and what
+    /// it asked for; `after_resume` queues it (`Yield`) or commits its park (`Park`) right
+    /// after the switch.
     pending: Cell<*const G>,
+    pending_action: Cell<Action>,
     rng: Cell<u32>,
 }
 
@@ -178,6 +180,7 @@ fn m_main(shared: Arc<Shared>, note: Arc<MNote>, id: usize) {
         spinning: Cell::new(false),
         action: Cell::new(Action::Run),
         pending: Cell::new(ptr::null()),
+        pending_action: Cell::new(Action::Run),
         rng: Cell::new((id as u32).wrapping_mul(0x9E37_79B9) | 1),
     });
     CURRENT.with(|c| c.set(&*m));
@@ -301,15 +304,37 @@ impl M {
         }
     }
 
-    /// `gosched`'s fast path: hands the M straight to the next goroutine of the local queue,
-    /// without passing through the scheduler's own stack (one context switch instead of two).
-    /// The yielding goroutine is queued by the next one, in `after_resume`, once its
-    /// registers are saved. Every 61st yield, when the local queue is empty, or when the P is
-    /// being retired, it takes the full path through the scheduler instead.
+    /// `gosched`'s fast path (see `switch_direct`).
     ///
     /// # Safety
     /// As `switch_out`.
     pub(crate) unsafe fn yield_now(m: *const M) {
+        // SAFETY: forwarded caller contract.
+        unsafe { M::switch_direct(m, Action::Yield) }
+    }
+
+    /// `park`'s fast path (see `switch_direct`): the parking goroutine's park is committed by
+    /// the next one, in `after_resume`, once its registers are saved — exactly what the
+    /// scheduler loop would do on its own stack, one context switch sooner.
+    ///
+    /// # Safety
+    /// As `switch_out`.
+    pub(crate) unsafe fn park_now(m: *const M) {
+        // SAFETY: forwarded caller contract.
+        unsafe { M::switch_direct(m, Action::Park) }
+    }
+
+    /// Hands the M straight from the running goroutine to the next one of the local queue,
+    /// without passing through the scheduler's own stack (one context switch instead of
+    /// two). What `action` asks for the goroutine leaving — queue it (`Yield`) or commit its
+    /// park (`Park`) — is done by the goroutine that resumes, in `after_resume`, once the
+    /// leaver's registers are saved. Every 61st direct switch with the global queue or a
+    /// timer waiting, when the local queue is empty, or when the P is being retired, it takes
+    /// the full path through the scheduler instead.
+    ///
+    /// # Safety
+    /// As `switch_out`.
+    unsafe fn switch_direct(m: *const M, action: Action) {
         // SAFETY: `m` is the calling thread's live M (caller contract); the reference is not
         // used after the switch below.
         let this = unsafe { &*m };
@@ -334,12 +359,13 @@ impl M {
         };
         let Some(next) = next else {
             // SAFETY: forwarded caller contract.
-            unsafe { M::switch_out(m, Action::Yield) };
+            unsafe { M::switch_out(m, action) };
             return;
         };
         this.prepare(next);
         let cur = this.curg.get();
         this.pending.set(cur);
+        this.pending_action.set(action);
         this.curg.set(next.as_ptr());
         // SAFETY: popped from our queue, so `next` is ours.
         stack::set_current_goid(unsafe { next.as_ref() }.id());
@@ -748,8 +774,10 @@ impl M {
     }
 }
 
-/// Runs first whenever a goroutine resumes (or starts): queues the goroutine that handed this
-/// M over directly, if any. Reads the M afresh: the resumed goroutine may be on a new thread.
+/// Runs first whenever a goroutine resumes (or starts): finishes the switch of the goroutine
+/// that handed this M over directly, if any — queues it after a yield; after a park, commits
+/// the park, or queues it when a token arrived meanwhile (it is runnable again). Reads the M
+/// afresh: the resumed goroutine may be on a new thread.
 #[inline]
 fn after_resume() {
     let m = current_m();
@@ -757,7 +785,16 @@ fn after_resume() {
     let this = unsafe { &*m };
     let prev = this.pending.replace(ptr::null());
     if let Some(prev) = NonNull::new(prev.cast_mut()) {
-        this.push_back(prev);
+        match this.pending_action.replace(Action::Run) {
+            Action::Park => {
+                // SAFETY: the leaver's scheduling reference is ours until its park commits;
+                // its registers were saved by the switch that brought us here.
+                if !unsafe { prev.as_ref() }.state.commit_park() {
+                    this.push_back(prev);
+                }
+            }
+            _ => this.push_back(prev),
+        }
     }
 }
 

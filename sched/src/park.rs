@@ -18,7 +18,7 @@
 //! it goes to the global queue and an idle M is woken.
 
 use crate::g::G;
-use crate::m::{Action, M, MNote, current_g, current_m};
+use crate::m::{M, MNote, current_g, current_m};
 use crate::parker::Parker;
 use crate::sched::Shared;
 use std::ptr::NonNull;
@@ -213,7 +213,7 @@ pub fn park_for(reason: WaitReason) {
         return;
     }
     // SAFETY: we are the goroutine running on `m`, which we do not use afterwards.
-    unsafe { M::switch_out(m, Action::Park) };
+    unsafe { M::park_now(m) };
 }
 
 /// Parking while a panic unwinds: the goroutine must stay on this thread (std counts panics

@@ -177,8 +177,12 @@ fn shrink_waiting_on_a_busy_p_returns_when_a_grow_cancels_it() {
 // ---- 4. GOMAXPROCS=1: work queued from outside is not starved by yielders ----
 
 /// Two goroutines loop on `gosched` on the only P; `make_ready` makes one more goroutine
-/// runnable from outside the P. It must run before the yielders have made many rounds.
-fn queued_work_beats_yielders(make_ready: impl FnOnce(&gort_sched::Runtime, Arc<AtomicBool>)) {
+/// runnable from outside the P. It must run before the yielders have made many rounds,
+/// counted from `since` (the round count when it became runnable; `make_ready` may move it
+/// later, to when the event that readies the goroutine happened).
+fn queued_work_beats_yielders(
+    make_ready: impl FnOnce(&gort_sched::Runtime, Arc<AtomicBool>, Since),
+) {
     let rt = runtime(1);
     let done = Arc::new(AtomicBool::new(false));
     let rounds = Arc::new(AtomicUsize::new(0));
@@ -197,13 +201,16 @@ fn queued_work_beats_yielders(make_ready: impl FnOnce(&gort_sched::Runtime, Arc<
     while rounds.load(Ordering::Relaxed) < 1000 && start.elapsed() < Duration::from_secs(10) {
         std::thread::yield_now();
     }
-    let before = rounds.load(Ordering::Relaxed);
-    make_ready(&rt, done.clone());
+    let since = Since {
+        rounds: rounds.clone(),
+        at: Arc::new(AtomicUsize::new(rounds.load(Ordering::Relaxed))),
+    };
+    make_ready(&rt, done.clone(), since.clone());
     let start = Instant::now();
     while !done.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(20) {
         std::thread::sleep(Duration::from_millis(1));
     }
-    let waited = rounds.load(Ordering::Relaxed) - before;
+    let waited = rounds.load(Ordering::Relaxed) - since.at.load(Ordering::SeqCst);
     done.store(true, Ordering::Relaxed);
     assert!(
         done.load(Ordering::Relaxed) && waited < 100_000,
@@ -211,16 +218,31 @@ fn queued_work_beats_yielders(make_ready: impl FnOnce(&gort_sched::Runtime, Arc<
     );
 }
 
+/// The yield-round count at which the watched goroutine became runnable.
+#[derive(Clone)]
+struct Since {
+    rounds: Arc<AtomicUsize>,
+    at: Arc<AtomicUsize>,
+}
+
+impl Since {
+    /// The goroutine becomes runnable now.
+    fn now(&self) {
+        self.at
+            .store(self.rounds.load(Ordering::Relaxed), Ordering::SeqCst);
+    }
+}
+
 #[test]
 fn gomaxprocs_1_runtime_go_from_a_thread_is_not_starved_by_yielders() {
-    queued_work_beats_yielders(|rt, done| {
+    queued_work_beats_yielders(|rt, done, _| {
         rt.go(move || done.store(true, Ordering::Relaxed)).unwrap();
     });
 }
 
 #[test]
 fn gomaxprocs_1_ready_from_a_thread_is_not_starved_by_yielders() {
-    queued_work_beats_yielders(|rt, done| {
+    queued_work_beats_yielders(|rt, done, since| {
         let (tx, rx) = mpsc::channel();
         let flag = Arc::new(AtomicBool::new(false));
         let f = flag.clone();
@@ -236,15 +258,20 @@ fn gomaxprocs_1_ready_from_a_thread_is_not_starved_by_yielders() {
             .recv_timeout(Duration::from_secs(20))
             .expect("parker never ran");
         flag.store(true, Ordering::Release);
+        since.now();
         g.ready();
     });
 }
 
 #[test]
 fn gomaxprocs_1_goroutine_back_from_blocking_is_not_starved_by_yielders() {
-    queued_work_beats_yielders(|rt, done| {
+    queued_work_beats_yielders(|rt, done, since| {
         rt.go(move || {
-            blocking(|| std::thread::sleep(Duration::from_millis(5)));
+            // Rounds made while the call blocks do not count: only those after it returned.
+            blocking(|| {
+                std::thread::sleep(Duration::from_millis(5));
+                since.now();
+            });
             done.store(true, Ordering::Relaxed);
         })
         .unwrap();
@@ -749,4 +776,53 @@ fn each_goroutine_keeps_its_own_floating_point_control_words() {
             "a goroutine saw another's modes"
         );
     }
+}
+
+/// Two goroutines ping-pong over channels on the only P: every park hands the M straight
+/// to the other (the direct-switch fast path). A goroutine queued from outside, and a
+/// sleeping one, must still run.
+#[test]
+fn gomaxprocs_1_ping_pong_neither_starves_the_global_queue_nor_timers() {
+    let rt = runtime(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ping_tx, ping_rx) = gort_sched::chan::<u32>(0);
+    let (pong_tx, pong_rx) = gort_sched::chan::<u32>(0);
+    let s1 = stop.clone();
+    rt.go(move || {
+        while !s1.load(Ordering::Relaxed) {
+            if ping_tx.send(1).is_err() || pong_rx.recv().is_err() {
+                return;
+            }
+        }
+    })
+    .unwrap();
+    rt.go(move || {
+        for v in ping_rx.iter() {
+            if pong_tx.send(v).is_err() {
+                return;
+            }
+        }
+    })
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    // From outside: must run although the ping-pong never leaves the local queue.
+    let (done_tx, done_rx) = mpsc::channel();
+    let d2 = done_tx.clone();
+    rt.go(move || d2.send("global").unwrap()).unwrap();
+    // A sleeper started from outside: its timer must fire among the direct switches.
+    rt.go(move || {
+        gort_sched::time::sleep(Duration::from_millis(5));
+        done_tx.send("timer").unwrap();
+    })
+    .unwrap();
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        match done_rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(w) => got.push(w),
+            Err(_) => break,
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    got.sort_unstable();
+    assert_eq!(got, vec!["global", "timer"], "starved behind a ping-pong");
 }

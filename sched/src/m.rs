@@ -521,20 +521,10 @@ impl M {
         None
     }
 
-    /// Runs the due timers of heap `h` (our P's) and of the foreign heap. The clock is read
-    /// only when one of them holds a timer.
+    /// Runs the due timers of heap `h` (our P's) and of the foreign heap.
     #[inline]
     fn check_timers(&self, h: usize) {
-        let t = &self.shared.timers;
-        if !t.has_timers(h) && !t.has_timers(FOREIGN_HEAP) {
-            return;
-        }
-        let now = t.now();
-        for h in [h, FOREIGN_HEAP] {
-            if t.due(h, now) {
-                self.shared.run_timers(h, now);
-            }
-        }
+        self.shared.run_due_timers([h, FOREIGN_HEAP].into_iter());
     }
 
     fn work_exists(&self) -> bool {
@@ -569,14 +559,10 @@ impl M {
                 }
                 // The victim may be idle or busy with a long goroutine: run its due timers
                 // (what they ready lands in our queue).
-                if shared.timers.has_timers(id) {
-                    let now = shared.timers.now();
-                    if shared.timers.due(id, now)
-                        && self.shared.run_timers(id, now) > 0
-                        && let Some(g) = p.runq.pop()
-                    {
-                        return Some(g);
-                    }
+                if self.shared.run_due_timers(std::iter::once(id)) > 0
+                    && let Some(g) = p.runq.pop()
+                {
+                    return Some(g);
                 }
             }
             if shared.global.len() > 0

@@ -453,13 +453,24 @@ impl Shared {
         fired
     }
 
-    /// Runs the due timers of every heap (the polling M, after its poll).
-    pub(crate) fn run_all_timers(self: &Arc<Self>) -> usize {
+    /// Runs the due timers of the heaps `hs`; the clock is read only when one of them holds
+    /// a timer. Returns how many fired.
+    pub(crate) fn run_due_timers(
+        self: &Arc<Self>,
+        hs: impl Iterator<Item = usize> + Clone,
+    ) -> usize {
+        if !hs.clone().any(|h| self.timers.has_timers(h)) {
+            return 0;
+        }
         let now = self.timers.now();
-        TimerHome::heap_ids(self.nps())
-            .filter(|&h| self.timers.due(h, now))
+        hs.filter(|&h| self.timers.due(h, now))
             .map(|h| self.run_timers(h, now))
             .sum()
+    }
+
+    /// Runs the due timers of every heap (the polling M, after its poll).
+    pub(crate) fn run_all_timers(self: &Arc<Self>) -> usize {
+        self.run_due_timers(TimerHome::heap_ids(self.nps()))
     }
 
     /// Goroutines alive now (Go's `NumGoroutine`): exact, one atomic read.

@@ -84,15 +84,22 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let inner = JoinInner::new();
-    let completer = inner.clone();
-    let id = start(
-        shared,
+    start_joinable(shared, move |completer| {
         Entry::new(move || {
             let result = catch_unwind(AssertUnwindSafe(f));
             completer.complete(result);
-        }),
-    )?;
+        })
+    })
+}
+
+/// Starts the goroutine `body(completer)` builds, returning a handle that the completer
+/// completes.
+fn start_joinable<T>(
+    shared: &Arc<Shared>,
+    body: impl FnOnce(Arc<JoinInner<T>>) -> Entry,
+) -> Result<JoinHandle<T>, SpawnError> {
+    let inner = JoinInner::new();
+    let id = start(shared, body(inner.clone()))?;
     Ok(JoinHandle {
         inner,
         id,
@@ -110,11 +117,8 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let inner = JoinInner::new();
-    let completer = inner.clone();
     let rt = shared.clone();
-    let id = start(
-        shared,
+    start_joinable(shared, move |completer| {
         Entry::new(move || match catch_unwind(AssertUnwindSafe(f)) {
             Ok(v) => {
                 // SeqCst: read by `check_deadlock` under the scheduler lock.
@@ -125,12 +129,7 @@ where
                 rt.main_goexited.store(true, Ordering::SeqCst);
             }
             Err(payload) => fatal_panic(crate::park::goid().unwrap_or(0), &*payload),
-        }),
-    )?;
-    Ok(JoinHandle {
-        inner,
-        id,
-        runtime: Arc::as_ptr(shared),
+        })
     })
 }
 

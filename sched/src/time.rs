@@ -38,6 +38,15 @@ fn home_runtime() -> Arc<Shared> {
         .clone()
 }
 
+/// A new timer on the home runtime, armed to fire `action` after `d` (then every `period`
+/// nanoseconds, unless 0).
+fn arm_new(action: Action, d: Duration, period: u64) -> (Arc<TimerCell>, Arc<Shared>) {
+    let shared = home_runtime();
+    let cell = Arc::new(TimerCell::new(action, shared.timers.clone(), period));
+    shared.arm_timer(&cell, shared.timers.deadline_after(d));
+    (cell, shared)
+}
+
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -52,10 +61,7 @@ pub fn sleep(d: Duration) {
         std::thread::sleep(d);
         return;
     };
-    let shared = home_runtime();
-    let cell = Arc::new(TimerCell::new(Action::Ready(me), shared.timers.clone(), 0));
-    let when = shared.timers.deadline_after(d);
-    shared.arm_timer(&cell, when);
+    let (cell, _shared) = arm_new(Action::Ready(me), d, 0);
     while cell.is_armed() {
         park_for(WaitReason::Sleep);
     }
@@ -117,10 +123,7 @@ impl Timer {
     }
 
     fn start(action: Action, d: Duration, rx: Option<Receiver<Instant>>) -> Timer {
-        let shared = home_runtime();
-        let cell = Arc::new(TimerCell::new(action, shared.timers.clone(), 0));
-        let when = shared.timers.deadline_after(d);
-        shared.arm_timer(&cell, when);
+        let (cell, shared) = arm_new(action, d, 0);
         Timer { cell, shared, rx }
     }
 
@@ -173,14 +176,7 @@ impl Ticker {
             "non-positive interval for Ticker: use a positive Duration"
         );
         let (tx, rx) = chan(1);
-        let shared = home_runtime();
-        let cell = Arc::new(TimerCell::new(
-            Action::Send(tx),
-            shared.timers.clone(),
-            nanos(d),
-        ));
-        let when = shared.timers.deadline_after(d);
-        shared.arm_timer(&cell, when);
+        let (cell, shared) = arm_new(Action::Send(tx), d, nanos(d));
         Ticker { cell, shared, rx }
     }
 

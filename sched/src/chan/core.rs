@@ -76,7 +76,62 @@ pub(crate) enum RecvStep<T> {
     Closed,
 }
 
+/// A send that could not complete at once.
+pub(crate) enum SendBlocked<'a, T> {
+    /// No room and no receiver: the lock, still held (to queue the sender), and the value.
+    Full(MutexGuard<'a, State<T>>, T),
+    /// Closed, or no receiver left: the value comes back.
+    Closed(T),
+}
+
+/// A receive that could not complete at once.
+pub(crate) enum RecvBlocked<'a, T> {
+    /// Nothing to take: the lock, still held (to queue the receiver).
+    Empty(MutexGuard<'a, State<T>>),
+    /// Closed and drained.
+    Closed,
+}
+
 impl<T> Chan<T> {
+    /// Sends now if possible (the lock released and any woken receiver finished); otherwise
+    /// says why, keeping the lock when the caller may queue.
+    pub(crate) fn send_now(&self, v: T) -> Result<(), SendBlocked<'_, T>> {
+        let mut s = self.lock();
+        match self.try_send_locked(&mut s, v) {
+            SendStep::Sent(won) => {
+                drop(s);
+                if let Some(w) = won {
+                    w.finish();
+                }
+                Ok(())
+            }
+            SendStep::Full(v) => Err(SendBlocked::Full(s, v)),
+            SendStep::Closed(v) => Err(SendBlocked::Closed(v)),
+        }
+    }
+
+    /// Receives now if possible (the lock released and any woken sender finished);
+    /// otherwise says why, keeping the lock when the caller may queue.
+    pub(crate) fn recv_now(&self) -> Result<T, RecvBlocked<'_, T>> {
+        let mut s = self.lock();
+        match self.try_recv_locked(&mut s) {
+            RecvStep::Got(v, won) => {
+                drop(s);
+                if let Some(w) = won {
+                    w.finish();
+                }
+                Ok(v)
+            }
+            RecvStep::Empty => Err(RecvBlocked::Empty(s)),
+            RecvStep::Closed => Err(RecvBlocked::Closed),
+        }
+    }
+
+    /// Values buffered now.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().buf.len()
+    }
+
     pub(crate) fn new(cap: usize) -> Chan<T> {
         /// Ids for `Chan::id` (a plain std counter: not part of any modelled protocol).
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);

@@ -1,6 +1,6 @@
 //! The user's handles: `chan`, `Sender` and `Receiver`, blocking and non-blocking.
 
-use super::core::{Chan, RecvStep, SendStep};
+use super::core::{Chan, RecvBlocked, SendBlocked};
 use super::error::{
     CloseError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
     TrySendError,
@@ -73,18 +73,10 @@ impl<T: Send> Sender<T> {
     /// Sends `v`, waiting while the buffer is full (or, unbuffered, until a receiver takes
     /// it). Fails, returning `v`, if the channel is or becomes closed, or has no receiver.
     pub fn send(&self, v: T) -> Result<(), SendError<T>> {
-        let chan = &self.shared.chan;
-        let mut s = chan.lock();
-        let v = match chan.try_send_locked(&mut s, v) {
-            SendStep::Sent(won) => {
-                drop(s);
-                if let Some(w) = won {
-                    w.finish();
-                }
-                return Ok(());
-            }
-            SendStep::Closed(v) => return Err(SendError(v)),
-            SendStep::Full(v) => v,
+        let (mut s, v) = match self.shared.chan.send_now(v) {
+            Ok(()) => return Ok(()),
+            Err(SendBlocked::Closed(v)) => return Err(SendError(v)),
+            Err(SendBlocked::Full(s, v)) => (s, v),
         };
         let group = Group::current();
         let entry = Chan::enqueue_send(&mut s, &group, 0, v);
@@ -134,18 +126,10 @@ impl<T: Send> Sender<T> {
 
     /// Sends `v` if that can be done without waiting.
     pub fn try_send(&self, v: T) -> Result<(), TrySendError<T>> {
-        let chan = &self.shared.chan;
-        let mut s = chan.lock();
-        match chan.try_send_locked(&mut s, v) {
-            SendStep::Sent(won) => {
-                drop(s);
-                if let Some(w) = won {
-                    w.finish();
-                }
-                Ok(())
-            }
-            SendStep::Full(v) => Err(TrySendError::Full(v)),
-            SendStep::Closed(v) => Err(TrySendError::Closed(v)),
+        match self.shared.chan.send_now(v) {
+            Ok(()) => Ok(()),
+            Err(SendBlocked::Full(_, v)) => Err(TrySendError::Full(v)),
+            Err(SendBlocked::Closed(v)) => Err(TrySendError::Closed(v)),
         }
     }
 }
@@ -175,7 +159,7 @@ impl<T> Sender<T> {
 
     /// Values buffered now.
     pub fn len(&self) -> usize {
-        self.shared.chan.lock().buf.len()
+        self.shared.chan.len()
     }
 
     /// Whether nothing is buffered now.
@@ -193,19 +177,11 @@ impl<T: Send> Receiver<T> {
     /// Receives a value, waiting until one is sent. Once the channel is closed, returns what
     /// is still buffered, then [`RecvError`].
     pub fn recv(&self) -> Result<T, RecvError> {
-        let chan = &self.shared.chan;
-        let mut s = chan.lock();
-        match chan.try_recv_locked(&mut s) {
-            RecvStep::Got(v, won) => {
-                drop(s);
-                if let Some(w) = won {
-                    w.finish();
-                }
-                return Ok(v);
-            }
-            RecvStep::Closed => return Err(RecvError),
-            RecvStep::Empty => {}
-        }
+        let mut s = match self.shared.chan.recv_now() {
+            Ok(v) => return Ok(v),
+            Err(RecvBlocked::Closed) => return Err(RecvError),
+            Err(RecvBlocked::Empty(s)) => s,
+        };
         let group = Group::current();
         let entry = Chan::enqueue_recv(&mut s, &group, 0);
         drop(s);
@@ -249,18 +225,10 @@ impl<T: Send> Receiver<T> {
 
     /// Receives a value if one is ready now.
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
-        let chan = &self.shared.chan;
-        let mut s = chan.lock();
-        match chan.try_recv_locked(&mut s) {
-            RecvStep::Got(v, won) => {
-                drop(s);
-                if let Some(w) = won {
-                    w.finish();
-                }
-                Ok(v)
-            }
-            RecvStep::Empty => Err(TryRecvError::Empty),
-            RecvStep::Closed => Err(TryRecvError::Closed),
+        match self.shared.chan.recv_now() {
+            Ok(v) => Ok(v),
+            Err(RecvBlocked::Empty(_)) => Err(TryRecvError::Empty),
+            Err(RecvBlocked::Closed) => Err(TryRecvError::Closed),
         }
     }
 
@@ -278,7 +246,7 @@ impl<T> Receiver<T> {
 
     /// Values buffered now.
     pub fn len(&self) -> usize {
-        self.shared.chan.lock().buf.len()
+        self.shared.chan.len()
     }
 
     /// Whether nothing is buffered now.

@@ -141,7 +141,7 @@ impl TimerHome {
     }
 
     /// Heaps to scan: `0..nps` and the foreign heap.
-    pub(crate) fn heap_ids(nps: usize) -> impl Iterator<Item = usize> {
+    pub(crate) fn heap_ids(nps: usize) -> impl Iterator<Item = usize> + Clone {
         (0..nps).chain(std::iter::once(FOREIGN_HEAP))
     }
 

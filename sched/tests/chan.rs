@@ -367,3 +367,47 @@ fn deadline_variants_time_out_deliver_and_return_the_value() {
         ));
     });
 }
+
+#[test]
+fn a_thread_completes_operations_of_goroutines_abandoned_by_shutdown() {
+    // Goroutines blocked in receives and a select when their runtime shuts down are
+    // abandoned (as when a Go program's main returns); a plain thread that later sends to
+    // them or closes their channels must neither block nor crash.
+    let rt = runtime(2);
+    let (tx, rx) = chan::<u32>(0);
+    let (stop_tx, stop_rx) = chan::<()>(0);
+    let started = Arc::new(AtomicUsize::new(0));
+    for _ in 0..8 {
+        let (rx, started) = (rx.clone(), started.clone());
+        rt.go(move || {
+            started.fetch_add(1, Ordering::SeqCst);
+            let _ = rx.recv();
+        })
+        .unwrap();
+    }
+    let (rx2, stop2, s2) = (rx.clone(), stop_rx.clone(), started.clone());
+    rt.go(move || {
+        s2.fetch_add(1, Ordering::SeqCst);
+        gort_sched::select! {
+            recv(rx2) -> _ => {},
+            recv(stop2) -> _ => {},
+        }
+    })
+    .unwrap();
+    while started.load(Ordering::SeqCst) < 9 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    rt.shutdown();
+    drop(rt);
+    let feeder = std::thread::spawn(move || {
+        // Each send finds a parked receiver (or the select) and hands its value over.
+        let sent = (0..9).filter(|&i| tx.try_send(i).is_ok()).count();
+        tx.close().unwrap();
+        stop_tx.close().unwrap();
+        sent
+    });
+    let sent = feeder.join().unwrap();
+    assert!(sent >= 1, "no abandoned receiver took a value");
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Closed));
+}

@@ -241,3 +241,50 @@ fn an_idle_runtime_burns_no_cpu_with_or_without_timers() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn timers_on_a_retired_p_still_fire_after_a_shrink() {
+    // Sleepers arm their timers on whichever P they run on; a shrink from a plain thread
+    // retires P1 while they sleep: its heap must still be run.
+    let rt = Arc::new(runtime(2));
+    let woke = Arc::new(AtomicUsize::new(0));
+    for _ in 0..200 {
+        let woke = woke.clone();
+        rt.go(move || {
+            sleep(ms(20));
+            woke.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    }
+    std::thread::sleep(ms(5));
+    rt.gomaxprocs(1);
+    let start = Instant::now();
+    while woke.load(Ordering::SeqCst) < 200 && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(ms(1));
+    }
+    assert_eq!(
+        woke.load(Ordering::SeqCst),
+        200,
+        "sleepers on a retired P never woke"
+    );
+}
+
+#[test]
+fn a_runtime_shut_down_with_armed_timers_and_sleepers_is_harmless() {
+    let rt = runtime(2);
+    let (timer, ticker) = rt.block_on(|| {
+        for _ in 0..50 {
+            go(|| sleep(Duration::from_secs(3600)));
+        }
+        (Timer::new(ms(1)), Ticker::new(ms(1)))
+    });
+    std::thread::sleep(ms(10));
+    rt.shutdown();
+    drop(rt);
+    // The handles outlive the runtime: using and dropping them does nothing harmful.
+    let _ = timer.stop();
+    let _ = timer.reset(ms(1));
+    ticker.reset(ms(2));
+    ticker.stop();
+    drop((timer, ticker));
+}

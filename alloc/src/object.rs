@@ -142,29 +142,43 @@ impl<'h> Object<'h> {
     #[inline]
     pub fn for_each_pointer_slot(&self, f: impl FnMut(usize)) {
         if !self.span.noscan() {
-            self.scan_slots(f);
+            self.scan_slots(0, self.size / 8, f);
         }
     }
 
+    /// As [`Object::for_each_pointer_slot`], for the words of bytes `[from, from + len)` of
+    /// the object only (both rounded down to words, clamped to the object): a collector scans
+    /// a large object in pieces (oblets) so that one object is never one long, unsplittable
+    /// piece of work.
     #[inline]
-    fn scan_slots(&self, mut f: impl FnMut(usize)) {
-        let nwords = self.size / 8;
-        let arena = self.span.arena_ref();
-        if self.base + self.size <= arena.base + crate::arena::ARENA_BYTES {
-            // The common case: the object lies in its span's (first) arena.
-            let base = self.base;
-            let start = (base - arena.base) / 8;
-            heapbits::for_each(arena.heap_bits.words(), start, nwords, |w| f(base + w * 8));
+    pub fn for_each_pointer_slot_in(&self, from: usize, len: usize, f: impl FnMut(usize)) {
+        if self.span.noscan() {
             return;
         }
-        self.scan_slots_huge(f)
+        let nwords = self.size / 8;
+        let first = (from / 8).min(nwords);
+        let n = (len / 8).min(nwords - first);
+        self.scan_slots(first, n, f);
     }
 
-    /// An object larger than an arena: walk the heap bits arena by arena.
+    /// Pointer words `[first, first + n)` of the object.
+    #[inline]
+    fn scan_slots(&self, first: usize, n: usize, mut f: impl FnMut(usize)) {
+        let arena = self.span.arena_ref();
+        let lo = self.base + first * 8;
+        if lo + n * 8 <= arena.base + crate::arena::ARENA_BYTES {
+            // The common case: the words lie in its span's (first) arena.
+            let start = (lo - arena.base) / 8;
+            heapbits::for_each(arena.heap_bits.words(), start, n, |w| f(lo + w * 8));
+            return;
+        }
+        self.scan_slots_huge(lo, n, f)
+    }
+
+    /// Words of an object larger than an arena: walk the heap bits arena by arena.
     #[cold]
-    fn scan_slots_huge(&self, mut f: impl FnMut(usize)) {
-        let nwords = self.size / 8;
-        let mut addr = self.base;
+    fn scan_slots_huge(&self, lo: usize, nwords: usize, mut f: impl FnMut(usize)) {
+        let mut addr = lo;
         let mut done = 0;
         while done < nwords {
             let arena = self.heap.arena_of(addr);
@@ -365,6 +379,13 @@ impl Heap {
         if let (Some(c), Some((mw, _))) = (cur, words) {
             Pending::flush(heap, c, pw, mw, bits, cycle, &mut newly_marked);
         }
+    }
+
+    /// Whether `addr` lies in an arena of this heap (allocated or not): one lookup in the
+    /// arena index. A collector uses it to refuse pointers and slots of another heap.
+    #[inline]
+    pub fn contains(&self, addr: usize) -> bool {
+        self.inner.index.lookup(addr).is_some()
     }
 
     /// Whether the object containing `addr` is marked (false when there is none).

@@ -1,8 +1,10 @@
 //! `Slot<T>`: a barriered GC pointer field — an atomic word the marker reads concurrently.
 
 use std::marker::PhantomData;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::handle::Local;
+use crate::mutator::Scope;
 use crate::trace::{PtrMap, Trace};
 
 /// A field of a collected object that holds a pointer to another collected object, or null.
@@ -28,6 +30,78 @@ impl<T: Trace> Slot<T> {
             word: AtomicUsize::new(0),
             _t: PhantomData,
         }
+    }
+}
+
+impl<T: Trace> Slot<T> {
+    /// The object the slot points to, rooted in `scope`; `None` when null.
+    ///
+    /// # Panics
+    /// When the slot holds a pointer and lies outside `scope`'s heap (an object of another
+    /// heap).
+    #[inline]
+    pub fn get<'s>(&self, scope: &Scope<'s>) -> Option<Local<'s, T>> {
+        // Loading the pointer and rooting it is one window a suspension must not split.
+        scope.window_begin();
+        // Acquire: pairs with the Release in `set`, so the referent's initialisation (its
+        // allocation and the writes before it was stored here) is visible to our reads.
+        let v = self.word.load(Ordering::Acquire);
+        if v != 0 {
+            scope
+                .heap
+                .check_ours(self as *const Slot<T> as usize, "Slot::get");
+            scope.push_handle(v);
+        }
+        scope.window_end();
+        if v == 0 {
+            return None;
+        }
+        // SAFETY: a non-null slot lies in `scope`'s heap (checked) and was written by `set`,
+        // which stores only objects of that heap of type `T`; the object is reachable from
+        // the slot's object (rooted by the caller's handle) and is now rooted in `scope`.
+        Some(unsafe { Local::from_addr(v) })
+    }
+
+    /// Whether the slot is null. Needs no token: it reads no object.
+    #[inline]
+    pub fn is_null(&self) -> bool {
+        self.word.load(Ordering::Relaxed) == 0
+    }
+
+    /// Store `value` (or null), running the write barrier while the collector marks.
+    ///
+    /// # Panics
+    /// When the slot does not lie in `scope`'s heap (a `Slot` on the stack or in a Rust
+    /// collection, or in an object of another heap), or `value` belongs to another heap.
+    #[inline]
+    pub fn set(&self, scope: &Scope<'_>, value: Option<Local<'_, T>>) {
+        let new = value.map_or(0, |l| l.addr());
+        let heap = scope.heap;
+        heap.check_ours(self as *const Slot<T> as usize, "Slot::set");
+        if new != 0 {
+            heap.check_ours(new, "Slot::set (value)");
+        }
+        if heap.is_marking() {
+            self.set_marking(scope, new);
+        } else {
+            // Release: pairs with the Acquire in `get` (publishes the referent's
+            // initialisation to other mutators) and with the stop of the world that starts
+            // marking (orders it before the marker's loads).
+            self.word.store(new, Ordering::Release);
+        }
+    }
+
+    /// The barriered store (Go's hybrid barrier; see the crate docs): shade the value
+    /// overwritten, and the value stored while this mutator's roots are unscanned.
+    #[cold]
+    #[inline(never)]
+    fn set_marking(&self, scope: &Scope<'_>, new: usize) {
+        scope.window_begin();
+        // A swap, not a load and a store: with two racing writers each shades exactly the
+        // value it removed.
+        let old = self.word.swap(new, Ordering::AcqRel);
+        scope.barrier(old, new);
+        scope.window_end();
     }
 }
 

@@ -18,7 +18,9 @@ pub struct PtrMap {
 impl std::fmt::Debug for PtrMap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let set: Vec<usize> = (0..PTRMAP_WORDS).filter(|&i| self.get(i)).collect();
-        f.debug_struct("PtrMap").field("pointer_words", &set).finish()
+        f.debug_struct("PtrMap")
+            .field("pointer_words", &set)
+            .finish()
     }
 }
 

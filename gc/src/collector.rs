@@ -1,0 +1,349 @@
+//! The collector thread: when to collect, the phases of a cycle, the background mark
+//! workers, and checkmark verification.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::heap::HeapShared;
+use crate::mark::{Marker, load_slot};
+use crate::world::{POLL_SCAN, RUNNING, Stopped};
+
+/// Background mark workers for a `procs` setting, by Go's rule (`mgcpacer.go`): 25% of the
+/// CPUs, as whole dedicated workers when rounding is within 30% of the goal, the rest as a
+/// fractional worker that marks for a share of wall time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WorkerPlan {
+    /// Threads that mark flat out while marking is on.
+    pub dedicated: usize,
+    /// Share of wall time the fractional worker marks (0: none).
+    pub fractional: f64,
+}
+
+/// The share of CPU the background workers aim for (Go's `gcBackgroundUtilization`).
+pub const BACKGROUND_UTILIZATION: f64 = 0.25;
+
+impl WorkerPlan {
+    /// Go's `gcControllerState.startCycle` arithmetic.
+    pub fn for_procs(procs: usize) -> WorkerPlan {
+        let procs = procs.max(1);
+        let total = procs as f64 * BACKGROUND_UTILIZATION;
+        let mut dedicated = (total + 0.5) as usize;
+        let err = dedicated as f64 / total - 1.0;
+        let mut fractional = 0.0;
+        if !(-0.3..=0.3).contains(&err) {
+            if dedicated as f64 > total {
+                dedicated -= 1;
+            }
+            fractional = (total - dedicated as f64) / procs as f64;
+        }
+        WorkerPlan {
+            dedicated,
+            fractional,
+        }
+    }
+}
+
+/// The collector thread's loop: wait for a trigger or a forced request, run a cycle, sweep.
+pub(crate) fn run(h: &HeapShared) {
+    loop {
+        let forced = {
+            let mut c = h.ctl.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if c.shutdown {
+                    return;
+                }
+                if c.forced_asked > c.started || c.triggered {
+                    break;
+                }
+                c = h
+                    .ctl_cv
+                    .wait_timeout(c, Duration::from_millis(100))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            let forced = c.forced_asked > c.started;
+            c.triggered = false;
+            c.started += 1;
+            forced
+        };
+        cycle(h, forced);
+        sweep_in_background(h);
+    }
+}
+
+/// Sweep what the cycle left until done or until a new cycle is asked for.
+fn sweep_in_background(h: &HeapShared) {
+    let mut n = 0u32;
+    while h.alloc.sweep_one() {
+        n += 1;
+        if n % 64 == 0 {
+            let c = h.ctl.lock().unwrap_or_else(|e| e.into_inner());
+            if c.shutdown || c.forced_asked > c.started || c.triggered {
+                return;
+            }
+        }
+    }
+    // Swept: the live heap is known; grow it by what marking found reachable (GOGC=100).
+    let live = h.alloc.live_bytes();
+    let marked = h.marked_bytes.load(Ordering::Relaxed);
+    let trigger = (live + marked).max(h.config.min_heap as u64);
+    h.trigger.store(trigger, Ordering::Relaxed);
+    h.stats.lock().unwrap_or_else(|e| e.into_inner()).next_gc = trigger;
+}
+
+/// Pauses of one cycle.
+#[derive(Default)]
+struct Pauses {
+    sum: Duration,
+    max: Duration,
+}
+
+impl Pauses {
+    fn add(&mut self, d: Duration) {
+        self.sum += d;
+        self.max = self.max.max(d);
+    }
+}
+
+/// One collection: sweep termination, concurrent mark, mark termination, then the sweep is
+/// left to the background and to allocation.
+fn cycle(h: &HeapShared, forced: bool) {
+    // The previous cycle's sweep must be over before marking starts; finish it here, with
+    // the world running, so the stop below does no heap-sized work.
+    h.alloc.sweep_all();
+    let mut pauses = Pauses::default();
+
+    // Sweep termination and the start of marking (world stopped).
+    let t = Instant::now();
+    let stw = h.world.stop();
+    // SAFETY: the world is stopped: every registered mutator is parked at a safepoint or
+    // held in a blocking region, so no thread is inside a method of a cache of this heap
+    // (mutators allocate only while running; a detached mutator's cache is already gone).
+    unsafe { h.alloc.start_mark() };
+    let cycle = h.cycle.load(Ordering::Relaxed) + 1;
+    h.cycle.store(cycle, Ordering::Relaxed);
+    h.marked_bytes.store(0, Ordering::Relaxed);
+    h.roots_scanned.store(false, Ordering::Relaxed);
+    h.unscanned.store(stw.mutators.len(), Ordering::Relaxed);
+    h.pool.open();
+    h.marking.store(true, Ordering::Relaxed);
+    if !stw.mutators.is_empty() {
+        h.world.poll.fetch_or(POLL_SCAN, Ordering::Relaxed);
+    }
+    h.world.start(stw);
+    pauses.add(t.elapsed());
+
+    // Concurrent mark, and mark termination when nothing grey is left.
+    let plan = WorkerPlan::for_procs(h.config.procs);
+    let mark_start = Instant::now();
+    let mut busy = Duration::ZERO;
+    let mut mk = Marker::new(&h.alloc, &h.pool);
+    let mut unmarked = None;
+    loop {
+        if !h.roots_scanned.load(Ordering::Relaxed) {
+            let mut addrs = Vec::new();
+            h.roots.for_each(|a| addrs.push(a));
+            mk.shade_all(addrs);
+            mk.publish();
+            h.roots_scanned.store(true, Ordering::Relaxed);
+        }
+        if h.unscanned.load(Ordering::Acquire) > 0 {
+            scan_blocking_mutators(h, cycle);
+        }
+        let idle_cpu = running_mutators(h) + plan.dedicated < h.config.procs;
+        let under_goal = busy.as_secs_f64() <= plan.fractional * mark_start.elapsed().as_secs_f64();
+        if idle_cpu || under_goal {
+            let t0 = Instant::now();
+            let n = mk.work(2048);
+            busy += t0.elapsed();
+            if n > 0 {
+                continue;
+            }
+        }
+        if h.unscanned.load(Ordering::Acquire) == 0 && h.pool.is_done() {
+            let t = Instant::now();
+            let stw = h.world.stop();
+            // Every mutator flushed its barrier buffer and grey work when it parked or
+            // entered its blocking region, so the pool now holds all there is.
+            if h.pool.close_if_done() {
+                if h.config.checkmark {
+                    unmarked = checkmark(h, &stw);
+                }
+                h.marking.store(false, Ordering::Relaxed);
+                // SAFETY: the world is stopped (as above), and marking is complete: no grey
+                // object is left in the pool, in a worker, or in any mutator's buffers, so
+                // every object a root, a handle or a reachable slot refers to is marked and
+                // the unmarked ones are unreachable.
+                unsafe { h.alloc.finish_mark() };
+                h.world.poll.fetch_and(!POLL_SCAN, Ordering::Relaxed);
+                h.world.start(stw);
+                pauses.add(t.elapsed());
+                break;
+            }
+            h.world.start(stw);
+            pauses.add(t.elapsed());
+            continue;
+        }
+        if idle_cpu || under_goal {
+            h.pool.wait_for_work(Duration::from_millis(1));
+        } else {
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+    h.marked_bytes.fetch_add(mk.marked_bytes, Ordering::Relaxed);
+    if let Some((n, first)) = unmarked {
+        // After the restart: never print while the world is stopped.
+        eprintln!(
+            "fatal error: gccheckmark: {n} reachable objects were left unmarked by cycle \
+             {cycle} (first at {first:#x})"
+        );
+        std::process::abort();
+    }
+    finish_cycle(h, forced, &pauses);
+}
+
+/// Statistics and the provisional trigger; wake `gc()` waiters.
+fn finish_cycle(h: &HeapShared, forced: bool, pauses: &Pauses) {
+    let marked = h.marked_bytes.load(Ordering::Relaxed);
+    let trigger = (2 * marked).max(h.config.min_heap as u64);
+    h.trigger.store(trigger, Ordering::Relaxed);
+    let now = crate::stats::unix_nanos();
+    {
+        let mut s = h.stats.lock().unwrap_or_else(|e| e.into_inner());
+        let i = s.num_gc as usize % crate::stats::PAUSE_RING;
+        let ns = pauses.sum.as_nanos() as u64;
+        s.pause_ns[i] = ns;
+        s.pause_end[i] = now;
+        s.pause_total_ns += ns;
+        s.max_pause_ns = s.max_pause_ns.max(pauses.max.as_nanos() as u64);
+        s.num_gc += 1;
+        if forced {
+            s.num_forced_gc += 1;
+        }
+        s.last_gc = now;
+        s.heap_marked = marked;
+        s.next_gc = trigger;
+    }
+    h.trigger_sent.store(false, Ordering::Relaxed);
+    let mut c = h.ctl.lock().unwrap_or_else(|e| e.into_inner());
+    c.completed += 1;
+    h.ctl_cv.notify_all();
+}
+
+/// Mutators currently running user code (not parked, blocked or held).
+fn running_mutators(h: &HeapShared) -> usize {
+    let reg = h.world.registry.lock().unwrap_or_else(|e| e.into_inner());
+    reg.iter()
+        .filter(|m| m.state.load(Ordering::Relaxed) == RUNNING)
+        .count()
+}
+
+/// Scan the roots of mutators that sit in a blocking region, holding each while doing so;
+/// running ones scan themselves at their next safepoint.
+fn scan_blocking_mutators(h: &HeapShared, cycle: u64) {
+    let list: Vec<_> = h
+        .world
+        .registry
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    for m in list {
+        if m.scanned.load(Ordering::Relaxed) == cycle || !h.world.try_hold(&m) {
+            continue;
+        }
+        if m.scanned.load(Ordering::Relaxed) != cycle {
+            // SAFETY: the mutator is HELD: its thread waits before touching `local`, and the
+            // CAS acquired what it wrote before blocking.
+            let l = unsafe { &mut *m.local.get() };
+            h.scan_mutator_roots(l);
+            m.scanned.store(cycle, Ordering::Relaxed);
+            h.mutator_scanned();
+        }
+        h.world.release(&m);
+    }
+}
+
+/// A dedicated mark worker: marks flat out whenever marking is on.
+pub(crate) fn dedicated_worker(h: &HeapShared) {
+    loop {
+        if h.ctl.lock().unwrap_or_else(|e| e.into_inner()).shutdown {
+            return;
+        }
+        if h.is_marking() {
+            let mut mk = Marker::new(&h.alloc, &h.pool);
+            let n = mk.work(4096);
+            h.marked_bytes.fetch_add(mk.marked_bytes, Ordering::Relaxed);
+            if n > 0 {
+                continue;
+            }
+        }
+        h.pool
+            .wait_for_work(Duration::from_millis(if h.is_marking() { 1 } else { 20 }));
+    }
+}
+
+/// Checkmark verification, world stopped: traverse everything reachable from the roots and
+/// the mutators' handles and count objects the concurrent mark left white.
+fn checkmark(h: &HeapShared, stw: &Stopped<'_>) -> Option<(usize, usize)> {
+    let mut stack: Vec<usize> = Vec::new();
+    h.roots.for_each(|a| stack.push(a));
+    for m in stw.mutators.iter() {
+        // SAFETY: the world is stopped: the mutator is parked, held or detached, and touches
+        // nothing of its own until the restart.
+        let l = unsafe { &*m.local.get() };
+        stack.extend_from_slice(&l.handles);
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut bad = 0usize;
+    let mut first = 0usize;
+    while let Some(a) = stack.pop() {
+        let Some(o) = h.alloc.find_object(a) else {
+            continue;
+        };
+        if !seen.insert(o.addr()) {
+            continue;
+        }
+        if !o.is_marked() {
+            if bad == 0 {
+                first = o.addr();
+            }
+            bad += 1;
+        }
+        o.for_each_pointer_slot(|s| {
+            // SAFETY: `s` is a pointer word of an allocated object (reachable, and nothing is
+            // freed while the world is stopped).
+            let v = unsafe { load_slot(s) };
+            if v != 0 {
+                stack.push(v);
+            }
+        });
+    }
+    (bad > 0).then_some((bad, first))
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_plan_follows_go() {
+        // procs = 2: no dedicated worker, one fractional worker at 25%.
+        assert_eq!(
+            WorkerPlan::for_procs(2),
+            WorkerPlan {
+                dedicated: 0,
+                fractional: 0.25
+            }
+        );
+        assert_eq!(WorkerPlan::for_procs(4).dedicated, 1);
+        assert_eq!(WorkerPlan::for_procs(4).fractional, 0.0);
+        assert_eq!(WorkerPlan::for_procs(8).dedicated, 2);
+        let p1 = WorkerPlan::for_procs(1);
+        assert_eq!(p1.dedicated, 0);
+        assert!((p1.fractional - 0.25).abs() < 1e-9);
+        // 6 procs: 1.5 -> 2 dedicated is 33% over: 1 dedicated + fractional 0.5/6.
+        let p6 = WorkerPlan::for_procs(6);
+        assert_eq!(p6.dedicated, 1);
+        assert!((p6.fractional - 0.5 / 6.0).abs() < 1e-9);
+    }
+}

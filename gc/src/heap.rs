@@ -1,0 +1,423 @@
+//! The collected heap: shared state, the user's `Heap` handle, and what mutators call.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+
+use crate::config::{Config, GcError};
+use crate::finalizer::FinalizerQueue;
+use crate::loom::{Arc, Condvar, Mutex};
+use crate::mark::Marker;
+use crate::mutator::{Mutator, MutatorLocal, MutatorShared};
+use crate::root::RootTable;
+use crate::stats::GcStats;
+use crate::work::WorkPool;
+use crate::world::{POLL_SCAN, World};
+
+/// Requests to the collector thread.
+#[derive(Default)]
+pub(crate) struct Control {
+    /// Cycles asked for by `gc()`: the collector runs one more while this exceeds the
+    /// number it started since.
+    pub(crate) forced_asked: u64,
+    /// Cycles started / completed.
+    pub(crate) started: u64,
+    pub(crate) completed: u64,
+    /// The heap reached its trigger.
+    pub(crate) triggered: bool,
+    /// The last `Heap` handle is gone.
+    pub(crate) shutdown: bool,
+}
+
+/// Everything the collector's threads, mutators and roots share.
+pub(crate) struct HeapShared {
+    pub(crate) alloc: gort_alloc::Heap,
+    pub(crate) config: Config,
+    pub(crate) world: World,
+    /// Marking is on: the write barrier and allocate-black shading run. Written by the
+    /// collector with the world stopped; read by mutators (Relaxed: the stop's handshake
+    /// orders it) and by workers.
+    pub(crate) marking: AtomicBool,
+    /// The current (or last) mark cycle's number; written with the world stopped.
+    pub(crate) cycle: AtomicU64,
+    /// Mutators registered when marking began whose roots are not scanned yet.
+    pub(crate) unscanned: AtomicUsize,
+    /// The root table was scanned this cycle (collector only).
+    pub(crate) roots_scanned: AtomicBool,
+    /// Bytes marked this cycle by every party.
+    pub(crate) marked_bytes: AtomicU64,
+    pub(crate) pool: WorkPool,
+    pub(crate) roots: RootTable,
+    pub(crate) finalizers: std::sync::Arc<FinalizerQueue>,
+    /// Live-bytes figure at which the next cycle starts.
+    pub(crate) trigger: AtomicU64,
+    /// A trigger was signalled and not yet served (keeps mutators off the control lock).
+    pub(crate) trigger_sent: AtomicBool,
+    pub(crate) ctl: Mutex<Control>,
+    pub(crate) ctl_cv: Condvar,
+    pub(crate) stats: Mutex<GcStats>,
+    /// `Heap` handles alive (users and mutators); the threads stop when it reaches zero.
+    pub(crate) owners: AtomicUsize,
+    /// The collector's and finalizer's threads, joined at shutdown.
+    pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Back-pointer to the `Arc` holding `self` (set once at construction).
+    pub(crate) this: std::sync::OnceLock<std::sync::Weak<HeapShared>>,
+}
+
+impl HeapShared {
+    /// An id for this heap (its address), unique among live heaps.
+    pub(crate) fn id(&self) -> usize {
+        self as *const HeapShared as usize
+    }
+
+    pub(crate) fn arc(&self) -> Arc<HeapShared> {
+        self.this
+            .get()
+            .and_then(|w| w.upgrade())
+            .expect("runtime: heap state used after it was freed")
+    }
+
+    #[inline(always)]
+    pub(crate) fn is_marking(&self) -> bool {
+        self.marking.load(Ordering::Relaxed)
+    }
+
+    /// Panic unless `addr` is an object of this heap (or the zero-size address).
+    #[inline]
+    pub(crate) fn check_ours(&self, addr: usize, what: &str) {
+        if addr != gort_alloc::zero_size_addr().as_ptr() as usize && !self.alloc.contains(addr) {
+            foreign(what, addr);
+        }
+    }
+
+    pub(crate) fn register_mutator(&self) -> Arc<MutatorShared> {
+        let cache = self.alloc.cache();
+        let mut reg = self
+            .world
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // Under the registry lock, which a stop of the world holds while it starts a cycle:
+        // a mutator attached after that start has no roots to scan this cycle.
+        let cycle = self.cycle.load(Ordering::Relaxed);
+        let m = Arc::new(MutatorShared::new(Some(cache), cycle));
+        reg.push(m.clone());
+        m
+    }
+
+    pub(crate) fn unregister_mutator(&self, m: &Arc<MutatorShared>) {
+        // Outside any scope: its buffers were flushed when its last scope ended.
+        self.world.detach(m, || {
+            // Under the registry lock (see `register_mutator`): a mutator counted as
+            // unscanned when this cycle began no longer needs its (empty) roots scanned.
+            if self.is_marking()
+                && m.scanned.load(Ordering::Relaxed) != self.cycle.load(Ordering::Relaxed)
+            {
+                m.scanned
+                    .store(self.cycle.load(Ordering::Relaxed), Ordering::Relaxed);
+                self.mutator_scanned();
+            }
+        });
+        // SAFETY: detached: no collector holds it and its thread is leaving; nobody else
+        // touches `local` any more. The cache goes back to the heap here.
+        let local = unsafe { &mut *m.local.get() };
+        drop(local.cache.take());
+    }
+
+    /// One more mutator's roots are scanned.
+    pub(crate) fn mutator_scanned(&self) {
+        if self.unscanned.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.world.poll.fetch_and(!POLL_SCAN, Ordering::Relaxed);
+            self.pool.wake_all();
+        }
+    }
+
+    /// Shade a mutator's roots (its handle block). The caller owns `l` (the mutator itself
+    /// while running, or the collector holding it).
+    pub(crate) fn scan_mutator_roots(&self, l: &mut MutatorLocal) {
+        let grey = std::mem::take(&mut l.grey);
+        let mut mk = Marker::with_local(&self.alloc, &self.pool, grey);
+        mk.shade_all(l.handles.iter().copied());
+        mk.publish();
+        self.marked_bytes
+            .fetch_add(mk.marked_bytes, Ordering::Relaxed);
+        l.grey = mk.local;
+    }
+
+    /// Shade what the barrier buffer holds; with `publish`, hand all grey work to the pool.
+    pub(crate) fn flush_barrier(&self, l: &mut MutatorLocal, publish: bool) {
+        if l.wbuf.is_empty() && (!publish || l.grey.is_empty()) {
+            return;
+        }
+        let grey = std::mem::take(&mut l.grey);
+        let mut mk = Marker::with_local(&self.alloc, &self.pool, grey);
+        mk.shade_all(l.wbuf.drain(..));
+        if publish {
+            mk.publish();
+        }
+        self.marked_bytes
+            .fetch_add(mk.marked_bytes, Ordering::Relaxed);
+        l.grey = mk.local;
+    }
+
+    /// Shade `addr` from a thread that may be no mutator (a root being made or cloned).
+    pub(crate) fn shade_foreign(&self, addr: usize) {
+        if !self.pool.begin_foreign() {
+            return;
+        }
+        let mut mk = Marker::with_local(&self.alloc, &self.pool, Vec::new());
+        mk.shade_all([addr]);
+        mk.publish();
+        self.marked_bytes
+            .fetch_add(mk.marked_bytes, Ordering::Relaxed);
+        self.pool.idle();
+    }
+
+    /// Wake the collector if the heap reached its trigger.
+    pub(crate) fn maybe_trigger(&self) {
+        if self.is_marking() || self.trigger_sent.load(Ordering::Relaxed) {
+            return;
+        }
+        if self.alloc.live_bytes() >= self.trigger.load(Ordering::Relaxed)
+            && !self.trigger_sent.swap(true, Ordering::Relaxed)
+        {
+            let mut c = self.ctl.lock().unwrap_or_else(|e| e.into_inner());
+            c.triggered = true;
+            self.ctl_cv.notify_all();
+        }
+    }
+
+    /// Ask for a full cycle that starts after this call and wait until it has marked and
+    /// the heap is swept; help with marking and sweeping meanwhile.
+    pub(crate) fn collect_and_wait(&self) {
+        let target = {
+            let mut c = self.ctl.lock().unwrap_or_else(|e| e.into_inner());
+            if c.shutdown {
+                return;
+            }
+            c.forced_asked = c.forced_asked.max(c.started) + 1;
+            self.ctl_cv.notify_all();
+            c.forced_asked
+        };
+        loop {
+            {
+                let c = self.ctl.lock().unwrap_or_else(|e| e.into_inner());
+                if c.completed >= target || c.shutdown {
+                    break;
+                }
+            }
+            if self.is_marking() {
+                // An idle worker: this thread runs no user code while it waits.
+                let mut mk = Marker::new(&self.alloc, &self.pool);
+                let n = mk.work(4096);
+                self.marked_bytes
+                    .fetch_add(mk.marked_bytes, Ordering::Relaxed);
+                if n > 0 {
+                    continue;
+                }
+            }
+            let c = self.ctl.lock().unwrap_or_else(|e| e.into_inner());
+            if c.completed >= target || c.shutdown {
+                break;
+            }
+            drop(
+                self.ctl_cv
+                    .wait_timeout(c, std::time::Duration::from_millis(1))
+                    .unwrap_or_else(|e| e.into_inner()),
+            );
+        }
+        // Go's runtime.GC sweeps the whole heap before returning.
+        self.alloc.sweep_all();
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn foreign(what: &str, addr: usize) -> ! {
+    panic!(
+        "runtime: {what}: {addr:#x} is not in this mutator's heap (a handle of another heap, \
+         or a slot outside the GC heap, which cannot hold a pointer)"
+    )
+}
+
+/// A collected heap: create it, attach threads as mutators, collect.
+///
+/// Cheap to clone (all clones are the same heap). The collector's threads (one collector
+/// that is also the fractional mark worker, dedicated mark workers when `procs` allows, one
+/// finalizer thread) stop when the last clone — mutators count — is dropped; the memory goes
+/// when the last [`crate::Root`] is dropped too. Drop glue of objects still alive then does
+/// not run (as in Go, a program's exit finalizes nothing).
+pub struct Heap {
+    pub(crate) shared: Arc<HeapShared>,
+}
+
+impl std::fmt::Debug for Heap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Heap")
+            .field("live_bytes", &self.shared.alloc.live_bytes())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Clone for Heap {
+    fn clone(&self) -> Self {
+        self.shared.owners.fetch_add(1, Ordering::Relaxed);
+        Heap {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for Heap {
+    fn drop(&mut self) {
+        // AcqRel: the last owner sees every other owner's work before shutting down.
+        if self.shared.owners.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.shut_down();
+        }
+    }
+}
+
+impl HeapShared {
+    fn shut_down(&self) {
+        {
+            let mut c = self.ctl.lock().unwrap_or_else(|e| e.into_inner());
+            c.shutdown = true;
+            self.ctl_cv.notify_all();
+        }
+        self.pool.wake_all();
+        self.finalizers.shut_down();
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        let me = std::thread::current().id();
+        for t in threads {
+            // The last owner may be a finalizer's drop glue, on the finalizer thread.
+            if t.thread().id() != me {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl Heap {
+    /// A new heap with the given settings, and its collector and finalizer threads.
+    pub fn new(config: Config) -> Result<Heap, GcError> {
+        if config.procs == 0 {
+            return Err(GcError::NoProcs);
+        }
+        let finalizers = std::sync::Arc::new(FinalizerQueue::default());
+        let alloc =
+            gort_alloc::Heap::with_drop_queue(finalizers.clone()).map_err(GcError::Alloc)?;
+        let trigger = config.min_heap as u64;
+        let shared = Arc::new(HeapShared {
+            alloc,
+            config,
+            world: World::new(),
+            marking: AtomicBool::new(false),
+            cycle: AtomicU64::new(0),
+            unscanned: AtomicUsize::new(0),
+            roots_scanned: AtomicBool::new(false),
+            marked_bytes: AtomicU64::new(0),
+            pool: WorkPool::new(),
+            roots: RootTable::default(),
+            finalizers,
+            trigger: AtomicU64::new(trigger),
+            trigger_sent: AtomicBool::new(false),
+            ctl: Mutex::new(Control::default()),
+            ctl_cv: Condvar::new(),
+            stats: Mutex::new(GcStats {
+                next_gc: trigger,
+                ..GcStats::default()
+            }),
+            owners: AtomicUsize::new(1),
+            threads: Mutex::new(Vec::new()),
+            this: std::sync::OnceLock::new(),
+        });
+        let _ = shared.this.set(Arc::downgrade(&shared));
+        let heap = Heap { shared };
+        heap.spawn_threads()?;
+        Ok(heap)
+    }
+
+    fn spawn_threads(&self) -> Result<(), GcError> {
+        let mut threads = Vec::new();
+        let s = self.shared.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("gc-collector".into())
+                .spawn(move || crate::collector::run(&s))
+                .map_err(GcError::Thread)?,
+        );
+        let s = self.shared.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("gc-finalizer".into())
+                .spawn(move || s.finalizers.run(&s.alloc))
+                .map_err(GcError::Thread)?,
+        );
+        let plan = crate::collector::WorkerPlan::for_procs(self.shared.config.procs);
+        for i in 0..plan.dedicated {
+            let s = self.shared.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("gc-worker-{i}"))
+                    .spawn(move || crate::collector::dedicated_worker(&s))
+                    .map_err(GcError::Thread)?,
+            );
+        }
+        *self
+            .shared
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = threads;
+        Ok(())
+    }
+
+    pub(crate) fn from_arc(shared: Arc<HeapShared>) -> Heap {
+        shared.owners.fetch_add(1, Ordering::Relaxed);
+        Heap { shared }
+    }
+
+    /// Attach this thread as a mutator.
+    ///
+    /// # Errors
+    /// [`GcError::AlreadyAttached`] when this thread already has a `Mutator` of this heap.
+    pub fn attach(&self) -> Result<Mutator, GcError> {
+        Mutator::attach(self)
+    }
+
+    /// Run a full collection and wait for it (Go's `runtime.GC`), from any thread that is not
+    /// inside a scope of this heap (use [`crate::Scope::gc`] there).
+    ///
+    /// # Panics
+    /// When called inside a scope of this heap: the collection would wait for this thread to
+    /// reach a safepoint, and it never would.
+    pub fn gc(&self) {
+        assert!(
+            !crate::mutator::in_scope_of(self.shared.id()),
+            "runtime: Heap::gc called inside a scope of the same heap; call Scope::gc instead"
+        );
+        self.shared.collect_and_wait();
+    }
+
+    /// The collector's statistics.
+    pub fn stats(&self) -> GcStats {
+        self.shared
+            .stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The allocator underneath (its statistics, `live_bytes`, `release_free_pages`).
+    pub fn alloc_heap(&self) -> &gort_alloc::Heap {
+        &self.shared.alloc
+    }
+
+    /// Live `Root`s.
+    pub fn root_count(&self) -> usize {
+        self.shared.roots.len()
+    }
+
+    /// Dead objects waiting for the finalizer thread.
+    pub fn pending_finalizers(&self) -> usize {
+        self.shared.finalizers.pending()
+    }
+}

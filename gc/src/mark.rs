@@ -1,0 +1,175 @@
+//! Scanning: turning grey objects black by shading what their slots point to.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use gort_alloc::Heap as AllocHeap;
+
+use crate::work::{BUF_LEN, WorkPool, balance};
+
+/// Large objects are scanned in pieces of this many bytes (Go's oblets), so one huge array
+/// is many small units of work that other workers can take.
+pub(crate) const OBLET: usize = 128 * 1024;
+
+/// Read one pointer slot of a grey object.
+///
+/// # Safety
+/// `slot` must be a pointer word (per the heap bits) of an object that is marked in the
+/// current cycle, so it is allocated until the cycle's sweep; pointer words are `Slot`s
+/// (the `Trace` contract), i.e. `AtomicUsize`s, and are only ever accessed atomically.
+#[inline]
+pub(crate) unsafe fn load_slot(slot: usize) -> usize {
+    // SAFETY: the caller's contract; the word is 8-aligned and mapped.
+    let w = unsafe { &*(slot as *const AtomicUsize) };
+    // Relaxed: the value is an address; the referent's contents reached the marker through
+    // the stop of the world that began the cycle (a white object existed then) — an object
+    // allocated since is born black and never scanned.
+    w.load(Ordering::Relaxed)
+}
+
+/// A marking party's local state: its grey buffer and what it counted.
+pub(crate) struct Marker<'h> {
+    pub(crate) heap: &'h AllocHeap,
+    pub(crate) pool: &'h WorkPool,
+    pub(crate) local: Vec<usize>,
+    /// Bytes of objects this party marked (the live heap's measure).
+    pub(crate) marked_bytes: u64,
+    /// Batch of referents gathered from one scan.
+    batch: Vec<usize>,
+}
+
+impl<'h> Marker<'h> {
+    pub(crate) fn new(heap: &'h AllocHeap, pool: &'h WorkPool) -> Marker<'h> {
+        Marker {
+            heap,
+            pool,
+            local: pool.empty_buf(),
+            marked_bytes: 0,
+            batch: Vec::with_capacity(64),
+        }
+    }
+
+    /// A marker over a buffer the caller keeps (a mutator's grey buffer); only `shade_all`
+    /// and `publish` are meant for it.
+    pub(crate) fn with_local(
+        heap: &'h AllocHeap,
+        pool: &'h WorkPool,
+        local: Vec<usize>,
+    ) -> Marker<'h> {
+        Marker {
+            heap,
+            pool,
+            local,
+            marked_bytes: 0,
+            batch: Vec::new(),
+        }
+    }
+
+    /// Shade every address of `addrs` (roots, barrier entries): mark it, and make it grey
+    /// when it has pointers to scan. Addresses that are not in an object are skipped.
+    pub(crate) fn shade_all(&mut self, addrs: impl IntoIterator<Item = usize>) {
+        let Marker {
+            heap,
+            pool,
+            local,
+            marked_bytes,
+            ..
+        } = self;
+        heap.mark_batch(addrs, |o| {
+            *marked_bytes += o.size() as u64;
+            if !o.is_noscan() {
+                if local.len() >= BUF_LEN {
+                    let full = std::mem::replace(local, pool.empty_buf());
+                    pool.put(full);
+                }
+                local.push(o.addr());
+            }
+        });
+    }
+
+    /// Scan one grey entry: an object's base, or an oblet's first address.
+    pub(crate) fn scan(&mut self, entry: usize) {
+        let Some(obj) = self.heap.find_object(entry) else {
+            // Grey entries are marked objects, which stay allocated until the sweep.
+            panic!("runtime: grey object {entry:#x} is not in the heap");
+        };
+        let base = obj.addr();
+        let size = obj.size();
+        let off = entry - base;
+        if size > OBLET && off == 0 {
+            // Split: the other oblets become grey entries of their own.
+            let mut o = OBLET;
+            while o < size {
+                self.push_grey(base + o);
+                o += OBLET;
+            }
+        }
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.reserve(64);
+        obj.for_each_pointer_slot_in(off, OBLET, |slot| {
+            // SAFETY: `slot` is a pointer word of `obj`, which is marked this cycle.
+            let v = unsafe { load_slot(slot) };
+            if v != 0 {
+                batch.push(v);
+                if batch.len() == batch.capacity() {
+                    self.flush_batch(&mut batch);
+                }
+            }
+        });
+        self.flush_batch(&mut batch);
+        self.batch = batch;
+    }
+
+    fn flush_batch(&mut self, batch: &mut Vec<usize>) {
+        if !batch.is_empty() {
+            self.shade_all(batch.drain(..));
+        }
+    }
+
+    fn push_grey(&mut self, entry: usize) {
+        if self.local.len() >= BUF_LEN {
+            let full = std::mem::replace(&mut self.local, self.pool.empty_buf());
+            self.pool.put(full);
+        }
+        self.local.push(entry);
+    }
+
+    /// Scan local grey objects until none are left or `budget` entries were scanned.
+    /// Returns the number scanned.
+    pub(crate) fn drain_local(&mut self, budget: usize) -> usize {
+        let mut n = 0;
+        while n < budget {
+            let Some(e) = self.local.pop() else { break };
+            self.scan(e);
+            n += 1;
+            if n % 64 == 0 {
+                balance(self.pool, &mut self.local);
+            }
+        }
+        n
+    }
+
+    /// As a worker: take buffers from the pool and scan until the pool is empty or `budget`
+    /// entries were scanned. Leaves nothing local. Returns the number scanned.
+    pub(crate) fn work(&mut self, budget: usize) -> usize {
+        let mut n = 0;
+        while n < budget {
+            let Some(buf) = self.pool.take() else { break };
+            let old = std::mem::replace(&mut self.local, buf);
+            debug_assert!(old.is_empty());
+            self.pool.put(old);
+            n += self.drain_local(budget - n);
+            // Whatever is left goes back before we call ourselves idle.
+            self.publish();
+            self.pool.idle();
+        }
+        n
+    }
+
+    /// Hand the local buffer to the pool (a mutator before it parks or blocks).
+    pub(crate) fn publish(&mut self) {
+        if !self.local.is_empty() {
+            let full = std::mem::replace(&mut self.local, self.pool.empty_buf());
+            self.pool.put(full);
+        }
+    }
+}

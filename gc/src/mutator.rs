@@ -1,0 +1,428 @@
+//! Attached mutators: `Mutator` (an OS thread's attachment), `Scope` (the mutation token and
+//! a frame of handles), safepoints, blocking regions and the write barrier's buffer.
+
+use std::cell::UnsafeCell;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, compiler_fence};
+
+use gort_alloc::{AllocError, Cache};
+
+use crate::desc::Desc;
+use crate::handle::Local;
+use crate::heap::{Heap, HeapShared};
+use crate::trace::Trace;
+use crate::world::{POLL_SCAN, POLL_STOP};
+
+/// Entries of a mutator's write-barrier buffer before it is flushed into the marker.
+const WBUF_LEN: usize = 256;
+
+/// Bytes a mutator allocates between two looks at the collection trigger.
+const TRIGGER_CHECK_BYTES: usize = 64 * 1024;
+
+/// One attached mutator, as the collector sees it.
+pub(crate) struct MutatorShared {
+    /// `world.rs`'s state word: written by this mutator's thread (leaving `RUNNING` /
+    /// `PARKED`, CAS out of `BLOCKING`) and by the collector (`BLOCKING` <-> `HELD`).
+    pub(crate) state: crate::loom::AtomicU32,
+    /// The mark cycle whose roots were last scanned. Written by whoever owns `local` (the
+    /// mutator while running, the collector while holding it); read by the barrier.
+    pub(crate) scanned: AtomicU64,
+    /// Nonzero while the mutator is between loading a pointer and rooting it, or appending
+    /// to its barrier buffer (plain stores and compiler fences): a suspend-signal handler
+    /// defers while it is set. Written by the mutator's thread only.
+    pub(crate) busy: AtomicU32,
+    /// The mutator's private parts. Touched by its own thread while it is `RUNNING`, by the
+    /// collector while it is `HELD` (or `PARKED` in a stopped world); every hand-off goes
+    /// through the state word with Release / Acquire.
+    pub(crate) local: UnsafeCell<MutatorLocal>,
+}
+
+// SAFETY: `local` is accessed by one party at a time as described on the field (the state
+// word's CAS hands it over with Release / Acquire); the rest is atomics.
+unsafe impl Sync for MutatorShared {}
+// SAFETY: as above; the cache is `Send`.
+unsafe impl Send for MutatorShared {}
+
+/// A mutator's private state.
+pub(crate) struct MutatorLocal {
+    /// The handle block: every `Local` of every live scope, innermost frame last.
+    pub(crate) handles: Vec<usize>,
+    /// Write-barrier buffer: addresses to shade.
+    pub(crate) wbuf: Vec<usize>,
+    /// Grey objects found while flushing `wbuf` or scanning roots, not yet handed over.
+    pub(crate) grey: Vec<usize>,
+    /// The allocation cache (per thread standalone; per P under a scheduler).
+    pub(crate) cache: Option<Cache>,
+    /// Bytes allocated since the trigger was last looked at.
+    pub(crate) since_check: usize,
+}
+
+impl MutatorShared {
+    pub(crate) fn new(cache: Option<Cache>, scanned: u64) -> MutatorShared {
+        MutatorShared {
+            state: crate::loom::AtomicU32::new(crate::world::BLOCKING),
+            scanned: AtomicU64::new(scanned),
+            busy: AtomicU32::new(0),
+            local: UnsafeCell::new(MutatorLocal {
+                handles: Vec::new(),
+                wbuf: Vec::with_capacity(WBUF_LEN),
+                grey: Vec::new(),
+                cache,
+                since_check: 0,
+            }),
+        }
+    }
+}
+
+thread_local! {
+    /// Heaps this thread is attached to, and how many of their scopes are open here
+    /// (`const`-initialised: no lazy initialisation, nothing a signal handler could trip on).
+    static ATTACHED: std::cell::RefCell<Vec<(usize, usize)>> = const {
+        std::cell::RefCell::new(Vec::new())
+    };
+}
+
+/// Whether this thread is inside a scope of the heap with id `heap`.
+pub(crate) fn in_scope_of(heap: usize) -> bool {
+    ATTACHED.with(|a| a.borrow().iter().any(|&(h, n)| h == heap && n > 0))
+}
+
+fn scope_depth_add(heap: usize, d: isize) {
+    ATTACHED.with(|a| {
+        if let Some(e) = a.borrow_mut().iter_mut().find(|e| e.0 == heap) {
+            e.1 = e.1.wrapping_add_signed(d);
+        }
+    })
+}
+
+/// This OS thread, attached to a heap as a mutator.
+///
+/// Made by [`Heap::attach`]; detaches when dropped. `!Send`: it stands for this thread. Work
+/// with the heap happens in [`Mutator::scope`]; between scopes the thread counts as blocked,
+/// so a thread that holds a `Mutator` but does other work never holds up a collection.
+pub struct Mutator {
+    heap: Heap,
+    shared: crate::loom::Arc<MutatorShared>,
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl std::fmt::Debug for Mutator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mutator").finish_non_exhaustive()
+    }
+}
+
+impl Mutator {
+    pub(crate) fn attach(heap: &Heap) -> Result<Mutator, crate::GcError> {
+        let id = heap.shared.id();
+        let dup = ATTACHED.with(|a| {
+            let mut a = a.borrow_mut();
+            if a.iter().any(|e| e.0 == id) {
+                true
+            } else {
+                a.push((id, 0));
+                false
+            }
+        });
+        if dup {
+            return Err(crate::GcError::AlreadyAttached);
+        }
+        let shared = heap.shared.register_mutator();
+        Ok(Mutator {
+            heap: heap.clone(),
+            shared,
+            _not_send: PhantomData,
+        })
+    }
+
+    /// The heap this mutator is attached to.
+    pub fn heap(&self) -> &Heap {
+        &self.heap
+    }
+
+    /// Run `f` with a fresh scope: the mutation token every heap access takes, and the frame
+    /// its handles live in. Handles cannot leave `f`.
+    ///
+    /// Entering waits while the world is stopped; inside, the thread must reach a safepoint
+    /// now and then (every allocation is one; [`Scope::safepoint`] for long loops) and must
+    /// not block without [`Scope::blocking`] — the collector cannot stop the world while
+    /// this thread neither polls nor says it is blocked.
+    pub fn scope<R>(&mut self, f: impl for<'s> FnOnce(&mut Scope<'s>) -> R) -> R {
+        let heap = &*self.heap.shared;
+        heap.world.leave_blocking(&self.shared);
+        scope_depth_add(heap.id(), 1);
+        let mut s = Scope {
+            heap,
+            m: &self.shared,
+            base: 0,
+            outermost: true,
+            _not_send: PhantomData,
+        };
+        s.safepoint();
+        f(&mut s)
+    }
+}
+
+impl Drop for Mutator {
+    fn drop(&mut self) {
+        let heap = &*self.heap.shared;
+        heap.unregister_mutator(&self.shared);
+        let id = heap.id();
+        ATTACHED.with(|a| a.borrow_mut().retain(|e| e.0 != id));
+    }
+}
+
+/// The mutation token of an attached mutator, and a frame of its handle block.
+///
+/// Every read or write of a [`crate::Slot`] takes a `&Scope` of the slot's heap; the scope is
+/// `!Send + !Sync`, so only the attached thread can use it. Handles ([`Local`]) made through
+/// it live until it ends. Nest scopes with [`Scope::scope`] to release handles early in a
+/// long loop.
+pub struct Scope<'s> {
+    pub(crate) heap: &'s HeapShared,
+    pub(crate) m: &'s MutatorShared,
+    /// Length of the handle block when this scope began.
+    base: usize,
+    outermost: bool,
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl std::fmt::Debug for Scope<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scope").field("base", &self.base).finish()
+    }
+}
+
+impl Drop for Scope<'_> {
+    fn drop(&mut self) {
+        self.with_local(|l| l.handles.truncate(self.base));
+        if self.outermost {
+            self.flush_for_stop();
+            self.heap.world.enter_blocking(self.m);
+            scope_depth_add(self.heap.id(), -1);
+        }
+    }
+}
+
+impl<'s> Scope<'s> {
+    /// The mutator's private state. Only the owning thread, while `RUNNING`, calls this, and
+    /// no caller holds the reference across another call into the scope.
+    #[inline(always)]
+    pub(crate) fn with_local<R>(&self, f: impl FnOnce(&mut MutatorLocal) -> R) -> R {
+        // SAFETY: this scope exists only on the mutator's own thread (`!Send`), between
+        // `leave_blocking` and `enter_blocking`, i.e. while it is RUNNING: the collector
+        // touches `local` only while it holds the mutator (HELD) or the world is stopped
+        // with the mutator PARKED, never while it runs. `f` does not re-enter the scope.
+        f(unsafe { &mut *self.m.local.get() })
+    }
+
+    /// Begin a window a suspend-signal handler must not interrupt (a loaded pointer not yet
+    /// rooted, a barrier-buffer append).
+    #[inline(always)]
+    pub(crate) fn window_begin(&self) {
+        self.m.busy.store(1, Ordering::Relaxed);
+        compiler_fence(Ordering::SeqCst);
+    }
+
+    #[inline(always)]
+    pub(crate) fn window_end(&self) {
+        compiler_fence(Ordering::SeqCst);
+        self.m.busy.store(0, Ordering::Relaxed);
+    }
+
+    /// Root `addr` in this frame. Called inside a window.
+    #[inline(always)]
+    pub(crate) fn push_handle(&self, addr: usize) {
+        self.with_local(|l| l.handles.push(addr));
+    }
+
+    /// A safepoint: the collector may stop the world or ask for this mutator's roots here.
+    /// Call it in long loops that do not allocate. Costs one load and a branch when nothing
+    /// is asked.
+    #[inline(always)]
+    pub fn safepoint(&self) {
+        // Relaxed: a request seen late is seen at the next poll; what the collector wrote
+        // before the request is acquired by the slow path's locks.
+        if self.heap.world.poll.load(Ordering::Relaxed) != 0 {
+            self.safepoint_slow();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn safepoint_slow(&self) {
+        let poll = self.heap.world.poll.load(Ordering::Acquire);
+        if poll & POLL_SCAN != 0 {
+            self.scan_self();
+        }
+        if poll & POLL_STOP != 0 {
+            self.flush_for_stop();
+            self.heap.world.park(self.m);
+            // The world may have started marking meanwhile: scan now rather than at the
+            // next poll.
+            if self.heap.world.poll.load(Ordering::Acquire) & POLL_SCAN != 0 {
+                self.scan_self();
+            }
+        }
+    }
+
+    /// Scan this mutator's roots for the current cycle, if marking and not done yet.
+    fn scan_self(&self) {
+        let heap = self.heap;
+        let cycle = heap.cycle.load(Ordering::Acquire);
+        if !heap.is_marking() || self.m.scanned.load(Ordering::Relaxed) == cycle {
+            return;
+        }
+        self.with_local(|l| heap.scan_mutator_roots(l));
+        self.m.scanned.store(cycle, Ordering::Relaxed);
+        heap.mutator_scanned();
+    }
+
+    /// Flush the barrier buffer and hand grey work to the pool (before parking or blocking,
+    /// so a stopped world sees every grey object).
+    fn flush_for_stop(&self) {
+        let heap = self.heap;
+        self.with_local(|l| heap.flush_barrier(l, true));
+    }
+
+    /// Append to the barrier buffer the object(s) a pointer store must shade: `old` always
+    /// (the deletion half), `new` while this mutator's roots are not yet scanned (the
+    /// insertion half). Called while marking, inside a window.
+    #[inline]
+    pub(crate) fn barrier(&self, old: usize, new: usize) {
+        let grey_stack =
+            self.m.scanned.load(Ordering::Relaxed) != self.heap.cycle.load(Ordering::Relaxed);
+        let heap = self.heap;
+        self.with_local(|l| {
+            if old != 0 {
+                l.wbuf.push(old);
+            }
+            if grey_stack && new != 0 {
+                l.wbuf.push(new);
+            }
+            if l.wbuf.len() >= WBUF_LEN - 1 {
+                heap.flush_barrier(l, false);
+            }
+        });
+    }
+
+    /// Allocate `value` in the heap and root it in this scope. A safepoint.
+    ///
+    /// # Panics
+    /// When the heap cannot grow (see [`Scope::try_alloc`] for the error instead).
+    #[inline]
+    pub fn alloc<T: Trace>(&self, value: T) -> Local<'s, T> {
+        match self.try_alloc(value) {
+            Ok(l) => l,
+            Err(e) => alloc_failed(e),
+        }
+    }
+
+    /// Allocate `value` in the heap and root it in this scope, or say why the heap could not
+    /// grow (the value is dropped then). A safepoint.
+    #[inline]
+    pub fn try_alloc<T: Trace>(&self, value: T) -> Result<Local<'s, T>, AllocError> {
+        self.safepoint();
+        let shape = Desc::<T>::shape();
+        let size = std::mem::size_of::<T>();
+        let heap = self.heap;
+        self.window_begin();
+        let r = self.with_local(|l| {
+            let cache = l.cache.as_mut().expect("runtime: mutator without a cache");
+            let p = cache.alloc(size, shape)?;
+            let addr = p.as_ptr() as usize + Desc::<T>::PAYLOAD_OFFSET;
+            // SAFETY: the allocator returned `size` (+ header) zeroed bytes, aligned for `T`
+            // (`Desc::CHECK`: alignment <= 8), that nobody else can reach yet: no handle or
+            // slot holds the address, and an object allocated while marking is born marked,
+            // so no marker scans it.
+            unsafe { std::ptr::write(addr as *mut T, value) };
+            l.handles.push(addr);
+            l.since_check += size;
+            Ok(addr)
+        });
+        self.window_end();
+        let addr = r?;
+        if heap.is_marking() && !Desc::<T>::PTRS.is_empty() {
+            // Born black, so never scanned: shade what it already points to.
+            self.shade_initial(addr, Desc::<T>::PTRS);
+        }
+        if self.with_local(|l| l.since_check >= TRIGGER_CHECK_BYTES) {
+            self.with_local(|l| l.since_check = 0);
+            heap.maybe_trigger();
+        }
+        // SAFETY: `addr` holds an initialised `T`, published by the allocator, and is rooted
+        // in this scope's frame (pushed above) for `'s`.
+        Ok(unsafe { Local::from_addr(addr) })
+    }
+
+    #[cold]
+    fn shade_initial(&self, addr: usize, ptrs: &crate::PtrMap) {
+        self.window_begin();
+        for w in 0..ptrs.len() {
+            if ptrs.get(w) {
+                // SAFETY: word `w` of the new `T` is a `Slot` (the `Trace` contract), inside
+                // the object we just initialised and rooted.
+                let v = unsafe { crate::mark::load_slot(addr + w * 8) };
+                if v != 0 {
+                    self.barrier(v, 0);
+                }
+            }
+        }
+        self.window_end();
+    }
+
+    /// Run `f` with a nested scope whose handles are released when it returns. Handles of
+    /// this scope stay usable inside it.
+    pub fn scope<R>(&mut self, f: impl for<'t> FnOnce(&mut Scope<'t>) -> R) -> R {
+        let base = self.with_local(|l| l.handles.len());
+        let mut s = Scope {
+            heap: self.heap,
+            m: self.m,
+            base,
+            outermost: false,
+            _not_send: PhantomData,
+        };
+        f(&mut s)
+    }
+
+    /// Run `f`, which may block (I/O, a lock, waiting for another thread), as a blocking
+    /// region: the collector may stop the world and scan this mutator's roots meanwhile.
+    /// `f` cannot reach the heap's slots (the scope is borrowed); handles stay valid.
+    pub fn blocking<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        self.flush_for_stop();
+        self.heap.world.enter_blocking(self.m);
+        scope_depth_add(self.heap.id(), -1);
+        struct Back<'a, 's>(&'a Scope<'s>);
+        impl Drop for Back<'_, '_> {
+            fn drop(&mut self) {
+                let s = self.0;
+                s.heap.world.leave_blocking(s.m);
+                scope_depth_add(s.heap.id(), 1);
+                s.safepoint();
+            }
+        }
+        let back = Back(self);
+        let r = f();
+        drop(back);
+        r
+    }
+
+    /// Run a full collection and wait for it (Go's `runtime.GC`): a cycle that starts after
+    /// this call marks and sweeps the whole heap. Runs as a blocking region; this thread
+    /// helps with marking and sweeping while it waits.
+    pub fn gc(&mut self) {
+        let heap = self.heap;
+        self.blocking(|| heap.collect_and_wait());
+    }
+
+    /// The heap this scope belongs to.
+    pub fn heap(&self) -> Heap {
+        Heap::from_arc(self.heap.arc())
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn alloc_failed(e: AllocError) -> ! {
+    panic!("runtime: out of memory: {e}")
+}

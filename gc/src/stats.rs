@@ -1,0 +1,52 @@
+//! What the collector counts: cycles, pauses (Go's 256-entry `PauseNs` ring), live heap.
+
+/// Entries of the pause rings (Go's `MemStats.PauseNs` / `PauseEnd`).
+pub const PAUSE_RING: usize = 256;
+
+/// A snapshot of the collector's statistics (Go's `MemStats` GC fields).
+#[derive(Debug, Clone)]
+pub struct GcStats {
+    /// Completed cycles (Go's `NumGC`).
+    pub num_gc: u32,
+    /// Cycles started by [`crate::Heap::gc`] / [`crate::Scope::gc`] (`NumForcedGC`).
+    pub num_forced_gc: u32,
+    /// Per cycle, the sum of its stop-the-world pauses in nanoseconds, at index
+    /// `(cycle - 1) % 256` (Go's `PauseNs`).
+    pub pause_ns: [u64; PAUSE_RING],
+    /// When each of those pauses ended, nanoseconds since the Unix epoch (`PauseEnd`).
+    pub pause_end: [u64; PAUSE_RING],
+    /// All pauses since the heap was made (`PauseTotalNs`).
+    pub pause_total_ns: u64,
+    /// When the last cycle ended, nanoseconds since the Unix epoch (`LastGC`).
+    pub last_gc: u64,
+    /// Bytes the last mark found reachable (Go's `heapMarked`).
+    pub heap_marked: u64,
+    /// The heap size (in the allocator's live-bytes measure) at which the next cycle starts
+    /// (`NextGC`, until the pacer of a later issue).
+    pub next_gc: u64,
+    /// The longest single stop-the-world pause seen, in nanoseconds.
+    pub max_pause_ns: u64,
+}
+
+impl Default for GcStats {
+    fn default() -> Self {
+        GcStats {
+            num_gc: 0,
+            num_forced_gc: 0,
+            pause_ns: [0; PAUSE_RING],
+            pause_end: [0; PAUSE_RING],
+            pause_total_ns: 0,
+            last_gc: 0,
+            heap_marked: 0,
+            next_gc: 0,
+            max_pause_ns: 0,
+        }
+    }
+}
+
+/// Nanoseconds since the Unix epoch.
+pub(crate) fn unix_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}

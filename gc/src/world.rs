@@ -1,0 +1,225 @@
+//! The standalone world: each attached thread's state word and the stop-the-world handshake.
+//!
+//! A mutator is in one of five states. Only its own thread moves it out of `RUNNING` or
+//! `PARKED`; the collector moves it between `BLOCKING` and `HELD`, always by compare-and-swap,
+//! so the two never both believe they own the mutator's roots:
+//!
+//! ```text
+//!   RUNNING  --scope exit / blocking region-->  BLOCKING  <--collector CAS-->  HELD
+//!      ^  |                                       |  (CAS by the mutator; waits while HELD)
+//!      |  +--safepoint with STOP set--> PARKED     +--> RUNNING
+//!      +-----------world started----------+
+//! ```
+//!
+//! *Stopping* (`World::stop`): under the world lock set `STOP` in the poll word, then, per
+//! registered mutator, take `BLOCKING` ones to `HELD` and wait for `RUNNING` ones to park.
+//! A mutator entering a blocking region stores `BLOCKING` and then reads the poll word; the
+//! coordinator stores `STOP` and then reads the state: a store-then-load handshake on both
+//! sides, with `fence(SeqCst)` (loom models SeqCst accesses as acquire/release only, loom#180,
+//! but models the fence), so either the coordinator sees `BLOCKING` or the mutator sees
+//! `STOP` and notifies it under the lock. A parked mutator leaves `PARKED` only under the
+//! world lock and after reading `STOP` clear there, so a stop that begins just as the previous
+//! one ends either finds it still parked (its buffers were flushed when it parked, nothing has
+//! run since) or finds it `RUNNING` and waits for it.
+//!
+//! The registry of mutators is locked for the whole stop, so no thread attaches or detaches
+//! while the world is stopped; detaching waits while the collector holds the mutator.
+
+use crate::loom::{Arc, Condvar, Mutex, MutexGuard, Ordering, fence};
+use crate::mutator::MutatorShared;
+
+/// Inside a scope: may touch the heap; reaches a safepoint eventually.
+pub(crate) const RUNNING: u32 = 0;
+/// Outside every scope, or in a blocking region: touches nothing of the heap; its barrier
+/// buffer is empty and its roots are frozen.
+pub(crate) const BLOCKING: u32 = 1;
+/// Blocking, and the collector holds it there (to scan its roots, or the world is stopped).
+pub(crate) const HELD: u32 = 2;
+/// Stopped at a safepoint for a stopped world, buffers flushed.
+pub(crate) const PARKED: u32 = 3;
+/// Gone; its registry entry is about to be removed.
+pub(crate) const DETACHED: u32 = 4;
+
+/// Poll-word bit: a stop of the world is requested or in force.
+pub(crate) const POLL_STOP: u32 = 1;
+/// Poll-word bit: marking is on and some mutator's roots are not scanned yet.
+pub(crate) const POLL_SCAN: u32 = 2;
+
+/// The standalone world.
+pub(crate) struct World {
+    /// The word every safepoint tests first (`POLL_*` bits). `STOP` is set and cleared under
+    /// `lock` by the coordinator; `SCAN` by the collector. Read by every mutator.
+    pub(crate) poll: crate::loom::AtomicU32,
+    /// Attached mutators. Locked by attach / detach, and by a coordinator for a whole stop.
+    pub(crate) registry: Mutex<Vec<Arc<MutatorShared>>>,
+    /// Guards the sleeping side of every transition above (parking, waiting for a park,
+    /// waiting to leave `HELD`); `cv` is notified after each.
+    lock: Mutex<()>,
+    cv: Condvar,
+}
+
+/// The world stopped: every registered mutator is `PARKED`, `HELD` or `DETACHED` until this
+/// is passed to [`World::start`]. Holds the registry, so the coordinator can visit each
+/// mutator's state.
+pub(crate) struct Stopped<'w> {
+    pub(crate) mutators: MutexGuard<'w, Vec<Arc<MutatorShared>>>,
+}
+
+impl World {
+    pub(crate) fn new() -> World {
+        World {
+            poll: crate::loom::AtomicU32::new(0),
+            registry: Mutex::new(Vec::new()),
+            lock: Mutex::new(()),
+            cv: Condvar::new(),
+        }
+    }
+
+    fn sleep_lock(&self) -> MutexGuard<'_, ()> {
+        self.lock.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stop every mutator. Only one coordinator at a time (the collector thread).
+    pub(crate) fn stop(&self) -> Stopped<'_> {
+        let mutators = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        {
+            let _g = self.sleep_lock();
+            // Relaxed under the lock; the fence below orders it before the state loads.
+            self.poll.fetch_or(POLL_STOP, Ordering::Relaxed);
+        }
+        // Pairs with the fence in `enter_blocking`: either we see BLOCKING below, or the
+        // mutator sees STOP and notifies us under the lock.
+        fence(Ordering::SeqCst);
+        for m in mutators.iter() {
+            self.hold(m);
+        }
+        Stopped { mutators }
+    }
+
+    /// Wait until `m` is stopped: parked, held, or detached.
+    fn hold(&self, m: &MutatorShared) {
+        loop {
+            // Acquire: pairs with the Release stores of PARKED / BLOCKING, so what the
+            // mutator did before (flushing its buffers) is visible to the coordinator.
+            match m.state.load(Ordering::Acquire) {
+                BLOCKING => {
+                    if m.state
+                        .compare_exchange(BLOCKING, HELD, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                    {
+                        return;
+                    }
+                }
+                PARKED | DETACHED => return,
+                _ => {
+                    let g = self.sleep_lock();
+                    let s = m.state.load(Ordering::Acquire);
+                    if s == RUNNING || s == HELD {
+                        // HELD: a root scan by this same collector cannot be in progress
+                        // (it runs on the coordinator's thread), but waiting is harmless.
+                        drop(self.cv.wait(g).unwrap_or_else(|e| e.into_inner()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Restart the world.
+    pub(crate) fn start(&self, stopped: Stopped<'_>) {
+        let _g = self.sleep_lock();
+        for m in stopped.mutators.iter() {
+            // Only the coordinator moves HELD back; Release pairs with the mutator's CAS.
+            if m.state.load(Ordering::Relaxed) == HELD {
+                m.state.store(BLOCKING, Ordering::Release);
+            }
+        }
+        self.poll.fetch_and(!POLL_STOP, Ordering::Relaxed);
+        self.cv.notify_all();
+        drop(stopped);
+    }
+
+    /// The mutator's side of a safepoint that found `STOP` set: park until the world
+    /// restarts. The caller has flushed its barrier buffer and grey work.
+    #[cold]
+    pub(crate) fn park(&self, m: &MutatorShared) {
+        let mut g = self.sleep_lock();
+        // Release: publishes the flushes to the coordinator's Acquire load in `hold`.
+        m.state.store(PARKED, Ordering::Release);
+        self.cv.notify_all();
+        while self.poll.load(Ordering::Relaxed) & POLL_STOP != 0 {
+            g = self.cv.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+        m.state.store(RUNNING, Ordering::Relaxed);
+    }
+
+    /// The mutator leaves `RUNNING` for `BLOCKING` (scope exit, blocking region). The caller
+    /// has flushed its barrier buffer and grey work.
+    pub(crate) fn enter_blocking(&self, m: &MutatorShared) {
+        // Release: publishes the flushes and the handle block to whoever takes it to HELD.
+        m.state.store(BLOCKING, Ordering::Release);
+        // Pairs with the fence in `stop` (store-then-load on both sides).
+        fence(Ordering::SeqCst);
+        if self.poll.load(Ordering::Relaxed) & POLL_STOP != 0 {
+            let _g = self.sleep_lock();
+            self.cv.notify_all();
+        }
+    }
+
+    /// The mutator leaves `BLOCKING` for `RUNNING`, waiting while the collector holds it.
+    pub(crate) fn leave_blocking(&self, m: &MutatorShared) {
+        loop {
+            // Acquire: pairs with the collector's Release when it hands the mutator back.
+            match m
+                .state
+                .compare_exchange(BLOCKING, RUNNING, Ordering::Acquire, Ordering::Acquire)
+            {
+                Ok(_) => return,
+                Err(HELD) => {
+                    let g = self.sleep_lock();
+                    if m.state.load(Ordering::Acquire) == HELD {
+                        drop(self.cv.wait(g).unwrap_or_else(|e| e.into_inner()));
+                    }
+                }
+                Err(s) => panic!("runtime: mutator leaving a blocking region in state {s}"),
+            }
+        }
+    }
+
+    /// The collector takes a blocking mutator to `HELD` (to scan its roots); false when it
+    /// is not blocking.
+    pub(crate) fn try_hold(&self, m: &MutatorShared) -> bool {
+        m.state
+            .compare_exchange(BLOCKING, HELD, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// The collector hands back a mutator it took with `try_hold`.
+    pub(crate) fn release(&self, m: &MutatorShared) {
+        let _g = self.sleep_lock();
+        m.state.store(BLOCKING, Ordering::Release);
+        self.cv.notify_all();
+    }
+
+    /// The mutator detaches: from `BLOCKING` (never inside a scope) to `DETACHED`, waiting
+    /// while held; then it leaves the registry.
+    pub(crate) fn detach(&self, m: &Arc<MutatorShared>, under_registry_lock: impl FnOnce()) {
+        loop {
+            match m
+                .state
+                .compare_exchange(BLOCKING, DETACHED, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(HELD) => {
+                    let g = self.sleep_lock();
+                    if m.state.load(Ordering::Acquire) == HELD {
+                        drop(self.cv.wait(g).unwrap_or_else(|e| e.into_inner()));
+                    }
+                }
+                Err(s) => panic!("runtime: mutator detaching in state {s}"),
+            }
+        }
+        let mut reg = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        reg.retain(|x| !Arc::ptr_eq(x, m));
+        under_registry_lock();
+    }
+}

@@ -62,6 +62,24 @@ fn coordinating() -> bool {
     COORDINATOR.with(|c| c.get())
 }
 
+/// Debug builds fill freed objects with `0xdb` bytes, so a collector bug that frees a
+/// reachable object shows up as garbage values (and a poisoned pointer faults) instead of
+/// plausible old data. Allocation zeroes reused slots (`needzero`), so it never leaks out.
+/// Only the first 4 KiB of a large object is filled (enough to catch a stale read, without
+/// making debug sweeps of huge objects touch every page).
+#[cold]
+fn poison(base: usize, size: usize, mut dead: u64) {
+    let len = size.min(4096);
+    while dead != 0 {
+        let i = dead.trailing_zeros() as usize;
+        dead &= dead - 1;
+        // SAFETY: slot `i` was allocated and is now freed by this sweep, which owns the span
+        // (its sweep claim): nothing reachable refers to it, no cache can hand it out before
+        // the span's new generation is published, and its memory is mapped.
+        unsafe { std::ptr::write_bytes((base + i * size) as *mut u8, 0xdb, len) };
+    }
+}
+
 impl HeapInner {
     /// Sweep a span whose claim this thread won (`sweepgen == sg - 1`). On `Kept` the caller
     /// publishes the new generation and relinks the span; on `Freed` the span is gone.
@@ -95,6 +113,9 @@ impl HeapInner {
             }
             if keep != alloc {
                 s.alloc_w(w).store(keep, Ordering::Release);
+            }
+            if cfg!(debug_assertions) && ws.dead != 0 {
+                poison(start + w * 64 * elemsize, elemsize, ws.dead);
             }
             nalloc += keep.count_ones() as usize;
             nfreed += ws.dead.count_ones() as usize;

@@ -230,6 +230,13 @@ fn finish_cycle(h: &HeapShared, forced: bool, pauses: &Pauses) {
     h.ctl_cv.notify_all();
 }
 
+/// Whether a thread waiting in `gc()` may mark: a CPU of `procs` is left beside the running
+/// mutators, the dedicated workers and the collector thread's own worker.
+pub(crate) fn idle_cpu_for_waiter(h: &HeapShared) -> bool {
+    let plan = WorkerPlan::for_procs(h.config.procs);
+    running_mutators(h) + plan.dedicated + 1 < h.config.procs
+}
+
 /// Mutators currently running user code (not parked, blocked or held).
 fn running_mutators(h: &HeapShared) -> usize {
     let reg = h.world.registry.lock().unwrap_or_else(|e| e.into_inner());

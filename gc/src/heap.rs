@@ -205,8 +205,9 @@ impl HeapShared {
                     break;
                 }
             }
-            if self.is_marking() {
-                // An idle worker: this thread runs no user code while it waits.
+            if self.is_marking() && crate::collector::idle_cpu_for_waiter(self) {
+                // An idle worker: this thread runs no user code while it waits, and a CPU
+                // of `procs` is free beside the running mutators and the background workers.
                 let mut mk = Marker::new(&self.alloc, &self.pool);
                 let n = mk.work(4096);
                 self.marked_bytes
@@ -395,6 +396,11 @@ impl Heap {
             "runtime: Heap::gc called inside a scope of the same heap; call Scope::gc instead"
         );
         self.shared.collect_and_wait();
+    }
+
+    /// Whether a cycle is marking right now (a snapshot; for tests and diagnostics).
+    pub fn is_marking(&self) -> bool {
+        self.shared.is_marking()
     }
 
     /// The collector's statistics.

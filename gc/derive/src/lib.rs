@@ -1,8 +1,317 @@
-//! `#[derive(Trace)]` for gort-gc (placeholder until the macro lands).
-use proc_macro::TokenStream;
+//! `#[derive(Trace)]` for gort-gc: a type's pointer map, computed at compile time from its fields.
+//!
+//! # What it generates
+//!
+//! For a struct (named or tuple fields, with type and const parameters)
+//!
+//! ```ignore
+//! #[derive(Trace)]
+//! struct Node<V: Trace> { left: Slot<Node<V>>, hits: u64, right: Slot<Node<V>>, value: V }
+//! ```
+//!
+//! it writes an impl that places each field's map at that field's offset:
+//!
+//! ```ignore
+//! unsafe impl<V: Trace> ::gort_gc::Trace for Node<V> where V: ::gort_gc::Trace {
+//!     const PTRS: ::gort_gc::PtrMap = ::gort_gc::PtrMap::EMPTY
+//!         .with(::core::mem::offset_of!(Self, left), <Slot<Node<V>> as ::gort_gc::Trace>::PTRS)
+//!         .with(::core::mem::offset_of!(Self, hits), <u64 as ::gort_gc::Trace>::PTRS)
+//!         /* ... one `.with` per field ... */;
+//! }
+//! ```
+//!
+//! The map is exact by construction: a `Slot` is the only type whose own map is not empty,
+//! every other implementation combines its parts' maps the same way, and `offset_of!` is the
+//! compiler's own layout, whatever the field order it chose. The allocator copies the map into
+//! the span's heap bits, so an object needs no header to be scanned. Every type parameter gets
+//! a `Trace` bound; lifetime parameters are refused, since a collected object outlives any
+//! borrow (it is `'static`). For a type without generic parameters the derive also evaluates
+//! `PTRS` in a `const _` item, so a map that cannot be built (a `Vec<Slot<_>>` field, a
+//! pointer in a `#[trace(drop)]` type, an unaligned pointer) is a compile error where the type
+//! is defined; for a generic type that error comes where `PTRS` is first used at a concrete
+//! type (a post-monomorphization error, at the latest when such an object is allocated).
+//!
+//! # No `impl Drop`
+//!
+//! The type must not implement `Drop`. A sweep frees every unreachable object of a cycle at
+//! once, in no particular order, so a destructor of an object holding GC pointers could read a
+//! `Slot` whose object the same sweep already freed. The derive enforces this with a hidden
+//! trait implemented both for every `T: Drop` and for the type itself, which conflict (error
+//! E0119, "conflicting implementations of trait `__NodeMustNotImplDrop`") exactly when the type
+//! implements `Drop`. Drop glue of the fields (a `String`, a `Vec<u8>`, a `Box<u64>`) is
+//! fine: those types cannot hold GC pointers, and their glue runs later on the finalizer
+//! thread, never inside an allocation or a sweep.
+//!
+//! `#[trace(drop)]` on the type lifts the rule for a type that holds no GC pointers: its map
+//! must be empty, checked by a `const` assertion on each field's map (so the error names the
+//! field that holds a pointer).
+//!
+//! # Enums, unions, packed structs
+//!
+//! An enum is accepted only if no field of any variant holds GC pointers; its map is then
+//! empty. A bitmap cannot describe an enum that holds a pointer, since the same word may be a
+//! pointer in one variant and a discriminant or an integer in another; a nullable `Slot` field
+//! usually replaces an `Option`-like enum. Unions are refused (the active field is not known
+//! to the collector), and so are `#[repr(packed)]` structs (a field may lie at an unaligned
+//! offset, and a `Slot` is an atomic word the marker reads while the program runs).
+//!
+//! Whatever the input, the macro itself never panics: every problem is a `compile_error!`
+//! spanned on the offending token.
 
-/// Derive `gort_gc::Trace`.
+use proc_macro::TokenStream;
+use proc_macro2::{TokenStream as TokenStream2, TokenTree};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{
+    Attribute, Data, DeriveInput, Fields, GenericParam, Generics, Ident, Member, Meta, Type,
+    parse_macro_input, parse_quote,
+};
+
+/// Derives `gort_gc::Trace`: the type's pointer map from its fields' maps and offsets.
+///
+/// Rejects an `impl Drop` on the type unless it is marked `#[trace(drop)]`, in which case it
+/// must hold no GC pointers; accepts enums only when they hold no GC pointers; rejects unions,
+/// `#[repr(packed)]` structs and lifetime parameters. See the crate docs for the generated
+/// code and the reasons.
 #[proc_macro_derive(Trace, attributes(trace))]
-pub fn derive_trace(_input: TokenStream) -> TokenStream {
-    TokenStream::new()
+pub fn derive_trace(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    match expand(&input) {
+        Ok(tokens) => tokens.into(),
+        Err(err) => err.to_compile_error().into(),
+    }
+}
+
+/// Errors found so far; all of them are reported, not just the first.
+#[derive(Default)]
+struct Errors(Option<syn::Error>);
+
+impl Errors {
+    fn push(&mut self, err: syn::Error) {
+        match &mut self.0 {
+            Some(all) => all.combine(err),
+            None => self.0 = Some(err),
+        }
+    }
+
+    fn finish(self) -> syn::Result<()> {
+        self.0.map_or(Ok(()), Err)
+    }
+}
+
+/// What the derive learned about the type before writing any code.
+struct Shape<'a> {
+    /// `#[trace(drop)]`: an `impl Drop` is allowed, GC pointers are not.
+    allow_drop: bool,
+    /// Every field, with how to name it in `offset_of!` (`None` for enum fields).
+    fields: Vec<(Option<Member>, &'a Type)>,
+    is_enum: bool,
+}
+
+fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
+    let mut errors = Errors::default();
+    let allow_drop = type_options(&input.attrs, &mut errors);
+    reject_packed(&input.attrs, &mut errors);
+    reject_lifetimes(&input.generics, &mut errors);
+
+    let mut shape = Shape {
+        allow_drop,
+        fields: Vec::new(),
+        is_enum: false,
+    };
+    match &input.data {
+        Data::Struct(data) => collect_fields(&data.fields, true, &mut shape.fields, &mut errors),
+        Data::Enum(data) => {
+            shape.is_enum = true;
+            for variant in &data.variants {
+                reject_field_options(&variant.attrs, "variants", &mut errors);
+                collect_fields(&variant.fields, false, &mut shape.fields, &mut errors);
+            }
+        }
+        Data::Union(data) => errors.push(syn::Error::new_spanned(
+            data.union_token,
+            "gort-gc: a union cannot derive Trace: the collector cannot know which field is \
+             live, so it cannot tell whether a word holds a GC pointer; use a struct with Slot \
+             fields",
+        )),
+    }
+    errors.finish()?;
+    Ok(generate(input, &shape))
+}
+
+/// Reads the type's `#[trace(...)]` options; returns whether `#[trace(drop)]` was given.
+fn type_options(attrs: &[Attribute], errors: &mut Errors) -> bool {
+    let mut allow_drop = false;
+    for attr in attrs.iter().filter(|a| a.path().is_ident("trace")) {
+        if !matches!(attr.meta, Meta::List(_)) {
+            errors.push(syn::Error::new_spanned(
+                attr,
+                "gort-gc: expected `#[trace(drop)]`",
+            ));
+            continue;
+        }
+        let parsed = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("drop") {
+                if allow_drop {
+                    return Err(meta.error("gort-gc: duplicate `drop` option"));
+                }
+                allow_drop = true;
+                Ok(())
+            } else {
+                Err(meta.error(
+                    "gort-gc: unknown option; the only one is `#[trace(drop)]` (allow an \
+                     `impl Drop` on a type that holds no GC pointers)",
+                ))
+            }
+        });
+        if let Err(err) = parsed {
+            errors.push(err);
+        }
+    }
+    allow_drop
+}
+
+/// `#[trace]` means something only on the type itself.
+fn reject_field_options(attrs: &[Attribute], what: &str, errors: &mut Errors) {
+    for attr in attrs.iter().filter(|a| a.path().is_ident("trace")) {
+        errors.push(syn::Error::new_spanned(
+            attr,
+            format!(
+                "gort-gc: #[trace] takes no options on {what}; `#[trace(drop)]` goes on the type"
+            ),
+        ));
+    }
+}
+
+/// Refuses `#[repr(packed)]` and `#[repr(packed(N))]`.
+fn reject_packed(attrs: &[Attribute], errors: &mut Errors) {
+    for attr in attrs.iter().filter(|a| a.path().is_ident("repr")) {
+        let Meta::List(list) = &attr.meta else {
+            continue;
+        };
+        for token in list.tokens.clone() {
+            if let TokenTree::Ident(ident) = token
+                && ident == "packed"
+            {
+                errors.push(syn::Error::new(
+                    ident.span(),
+                    "gort-gc: a #[repr(packed)] type cannot derive Trace: its fields may lie at \
+                     unaligned offsets, and a Slot is an atomic word that must be 8-byte aligned \
+                     for the marker to read it while the program runs",
+                ));
+            }
+        }
+    }
+}
+
+fn reject_lifetimes(generics: &Generics, errors: &mut Errors) {
+    for param in &generics.params {
+        if let GenericParam::Lifetime(lt) = param {
+            errors.push(syn::Error::new_spanned(
+                &lt.lifetime,
+                "gort-gc: a traced type cannot have lifetime parameters: objects in the \
+                 collected heap are 'static (they outlive any borrow); hold GC pointers in Slot \
+                 fields",
+            ));
+        }
+    }
+}
+
+fn collect_fields<'a>(
+    fields: &'a Fields,
+    in_struct: bool,
+    out: &mut Vec<(Option<Member>, &'a Type)>,
+    errors: &mut Errors,
+) {
+    for (i, field) in fields.iter().enumerate() {
+        reject_field_options(&field.attrs, "fields", errors);
+        let member = in_struct.then(|| match &field.ident {
+            Some(ident) => Member::Named(ident.clone()),
+            None => Member::Unnamed(syn::Index {
+                index: i as u32,
+                span: field.ty.span(),
+            }),
+        });
+        out.push((member, &field.ty));
+    }
+}
+
+fn generate(input: &DeriveInput, shape: &Shape<'_>) -> TokenStream2 {
+    let name = &input.ident;
+
+    // Every type parameter must be `Trace` (its map is part of ours).
+    let mut generics = input.generics.clone();
+    let params: Vec<Ident> = generics.type_params().map(|p| p.ident.clone()).collect();
+    let where_clause = generics.make_where_clause();
+    for param in &params {
+        where_clause
+            .predicates
+            .push(parse_quote!(#param: ::gort_gc::Trace));
+    }
+    let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
+
+    let map_of = |ty: &Type| quote_spanned!(ty.span()=> <#ty as ::gort_gc::Trace>::PTRS);
+    let ptrs = if shape.is_enum || shape.allow_drop {
+        // Noscan by rule: each field's map must be empty. One assertion per field, spanned on
+        // the field's type, so a const-evaluation error points at the field that holds
+        // pointers.
+        let message = if shape.is_enum {
+            "gort-gc: enums cannot hold GC pointers (a discriminant and a pointer may share a \
+             word); use Slot fields, which are nullable"
+        } else {
+            "gort-gc: #[trace(drop)] types cannot hold GC pointers (a destructor could read a \
+             pointer whose object the same sweep already freed); move the pointers to a type \
+             without `impl Drop`"
+        };
+        let asserts = shape.fields.iter().map(|(_, ty)| {
+            let map = map_of(ty);
+            quote_spanned!(ty.span()=> ::core::assert!(#map.is_empty(), #message);)
+        });
+        quote!({
+            #(#asserts)*
+            ::gort_gc::PtrMap::EMPTY
+        })
+    } else {
+        let withs = shape.fields.iter().map(|(member, ty)| {
+            let map = map_of(ty);
+            quote_spanned!(ty.span()=> .with(::core::mem::offset_of!(Self, #member), #map))
+        });
+        quote!(::gort_gc::PtrMap::EMPTY #(#withs)*)
+    };
+
+    let drop_check = (!shape.allow_drop).then(|| {
+        let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+        let marker = format_ident!("__{}MustNotImplDrop", name, span = name.span());
+        let this_impl = quote_spanned!(name.span()=>
+            impl #impl_generics #marker for #name #ty_generics #where_clause {}
+        );
+        quote! {
+            // A type that implements `Drop` gets the blanket impl too: conflicting impls.
+            const _: () = {
+                #[doc(hidden)]
+                #[allow(non_camel_case_types, dead_code)]
+                trait #marker {}
+                #[allow(drop_bounds)]
+                impl<__T: ::core::ops::Drop> #marker for __T {}
+                #this_impl
+            };
+        }
+    });
+
+    let eager = input.generics.params.is_empty().then(|| {
+        quote! {
+            // Build the map where the type is defined, so a map that cannot be built is an
+            // error here rather than where the type is first allocated.
+            const _: ::gort_gc::PtrMap = <#name as ::gort_gc::Trace>::PTRS;
+        }
+    });
+
+    quote! {
+        #[automatically_derived]
+        unsafe impl #impl_generics ::gort_gc::Trace for #name #ty_generics #where_clause {
+            const PTRS: ::gort_gc::PtrMap = #ptrs;
+        }
+        #drop_check
+        #eager
+    }
 }

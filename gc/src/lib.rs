@@ -4,6 +4,8 @@
 // The derive macro names `::gort_gc::...`; this makes those paths work inside the crate too.
 extern crate self as gort_gc;
 
+#[cfg(doctest)]
+mod derive_docs;
 mod slot;
 mod trace;
 

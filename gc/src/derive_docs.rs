@@ -190,3 +190,42 @@
 //!     name: &'a str,
 //! }
 //! ```
+//!
+//! # A type that holds itself in std containers holds no GC pointers
+//!
+//! The derive accepts a field such as `Option<Box<Self>>` or `BTreeMap<String, Vec<Node>>`
+//! (evaluated as written, its map would be a const-evaluation cycle); the containers would
+//! then hold whatever the type holds, so the type must be noscan. Error E0080, "a type that
+//! holds itself in a std container ... cannot hold GC pointers", at that field:
+//!
+//! ```compile_fail,E0080
+//! use gort_gc::{Slot, Trace};
+//!
+//! #[derive(Trace)]
+//! struct Leaf {
+//!     value: u64,
+//! }
+//!
+//! #[derive(Trace)]
+//! struct Node {
+//!     leaf: Slot<Leaf>,
+//!     next: Option<Box<Node>>,
+//! }
+//! ```
+//!
+//! The containers are recognized by name, and the derive checks that the name is the std type:
+//! a type of one's own called `Box` is refused (error E0308, mismatched types) rather than
+//! trusted.
+//!
+//! ```compile_fail,E0308
+//! use gort_gc::{Slot, Trace};
+//!
+//! #[derive(Trace)]
+//! struct Box<T: Trace>(Slot<T>);
+//!
+//! #[derive(Trace)]
+//! enum Expr {
+//!     Num(u64),
+//!     Neg(Box<Expr>),
+//! }
+//! ```

@@ -250,3 +250,78 @@ fn maps_are_constants() {
     const LEN: usize = OUTER.len();
     assert_eq!(LEN, 6);
 }
+
+#[test]
+fn noscan_types_may_hold_themselves_in_std_containers() {
+    use std::collections::{BTreeMap, HashMap};
+
+    // Without the derive's help these are const-evaluation cycles: `Box<Expr>`'s map checks
+    // `Expr`'s map, which is being computed.
+    #[derive(Trace)]
+    #[allow(dead_code)]
+    enum Expr {
+        Num(u64),
+        Add(Box<Expr>, Box<Self>),
+        Call(String, Vec<Expr>),
+        Maybe(Option<Box<Expr>>),
+    }
+    #[derive(Trace)]
+    #[allow(dead_code)]
+    enum Json {
+        Null,
+        Num(f64),
+        Str(String),
+        Arr(Vec<Json>),
+        Obj(BTreeMap<String, Json>),
+        Index(HashMap<u64, std::sync::Arc<Json>>),
+    }
+    #[derive(Trace)]
+    struct List {
+        value: u64,
+        next: Option<Box<List>>,
+    }
+    #[derive(Trace)]
+    #[allow(dead_code)]
+    struct Tree<T: Trace, const N: usize> {
+        value: T,
+        kids: Vec<Tree<T, N>>,
+        arr: [u8; N],
+    }
+    #[derive(Trace)]
+    #[trace(drop)]
+    struct Chain {
+        next: Option<Box<Chain>>,
+    }
+    impl Drop for Chain {
+        fn drop(&mut self) {
+            // Unlink iteratively (the usual reason for a destructor on a list).
+            let mut next = self.next.take();
+            while let Some(mut node) = next {
+                next = node.next.take();
+            }
+        }
+    }
+
+    assert!(Expr::PTRS.is_empty());
+    assert!(Json::PTRS.is_empty());
+    assert!(List::PTRS.is_empty());
+    assert!(<Tree<u64, 4> as Trace>::PTRS.is_empty());
+    assert!(Chain::PTRS.is_empty());
+    let list = List {
+        value: 1,
+        next: Some(Box::new(List {
+            value: 2,
+            next: None,
+        })),
+    };
+    assert_eq!(list.value + list.next.map_or(0, |n| n.value), 3);
+
+    // Such a type inside a traced object with pointers is fine: it is a noscan field.
+    #[derive(Trace)]
+    #[repr(C)]
+    struct Holder {
+        expr: Expr,
+        next: Slot<Holder>,
+    }
+    assert_eq!(words::<Holder>(), [std::mem::offset_of!(Holder, next) / 8]);
+}

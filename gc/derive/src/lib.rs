@@ -55,6 +55,21 @@
 //! to the collector), and so are `#[repr(packed)]` structs (a field may lie at an unaligned
 //! offset, and a `Slot` is an atomic word the marker reads while the program runs).
 //!
+//! # Types that hold themselves in std containers
+//!
+//! A noscan type may hold itself through std containers: `Option<Box<Self>>`,
+//! `Vec<Expr>`, `BTreeMap<String, Json>`. Written as is, such a field's map is a
+//! const-evaluation cycle (a container's map checks its contents' map, the one being
+//! computed), so the derive recognizes a field type that is a chain of `Option`, `Box`, `Vec`,
+//! `VecDeque`, `Arc`, `Mutex`, `RwLock`, `OnceLock`, `HashSet`, `BTreeSet` or the value of a
+//! `HashMap` / `BTreeMap`, ending in `Self` (or the type's name with its own parameters). It
+//! evaluates the same containers around `()` instead (still checking map keys), asserts that
+//! the type's own map is empty (the containers would hold whatever the type holds), and checks
+//! that the field's type equals the std containers spelled by absolute path, so a type of
+//! one's own called `Box` is refused (a type mismatch) rather than taken for the std one.
+//! Other shapes — a tuple in a `Box`, two types holding each other — remain a cycle (error
+//! E0391); link such objects with `Slot` fields.
+//!
 //! Whatever the input, the macro itself never panics: every problem is a `compile_error!`
 //! spanned on the offending token.
 
@@ -63,8 +78,8 @@ use proc_macro2::{TokenStream as TokenStream2, TokenTree};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{
-    Attribute, Data, DeriveInput, Fields, GenericParam, Generics, Ident, Member, Meta, Type,
-    parse_macro_input, parse_quote,
+    Attribute, Data, DeriveInput, Fields, GenericArgument, GenericParam, Generics, Ident, Member,
+    Meta, PathArguments, Type, parse_macro_input, parse_quote,
 };
 
 /// Derives `gort_gc::Trace`: the type's pointer map from its fields' maps and offsets.
@@ -103,9 +118,38 @@ impl Errors {
 struct Shape<'a> {
     /// `#[trace(drop)]`: an `impl Drop` is allowed, GC pointers are not.
     allow_drop: bool,
-    /// Every field, with how to name it in `offset_of!` (`None` for enum fields).
-    fields: Vec<(Option<Member>, &'a Type)>,
+    fields: Vec<Field<'a>>,
     is_enum: bool,
+}
+
+struct Field<'a> {
+    /// How `offset_of!` names the field (`None` in an enum).
+    member: Option<Member>,
+    ty: &'a Type,
+    /// Set when the field holds the type itself through std containers.
+    recursive: Option<SelfInContainers>,
+}
+
+/// A field type such as `Option<Box<Self>>` or `BTreeMap<String, Vec<Node>>`: std containers
+/// around the deriving type itself.
+///
+/// Its map cannot be evaluated as written: a container's map checks its contents' map, which
+/// is the map being computed (a const-evaluation cycle, E0391). Given that the type itself
+/// holds no GC pointers (which the derive then asserts), the field's map is that of the same
+/// containers around `()`: each std container's map is empty or an error, depending only on
+/// whether its contents hold pointers (map keys are still checked as written).
+struct SelfInContainers {
+    /// The containers spelled by absolute path around `Self`; the derive checks that the field's
+    /// type is this type, so a user type named `Box` is not taken for the std one.
+    canonical: TokenStream2,
+    /// The same containers around `()`.
+    around_unit: TokenStream2,
+}
+
+/// The deriving type as field types may name it: `Self`, or its name with its own parameters.
+struct SelfType {
+    name: Ident,
+    params: Vec<Ident>,
 }
 
 fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
@@ -114,18 +158,39 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
     reject_packed(&input.attrs, &mut errors);
     reject_lifetimes(&input.generics, &mut errors);
 
+    let this = SelfType {
+        name: input.ident.clone(),
+        params: input
+            .generics
+            .params
+            .iter()
+            .filter_map(|p| match p {
+                GenericParam::Type(t) => Some(t.ident.clone()),
+                GenericParam::Const(c) => Some(c.ident.clone()),
+                GenericParam::Lifetime(_) => None,
+            })
+            .collect(),
+    };
     let mut shape = Shape {
         allow_drop,
         fields: Vec::new(),
         is_enum: false,
     };
     match &input.data {
-        Data::Struct(data) => collect_fields(&data.fields, true, &mut shape.fields, &mut errors),
+        Data::Struct(data) => {
+            collect_fields(&data.fields, true, &this, &mut shape.fields, &mut errors)
+        }
         Data::Enum(data) => {
             shape.is_enum = true;
             for variant in &data.variants {
                 reject_field_options(&variant.attrs, "variants", &mut errors);
-                collect_fields(&variant.fields, false, &mut shape.fields, &mut errors);
+                collect_fields(
+                    &variant.fields,
+                    false,
+                    &this,
+                    &mut shape.fields,
+                    &mut errors,
+                );
             }
         }
         Data::Union(data) => errors.push(syn::Error::new_spanned(
@@ -220,7 +285,8 @@ fn reject_lifetimes(generics: &Generics, errors: &mut Errors) {
 fn collect_fields<'a>(
     fields: &'a Fields,
     in_struct: bool,
-    out: &mut Vec<(Option<Member>, &'a Type)>,
+    this: &SelfType,
+    out: &mut Vec<Field<'a>>,
     errors: &mut Errors,
 ) {
     for (i, field) in fields.iter().enumerate() {
@@ -232,8 +298,111 @@ fn collect_fields<'a>(
                 span: field.ty.span(),
             }),
         });
-        out.push((member, &field.ty));
+        out.push(Field {
+            member,
+            ty: &field.ty,
+            recursive: self_in_containers(&field.ty, this),
+        });
     }
+}
+
+/// `ty` without invisible groups (from `macro_rules!` fragments) and parentheses.
+fn strip(mut ty: &Type) -> &Type {
+    loop {
+        match ty {
+            Type::Group(g) => ty = &g.elem,
+            Type::Paren(p) => ty = &p.elem,
+            _ => return ty,
+        }
+    }
+}
+
+/// Whether `ty` names the deriving type: `Self`, or `Name` / `Name<P1, P2, ..>` with its own
+/// parameters in order.
+fn is_self(ty: &Type, this: &SelfType) -> bool {
+    let Type::Path(path) = strip(ty) else {
+        return false;
+    };
+    if path.qself.is_some() || path.path.leading_colon.is_some() || path.path.segments.len() != 1 {
+        return false;
+    }
+    let segment = &path.path.segments[0];
+    if segment.ident == "Self" {
+        return segment.arguments.is_none();
+    }
+    if segment.ident != this.name {
+        return false;
+    }
+    match &segment.arguments {
+        PathArguments::None => this.params.is_empty(),
+        PathArguments::AngleBracketed(args) => {
+            args.args.len() == this.params.len()
+                && args
+                    .args
+                    .iter()
+                    .zip(&this.params)
+                    .all(|(arg, param)| match arg {
+                        GenericArgument::Type(Type::Path(p)) => {
+                            p.qself.is_none() && p.path.is_ident(param)
+                        }
+                        _ => false,
+                    })
+        }
+        PathArguments::Parenthesized(_) => false,
+    }
+}
+
+/// Recognizes std containers around the deriving type (see [`SelfInContainers`]).
+fn self_in_containers(ty: &Type, this: &SelfType) -> Option<SelfInContainers> {
+    let Type::Path(path) = strip(ty) else {
+        return None;
+    };
+    if path.qself.is_some() {
+        return None;
+    }
+    let segment = path.path.segments.last()?;
+    let PathArguments::AngleBracketed(args) = &segment.arguments else {
+        return None;
+    };
+    let types = args
+        .args
+        .iter()
+        .map(|arg| match arg {
+            GenericArgument::Type(t) => Some(t),
+            _ => None,
+        })
+        .collect::<Option<Vec<&Type>>>()?;
+    // The containers of gort_gc's `Trace` impls whose map is empty or an error; for a map,
+    // the recursion must be in the value.
+    let (container, arity) = match segment.ident.to_string().as_str() {
+        "Option" => (quote!(::core::option::Option), 1),
+        "Box" => (quote!(::std::boxed::Box), 1),
+        "Vec" => (quote!(::std::vec::Vec), 1),
+        "VecDeque" => (quote!(::std::collections::VecDeque), 1),
+        "Arc" => (quote!(::std::sync::Arc), 1),
+        "Mutex" => (quote!(::std::sync::Mutex), 1),
+        "RwLock" => (quote!(::std::sync::RwLock), 1),
+        "OnceLock" => (quote!(::std::sync::OnceLock), 1),
+        "HashSet" => (quote!(::std::collections::HashSet), 1),
+        "BTreeSet" => (quote!(::std::collections::BTreeSet), 1),
+        "HashMap" => (quote!(::std::collections::HashMap), 2),
+        "BTreeMap" => (quote!(::std::collections::BTreeMap), 2),
+        _ => return None,
+    };
+    let (inner, keys) = types.split_last()?;
+    if types.len() != arity {
+        return None;
+    }
+    let (canonical, around_unit) = if is_self(inner, this) {
+        (quote!(Self), quote!(()))
+    } else {
+        let nested = self_in_containers(inner, this)?;
+        (nested.canonical, nested.around_unit)
+    };
+    Some(SelfInContainers {
+        canonical: quote!(#container<#(#keys,)* #canonical>),
+        around_unit: quote!(#container<#(#keys,)* #around_unit>),
+    })
 }
 
 fn generate(input: &DeriveInput, shape: &Shape<'_>) -> TokenStream2 {
@@ -250,7 +419,26 @@ fn generate(input: &DeriveInput, shape: &Shape<'_>) -> TokenStream2 {
     }
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
 
-    let map_of = |ty: &Type| quote_spanned!(ty.span()=> <#ty as ::gort_gc::Trace>::PTRS);
+    // A field's map; for a field holding the type itself in std containers, the same containers'
+    // map around `()` (see `SelfInContainers`).
+    let map_of = |field: &Field<'_>| {
+        let ty = field.ty;
+        match &field.recursive {
+            None => quote_spanned!(ty.span()=> <#ty as ::gort_gc::Trace>::PTRS),
+            Some(rec) => {
+                let around_unit = &rec.around_unit;
+                quote_spanned!(ty.span()=> <#around_unit as ::gort_gc::Trace>::PTRS)
+            }
+        }
+    };
+    // Those fields' types must be the std containers the derive took them for: a type
+    // equality the compiler checks (a mismatch is an error at the field).
+    let same_types = shape.fields.iter().filter_map(|field| {
+        let ty = field.ty;
+        let canonical = &field.recursive.as_ref()?.canonical;
+        Some(quote_spanned!(ty.span()=> let _: fn(#ty) -> #canonical = |same| same;))
+    });
+    let same_types = quote!(#(#same_types)*);
     let ptrs = if shape.is_enum || shape.allow_drop {
         // Noscan by rule: each field's map must be empty. One assertion per field, spanned on
         // the field's type, so a const-evaluation error points at the field that holds
@@ -263,20 +451,41 @@ fn generate(input: &DeriveInput, shape: &Shape<'_>) -> TokenStream2 {
              pointer whose object the same sweep already freed); move the pointers to a type \
              without `impl Drop`"
         };
-        let asserts = shape.fields.iter().map(|(_, ty)| {
-            let map = map_of(ty);
-            quote_spanned!(ty.span()=> ::core::assert!(#map.is_empty(), #message);)
+        let asserts = shape.fields.iter().map(|field| {
+            let map = map_of(field);
+            quote_spanned!(field.ty.span()=> ::core::assert!(#map.is_empty(), #message);)
         });
         quote!({
+            #same_types
             #(#asserts)*
             ::gort_gc::PtrMap::EMPTY
         })
     } else {
-        let withs = shape.fields.iter().map(|(member, ty)| {
-            let map = map_of(ty);
-            quote_spanned!(ty.span()=> .with(::core::mem::offset_of!(Self, #member), #map))
+        let withs = shape.fields.iter().map(|field| {
+            let map = map_of(field);
+            let member = &field.member;
+            quote_spanned!(field.ty.span()=> .with(::core::mem::offset_of!(Self, #member), #map))
         });
-        quote!(::gort_gc::PtrMap::EMPTY #(#withs)*)
+        let chain = quote!(::gort_gc::PtrMap::EMPTY #(#withs)*);
+        if let Some(first) = shape.fields.iter().find(|f| f.recursive.is_some()) {
+            // Spanned on that field: it is why the type must be noscan.
+            let check = quote_spanned!(first.ty.span()=>
+                ::core::assert!(
+                    map.is_empty(),
+                    "gort-gc: a type that holds itself in a std container (Box, Option, Vec, ...) \
+                     cannot hold GC pointers, since the container would hold them too; link \
+                     objects with Slot<Self> fields instead"
+                );
+            );
+            quote!({
+                #same_types
+                let map = #chain;
+                #check
+                map
+            })
+        } else {
+            chain
+        }
     };
 
     let drop_check = (!shape.allow_drop).then(|| {

@@ -50,9 +50,17 @@ fn default_repr_uses_the_compilers_offsets() {
 #[repr(C)]
 struct Tuple(u64, Slot<Leaf>, Slot<Leaf>);
 
+#[derive(Trace)]
+#[repr(C)]
+struct RawNames {
+    r#type: u64,
+    r#fn: Slot<Leaf>,
+}
+
 #[test]
 fn tuple_struct() {
     assert_eq!(words::<Tuple>(), [1, 2]);
+    assert_eq!(words::<RawNames>(), [1]);
 }
 
 #[derive(Trace)]

@@ -20,9 +20,9 @@
 //! }
 //! ```
 //!
-//! The map is exact by construction: a `Slot` is the only type whose own map is not empty,
-//! every other implementation combines its parts' maps the same way, and `offset_of!` is the
-//! compiler's own layout, whatever the field order it chose. The allocator copies the map into
+//! The map is exact by construction: a `Slot`'s map is its one word, other implementations
+//! combine their parts' maps the same way (arrays by stride, std containers refuse pointers),
+//! and `offset_of!` is the compiler's own layout, whatever field order it chose. The allocator copies the map into
 //! the span's heap bits, so an object needs no header to be scanned. Every type parameter gets
 //! a `Trace` bound; lifetime parameters are refused, since a collected object outlives any
 //! borrow (it is `'static`). For a type without generic parameters the derive also evaluates
@@ -70,8 +70,9 @@
 //! Other shapes — a tuple in a `Box`, two types holding each other — remain a cycle (error
 //! E0391); link such objects with `Slot` fields.
 //!
-//! Whatever the input, the macro itself never panics: every problem is a `compile_error!`
-//! spanned on the offending token.
+//! Whatever the input, the macro itself never panics: a problem it sees in the syntax is a
+//! `compile_error!` spanned on the offending token; the rest are compiler errors in the
+//! generated code (type checks, `const` evaluation), spanned on the field where possible.
 
 use proc_macro::TokenStream;
 use proc_macro2::{TokenStream as TokenStream2, TokenTree};
@@ -522,5 +523,118 @@ fn generate(input: &DeriveInput, shape: &Shape<'_>) -> TokenStream2 {
         }
         #drop_check
         #eager
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand_str(src: &str) -> Result<String, String> {
+        let input: DeriveInput = syn::parse_str(src).map_err(|e| e.to_string())?;
+        expand(&input).map(|t| t.to_string()).map_err(|e| {
+            e.into_iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join(" | ")
+        })
+    }
+
+    fn this(src: &str) -> SelfType {
+        let input: DeriveInput = syn::parse_str(src).unwrap();
+        SelfType {
+            name: input.ident,
+            params: input
+                .generics
+                .type_params()
+                .map(|p| p.ident.clone())
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn recognizes_std_containers_around_self() {
+        let list = this("struct List { x: u8 }");
+        let tree = this("struct Tree<T> { x: T }");
+        let yes = |this: &SelfType, ty: &str| {
+            let ty: Type = syn::parse_str(ty).unwrap();
+            self_in_containers(&ty, this)
+                .map(|r| (r.canonical.to_string(), r.around_unit.to_string()))
+        };
+        let (canonical, unit) = yes(&list, "Option<Box<List>>").unwrap();
+        assert_eq!(
+            canonical,
+            ":: core :: option :: Option < :: std :: boxed :: Box < Self > >"
+        );
+        assert_eq!(
+            unit,
+            ":: core :: option :: Option < :: std :: boxed :: Box < () > >"
+        );
+        let (canonical, unit) =
+            yes(&list, "std::collections::BTreeMap<String, Vec<Self>>").unwrap();
+        assert!(canonical.ends_with("BTreeMap < String , :: std :: vec :: Vec < Self > >"));
+        assert!(unit.ends_with("BTreeMap < String , :: std :: vec :: Vec < () > >"));
+        assert!(yes(&tree, "Vec<Tree<T>>").is_some());
+        assert!(yes(&tree, "Arc<Mutex<Self>>").is_some());
+        for no in [
+            "List",                      // not in a container (and infinitely large)
+            "Box<(List, u8)>",           // a tuple in the box
+            "Box<other::List>",          // another module's List
+            "Vec<Slot<List>>",           // Slot is not a std container
+            "Result<Box<List>, String>", // not in the list
+            "HashMap<List, u8>",         // recursion in a key
+            "Box<<List as Tr>::Assoc>",  // a projection
+        ] {
+            assert!(yes(&list, no).is_none(), "{no}");
+        }
+        assert!(yes(&tree, "Vec<Tree<u64>>").is_none());
+        assert!(yes(&tree, "Vec<Tree>").is_none());
+    }
+
+    #[test]
+    fn refusals_are_errors_not_panics() {
+        let cases = [
+            ("union U { a: u64, b: f64 }", "a union cannot derive Trace"),
+            (
+                "#[repr(C, packed(2))] struct P { a: u64 }",
+                "#[repr(packed)]",
+            ),
+            ("struct B<'a, T> { a: &'a T }", "lifetime parameters"),
+            ("#[trace(dorp)] struct S;", "unknown option"),
+            ("#[trace(drop, drop)] struct S;", "duplicate `drop`"),
+            ("#[trace] struct S;", "expected `#[trace(drop)]`"),
+            ("#[trace = 1] struct S;", "expected `#[trace(drop)]`"),
+            ("struct S { #[trace(drop)] a: u8 }", "no options on fields"),
+            ("enum E { #[trace] A }", "no options on variants"),
+        ];
+        for (src, want) in cases {
+            let err = expand_str(src).expect_err(src);
+            assert!(err.contains(want), "{src}: {err}");
+        }
+        // Every problem is reported, not just the first.
+        let err = expand_str("#[trace(x)] #[repr(packed)] struct S<'a> { #[trace] a: &'a u8 }")
+            .unwrap_err();
+        assert_eq!(err.matches(" | ").count(), 3, "{err}");
+    }
+
+    #[test]
+    fn expands_odd_but_valid_inputs() {
+        for src in [
+            "struct r#type { r#fn: u8 }",
+            "struct Unit;",
+            "struct Empty {}",
+            "struct T();",
+            "enum Never {}",
+            "struct D<T = u8, const N: usize = 3>([T; N]) where T: Copy;",
+            "#[repr(C, align(64))] struct A { a: u8 }",
+            "#[repr(u8)] enum E { A = 1, B = 2 }",
+        ] {
+            expand_str(src).unwrap_or_else(|e| panic!("{src}: {e}"));
+        }
+        let out = expand_str("struct r#type { a: u8 }").unwrap();
+        assert!(out.contains("__typeMustNotImplDrop"), "{out}");
+        // `#[trace(drop)]` drops the Drop check; generic types get no eager `const _`.
+        let out = expand_str("#[trace(drop)] struct G<T>(T);").unwrap();
+        assert!(!out.contains("MustNotImplDrop") && !out.contains("const _ : :: gort_gc"));
     }
 }

@@ -93,6 +93,11 @@ fn generic_struct_with_where_clause_and_const_parameter() {
     }
     assert_eq!(words::<Buf<Slot<Leaf>, 3>>(), [1, 2, 3]);
     assert!(<Buf<u32, 8> as Trace>::PTRS.is_empty());
+
+    #[derive(Trace)]
+    #[repr(C)]
+    struct Defaults<T = Slot<Leaf>, const N: usize = 2>(u64, [T; N]);
+    assert_eq!(words::<Defaults>(), [1, 2]);
 }
 
 #[derive(Trace)]

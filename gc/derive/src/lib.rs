@@ -44,7 +44,8 @@
 //!
 //! `#[trace(drop)]` on the type lifts the rule for a type that holds no GC pointers: its map
 //! must be empty, checked by a `const` assertion on each field's map (so the error names the
-//! field that holds a pointer).
+//! field that holds a pointer). The rule is the same for enums, although they never hold GC
+//! pointers: a destructor on a traced type is always declared.
 //!
 //! # Enums, unions, packed structs
 //!

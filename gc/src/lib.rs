@@ -6,6 +6,8 @@ extern crate self as gort_gc;
 
 mod collector;
 mod config;
+#[cfg(doctest)]
+mod derive_docs;
 mod desc;
 mod finalizer;
 mod handle;

@@ -80,7 +80,7 @@ impl PtrMap {
             return self;
         }
         assert!(
-            offset % 8 == 0,
+            offset.is_multiple_of(8),
             "gort-gc: a field holding GC pointers must be 8-byte aligned (no #[repr(packed)])"
         );
         let shift = offset / 8;

@@ -88,10 +88,16 @@ fn pointer_moved_from_unscanned_to_scanned_place_survives() {
         s.blocking(|| collector.join().unwrap());
         // The cycle is over and the heap swept: `x` must still be there, intact.
         let got = b.other.get(s).expect("b.other");
-        assert_eq!(got.val, 77, "the moved object was freed (poisoned or reused)");
+        assert_eq!(
+            got.val, 77,
+            "the moved object was freed (poisoned or reused)"
+        );
         during
     });
-    assert!(moved_during_mark, "the move did not happen during marking; test inconclusive");
+    assert!(
+        moved_during_mark,
+        "the move did not happen during marking; test inconclusive"
+    );
     // And it stays alive across more cycles while reachable.
     h.gc();
     assert!(h.stats().num_gc >= 2);

@@ -31,13 +31,25 @@ unsafe impl Trace for Obj {
 #[derive(Debug, Clone)]
 enum Op {
     New,
-    Link { src: usize, field: usize, dst: Option<usize> },
+    Link {
+        src: usize,
+        field: usize,
+        dst: Option<usize>,
+    },
     Unroot(usize),
-    Reroot { src: usize, field: usize },
+    Reroot {
+        src: usize,
+        field: usize,
+    },
     /// Move the pointer in `src.field` to `dst.field2` and null the old place (the shape of
     /// gc-arena's unsound re-root: a pointer moved from a not-yet-scanned place to an
     /// already-scanned one must survive).
-    Move { src: usize, field: usize, dst: usize, field2: usize },
+    Move {
+        src: usize,
+        field: usize,
+        dst: usize,
+        field2: usize,
+    },
     Garbage(u8),
     Verify,
 }

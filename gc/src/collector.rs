@@ -76,7 +76,7 @@ fn sweep_in_background(h: &HeapShared) {
     let mut n = 0u32;
     while h.alloc.sweep_one() {
         n += 1;
-        if n % 64 == 0 {
+        if n.is_multiple_of(64) {
             let c = h.ctl.lock().unwrap_or_else(|e| e.into_inner());
             if c.shutdown || c.forced_asked > c.started || c.triggered {
                 return;

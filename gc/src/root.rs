@@ -16,8 +16,9 @@ type Chunk = [AtomicUsize; CHUNK];
 
 #[derive(Default)]
 struct Table {
-    /// Chunks are boxed and never freed before the table, so the scanner may read them
-    /// without the lock.
+    /// Chunks are boxed (their address is what the scanner keeps) and never freed before the
+    /// table, so the scanner may read them without the lock.
+    #[allow(clippy::vec_box)]
     chunks: Vec<Box<Chunk>>,
     free: Vec<usize>,
 }

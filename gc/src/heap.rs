@@ -5,7 +5,9 @@ use std::thread::JoinHandle;
 
 use crate::config::{Config, GcError};
 use crate::finalizer::FinalizerQueue;
-use crate::loom::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+
+use crate::loom::Arc as LoomArc;
 use crate::mark::Marker;
 use crate::mutator::{Mutator, MutatorLocal, MutatorShared};
 use crate::root::RootTable;
@@ -89,7 +91,7 @@ impl HeapShared {
         }
     }
 
-    pub(crate) fn register_mutator(&self) -> Arc<MutatorShared> {
+    pub(crate) fn register_mutator(&self) -> LoomArc<MutatorShared> {
         let cache = self.alloc.cache();
         let mut reg = self
             .world
@@ -99,12 +101,12 @@ impl HeapShared {
         // Under the registry lock, which a stop of the world holds while it starts a cycle:
         // a mutator attached after that start has no roots to scan this cycle.
         let cycle = self.cycle.load(Ordering::Relaxed);
-        let m = Arc::new(MutatorShared::new(Some(cache), cycle));
+        let m = LoomArc::new(MutatorShared::new(Some(cache), cycle));
         reg.push(m.clone());
         m
     }
 
-    pub(crate) fn unregister_mutator(&self, m: &Arc<MutatorShared>) {
+    pub(crate) fn unregister_mutator(&self, m: &LoomArc<MutatorShared>) {
         // Outside any scope: its buffers were flushed when its last scope ended.
         self.world.detach(m, || {
             // Under the registry lock (see `register_mutator`): a mutator counted as

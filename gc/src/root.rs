@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::handle::Local;
 use crate::heap::HeapShared;
-use crate::loom::{Arc, Mutex};
+use std::sync::Arc;
+
+use crate::loom::Mutex;
 use crate::mutator::Scope;
 use crate::trace::Trace;
 
@@ -168,5 +170,50 @@ impl<T: Trace> Clone for Root<T> {
 impl<T: Trace> Drop for Root<T> {
     fn drop(&mut self) {
         self.heap.roots.remove(self.idx);
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use crate::loom::{Arc, AtomicBool, AtomicUsize, Ordering, thread};
+    use crate::work::WorkPool;
+
+    /// gc-arena's re-root shape against the root scan: a thread clones the root in entry 1
+    /// into entry 0 (which the scanner may already have passed) and drops the original
+    /// (which the scanner may not have reached). The clone shades through
+    /// `begin_foreign` unless marking is closed, and the collector closes only after the
+    /// scan: the object is always marked.
+    #[test]
+    fn loom_root_cloned_and_dropped_during_the_root_scan_stays_marked() {
+        loom::model(|| {
+            const X: usize = 0x1000;
+            let pool = Arc::new(WorkPool::new());
+            pool.open();
+            let entries = Arc::new([AtomicUsize::new(0), AtomicUsize::new(X)]);
+            let marked = Arc::new(AtomicBool::new(false));
+            let cloner = {
+                let (pool, entries, marked) = (pool.clone(), entries.clone(), marked.clone());
+                thread::spawn(move || {
+                    entries[0].store(X, Ordering::Relaxed);
+                    if pool.begin_foreign() {
+                        marked.store(true, Ordering::Relaxed);
+                        pool.idle();
+                    }
+                    entries[1].store(0, Ordering::Relaxed);
+                })
+            };
+            // The collector: scan the table in order, then close marking.
+            for e in entries.iter() {
+                if e.load(Ordering::Relaxed) == X {
+                    marked.store(true, Ordering::Relaxed);
+                }
+            }
+            while !pool.close_if_done() {
+                thread::yield_now();
+            }
+            // Marking is over: the object, still rooted by the clone, must be marked.
+            assert!(marked.load(Ordering::Relaxed), "re-rooted object left unmarked");
+            cloner.join().unwrap();
+        });
     }
 }

@@ -142,12 +142,6 @@ impl WorkPool {
         }
     }
 
-    /// Number of buffers waiting (statistics and tests).
-    #[cfg(any(test, loom))]
-    pub(crate) fn len(&self) -> usize {
-        self.lock().full.len()
-    }
-
     /// Block until a buffer arrives, the pool is done, or `timeout` passes.
     #[cfg(not(loom))]
     pub(crate) fn wait_for_work(&self, timeout: std::time::Duration) {
@@ -161,6 +155,12 @@ impl WorkPool {
             .wait_timeout(s, timeout)
             .unwrap_or_else(|e| e.into_inner());
         s.waiting -= 1;
+    }
+
+    /// Under loom there is no timed wait: yield instead (the collector's loop retries).
+    #[cfg(loom)]
+    pub(crate) fn wait_for_work(&self, _timeout: std::time::Duration) {
+        crate::loom::thread::yield_now();
     }
 
     /// Wake everyone waiting for work (end of a phase).

@@ -223,3 +223,75 @@ impl World {
         under_registry_lock();
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::loom::{AtomicUsize, thread};
+
+    fn world_with_one() -> (Arc<World>, Arc<MutatorShared>) {
+        let w = Arc::new(World::new());
+        let m = Arc::new(MutatorShared::new(None, 0));
+        w.registry.lock().unwrap().push(m.clone());
+        (w, m)
+    }
+
+    /// A mutator that runs, polls, leaves its scope (entering BLOCKING without a safepoint)
+    /// and comes back, against a coordinator stopping the world: while the world is stopped
+    /// the mutator never mutates.
+    #[test]
+    fn loom_stopped_world_runs_no_mutator() {
+        loom::model(|| {
+            let (w, m) = world_with_one();
+            let mutations = Arc::new(AtomicUsize::new(0));
+            let t = {
+                let (w, m, mutations) = (w.clone(), m.clone(), mutations.clone());
+                thread::spawn(move || {
+                    for _ in 0..2 {
+                        w.leave_blocking(&m);
+                        mutations.fetch_add(1, Ordering::Relaxed);
+                        if w.poll.load(Ordering::Relaxed) & POLL_STOP != 0 {
+                            w.park(&m);
+                        }
+                        mutations.fetch_add(1, Ordering::Relaxed);
+                        w.enter_blocking(&m);
+                    }
+                })
+            };
+            let s = w.stop();
+            let a = mutations.load(Ordering::Relaxed);
+            thread::yield_now();
+            let b = mutations.load(Ordering::Relaxed);
+            assert_eq!(a, b, "a mutator ran while the world was stopped");
+            w.start(s);
+            t.join().unwrap();
+            assert_eq!(mutations.load(Ordering::Relaxed), 4);
+        });
+    }
+
+    /// The collector holding a blocked mutator to scan it, against the mutator leaving its
+    /// blocking region: the mutator never runs while held.
+    #[test]
+    fn loom_held_mutator_waits_to_leave_blocking() {
+        loom::model(|| {
+            let (w, m) = world_with_one();
+            let running = Arc::new(AtomicUsize::new(0));
+            let t = {
+                let (w, m, running) = (w.clone(), m.clone(), running.clone());
+                thread::spawn(move || {
+                    w.leave_blocking(&m);
+                    running.store(1, Ordering::Relaxed);
+                    running.store(0, Ordering::Relaxed);
+                    w.enter_blocking(&m);
+                })
+            };
+            if w.try_hold(&m) {
+                assert_eq!(running.load(Ordering::Relaxed), 0, "held while running");
+                thread::yield_now();
+                assert_eq!(running.load(Ordering::Relaxed), 0, "ran while held");
+                w.release(&m);
+            }
+            t.join().unwrap();
+        });
+    }
+}

@@ -1,5 +1,6 @@
 //! The write barrier under a running mark, deterministically: pointers moved from places
 //! the marker has not reached to places it will not look at again.
+#![cfg(not(loom))]
 
 use std::mem::offset_of;
 use std::time::{Duration, Instant};

@@ -1,5 +1,6 @@
 //! Basics: objects reachable from handles and roots survive cycles; garbage is freed and
 //! finalized; slots refuse foreign pointers.
+#![cfg(not(loom))]
 
 use std::mem::offset_of;
 use std::sync::Arc;

@@ -1,4 +1,5 @@
 //! `#[derive(Trace)]`: the maps it computes for structs, tuples, generics, nesting and arrays.
+#![cfg(not(loom))]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

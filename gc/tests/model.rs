@@ -3,6 +3,7 @@
 //! with a sequential model. Checkmark is on (a reachable object left white aborts the
 //! process) and debug builds poison freed memory (a freed reachable object reads as
 //! `0xdbdb…`, which the id checks catch).
+#![cfg(not(loom))]
 
 use std::mem::offset_of;
 use std::sync::Arc;

@@ -261,6 +261,12 @@ impl std::fmt::Debug for Heap {
     }
 }
 
+// SAFETY: a `Heap` handle is a reference-counted pointer to the heap's shared state, outside
+// the heap: no pointer word the collector must trace.
+unsafe impl crate::Trace for Heap {
+    const PTRS: crate::PtrMap = crate::PtrMap::EMPTY;
+}
+
 impl Clone for Heap {
     fn clone(&self) -> Self {
         self.shared.owners.fetch_add(1, Ordering::Relaxed);

@@ -160,6 +160,13 @@ impl<T: Trace> Root<T> {
     }
 }
 
+// SAFETY: a `Root` holds an index into the root table, no pointer word: the table is what
+// the collector scans. An object holding a `Root` keeps its target alive (a strong reference
+// from outside the heap) until the holder is finalized.
+unsafe impl<T: Trace> Trace for Root<T> {
+    const PTRS: crate::PtrMap = crate::PtrMap::EMPTY;
+}
+
 impl<T: Trace> Clone for Root<T> {
     fn clone(&self) -> Self {
         // `self` keeps the object alive during the call.

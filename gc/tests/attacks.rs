@@ -1,0 +1,303 @@
+//! Attacks on the glue: mutators detaching, blocking and unblocking, roots cloned and dropped
+//! on other threads, finalizers that allocate, heaps dropped early, cycles forced from every
+//! mutator at once — each while cycles run back to back, with checkmark on.
+#![cfg(not(loom))]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use gort_gc::{Config, Heap, Local, Root, Scope, Slot, Trace};
+
+#[derive(Trace)]
+struct Node {
+    next: Slot<Node>,
+    val: u64,
+}
+
+fn node(val: u64) -> Node {
+    Node {
+        next: Slot::null(),
+        val,
+    }
+}
+
+fn heap() -> Heap {
+    Heap::new(Config {
+        checkmark: true,
+        procs: 2,
+        ..Config::default()
+    })
+    .unwrap()
+}
+
+/// Run `f` while another thread forces cycles back to back.
+fn under_gc_loop(h: &Heap, f: impl FnOnce()) -> u32 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let t = {
+        let (h, stop) = (h.clone(), stop.clone());
+        std::thread::spawn(move || {
+            loop {
+                h.gc();
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+            }
+        })
+    };
+    let before = h.stats().num_gc;
+    f();
+    stop.store(true, Ordering::Relaxed);
+    t.join().unwrap();
+    h.stats().num_gc - before
+}
+
+fn list<'s>(s: &Scope<'s>, n: u64) -> Local<'s, Node> {
+    let head = s.alloc(node(0));
+    let mut tail = head;
+    for i in 1..n {
+        let x = s.alloc(node(i));
+        tail.next.set(s, Some(x));
+        tail = x;
+    }
+    head
+}
+
+fn check_list(s: &mut Scope<'_>, head: Local<'_, Node>, n: u64) {
+    s.scope(|s| {
+        let mut cur = Some(head);
+        let mut i = 0;
+        while let Some(c) = cur {
+            assert_eq!(c.val, i, "list node corrupted");
+            i += 1;
+            cur = c.next.get(s);
+        }
+        assert_eq!(i, n);
+    });
+}
+
+#[test]
+fn mutators_attaching_and_exiting_mid_mark() {
+    let h = heap();
+    let cycles = under_gc_loop(&h, || {
+        for _ in 0..20 {
+            let hs: Vec<_> = (0..3)
+                .map(|_| {
+                    let h = h.clone();
+                    std::thread::spawn(move || {
+                        let mut m = h.attach().unwrap();
+                        m.scope(|s| {
+                            let l = list(s, 500);
+                            check_list(s, l, 500);
+                        });
+                        // Exits (detaches) whatever phase the collector is in.
+                    })
+                })
+                .collect();
+            for t in hs {
+                t.join().unwrap();
+            }
+        }
+    });
+    assert!(cycles > 0);
+}
+
+#[test]
+fn leaving_blocking_regions_while_the_world_stops() {
+    let h = heap();
+    let cycles = under_gc_loop(&h, || {
+        std::thread::scope(|t| {
+            for _ in 0..2 {
+                let h = h.clone();
+                t.spawn(move || {
+                    let mut m = h.attach().unwrap();
+                    m.scope(|s| {
+                        let l = list(s, 200);
+                        for k in 0..300 {
+                            // In and out of a blocking region, and of nested scopes.
+                            s.blocking(|| std::thread::yield_now());
+                            if k % 10 == 0 {
+                                check_list(s, l, 200);
+                            }
+                        }
+                    });
+                });
+            }
+        });
+    });
+    assert!(cycles > 0);
+}
+
+#[test]
+fn roots_cloned_and_dropped_on_other_threads_during_root_scans() {
+    let h = heap();
+    let mut m = h.attach().unwrap();
+    let roots: Vec<Root<Node>> = m.scope(|s| {
+        (0..64)
+            .map(|i| {
+                s.scope(|s| {
+                    let l = list(s, 50);
+                    l.next.get(s).unwrap(); // touch
+                    let r = Root::new(s, l);
+                    let _ = i;
+                    r
+                })
+            })
+            .collect()
+    });
+    let roots = Arc::new(std::sync::Mutex::new(roots));
+    under_gc_loop(&h, || {
+        std::thread::scope(|t| {
+            for k in 0..2 {
+                let roots = roots.clone();
+                t.spawn(move || {
+                    // Not mutators: they only clone and drop roots.
+                    for i in 0..2000usize {
+                        let mut g = roots.lock().unwrap();
+                        let j = (i * 7 + k) % g.len();
+                        let c = g[j].clone();
+                        g[j] = c; // the original is dropped here, the clone takes its place
+                    }
+                });
+            }
+        });
+    });
+    m.scope(|s| {
+        for r in roots.lock().unwrap().iter() {
+            let l = r.get(s);
+            check_list(s, l, 50);
+        }
+    });
+}
+
+/// A type whose drop glue attaches to the heap, allocates, and stores into a live object.
+#[derive(Trace)]
+#[trace(drop)]
+struct Resurrector {
+    heap: std::sync::Mutex<Option<Heap>>,
+    into: std::sync::Mutex<Option<Root<Node>>>,
+    done: Arc<AtomicUsize>,
+}
+
+impl Drop for Resurrector {
+    fn drop(&mut self) {
+        let heap = self.heap.lock().unwrap().take().unwrap();
+        let into = self.into.lock().unwrap().take().unwrap();
+        let mut m = heap.attach().unwrap();
+        m.scope(|s| {
+            let fresh = s.alloc(node(4242));
+            into.get(s).next.set(s, Some(fresh));
+        });
+        self.done.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn finalizer_that_allocates_and_stores_into_a_live_object() {
+    let h = heap();
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut m = h.attach().unwrap();
+    let holder = m.scope(|s| {
+        let holder = Root::new(s, s.alloc(node(1)));
+        s.scope(|s| {
+            s.alloc(Resurrector {
+                heap: std::sync::Mutex::new(Some(h.clone())),
+                into: std::sync::Mutex::new(Some(holder.clone())),
+                done: done.clone(),
+            });
+        });
+        holder
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while done.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the finalizer never ran");
+        h.gc();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // The object the finalizer made is alive and reachable from the holder, cycles later.
+    h.gc();
+    h.gc();
+    m.scope(|s| {
+        let x = holder.get(s).next.get(s).expect("stored by the finalizer");
+        assert_eq!(x.val, 4242);
+    });
+}
+
+#[test]
+fn heap_dropped_with_roots_alive() {
+    let h = heap();
+    let root = {
+        let mut m = h.attach().unwrap();
+        m.scope(|s| Root::new(s, s.alloc(node(9))))
+    };
+    let r2 = root.clone();
+    drop(h); // collector and finalizer threads stop; the roots keep the memory
+    assert_ne!(root.addr(), 0);
+    drop(root);
+    std::thread::spawn(move || drop(r2)).join().unwrap();
+}
+
+#[test]
+fn cycles_forced_from_every_mutator_at_once() {
+    let h = heap();
+    let before = h.stats().num_gc;
+    std::thread::scope(|t| {
+        for _ in 0..4 {
+            let h = h.clone();
+            t.spawn(move || {
+                let mut m = h.attach().unwrap();
+                m.scope(|s| {
+                    let l = list(s, 100);
+                    for _ in 0..5 {
+                        s.gc();
+                        check_list(s, l, 100);
+                    }
+                });
+            });
+        }
+    });
+    let st = h.stats();
+    assert!(st.num_gc - before >= 5, "each gc() waits for a cycle of its own");
+    assert!(st.num_forced_gc >= 5);
+}
+
+#[test]
+fn a_vec_of_locals_keeps_its_objects() {
+    let h = heap();
+    let mut m = h.attach().unwrap();
+    m.scope(|s| {
+        let v: Vec<Local<'_, Node>> = (0..10_000).map(|i| s.alloc(node(i))).collect();
+        for _ in 0..3 {
+            s.gc();
+            // Garbage in between, reusing freed slots if anything was wrongly freed.
+            s.scope(|s| {
+                for i in 0..10_000 {
+                    s.alloc(node(u64::MAX - i));
+                }
+            });
+        }
+        for (i, l) in v.iter().enumerate() {
+            assert_eq!(l.val, i as u64);
+        }
+    });
+}
+
+#[test]
+fn unreachable_objects_are_freed_within_two_cycles() {
+    let h = heap();
+    let mut m = h.attach().unwrap();
+    m.scope(|s| {
+        s.scope(|s| {
+            list(s, 20_000);
+        });
+    });
+    let count = |h: &Heap| {
+        let mut n = 0;
+        h.alloc_heap()
+            .for_each_object(gort_alloc::Objects::Allocated, |_| n += 1);
+        n
+    };
+    h.gc();
+    h.gc();
+    assert!(count(&h) < 100, "{} objects left after two cycles", count(&h));
+}

@@ -219,7 +219,10 @@ mod loom_tests {
                 thread::yield_now();
             }
             // Marking is over: the object, still rooted by the clone, must be marked.
-            assert!(marked.load(Ordering::Relaxed), "re-rooted object left unmarked");
+            assert!(
+                marked.load(Ordering::Relaxed),
+                "re-rooted object left unmarked"
+            );
             cloner.join().unwrap();
         });
     }

@@ -34,13 +34,16 @@ impl<T: Trace> Slot<T> {
 }
 
 impl<T: Trace> Slot<T> {
-    /// The object the slot points to, rooted in `scope`; `None` when null.
+    /// The object the slot points to, rooted in `scope`; `None` when null. A safepoint.
     ///
     /// # Panics
     /// When the slot holds a pointer and lies outside `scope`'s heap (an object of another
     /// heap).
     #[inline]
     pub fn get<'s>(&self, scope: &Scope<'s>) -> Option<Local<'s, T>> {
+        // A safepoint (a load and a branch): a loop that only walks the heap still lets the
+        // world stop promptly.
+        scope.safepoint();
         // Loading the pointer and rooting it is one window a suspension must not split.
         scope.window_begin();
         // Acquire: pairs with the Release in `set`, so the referent's initialisation (its

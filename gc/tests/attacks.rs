@@ -115,7 +115,7 @@ fn leaving_blocking_regions_while_the_world_stops() {
                         let l = list(s, 200);
                         for k in 0..300 {
                             // In and out of a blocking region, and of nested scopes.
-                            s.blocking(|| std::thread::yield_now());
+                            s.blocking(std::thread::yield_now);
                             if k % 10 == 0 {
                                 check_list(s, l, 200);
                             }
@@ -257,7 +257,10 @@ fn cycles_forced_from_every_mutator_at_once() {
         }
     });
     let st = h.stats();
-    assert!(st.num_gc - before >= 5, "each gc() waits for a cycle of its own");
+    assert!(
+        st.num_gc - before >= 5,
+        "each gc() waits for a cycle of its own"
+    );
     assert!(st.num_forced_gc >= 5);
 }
 
@@ -299,5 +302,9 @@ fn unreachable_objects_are_freed_within_two_cycles() {
     };
     h.gc();
     h.gc();
-    assert!(count(&h) < 100, "{} objects left after two cycles", count(&h));
+    assert!(
+        count(&h) < 100,
+        "{} objects left after two cycles",
+        count(&h)
+    );
 }

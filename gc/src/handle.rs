@@ -51,7 +51,7 @@ impl<'s, T: Trace> Local<'s, T> {
 
     /// The object, for all of `'s`.
     #[inline(always)]
-    pub fn get(self) -> &'s T {
+    pub fn into_ref(self) -> &'s T {
         // SAFETY: the object is rooted for `'s` (the construction contract), initialised,
         // and only ever shared (no `&mut` to an object exists); `T: Sync`.
         unsafe { &*self.ptr.as_ptr() }
@@ -71,7 +71,7 @@ impl<T: Trace> Deref for Local<'_, T> {
 
     #[inline(always)]
     fn deref(&self) -> &T {
-        // SAFETY: as in `get`.
+        // SAFETY: as in `into_ref`.
         unsafe { &*self.ptr.as_ptr() }
     }
 }

@@ -140,6 +140,7 @@ mod root;
 mod slot;
 mod stats;
 mod trace;
+mod vec;
 mod work;
 mod world;
 
@@ -154,3 +155,4 @@ pub use root::Root;
 pub use slot::Slot;
 pub use stats::{GcStats, PAUSE_RING};
 pub use trace::{PTRMAP_WORDS, PtrMap, Trace};
+pub use vec::GcVec;

@@ -355,6 +355,28 @@ impl<'s> Scope<'s> {
         Ok(unsafe { Local::from_addr(addr) })
     }
 
+    /// Allocate `size` zeroed bytes laid out as `shape` (a GC-heap collection's backing
+    /// store), rooted in this scope's frame; returns the address. A safepoint. The caller
+    /// initialises it before storing it anywhere; while marking it is born black, and the
+    /// caller shades whatever it copies into it.
+    pub(crate) fn alloc_raw(
+        &self,
+        size: usize,
+        shape: gort_alloc::Shape<'_>,
+    ) -> Result<usize, AllocError> {
+        self.safepoint();
+        self.window_begin();
+        let r = self.with_local(|l| {
+            let cache = l.cache.as_mut().expect("runtime: mutator without a cache");
+            let addr = cache.alloc(size, shape)?.as_ptr() as usize;
+            l.handles.push(addr);
+            l.since_check += size;
+            Ok(addr)
+        });
+        self.window_end();
+        r
+    }
+
     #[cold]
     fn shade_initial(&self, addr: usize, ptrs: &crate::PtrMap) {
         self.window_begin();

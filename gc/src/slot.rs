@@ -44,6 +44,13 @@ impl<T: Trace> Slot<T> {
         // A safepoint (a load and a branch): a loop that only walks the heap still lets the
         // world stop promptly.
         scope.safepoint();
+        self.get_no_poll(scope)
+    }
+
+    /// `get` without the safepoint, for callers that hold an unrooted address (a
+    /// collection's backing array) across the call.
+    #[inline]
+    pub(crate) fn get_no_poll<'s>(&self, scope: &Scope<'s>) -> Option<Local<'s, T>> {
         // Loading the pointer and rooting it is one window a suspension must not split.
         scope.window_begin();
         // Acquire: pairs with the Release in `set`, so the referent's initialisation (its
@@ -78,7 +85,13 @@ impl<T: Trace> Slot<T> {
     /// collection, or in an object of another heap), or `value` belongs to another heap.
     #[inline]
     pub fn set(&self, scope: &Scope<'_>, value: Option<Local<'_, T>>) {
-        let new = value.map_or(0, |l| l.addr());
+        self.set_addr(scope, value.map_or(0, |l| l.addr()));
+    }
+
+    /// `set` with an address: an object of `scope`'s heap that the caller keeps alive, of
+    /// the slot's type (or 0).
+    #[inline]
+    pub(crate) fn set_addr(&self, scope: &Scope<'_>, new: usize) {
         let heap = scope.heap;
         heap.check_ours(self as *const Slot<T> as usize, "Slot::set");
         if new != 0 {

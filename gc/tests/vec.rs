@@ -1,0 +1,131 @@
+//! `GcVec`: growth with a bulk barrier while marking, oblets for large arrays, concurrent
+//! writers and readers.
+#![cfg(not(loom))]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use gort_gc::{Config, GcVec, Heap, Root, Slot, Trace};
+
+#[derive(Trace)]
+struct Item {
+    val: u64,
+    next: Slot<Item>,
+}
+
+fn heap() -> Heap {
+    Heap::new(Config {
+        checkmark: true,
+        procs: 2,
+        ..Config::default()
+    })
+    .unwrap()
+}
+
+fn gc_loop(h: &Heap) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let t = {
+        let (h, stop) = (h.clone(), stop.clone());
+        std::thread::spawn(move || {
+            loop {
+                h.gc();
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+            }
+        })
+    };
+    (stop, t)
+}
+
+#[test]
+fn a_large_vector_grows_under_concurrent_cycles() {
+    // 200k elements: a 1.6 MiB backing array, scanned in 128 KiB oblets.
+    const N: u64 = 200_000;
+    let h = heap();
+    let (stop, t) = gc_loop(&h);
+    let mut m = h.attach().unwrap();
+    m.scope(|s| {
+        let v = s.alloc(GcVec::<Item>::new());
+        for i in 0..N {
+            s.scope(|s| {
+                let it = s.alloc(Item {
+                    val: i,
+                    next: Slot::null(),
+                });
+                v.push(s, Some(it));
+            });
+        }
+        assert_eq!(v.len(), N as usize);
+        s.gc();
+        for i in (0..N).step_by(97) {
+            let it = v.get(s, i as usize).unwrap();
+            assert_eq!(it.val, i);
+        }
+        // Overwrite, pop, clear.
+        let last = v.pop(s).unwrap();
+        assert_eq!(last.val, N - 1);
+        v.set(s, 0, None);
+        assert!(v.get(s, 0).is_none());
+        s.gc();
+        for i in (1..N - 1).step_by(101) {
+            assert_eq!(v.get(s, i as usize).unwrap().val, i);
+        }
+        v.clear(s);
+        assert!(v.is_empty() && v.get(s, 5).is_none());
+    });
+    stop.store(true, Ordering::Relaxed);
+    t.join().unwrap();
+}
+
+#[test]
+fn two_writers_and_a_reader_share_a_vector() {
+    let h = heap();
+    let (stop, t) = gc_loop(&h);
+    let root = {
+        let mut m = h.attach().unwrap();
+        m.scope(|s| Root::new(s, s.alloc(GcVec::<Item>::new())))
+    };
+    std::thread::scope(|sc| {
+        for k in 0..2u64 {
+            let (h, root) = (h.clone(), root.clone());
+            sc.spawn(move || {
+                let mut m = h.attach().unwrap();
+                for i in 0..5_000u64 {
+                    m.scope(|s| {
+                        let it = s.alloc(Item {
+                            val: k * 1_000_000 + i,
+                            next: Slot::null(),
+                        });
+                        root.get(s).push(s, Some(it));
+                    });
+                }
+            });
+        }
+        let (h, root) = (h.clone(), root.clone());
+        sc.spawn(move || {
+            let mut m = h.attach().unwrap();
+            for _ in 0..200 {
+                m.scope(|s| {
+                    let v = root.get(s);
+                    let n = v.len();
+                    for i in (0..n).step_by(37) {
+                        let it = v.get(s, i).expect("pushed elements are never null");
+                        assert!(it.val % 1_000_000 < 5_000);
+                    }
+                });
+            }
+        });
+    });
+    let mut m = h.attach().unwrap();
+    m.scope(|s| {
+        let v = root.get(s);
+        assert_eq!(v.len(), 10_000);
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..v.len() {
+            assert!(seen.insert(v.get(s, i).unwrap().val));
+        }
+    });
+    stop.store(true, Ordering::Relaxed);
+    t.join().unwrap();
+}

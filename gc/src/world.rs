@@ -295,3 +295,84 @@ mod loom_tests {
         });
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_barrier {
+    use super::*;
+    use crate::loom::{AtomicBool, AtomicUsize, thread};
+
+    const B: usize = 2;
+
+    /// The write barrier against a concurrent marker, through a whole cycle: the collector
+    /// stops the world to turn marking on, scans object A (whose slot points to B) while a
+    /// mutator, already scanned, moves B out of A into C — an object born black that nobody
+    /// scans — then stops the world again to terminate. The mutator's deletion barrier and
+    /// its flush when it parks or blocks must leave B marked: either the marker read B from
+    /// A, or the swap that removed it shaded it.
+    #[test]
+    fn loom_barrier_against_marker_keeps_the_moved_object() {
+        loom::model(|| {
+            let w = Arc::new(World::new());
+            let m = Arc::new(MutatorShared::new(None, 0));
+            w.registry.lock().unwrap().push(m.clone());
+            let marking = Arc::new(AtomicBool::new(false));
+            let slot_a = Arc::new(AtomicUsize::new(B));
+            let slot_c = Arc::new(AtomicUsize::new(0));
+            let marked_b = Arc::new(AtomicBool::new(false));
+            let t = {
+                let (w, m) = (w.clone(), m.clone());
+                let (marking, slot_a, slot_c, marked_b) =
+                    (marking.clone(), slot_a.clone(), slot_c.clone(), marked_b.clone());
+                thread::spawn(move || {
+                    let mut wbuf: Vec<usize> = Vec::new();
+                    let flush = |wbuf: &mut Vec<usize>| {
+                        for v in wbuf.drain(..) {
+                            if v == B {
+                                marked_b.store(true, Ordering::Relaxed);
+                            }
+                        }
+                    };
+                    w.leave_blocking(&m);
+                    // Run until marking is on (polling safepoints), then move B.
+                    loop {
+                        if w.poll.load(Ordering::Relaxed) & POLL_STOP != 0 {
+                            flush(&mut wbuf);
+                            w.park(&m);
+                        }
+                        if marking.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        thread::yield_now();
+                    }
+                    // Slot::set while marking: swap, shade the old value.
+                    let old = slot_a.swap(0, Ordering::AcqRel);
+                    if old != 0 {
+                        wbuf.push(old);
+                    }
+                    slot_c.store(old, Ordering::Release);
+                    // Poll once more, then leave the scope (flush, blocking).
+                    if w.poll.load(Ordering::Relaxed) & POLL_STOP != 0 {
+                        flush(&mut wbuf);
+                        w.park(&m);
+                    }
+                    flush(&mut wbuf);
+                    w.enter_blocking(&m);
+                })
+            };
+            // Sweep termination: marking on with the world stopped.
+            let s = w.stop();
+            marking.store(true, Ordering::Relaxed);
+            w.start(s);
+            // Concurrent mark: scan A.
+            if slot_a.load(Ordering::Relaxed) == B {
+                marked_b.store(true, Ordering::Relaxed);
+            }
+            // Mark termination: with the world stopped every buffer is flushed; B, reachable
+            // from A or C, must be marked.
+            let s = w.stop();
+            assert!(marked_b.load(Ordering::Relaxed), "reachable object left white");
+            w.start(s);
+            t.join().unwrap();
+        });
+    }
+}

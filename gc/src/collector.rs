@@ -324,6 +324,21 @@ fn checkmark(h: &HeapShared, stw: &Stopped<'_>) -> Option<(usize, usize)> {
                 stack.push(v);
             }
         });
+        // SAFETY: allocated (as above); only the allocator writes the header word.
+        if let Some(h) = unsafe { o.header() } {
+            // SAFETY: every header this collector writes is a `&'static TypeDesc`.
+            let desc = unsafe { &*(h as *const crate::desc::TypeDesc) };
+            if let Some(trace) = desc.trace {
+                // SAFETY: the payload holds an initialised value of `desc`'s type; with the
+                // world stopped no mutator holds a cell's lock (none is taken across a
+                // safepoint), so the trace succeeds.
+                let done = unsafe { trace(o.addr() + 8, &mut |v| stack.push(v)) };
+                assert!(
+                    done,
+                    "runtime: a cell was locked while the world was stopped"
+                );
+            }
+        }
     }
     (bad > 0).then_some((bad, first))
 }

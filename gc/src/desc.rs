@@ -15,6 +15,8 @@ pub(crate) struct TypeDesc {
     pub(crate) drop: unsafe fn(*mut u8),
     /// The type's name, for diagnostics.
     pub(crate) name: fn() -> &'static str,
+    /// Traces objects of types traced by code (see `Trace::TRACE`).
+    pub(crate) trace: Option<crate::trace::TraceFn>,
 }
 
 /// # Safety
@@ -44,21 +46,25 @@ impl<T: Trace> Desc<T> {
     pub(crate) const DESC: &'static TypeDesc = &TypeDesc {
         drop: drop_erased::<T>,
         name: std::any::type_name::<T>,
+        trace: T::TRACE,
     };
+
+    /// Whether objects carry a header: drop glue, or tracing by code.
+    pub(crate) const HEADER: bool = Self::FINALIZE || T::TRACE.is_some();
 
     /// The shape to allocate a `T` with.
     #[inline(always)]
     pub(crate) fn shape() -> Shape<'static> {
         #[allow(clippy::let_unit_value)]
         let () = Self::CHECK;
-        let ptrs = if Self::PTRS.is_empty() {
+        let ptrs = if Self::PTRS.is_empty() || Self::PTRS.is_opaque() {
             Ptrs::None
         } else {
             Ptrs::Bitmap(Self::PTRS.bitmap())
         };
         Shape {
             ptrs,
-            header: if Self::FINALIZE {
+            header: if Self::HEADER {
                 Some(Self::DESC as *const TypeDesc as usize)
             } else {
                 None
@@ -68,5 +74,5 @@ impl<T: Trace> Desc<T> {
     }
 
     /// Bytes from the object's base to the `T` (the header, when there is one).
-    pub(crate) const PAYLOAD_OFFSET: usize = if Self::FINALIZE { 8 } else { 0 };
+    pub(crate) const PAYLOAD_OFFSET: usize = if Self::HEADER { 8 } else { 0 };
 }

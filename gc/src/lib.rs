@@ -125,6 +125,7 @@
 // The derive macro names `::gort_gc::...`; this makes those paths work inside the crate too.
 extern crate self as gort_gc;
 
+mod cell;
 mod collector;
 mod config;
 #[cfg(doctest)]
@@ -144,6 +145,7 @@ mod vec;
 mod work;
 mod world;
 
+pub use cell::{CellCx, CellFamily, CellTrace, GcCell, Member};
 pub use collector::{BACKGROUND_UTILIZATION, WorkerPlan};
 pub use config::{Config, GcError};
 pub use gort_alloc::AllocError;

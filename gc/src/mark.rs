@@ -115,6 +115,23 @@ impl<'h> Marker<'h> {
                 }
             }
         });
+        if off == 0 {
+            // SAFETY: the object is marked this cycle, so allocated until the sweep; only the
+            // allocator writes its header word.
+            if let Some(h) = unsafe { obj.header() } {
+                // SAFETY: every header this collector writes is a `&'static TypeDesc`.
+                let desc = unsafe { &*(h as *const crate::desc::TypeDesc) };
+                if let Some(trace) = desc.trace {
+                    // SAFETY: the payload of an object whose header names `desc` holds an
+                    // initialised value of `desc`'s type (allocated by `Scope::alloc`).
+                    let done = unsafe { trace(base + 8, &mut |v| batch.push(v)) };
+                    if !done {
+                        // A mutator holds its lock: scan it again later rather than wait.
+                        self.push_grey(base);
+                    }
+                }
+            }
+        }
         self.flush_batch(&mut batch);
         self.batch = batch;
     }

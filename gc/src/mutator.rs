@@ -230,6 +230,18 @@ impl<'s> Scope<'s> {
         self.m.busy.store(0, Ordering::Relaxed);
     }
 
+    /// Put the object holding `payload` back on the grey list (it changed after the marker
+    /// may have scanned it). Called while marking, inside a window.
+    pub(crate) fn regrey(&self, payload: usize) {
+        let heap = self.heap;
+        let Some(o) = heap.alloc.find_object(payload) else {
+            return;
+        };
+        o.mark();
+        let base = o.addr();
+        self.with_local(|l| l.grey.push(base));
+    }
+
     /// Root `addr` in this frame. Called inside a window.
     #[inline(always)]
     pub(crate) fn push_handle(&self, addr: usize) {
@@ -342,7 +354,7 @@ impl<'s> Scope<'s> {
         });
         self.window_end();
         let addr = r?;
-        if heap.is_marking() && !Desc::<T>::PTRS.is_empty() {
+        if heap.is_marking() && !Desc::<T>::PTRS.is_empty() && !Desc::<T>::PTRS.is_opaque() {
             // Born black, so never scanned: shade what it already points to.
             self.shade_initial(addr, Desc::<T>::PTRS);
         }

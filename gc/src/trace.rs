@@ -13,6 +13,9 @@ pub const PTRMAP_WORDS: usize = 512;
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct PtrMap {
     words: [u64; PTRMAP_WORDS / 64],
+    /// The type is traced by code, not by a map (a [`crate::GcCell`]): it must be an object
+    /// of its own, never a field, so `with` refuses it.
+    opaque: bool,
 }
 
 impl std::fmt::Debug for PtrMap {
@@ -28,13 +31,24 @@ impl PtrMap {
     /// No pointer words.
     pub const EMPTY: PtrMap = PtrMap {
         words: [0; PTRMAP_WORDS / 64],
+        opaque: false,
+    };
+
+    /// The map of a type traced by code ([`crate::GcCell`]): no pointer words, and it cannot
+    /// be a field of another traced type.
+    pub(crate) const OPAQUE: PtrMap = PtrMap {
+        words: [0; PTRMAP_WORDS / 64],
+        opaque: true,
     };
 
     /// One pointer word: word 0 (a [`crate::Slot`]).
     pub const ONE: PtrMap = {
         let mut words = [0; PTRMAP_WORDS / 64];
         words[0] = 1;
-        PtrMap { words }
+        PtrMap {
+            words,
+            opaque: false,
+        }
     };
 
     /// Whether word `i` holds a pointer.
@@ -42,8 +56,16 @@ impl PtrMap {
         i < PTRMAP_WORDS && self.words[i / 64] & (1 << (i % 64)) != 0
     }
 
-    /// Whether no word holds a pointer (the type is *noscan*).
+    /// Whether the type is traced by code and must be an object of its own.
+    pub const fn is_opaque(&self) -> bool {
+        self.opaque
+    }
+
+    /// Whether no word holds a pointer and no code traces it (the type is *noscan*).
     pub const fn is_empty(&self) -> bool {
+        if self.opaque {
+            return false;
+        }
         let mut i = 0;
         while i < self.words.len() {
             if self.words[i] != 0 {
@@ -76,6 +98,11 @@ impl PtrMap {
     /// Fails compilation (a panic in const evaluation) when a field holding pointers is not
     /// 8-byte aligned (a `#[repr(packed)]` struct) or reaches past [`PTRMAP_WORDS`].
     pub const fn with(self, offset: usize, field: PtrMap) -> PtrMap {
+        assert!(
+            !field.opaque,
+            "gort-gc: a GcCell cannot be a field (or element) of another traced type: allocate \
+             it on its own and refer to it through a Slot"
+        );
         if field.is_empty() {
             return self;
         }
@@ -137,7 +164,17 @@ impl PtrMap {
 pub unsafe trait Trace: Send + Sync + 'static {
     /// The pointer words of a value of this type.
     const PTRS: PtrMap;
+
+    /// For types traced by code ([`crate::GcCell`], whose map is opaque): call `f` with every
+    /// pointer the value at the given address holds, or return false when it cannot be read
+    /// now (its lock is held) and must be scanned again later.
+    #[doc(hidden)]
+    const TRACE: Option<TraceFn> = None;
 }
+
+/// See [`Trace::TRACE`].
+#[doc(hidden)]
+pub type TraceFn = unsafe fn(usize, &mut dyn FnMut(usize)) -> bool;
 
 /// Implements `Trace` with an empty map for types that cannot hold GC pointers.
 macro_rules! noscan {

@@ -321,8 +321,12 @@ mod loom_barrier {
             let marked_b = Arc::new(AtomicBool::new(false));
             let t = {
                 let (w, m) = (w.clone(), m.clone());
-                let (marking, slot_a, slot_c, marked_b) =
-                    (marking.clone(), slot_a.clone(), slot_c.clone(), marked_b.clone());
+                let (marking, slot_a, slot_c, marked_b) = (
+                    marking.clone(),
+                    slot_a.clone(),
+                    slot_c.clone(),
+                    marked_b.clone(),
+                );
                 thread::spawn(move || {
                     let mut wbuf: Vec<usize> = Vec::new();
                     let flush = |wbuf: &mut Vec<usize>| {
@@ -370,7 +374,10 @@ mod loom_barrier {
             // Mark termination: with the world stopped every buffer is flushed; B, reachable
             // from A or C, must be marked.
             let s = w.stop();
-            assert!(marked_b.load(Ordering::Relaxed), "reachable object left white");
+            assert!(
+                marked_b.load(Ordering::Relaxed),
+                "reachable object left white"
+            );
             w.start(s);
             t.join().unwrap();
         });

@@ -200,3 +200,36 @@ fn member_taken_out_of_an_unscanned_cell_survives() {
         "moved after the marker got there; inconclusive"
     );
 }
+
+#[test]
+fn a_map_of_objects() {
+    let h = Heap::new(Config {
+        checkmark: true,
+        ..Config::default()
+    })
+    .unwrap();
+    let mut m = h.attach().unwrap();
+    m.scope(|s| {
+        let map = s.alloc(gort_gc::GcMap::<u64, Node>::empty());
+        for i in 0..2000u64 {
+            let n = s.alloc(Node {
+                val: i,
+                next: Slot::null(),
+            });
+            assert!(map.insert(s, i, n).is_none());
+        }
+        s.gc();
+        for i in (0..2000u64).step_by(3) {
+            assert_eq!(map.remove(s, &i).unwrap().val, i);
+        }
+        s.gc();
+        s.gc();
+        for i in 0..2000u64 {
+            match map.get(s, &i) {
+                Some(n) => assert_eq!(n.val, i),
+                None => assert_eq!(i % 3, 0),
+            }
+        }
+        assert_eq!(map.len(s), 2000 - 667);
+    });
+}

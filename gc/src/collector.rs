@@ -299,6 +299,9 @@ fn checkmark(h: &HeapShared, stw: &Stopped<'_>) -> Option<(usize, usize)> {
         // nothing of its own until the restart.
         let l = unsafe { &*m.local.get() };
         stack.extend_from_slice(&l.handles);
+        if l.conservative.is_some() {
+            stack.extend_from_slice(&l.stack_words);
+        }
     }
     let mut seen = std::collections::HashSet::new();
     let mut bad = 0usize;

@@ -139,6 +139,11 @@ impl HeapShared {
         let grey = std::mem::take(&mut l.grey);
         let mut mk = Marker::with_local(&self.alloc, &self.pool, grey);
         mk.shade_all(l.handles.iter().copied());
+        if l.conservative.is_some() {
+            // Any word may be a pointer: `mark_batch` skips those that lie in no published
+            // object, and resolves interior pointers.
+            mk.shade_all(l.stack_words.iter().copied());
+        }
         mk.publish();
         self.marked_bytes
             .fetch_add(mk.marked_bytes, Ordering::Relaxed);

@@ -55,6 +55,11 @@ pub(crate) struct MutatorLocal {
     pub(crate) cache: Option<Cache>,
     /// Bytes allocated since the trigger was last looked at.
     pub(crate) since_check: usize,
+    /// Conservative scanning of this thread's stack (opt-in): its bounds.
+    pub(crate) conservative: Option<crate::raw::StackBounds>,
+    /// The stack words (and spilled registers) when the mutator last entered a blocking
+    /// region: its conservative roots while it is blocked.
+    pub(crate) stack_words: Vec<usize>,
 }
 
 impl MutatorShared {
@@ -69,6 +74,8 @@ impl MutatorShared {
                 grey: Vec::new(),
                 cache,
                 since_check: 0,
+                conservative: None,
+                stack_words: Vec::new(),
             }),
         }
     }
@@ -140,6 +147,40 @@ impl Mutator {
         &self.heap
     }
 
+    /// Opt in (or out) of conservative scanning: every word of this thread's stack, and its
+    /// callee-saved registers, at each safepoint and blocking-region entry, is treated as a
+    /// possible pointer (interior pointers included, resolved through the allocator), so raw
+    /// [`crate::Gc`] pointers held there keep their objects alive. Handles stay precise.
+    /// Costs a copy of the stack at every blocking-region entry and a scan of it per cycle.
+    ///
+    /// # Errors
+    /// When the thread's stack bounds cannot be found (not Linux).
+    pub fn set_conservative(&mut self, on: bool) -> Result<(), crate::GcError> {
+        let bounds = if on {
+            Some(crate::raw::StackBounds::current().ok_or_else(|| {
+                crate::GcError::BadSetting(
+                    "conservative scanning: this thread's stack bounds are unknown on this \
+                     platform"
+                        .into(),
+                )
+            })?)
+        } else {
+            None
+        };
+        let world = &self.heap.shared.world;
+        // Own `local`: the collector may hold a blocked mutator to scan it.
+        world.leave_blocking(&self.shared);
+        // SAFETY: RUNNING: only this thread touches `local` (see `MutatorShared::local`).
+        let l = unsafe { &mut *self.shared.local.get() };
+        l.conservative = bounds;
+        l.stack_words.clear();
+        if let Some(b) = bounds {
+            crate::raw::snapshot_stack(b, &mut l.stack_words);
+        }
+        world.enter_blocking(&self.shared);
+        Ok(())
+    }
+
     /// Run `f` with a fresh scope: the mutation token every heap access takes, and the frame
     /// its handles live in. Handles cannot leave `f`.
     ///
@@ -197,7 +238,7 @@ impl Drop for Scope<'_> {
     fn drop(&mut self) {
         self.with_local(|l| l.handles.truncate(self.base));
         if self.outermost {
-            self.flush_for_stop();
+            self.prepare_to_block();
             self.heap.world.enter_blocking(self.m);
             scope_depth_add(self.heap.id(), -1);
         }
@@ -279,13 +320,21 @@ impl<'s> Scope<'s> {
     }
 
     /// Scan this mutator's roots for the current cycle, if marking and not done yet.
+    #[inline(never)]
     fn scan_self(&self) {
         let heap = self.heap;
         let cycle = heap.cycle.load(Ordering::Acquire);
         if !heap.is_marking() || self.m.scanned.load(Ordering::Relaxed) == cycle {
             return;
         }
-        self.with_local(|l| heap.scan_mutator_roots(l));
+        self.with_local(|l| {
+            if let Some(b) = l.conservative {
+                // This very moment's stack and registers (we are at a safepoint).
+                l.stack_words.clear();
+                crate::raw::snapshot_stack(b, &mut l.stack_words);
+            }
+            heap.scan_mutator_roots(l)
+        });
         self.m.scanned.store(cycle, Ordering::Relaxed);
         heap.mutator_scanned();
     }
@@ -295,6 +344,19 @@ impl<'s> Scope<'s> {
     fn flush_for_stop(&self) {
         let heap = self.heap;
         self.with_local(|l| heap.flush_barrier(l, true));
+    }
+
+    /// Before entering a blocking region: flush, and for a conservative mutator record the
+    /// stack and registers the collector will scan while it is blocked.
+    #[inline(never)]
+    fn prepare_to_block(&self) {
+        self.flush_for_stop();
+        self.with_local(|l| {
+            if let Some(b) = l.conservative {
+                l.stack_words.clear();
+                crate::raw::snapshot_stack(b, &mut l.stack_words);
+            }
+        });
     }
 
     /// Append to the barrier buffer the object(s) a pointer store must shade: `old` always
@@ -423,7 +485,7 @@ impl<'s> Scope<'s> {
     /// region: the collector may stop the world and scan this mutator's roots meanwhile.
     /// `f` cannot reach the heap's slots (the scope is borrowed); handles stay valid.
     pub fn blocking<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        self.flush_for_stop();
+        self.prepare_to_block();
         self.heap.world.enter_blocking(self.m);
         scope_depth_add(self.heap.id(), -1);
         struct Back<'a, 's>(&'a Scope<'s>);

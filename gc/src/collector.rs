@@ -4,9 +4,10 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::embedder::Embedder;
 use crate::heap::HeapShared;
 use crate::mark::{Marker, load_slot};
-use crate::world::{POLL_SCAN, RUNNING, Stopped};
+use crate::world::POLL_SCAN;
 
 /// Background mark workers for a `procs` setting, by Go's rule (`mgcpacer.go`): 25% of the
 /// CPUs, as whole dedicated workers when rounding is within 30% of the goal, the rest as a
@@ -112,10 +113,12 @@ fn cycle(h: &HeapShared, forced: bool) {
     // the world running, so the stop below does no heap-sized work.
     h.alloc.sweep_all();
     let mut pauses = Pauses::default();
+    let standalone = crate::world::Standalone::new(&h.world);
+    let e: &dyn Embedder = &standalone;
 
     // Sweep termination and the start of marking (world stopped).
     let t = Instant::now();
-    let stw = h.world.stop();
+    e.stop_the_world();
     // SAFETY: the world is stopped: every registered mutator is parked at a safepoint or
     // held in a blocking region, so no thread is inside a method of a cache of this heap
     // (mutators allocate only while running; a detached mutator's cache is already gone).
@@ -124,13 +127,14 @@ fn cycle(h: &HeapShared, forced: bool) {
     h.cycle.store(cycle, Ordering::Relaxed);
     h.marked_bytes.store(0, Ordering::Relaxed);
     h.roots_scanned.store(false, Ordering::Relaxed);
-    h.unscanned.store(stw.mutators.len(), Ordering::Relaxed);
+    let mutators = e.mutator_count();
+    h.unscanned.store(mutators, Ordering::Relaxed);
     h.pool.open();
     h.marking.store(true, Ordering::Relaxed);
-    if !stw.mutators.is_empty() {
+    if mutators > 0 {
         h.world.poll.fetch_or(POLL_SCAN, Ordering::Relaxed);
     }
-    h.world.start(stw);
+    e.start_the_world();
     pauses.add(t.elapsed());
 
     // Concurrent mark, and mark termination when nothing grey is left.
@@ -148,9 +152,12 @@ fn cycle(h: &HeapShared, forced: bool) {
             h.roots_scanned.store(true, Ordering::Relaxed);
         }
         if h.unscanned.load(Ordering::Acquire) > 0 {
-            scan_blocking_mutators(h, cycle);
+            e.scan_blocked(cycle, &mut |roots| {
+                h.scan_mutator_roots(roots);
+                h.mutator_scanned();
+            });
         }
-        let idle_cpu = running_mutators(h) + plan.dedicated < h.config.procs;
+        let idle_cpu = e.running_mutators() + plan.dedicated < h.config.procs;
         let under_goal = busy.as_secs_f64() <= plan.fractional * mark_start.elapsed().as_secs_f64();
         if idle_cpu || under_goal {
             let t0 = Instant::now();
@@ -162,12 +169,12 @@ fn cycle(h: &HeapShared, forced: bool) {
         }
         if h.unscanned.load(Ordering::Acquire) == 0 && h.pool.is_done() {
             let t = Instant::now();
-            let stw = h.world.stop();
+            e.stop_the_world();
             // Every mutator flushed its barrier buffer and grey work when it parked or
             // entered its blocking region, so the pool now holds all there is.
             if h.pool.close_if_done() {
                 if h.config.checkmark {
-                    unmarked = checkmark(h, &stw);
+                    unmarked = checkmark(h, e);
                 }
                 h.marking.store(false, Ordering::Relaxed);
                 // SAFETY: the world is stopped (as above), and marking is complete: no grey
@@ -176,11 +183,11 @@ fn cycle(h: &HeapShared, forced: bool) {
                 // the unmarked ones are unreachable.
                 unsafe { h.alloc.finish_mark() };
                 h.world.poll.fetch_and(!POLL_SCAN, Ordering::Relaxed);
-                h.world.start(stw);
+                e.start_the_world();
                 pauses.add(t.elapsed());
                 break;
             }
-            h.world.start(stw);
+            e.start_the_world();
             pauses.add(t.elapsed());
             continue;
         }
@@ -234,40 +241,8 @@ fn finish_cycle(h: &HeapShared, forced: bool, pauses: &Pauses) {
 /// mutators, the dedicated workers and the collector thread's own worker.
 pub(crate) fn idle_cpu_for_waiter(h: &HeapShared) -> bool {
     let plan = WorkerPlan::for_procs(h.config.procs);
-    running_mutators(h) + plan.dedicated + 1 < h.config.procs
-}
-
-/// Mutators currently running user code (not parked, blocked or held).
-fn running_mutators(h: &HeapShared) -> usize {
-    let reg = h.world.registry.lock().unwrap_or_else(|e| e.into_inner());
-    reg.iter()
-        .filter(|m| m.state.load(Ordering::Relaxed) == RUNNING)
-        .count()
-}
-
-/// Scan the roots of mutators that sit in a blocking region, holding each while doing so;
-/// running ones scan themselves at their next safepoint.
-fn scan_blocking_mutators(h: &HeapShared, cycle: u64) {
-    let list: Vec<_> = h
-        .world
-        .registry
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    for m in list {
-        if m.scanned.load(Ordering::Relaxed) == cycle || !h.world.try_hold(&m) {
-            continue;
-        }
-        if m.scanned.load(Ordering::Relaxed) != cycle {
-            // SAFETY: the mutator is HELD: its thread waits before touching `local`, and the
-            // CAS acquired what it wrote before blocking.
-            let l = unsafe { &mut *m.local.get() };
-            h.scan_mutator_roots(l);
-            m.scanned.store(cycle, Ordering::Relaxed);
-            h.mutator_scanned();
-        }
-        h.world.release(&m);
-    }
+    let running = crate::world::Standalone::new(&h.world).running_mutators();
+    running + plan.dedicated + 1 < h.config.procs
 }
 
 /// A dedicated mark worker: marks flat out whenever marking is on.
@@ -291,18 +266,15 @@ pub(crate) fn dedicated_worker(h: &HeapShared) {
 
 /// Checkmark verification, world stopped: traverse everything reachable from the roots and
 /// the mutators' handles and count objects the concurrent mark left white.
-fn checkmark(h: &HeapShared, stw: &Stopped<'_>) -> Option<(usize, usize)> {
+fn checkmark(h: &HeapShared, e: &dyn Embedder) -> Option<(usize, usize)> {
     let mut stack: Vec<usize> = Vec::new();
     h.roots.for_each(|a| stack.push(a));
-    for m in stw.mutators.iter() {
-        // SAFETY: the world is stopped: the mutator is parked, held or detached, and touches
-        // nothing of its own until the restart.
-        let l = unsafe { &*m.local.get() };
-        stack.extend_from_slice(&l.handles);
-        if l.conservative.is_some() {
-            stack.extend_from_slice(&l.stack_words);
+    e.for_each_stopped(&mut |roots| {
+        stack.extend_from_slice(&roots.handles);
+        if roots.stack.is_some() {
+            stack.extend_from_slice(&roots.stack_words);
         }
-    }
+    });
     let mut seen = std::collections::HashSet::new();
     let mut bad = 0usize;
     let mut first = 0usize;

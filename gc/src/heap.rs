@@ -7,9 +7,10 @@ use crate::config::{Config, GcError};
 use crate::finalizer::FinalizerQueue;
 use std::sync::{Arc, Condvar, Mutex};
 
+use crate::embedder::{MutatorRoots, PState};
 use crate::loom::Arc as LoomArc;
 use crate::mark::Marker;
-use crate::mutator::{Mutator, MutatorLocal, MutatorShared};
+use crate::mutator::{Mutator, MutatorShared};
 use crate::root::RootTable;
 use crate::stats::GcStats;
 use crate::work::WorkPool;
@@ -122,7 +123,7 @@ impl HeapShared {
         // SAFETY: detached: no collector holds it and its thread is leaving; nobody else
         // touches `local` any more. The cache goes back to the heap here.
         let local = unsafe { &mut *m.local.get() };
-        drop(local.cache.take());
+        drop(local.p.cache.take());
     }
 
     /// One more mutator's roots are scanned.
@@ -133,37 +134,37 @@ impl HeapShared {
         }
     }
 
-    /// Shade a mutator's roots (its handle block). The caller owns `l` (the mutator itself
-    /// while running, or the collector holding it).
-    pub(crate) fn scan_mutator_roots(&self, l: &mut MutatorLocal) {
-        let grey = std::mem::take(&mut l.grey);
-        let mut mk = Marker::with_local(&self.alloc, &self.pool, grey);
-        mk.shade_all(l.handles.iter().copied());
-        if l.conservative.is_some() {
+    /// Shade a mutator's roots (its handle block, and its recorded stack when it scans
+    /// conservatively). The caller keeps the mutator still (it is the mutator at a
+    /// safepoint, or the collector holding it).
+    pub(crate) fn scan_mutator_roots(&self, roots: &MutatorRoots) {
+        let mut mk = Marker::with_local(&self.alloc, &self.pool, Vec::new());
+        mk.shade_all(roots.handles.iter().copied());
+        if roots.stack.is_some() {
             // Any word may be a pointer: `mark_batch` skips those that lie in no published
             // object, and resolves interior pointers.
-            mk.shade_all(l.stack_words.iter().copied());
+            mk.shade_all(roots.stack_words.iter().copied());
         }
         mk.publish();
         self.marked_bytes
             .fetch_add(mk.marked_bytes, Ordering::Relaxed);
-        l.grey = mk.local;
     }
 
-    /// Shade what the barrier buffer holds; with `publish`, hand all grey work to the pool.
-    pub(crate) fn flush_barrier(&self, l: &mut MutatorLocal, publish: bool) {
-        if l.wbuf.is_empty() && (!publish || l.grey.is_empty()) {
+    /// Shade what a processor's barrier buffer holds; with `publish`, hand all its grey work
+    /// to the pool.
+    pub(crate) fn flush_barrier(&self, p: &mut PState, publish: bool) {
+        if p.wbuf.is_empty() && (!publish || p.grey.is_empty()) {
             return;
         }
-        let grey = std::mem::take(&mut l.grey);
+        let grey = std::mem::take(&mut p.grey);
         let mut mk = Marker::with_local(&self.alloc, &self.pool, grey);
-        mk.shade_all(l.wbuf.drain(..));
+        mk.shade_all(p.wbuf.drain(..));
         if publish {
             mk.publish();
         }
         self.marked_bytes
             .fetch_add(mk.marked_bytes, Ordering::Relaxed);
-        l.grey = mk.local;
+        p.grey = mk.local;
     }
 
     /// Shade `addr` from a thread that may be no mutator (a root being made or cloned).

@@ -131,6 +131,7 @@ mod config;
 #[cfg(doctest)]
 mod derive_docs;
 mod desc;
+mod embedder;
 mod finalizer;
 mod handle;
 mod heap;
@@ -150,6 +151,7 @@ mod world;
 pub use cell::{CellCx, CellFamily, CellTrace, GcCell, Member};
 pub use collector::{BACKGROUND_UTILIZATION, WorkerPlan};
 pub use config::{Config, GcError};
+pub use embedder::{Embedder, MutatorRoots, PState};
 pub use gort_alloc::AllocError;
 pub use gort_gc_derive::Trace;
 pub use handle::Local;

@@ -43,23 +43,11 @@ unsafe impl Sync for MutatorShared {}
 // SAFETY: as above; the cache is `Send`.
 unsafe impl Send for MutatorShared {}
 
-/// A mutator's private state.
+/// A mutator's private state: standalone, each attached thread is both a mutator and a
+/// processor.
 pub(crate) struct MutatorLocal {
-    /// The handle block: every `Local` of every live scope, innermost frame last.
-    pub(crate) handles: Vec<usize>,
-    /// Write-barrier buffer: addresses to shade.
-    pub(crate) wbuf: Vec<usize>,
-    /// Grey objects found while flushing `wbuf` or scanning roots, not yet handed over.
-    pub(crate) grey: Vec<usize>,
-    /// The allocation cache (per thread standalone; per P under a scheduler).
-    pub(crate) cache: Option<Cache>,
-    /// Bytes allocated since the trigger was last looked at.
-    pub(crate) since_check: usize,
-    /// Conservative scanning of this thread's stack (opt-in): its bounds.
-    pub(crate) conservative: Option<crate::raw::StackBounds>,
-    /// The stack words (and spilled registers) when the mutator last entered a blocking
-    /// region: its conservative roots while it is blocked.
-    pub(crate) stack_words: Vec<usize>,
+    pub(crate) roots: crate::embedder::MutatorRoots,
+    pub(crate) p: crate::embedder::PState,
 }
 
 impl MutatorShared {
@@ -69,13 +57,12 @@ impl MutatorShared {
             scanned: AtomicU64::new(scanned),
             busy: AtomicU32::new(0),
             local: UnsafeCell::new(MutatorLocal {
-                handles: Vec::new(),
-                wbuf: Vec::with_capacity(WBUF_LEN),
-                grey: Vec::new(),
-                cache,
-                since_check: 0,
-                conservative: None,
-                stack_words: Vec::new(),
+                roots: crate::embedder::MutatorRoots::default(),
+                p: crate::embedder::PState {
+                    cache,
+                    wbuf: Vec::with_capacity(WBUF_LEN),
+                    ..Default::default()
+                },
             }),
         }
     }
@@ -172,10 +159,10 @@ impl Mutator {
         world.leave_blocking(&self.shared);
         // SAFETY: RUNNING: only this thread touches `local` (see `MutatorShared::local`).
         let l = unsafe { &mut *self.shared.local.get() };
-        l.conservative = bounds;
-        l.stack_words.clear();
+        l.roots.stack = bounds;
+        l.roots.stack_words.clear();
         if let Some(b) = bounds {
-            crate::raw::snapshot_stack(b, &mut l.stack_words);
+            crate::raw::snapshot_stack(b, &mut l.roots.stack_words);
         }
         world.enter_blocking(&self.shared);
         Ok(())
@@ -236,7 +223,7 @@ impl std::fmt::Debug for Scope<'_> {
 
 impl Drop for Scope<'_> {
     fn drop(&mut self) {
-        self.with_local(|l| l.handles.truncate(self.base));
+        self.with_local(|l| l.roots.handles.truncate(self.base));
         if self.outermost {
             self.prepare_to_block();
             self.heap.world.enter_blocking(self.m);
@@ -280,13 +267,13 @@ impl<'s> Scope<'s> {
         };
         o.mark();
         let base = o.addr();
-        self.with_local(|l| l.grey.push(base));
+        self.with_local(|l| l.p.grey.push(base));
     }
 
     /// Root `addr` in this frame. Called inside a window.
     #[inline(always)]
     pub(crate) fn push_handle(&self, addr: usize) {
-        self.with_local(|l| l.handles.push(addr));
+        self.with_local(|l| l.roots.handles.push(addr));
     }
 
     /// A safepoint: the collector may stop the world or ask for this mutator's roots here.
@@ -328,12 +315,12 @@ impl<'s> Scope<'s> {
             return;
         }
         self.with_local(|l| {
-            if let Some(b) = l.conservative {
+            if let Some(b) = l.roots.stack {
                 // This very moment's stack and registers (we are at a safepoint).
-                l.stack_words.clear();
-                crate::raw::snapshot_stack(b, &mut l.stack_words);
+                l.roots.stack_words.clear();
+                crate::raw::snapshot_stack(b, &mut l.roots.stack_words);
             }
-            heap.scan_mutator_roots(l)
+            heap.scan_mutator_roots(&l.roots)
         });
         self.m.scanned.store(cycle, Ordering::Relaxed);
         heap.mutator_scanned();
@@ -343,7 +330,7 @@ impl<'s> Scope<'s> {
     /// so a stopped world sees every grey object).
     fn flush_for_stop(&self) {
         let heap = self.heap;
-        self.with_local(|l| heap.flush_barrier(l, true));
+        self.with_local(|l| heap.flush_barrier(&mut l.p, true));
     }
 
     /// Before entering a blocking region: flush, and for a conservative mutator record the
@@ -352,9 +339,9 @@ impl<'s> Scope<'s> {
     fn prepare_to_block(&self) {
         self.flush_for_stop();
         self.with_local(|l| {
-            if let Some(b) = l.conservative {
-                l.stack_words.clear();
-                crate::raw::snapshot_stack(b, &mut l.stack_words);
+            if let Some(b) = l.roots.stack {
+                l.roots.stack_words.clear();
+                crate::raw::snapshot_stack(b, &mut l.roots.stack_words);
             }
         });
     }
@@ -369,13 +356,13 @@ impl<'s> Scope<'s> {
         let heap = self.heap;
         self.with_local(|l| {
             if old != 0 {
-                l.wbuf.push(old);
+                l.p.wbuf.push(old);
             }
             if grey_stack && new != 0 {
-                l.wbuf.push(new);
+                l.p.wbuf.push(new);
             }
-            if l.wbuf.len() >= WBUF_LEN - 1 {
-                heap.flush_barrier(l, false);
+            if l.p.wbuf.len() >= WBUF_LEN - 1 {
+                heap.flush_barrier(&mut l.p, false);
             }
         });
     }
@@ -402,7 +389,10 @@ impl<'s> Scope<'s> {
         let heap = self.heap;
         self.window_begin();
         let r = self.with_local(|l| {
-            let cache = l.cache.as_mut().expect("runtime: mutator without a cache");
+            let cache =
+                l.p.cache
+                    .as_mut()
+                    .expect("runtime: mutator without a cache");
             let p = cache.alloc(size, shape)?;
             let addr = p.as_ptr() as usize + Desc::<T>::PAYLOAD_OFFSET;
             // SAFETY: the allocator returned `size` (+ header) zeroed bytes, aligned for `T`
@@ -410,8 +400,8 @@ impl<'s> Scope<'s> {
             // slot holds the address, and an object allocated while marking is born marked,
             // so no marker scans it.
             unsafe { std::ptr::write(addr as *mut T, value) };
-            l.handles.push(addr);
-            l.since_check += size;
+            l.roots.handles.push(addr);
+            l.p.since_check += size;
             Ok(addr)
         });
         self.window_end();
@@ -420,8 +410,8 @@ impl<'s> Scope<'s> {
             // Born black, so never scanned: shade what it already points to.
             self.shade_initial(addr, Desc::<T>::PTRS);
         }
-        if self.with_local(|l| l.since_check >= TRIGGER_CHECK_BYTES) {
-            self.with_local(|l| l.since_check = 0);
+        if self.with_local(|l| l.p.since_check >= TRIGGER_CHECK_BYTES) {
+            self.with_local(|l| l.p.since_check = 0);
             heap.maybe_trigger();
         }
         // SAFETY: `addr` holds an initialised `T`, published by the allocator, and is rooted
@@ -441,10 +431,13 @@ impl<'s> Scope<'s> {
         self.safepoint();
         self.window_begin();
         let r = self.with_local(|l| {
-            let cache = l.cache.as_mut().expect("runtime: mutator without a cache");
+            let cache =
+                l.p.cache
+                    .as_mut()
+                    .expect("runtime: mutator without a cache");
             let addr = cache.alloc(size, shape)?.as_ptr() as usize;
-            l.handles.push(addr);
-            l.since_check += size;
+            l.roots.handles.push(addr);
+            l.p.since_check += size;
             Ok(addr)
         });
         self.window_end();
@@ -470,7 +463,7 @@ impl<'s> Scope<'s> {
     /// Run `f` with a nested scope whose handles are released when it returns. Handles of
     /// this scope stay usable inside it.
     pub fn scope<R>(&mut self, f: impl for<'t> FnOnce(&mut Scope<'t>) -> R) -> R {
-        let base = self.with_local(|l| l.handles.len());
+        let base = self.with_local(|l| l.roots.handles.len());
         let mut s = Scope {
             heap: self.heap,
             m: self.m,

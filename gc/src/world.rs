@@ -45,7 +45,7 @@ pub(crate) const POLL_STOP: u32 = 1;
 /// Poll-word bit: marking is on and some mutator's roots are not scanned yet.
 pub(crate) const POLL_SCAN: u32 = 2;
 
-/// The standalone world.
+/// The standalone world: attached OS threads, each a mutator and a processor.
 pub(crate) struct World {
     /// The word every safepoint tests first (`POLL_*` bits). `STOP` is set and cleared under
     /// `lock` by the coordinator; `SCAN` by the collector. Read by every mutator.
@@ -221,6 +221,111 @@ impl World {
         let mut reg = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         reg.retain(|x| !Arc::ptr_eq(x, m));
         under_registry_lock();
+    }
+}
+
+/// The collector's view of the standalone world, for one cycle: the stop (`stop` / `start`)
+/// keeps the registry locked, so the trait's stop keeps its guard here.
+pub(crate) struct Standalone<'w> {
+    pub(crate) world: &'w World,
+    pub(crate) stopped: std::cell::RefCell<Option<Stopped<'w>>>,
+}
+
+impl<'w> Standalone<'w> {
+    pub(crate) fn new(world: &'w World) -> Standalone<'w> {
+        Standalone {
+            world,
+            stopped: std::cell::RefCell::new(None),
+        }
+    }
+}
+
+impl World {
+    /// The mutators' private state of a stopped world or a held mutator.
+    ///
+    /// # Safety
+    /// `m` must be stopped (parked, held or detached) for the duration of the borrow.
+    unsafe fn roots_of(m: &MutatorShared) -> &crate::embedder::MutatorRoots {
+        // SAFETY: the caller's contract: the mutator's thread does not touch `local` while
+        // it is stopped, and the stop's handshake acquired what it wrote.
+        unsafe { &(*m.local.get()).roots }
+    }
+}
+
+// SAFETY: `stop` returns only when every registered mutator is parked at a safepoint (after
+// flushing its barrier buffer and grey work) or held in a blocking region (flushed on
+// entry), and keeps the registry locked so none attaches; `scan_blocked` passes a mutator's
+// roots only while it holds it (`try_hold` .. `release`) and marks it scanned once per cycle.
+unsafe impl<'w> crate::embedder::Embedder for Standalone<'w> {
+    fn stop_the_world(&self) {
+        let s = self.world.stop();
+        *self.stopped.borrow_mut() = Some(s);
+    }
+
+    fn start_the_world(&self) {
+        let s = self
+            .stopped
+            .borrow_mut()
+            .take()
+            .expect("runtime: start_the_world without a stop");
+        self.world.start(s);
+    }
+
+    fn mutator_count(&self) -> usize {
+        self.stopped
+            .borrow()
+            .as_ref()
+            .map_or(0, |s| s.mutators.len())
+    }
+
+    fn scan_blocked(
+        &self,
+        cycle: u64,
+        scan: &mut dyn FnMut(&crate::embedder::MutatorRoots),
+    ) -> usize {
+        let list: Vec<_> = self
+            .world
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut n = 0;
+        for m in list {
+            use std::sync::atomic::Ordering as O;
+            if m.scanned.load(O::Relaxed) == cycle || !self.world.try_hold(&m) {
+                continue;
+            }
+            if m.scanned.load(O::Relaxed) != cycle {
+                // SAFETY: held: its thread waits before touching `local`.
+                scan(unsafe { World::roots_of(&m) });
+                m.scanned.store(cycle, O::Relaxed);
+                n += 1;
+            }
+            self.world.release(&m);
+        }
+        n
+    }
+
+    fn running_mutators(&self) -> usize {
+        let reg = self
+            .world
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        reg.iter()
+            .filter(|m| m.state.load(Ordering::Relaxed) == RUNNING)
+            .count()
+    }
+
+    fn for_each_stopped(&self, f: &mut dyn FnMut(&crate::embedder::MutatorRoots)) {
+        let g = self.stopped.borrow();
+        let s = g
+            .as_ref()
+            .expect("runtime: for_each_stopped outside a stop");
+        for m in s.mutators.iter() {
+            // SAFETY: the world is stopped: every mutator is parked, held or detached.
+            f(unsafe { World::roots_of(m) });
+        }
     }
 }
 

@@ -441,3 +441,74 @@ impl Heap {
         self.shared.finalizers.pending()
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use crate::{Config, Heap, PtrMap, Root, Slot, Trace};
+
+    struct Pair {
+        a: Slot<Pair>,
+        b: Slot<Pair>,
+        v: u64,
+    }
+
+    // SAFETY: `a` and `b` are the pointer words.
+    unsafe impl Trace for Pair {
+        const PTRS: PtrMap = PtrMap::EMPTY
+            .with(std::mem::offset_of!(Pair, a), PtrMap::ONE)
+            .with(std::mem::offset_of!(Pair, b), PtrMap::ONE);
+    }
+
+    /// The handle block, the barrier buffer, roots and a whole cycle, small enough for Miri:
+    /// handles pushed and truncated by nested scopes, slots written while marking (the
+    /// barrier buffer filled and flushed), a forced cycle with checkmark.
+    #[test]
+    fn handles_barrier_buffer_and_a_cycle() {
+        let h = Heap::new(Config {
+            procs: 1,
+            checkmark: true,
+            min_heap: 1 << 40,
+        })
+        .unwrap();
+        let mut m = h.attach().unwrap();
+        let n = if cfg!(miri) { 40 } else { 2000 };
+        let root = m.scope(|s| {
+            let first = s.alloc(Pair {
+                a: Slot::null(),
+                b: Slot::null(),
+                v: 0,
+            });
+            let mut prev = first;
+            for i in 1..n {
+                let p = s.scope(|s| {
+                    let p = s.alloc(Pair {
+                        a: Slot::null(),
+                        b: Slot::null(),
+                        v: i,
+                    });
+                    prev.a.set(s, Some(p));
+                    p.b.set(s, Some(prev));
+                    p.v
+                });
+                prev = prev.a.get(s).unwrap();
+                assert_eq!(prev.v, p);
+            }
+            Root::new(s, first)
+        });
+        h.gc();
+        m.scope(|s| {
+            let mut cur = Some(root.get(s));
+            let mut i = 0;
+            while let Some(c) = cur {
+                assert_eq!(c.v, i);
+                if i > 0 {
+                    assert_eq!(c.b.get(s).unwrap().v, i - 1);
+                }
+                i += 1;
+                cur = c.a.get(s);
+            }
+            assert_eq!(i, n);
+        });
+        assert!(h.stats().num_gc >= 1);
+    }
+}

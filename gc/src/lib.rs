@@ -35,6 +35,20 @@
 //! memory a mutator may be writing through `&mut`. Objects are immutable apart from their
 //! slots and their own `Sync` interior mutability, and are `Send + Sync + 'static`.
 //!
+//! Mutable pointer-holding data lives in GC-heap collections instead: [`GcVec`] (a vector of
+//! slots, grown with a bulk barrier, scanned in 128 KiB oblets when large), [`GcCell`] (a
+//! locked value whose [`Member`]s are traced by code — a std `Vec` or `HashMap` of members —
+//! whose `borrow_mut` takes the scope by `&mut`, shades the value's members on entry and
+//! re-greys the cell on release, and whose members cannot leave the borrow that made them,
+//! by a branded lifetime), and [`GcMap`] on top of it. Embedder code (a language VM) may
+//! hold raw [`Gc`] pointers under an `unsafe` contract, and opt a mutator in to conservative
+//! scanning of its stack and registers ([`Mutator::set_conservative`]).
+//!
+//! The collector reaches the runtime around it through the [`Embedder`] trait, with state
+//! split the way an embedder owns it: [`MutatorRoots`] per mutator (handles, stack, saved
+//! context, assist credit) and [`PState`] per processor (allocation cache, barrier buffer).
+//! Standalone, the attached OS threads are both.
+//!
 //! # Mutators, safepoints, blocking regions, the world
 //!
 //! An OS thread attaches with [`Heap::attach`] (one [`Mutator`] per thread and heap; `!Send`).

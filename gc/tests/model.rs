@@ -263,5 +263,11 @@ proptest! {
         stop.store(true, Ordering::Relaxed);
         collector.join().unwrap();
         prop_assert!(heap.stats().num_gc > 0);
+        // Every handle and root is gone: with precise roots, two cycles free everything.
+        heap.gc();
+        heap.gc();
+        let mut left = 0;
+        heap.alloc_heap().for_each_object(gort_alloc::Objects::Allocated, |_| left += 1);
+        prop_assert_eq!(left, 0, "objects survived two cycles without a handle");
     }
 }

@@ -84,12 +84,6 @@ fn sweep_in_background(h: &HeapShared) {
             }
         }
     }
-    // Swept: the live heap is known; grow it by what marking found reachable (GOGC=100).
-    let live = h.alloc.live_bytes();
-    let marked = h.marked_bytes.load(Ordering::Relaxed);
-    let trigger = (live + marked).max(h.config.min_heap as u64);
-    h.trigger.store(trigger, Ordering::Relaxed);
-    h.stats.lock().unwrap_or_else(|e| e.into_inner()).next_gc = trigger;
 }
 
 /// Pauses of one cycle.
@@ -97,12 +91,59 @@ fn sweep_in_background(h: &HeapShared) {
 struct Pauses {
     sum: Duration,
     max: Duration,
+    /// The stop that began marking and the one that ended it (gctrace's clock columns).
+    first: Duration,
+    last: Duration,
 }
 
 impl Pauses {
     fn add(&mut self, d: Duration) {
+        if self.sum.is_zero() {
+            self.first = d;
+        }
+        self.last = d;
         self.sum += d;
         self.max = self.max.max(d);
+    }
+}
+
+/// What one cycle measured, for the pacer, the statistics and gctrace.
+struct CycleReport {
+    cycle: u64,
+    forced: bool,
+    pauses: Pauses,
+    mark_wall: Duration,
+    live_start: u64,
+    live_end: u64,
+    goal: u64,
+    allocated_during_mark: u64,
+}
+
+/// Recompute the limiter: on while the memory limit binds and the collector used more than
+/// half of the CPUs since the last look (at least 10 ms ago).
+struct Limiter {
+    at: Instant,
+    cpu: u64,
+}
+
+impl Limiter {
+    fn new(h: &HeapShared) -> Limiter {
+        Limiter {
+            at: Instant::now(),
+            cpu: h.gc_cpu_ns.load(Ordering::Relaxed),
+        }
+    }
+
+    fn update(&mut self, h: &HeapShared, binds: bool) {
+        let dt = self.at.elapsed();
+        if dt < Duration::from_millis(10) {
+            return;
+        }
+        let cpu = h.gc_cpu_ns.load(Ordering::Relaxed);
+        let frac = (cpu - self.cpu) as f64 / (dt.as_nanos() as f64 * h.config.procs as f64);
+        h.limiter_on.store(binds && frac > 0.5, Ordering::Relaxed);
+        self.at = Instant::now();
+        self.cpu = cpu;
     }
 }
 
@@ -112,9 +153,20 @@ fn cycle(h: &HeapShared, forced: bool) {
     // The previous cycle's sweep must be over before marking starts; finish it here, with
     // the world running, so the stop below does no heap-sized work.
     h.alloc.sweep_all();
+    let overhead = h.overhead();
+    let (goal, binds) = {
+        let p = h.pacer.lock().unwrap_or_else(|e| e.into_inner());
+        (p.goal(overhead), p.limit_binds(overhead))
+    };
+    h.goal.store(goal, Ordering::Relaxed);
     let mut pauses = Pauses::default();
     let standalone = crate::world::Standalone::new(&h.world);
     let e: &dyn Embedder = &standalone;
+    let live_start = h.heap_live();
+    let allocated_start = h.allocated.load(Ordering::Relaxed);
+    for c in [&h.marked_bytes, &h.scan_work, &h.roots_bytes, &h.assist_ns, &h.worker_ns] {
+        c.store(0, Ordering::Relaxed);
+    }
 
     // Sweep termination and the start of marking (world stopped).
     let t = Instant::now();
@@ -125,7 +177,6 @@ fn cycle(h: &HeapShared, forced: bool) {
     unsafe { h.alloc.start_mark() };
     let cycle = h.cycle.load(Ordering::Relaxed) + 1;
     h.cycle.store(cycle, Ordering::Relaxed);
-    h.marked_bytes.store(0, Ordering::Relaxed);
     h.roots_scanned.store(false, Ordering::Relaxed);
     let mutators = e.mutator_count();
     h.unscanned.store(mutators, Ordering::Relaxed);
@@ -141,12 +192,24 @@ fn cycle(h: &HeapShared, forced: bool) {
     let plan = WorkerPlan::for_procs(h.config.procs);
     let mark_start = Instant::now();
     let mut busy = Duration::ZERO;
+    let mut limiter = Limiter::new(h);
     let mut mk = Marker::new(&h.alloc, &h.pool);
     let mut unmarked = None;
+    let live_end;
     loop {
+        // The assist ratio from the work left and the room left.
+        {
+            let p = h.pacer.lock().unwrap_or_else(|e| e.into_inner());
+            let done = h.scan_work.load(Ordering::Relaxed) + mk.scan_work;
+            let r = p.assist_ratio(h.heap_live(), done, overhead);
+            h.assist_ratio.store(r.to_bits(), Ordering::Relaxed);
+        }
+        limiter.update(h, binds);
         if !h.roots_scanned.load(Ordering::Relaxed) {
             let mut addrs = Vec::new();
             h.roots.for_each(|a| addrs.push(a));
+            h.roots_bytes
+                .fetch_add(addrs.len() as u64 * 8, Ordering::Relaxed);
             mk.shade_all(addrs);
             mk.publish();
             h.roots_scanned.store(true, Ordering::Relaxed);
@@ -157,12 +220,19 @@ fn cycle(h: &HeapShared, forced: bool) {
                 h.mutator_scanned();
             });
         }
-        let idle_cpu = e.running_mutators() + plan.dedicated < h.config.procs;
-        let under_goal = busy.as_secs_f64() <= plan.fractional * mark_start.elapsed().as_secs_f64();
+        let idle_cpu = !h.limiter_on.load(Ordering::Relaxed)
+            && e.running_mutators() + plan.dedicated < h.config.procs;
+        let under_goal =
+            busy.as_secs_f64() <= plan.fractional * mark_start.elapsed().as_secs_f64();
         if idle_cpu || under_goal {
             let t0 = Instant::now();
             let n = mk.work(2048);
-            busy += t0.elapsed();
+            let d = t0.elapsed();
+            busy += d;
+            h.worker_ns
+                .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+            h.gc_cpu_ns
+                .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
             if n > 0 {
                 continue;
             }
@@ -177,12 +247,19 @@ fn cycle(h: &HeapShared, forced: bool) {
                     unmarked = checkmark(h, e);
                 }
                 h.marking.store(false, Ordering::Relaxed);
+                h.assist_ratio.store(0, Ordering::Relaxed);
                 // SAFETY: the world is stopped (as above), and marking is complete: no grey
                 // object is left in the pool, in a worker, or in any mutator's buffers, so
                 // every object a root, a handle or a reachable slot refers to is marked and
                 // the unmarked ones are unreachable.
                 unsafe { h.alloc.finish_mark() };
                 h.world.poll.fetch_and(!POLL_SCAN, Ordering::Relaxed);
+                // Go's heapLive restarts from what marking found live.
+                live_end = h.heap_live();
+                h.account(&mk);
+                let marked = h.marked_bytes.load(Ordering::Relaxed);
+                h.live_base.store(marked, Ordering::Relaxed);
+                h.allocated.store(0, Ordering::Relaxed);
                 e.start_the_world();
                 pauses.add(t.elapsed());
                 break;
@@ -197,7 +274,7 @@ fn cycle(h: &HeapShared, forced: bool) {
             std::thread::sleep(Duration::from_micros(500));
         }
     }
-    h.marked_bytes.fetch_add(mk.marked_bytes, Ordering::Relaxed);
+    let mark_wall = mark_start.elapsed();
     if let Some((n, first)) = unmarked {
         // After the restart: never print while the world is stopped.
         eprintln!(
@@ -206,31 +283,97 @@ fn cycle(h: &HeapShared, forced: bool) {
         );
         std::process::abort();
     }
-    finish_cycle(h, forced, &pauses);
+    let allocated_end = live_end.saturating_sub(live_start);
+    let _ = allocated_start;
+    finish_cycle(
+        h,
+        CycleReport {
+            cycle,
+            forced,
+            pauses,
+            mark_wall,
+            live_start,
+            live_end,
+            goal,
+            allocated_during_mark: allocated_end,
+        },
+    );
 }
 
-/// Statistics and the provisional trigger; wake `gc()` waiters.
-fn finish_cycle(h: &HeapShared, forced: bool, pauses: &Pauses) {
+/// The pacer's update, statistics, the next trigger and gctrace; wake `gc()` waiters.
+fn finish_cycle(h: &HeapShared, r: CycleReport) {
     let marked = h.marked_bytes.load(Ordering::Relaxed);
-    let trigger = (2 * marked).max(h.config.min_heap as u64);
+    let scan = h.scan_work.load(Ordering::Relaxed);
+    let roots = h.roots_bytes.load(Ordering::Relaxed);
+    let procs = h.config.procs as u64;
+    let assist_ns = h.assist_ns.load(Ordering::Relaxed);
+    let worker_ns = h.worker_ns.load(Ordering::Relaxed);
+    let pause_ns = r.pauses.sum.as_nanos() as u64;
+    h.gc_cpu_ns.fetch_add(pause_ns * procs, Ordering::Relaxed);
+    let wall = r.mark_wall.as_nanos().max(1) as f64 * procs as f64;
+    let utilization = ((assist_ns + worker_ns) as f64 / wall).clamp(0.05, 1.0);
+    let overhead = h.overhead();
+    let (trigger, goal, limit) = {
+        let mut p = h.pacer.lock().unwrap_or_else(|e| e.into_inner());
+        p.end_cycle(marked, scan, roots, r.allocated_during_mark, scan, utilization);
+        (p.trigger(overhead), p.goal(overhead), p.memory_limit)
+    };
     h.trigger.store(trigger, Ordering::Relaxed);
+    // Keep about the goal's worth of pages (and never more than the limit allows).
+    let retain = goal.saturating_add(goal / 10).min(limit / 100 * 95);
+    h.alloc
+        .set_retained_target(usize::try_from(retain).unwrap_or(usize::MAX));
     let now = crate::stats::unix_nanos();
-    {
+    let uptime = h.born.elapsed().as_nanos().max(1) as f64 * procs as f64;
+    let gc_frac = h.gc_cpu_ns.load(Ordering::Relaxed) as f64 / uptime;
+    let num_gc = {
         let mut s = h.stats.lock().unwrap_or_else(|e| e.into_inner());
         let i = s.num_gc as usize % crate::stats::PAUSE_RING;
-        let ns = pauses.sum.as_nanos() as u64;
-        s.pause_ns[i] = ns;
+        s.pause_ns[i] = pause_ns;
         s.pause_end[i] = now;
-        s.pause_total_ns += ns;
-        s.max_pause_ns = s.max_pause_ns.max(pauses.max.as_nanos() as u64);
+        s.pause_total_ns += pause_ns;
+        s.max_pause_ns = s.max_pause_ns.max(r.pauses.max.as_nanos() as u64);
         s.num_gc += 1;
-        if forced {
+        if r.forced {
             s.num_forced_gc += 1;
         }
         s.last_gc = now;
         s.heap_marked = marked;
-        s.next_gc = trigger;
+        s.next_gc = goal;
+        s.gc_cpu_fraction = gc_frac;
+        s.last_heap_live = r.live_end;
+        s.last_goal = r.goal;
+        s.num_gc
+    };
+    if h.config.gctrace {
+        let mb = |b: u64| b >> 20;
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let cpu_ms = |ns: u64| ns as f64 / 1e6;
+        let idle_ns = 0u64;
+        eprintln!(
+            "gc {num_gc} @{:.3}s {:.0}%: {:.3}+{:.2}+{:.3} ms clock, {:.3}+{:.2}/{:.2}/{:.2}+{:.3} \
+             ms cpu, {}->{}->{} MB, {} MB goal, {} MB stacks, {} MB globals, {} P{}",
+            h.born.elapsed().as_secs_f64(),
+            gc_frac * 100.0,
+            ms(r.pauses.first),
+            ms(r.mark_wall),
+            ms(r.pauses.last),
+            cpu_ms(r.pauses.first.as_nanos() as u64 * procs),
+            cpu_ms(assist_ns),
+            cpu_ms(worker_ns),
+            cpu_ms(idle_ns),
+            cpu_ms(r.pauses.last.as_nanos() as u64 * procs),
+            mb(r.live_start),
+            mb(r.live_end),
+            mb(marked),
+            mb(r.goal),
+            mb(roots.saturating_sub(h.roots.len() as u64 * 8)),
+            mb(h.roots.len() as u64 * 8),
+            procs,
+            if r.forced { " (forced)" } else { "" },
+        );
     }
+    let _ = r.cycle;
     h.trigger_sent.store(false, Ordering::Relaxed);
     let mut c = h.ctl.lock().unwrap_or_else(|e| e.into_inner());
     c.completed += 1;
@@ -252,9 +395,13 @@ pub(crate) fn dedicated_worker(h: &HeapShared) {
             return;
         }
         if h.is_marking() {
+            let t = Instant::now();
             let mut mk = Marker::new(&h.alloc, &h.pool);
             let n = mk.work(4096);
-            h.marked_bytes.fetch_add(mk.marked_bytes, Ordering::Relaxed);
+            h.account(&mk);
+            let ns = t.elapsed().as_nanos() as u64;
+            h.worker_ns.fetch_add(ns, Ordering::Relaxed);
+            h.gc_cpu_ns.fetch_add(ns, Ordering::Relaxed);
             if n > 0 {
                 continue;
             }

@@ -48,6 +48,33 @@ pub(crate) struct HeapShared {
     pub(crate) roots_scanned: AtomicBool,
     /// Bytes marked this cycle by every party.
     pub(crate) marked_bytes: AtomicU64,
+    /// Scan work (bytes of objects scanned) this cycle by every party.
+    pub(crate) scan_work: AtomicU64,
+    /// Bytes of roots (handles, root-table entries, conservative words) scanned this cycle.
+    pub(crate) roots_bytes: AtomicU64,
+    /// The pacer (goal, trigger, assist ratio). Written by the collector at cycle ends and by
+    /// `set_gc_percent` / `set_memory_limit`.
+    pub(crate) pacer: Mutex<crate::pacer::Pacer>,
+    /// Bytes allocated since the last mark ended, counted by mutators every 64 KiB (Go's
+    /// `heapLive` is the last mark's live bytes plus this).
+    pub(crate) allocated: AtomicU64,
+    /// The last mark's live bytes (the pacer's `heap_marked`), for fast reads.
+    pub(crate) live_base: AtomicU64,
+    /// The heap goal of the current cycle.
+    pub(crate) goal: AtomicU64,
+    /// While marking: scan work owed per allocated byte, as `f64` bits (0 when none).
+    pub(crate) assist_ratio: AtomicU64,
+    /// Nanoseconds mutators spent in mark assists this cycle.
+    pub(crate) assist_ns: AtomicU64,
+    /// Nanoseconds background workers (and idle helpers) spent marking this cycle.
+    pub(crate) worker_ns: AtomicU64,
+    /// GC CPU time since the heap was made, in nanoseconds (workers, assists, pauses × procs).
+    pub(crate) gc_cpu_ns: AtomicU64,
+    /// The GC CPU limiter is on: the memory limit binds and the collector used more than
+    /// half of the CPUs lately; assists and idle marking stand down.
+    pub(crate) limiter_on: AtomicBool,
+    /// When the heap was made.
+    pub(crate) born: std::time::Instant,
     pub(crate) pool: WorkPool,
     pub(crate) roots: RootTable,
     pub(crate) finalizers: std::sync::Arc<FinalizerQueue>,
@@ -134,20 +161,68 @@ impl HeapShared {
         }
     }
 
+    /// Add what a marking party did to the cycle's totals.
+    pub(crate) fn account(&self, mk: &Marker<'_>) {
+        if mk.marked_bytes > 0 {
+            self.marked_bytes
+                .fetch_add(mk.marked_bytes, Ordering::Relaxed);
+        }
+        if mk.scan_work > 0 {
+            self.scan_work.fetch_add(mk.scan_work, Ordering::Relaxed);
+        }
+    }
+
+    /// Go's `heapLive`: the last mark's live bytes plus what was allocated since.
+    pub(crate) fn heap_live(&self) -> u64 {
+        self.live_base.load(Ordering::Relaxed) + self.allocated.load(Ordering::Relaxed)
+    }
+
+    /// Bytes the runtime holds besides the heap's objects, for the memory limit: span and
+    /// cache records, and free pages not yet returned to the OS.
+    pub(crate) fn overhead(&self) -> u64 {
+        let st = self.alloc.stats();
+        st.mspan_sys + st.mcache_sys + st.heap_sys.saturating_sub(st.heap_released + st.heap_inuse)
+    }
+
+    /// A mutator owes `debt` bytes of scan work: do it (or what the pool has). Returns the
+    /// scan work done. Stands down while the GC CPU limiter is on.
+    #[cold]
+    pub(crate) fn assist(&self, debt: u64) -> u64 {
+        if self.limiter_on.load(Ordering::Relaxed) {
+            return debt; // forgiven: the limiter caps the collector's CPU
+        }
+        let t = std::time::Instant::now();
+        let mut mk = Marker::new(&self.alloc, &self.pool);
+        let done = mk.work_bytes(debt);
+        self.account(&mk);
+        let ns = t.elapsed().as_nanos() as u64;
+        self.assist_ns.fetch_add(ns, Ordering::Relaxed);
+        self.gc_cpu_ns.fetch_add(ns, Ordering::Relaxed);
+        // Nothing left to scan: the debt cannot be paid, and need not be.
+        if done < debt && self.pool.is_done() {
+            debt
+        } else {
+            done
+        }
+    }
+
     /// Shade a mutator's roots (its handle block, and its recorded stack when it scans
     /// conservatively). The caller keeps the mutator still (it is the mutator at a
     /// safepoint, or the collector holding it).
     pub(crate) fn scan_mutator_roots(&self, roots: &MutatorRoots) {
         let mut mk = Marker::with_local(&self.alloc, &self.pool, Vec::new());
         mk.shade_all(roots.handles.iter().copied());
+        let mut words = roots.handles.len();
         if roots.stack.is_some() {
+            words += roots.stack_words.len();
             // Any word may be a pointer: `mark_batch` skips those that lie in no published
             // object, and resolves interior pointers.
             mk.shade_all(roots.stack_words.iter().copied());
         }
         mk.publish();
-        self.marked_bytes
-            .fetch_add(mk.marked_bytes, Ordering::Relaxed);
+        self.account(&mk);
+        self.roots_bytes
+            .fetch_add(words as u64 * 8, Ordering::Relaxed);
     }
 
     /// Shade what a processor's barrier buffer holds; with `publish`, hand all its grey work
@@ -162,8 +237,7 @@ impl HeapShared {
         if publish {
             mk.publish();
         }
-        self.marked_bytes
-            .fetch_add(mk.marked_bytes, Ordering::Relaxed);
+        self.account(&mk);
         p.grey = mk.local;
     }
 
@@ -175,9 +249,26 @@ impl HeapShared {
         let mut mk = Marker::with_local(&self.alloc, &self.pool, Vec::new());
         mk.shade_all([addr]);
         mk.publish();
-        self.marked_bytes
-            .fetch_add(mk.marked_bytes, Ordering::Relaxed);
+        self.account(&mk);
         self.pool.idle();
+    }
+
+    /// Change the pacer's settings, recompute the trigger, and wake the collector if the
+    /// heap is already past it.
+    pub(crate) fn retune<R>(&self, f: impl FnOnce(&mut crate::pacer::Pacer) -> R) -> R {
+        let overhead = self.overhead();
+        let r = {
+            let mut p = self.pacer.lock().unwrap_or_else(|e| e.into_inner());
+            let r = f(&mut p);
+            self.trigger.store(p.trigger(overhead), Ordering::Relaxed);
+            self.stats
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .next_gc = p.goal(overhead);
+            r
+        };
+        self.maybe_trigger();
+        r
     }
 
     /// Wake the collector if the heap reached its trigger.
@@ -185,7 +276,7 @@ impl HeapShared {
         if self.is_marking() || self.trigger_sent.load(Ordering::Relaxed) {
             return;
         }
-        if self.alloc.live_bytes() >= self.trigger.load(Ordering::Relaxed)
+        if self.heap_live() >= self.trigger.load(Ordering::Relaxed)
             && !self.trigger_sent.swap(true, Ordering::Relaxed)
         {
             let mut c = self.ctl.lock().unwrap_or_else(|e| e.into_inner());
@@ -213,13 +304,19 @@ impl HeapShared {
                     break;
                 }
             }
-            if self.is_marking() && crate::collector::idle_cpu_for_waiter(self) {
+            if self.is_marking()
+                && !self.limiter_on.load(Ordering::Relaxed)
+                && crate::collector::idle_cpu_for_waiter(self)
+            {
                 // An idle worker: this thread runs no user code while it waits, and a CPU
                 // of `procs` is free beside the running mutators and the background workers.
+                let t = std::time::Instant::now();
                 let mut mk = Marker::new(&self.alloc, &self.pool);
                 let n = mk.work(4096);
-                self.marked_bytes
-                    .fetch_add(mk.marked_bytes, Ordering::Relaxed);
+                self.account(&mk);
+                let ns = t.elapsed().as_nanos() as u64;
+                self.worker_ns.fetch_add(ns, Ordering::Relaxed);
+                self.gc_cpu_ns.fetch_add(ns, Ordering::Relaxed);
                 if n > 0 {
                     continue;
                 }
@@ -320,7 +417,14 @@ impl Heap {
         let finalizers = std::sync::Arc::new(FinalizerQueue::default());
         let alloc =
             gort_alloc::Heap::with_drop_queue(finalizers.clone()).map_err(GcError::Alloc)?;
-        let trigger = config.min_heap as u64;
+        let pacer = crate::pacer::Pacer {
+            gogc: config.gogc,
+            memory_limit: config.memory_limit,
+            min_heap: config.min_heap as u64,
+            ..crate::pacer::Pacer::default()
+        };
+        let trigger = pacer.trigger(0);
+        let goal = pacer.goal(0);
         let shared = Arc::new(HeapShared {
             alloc,
             config,
@@ -330,6 +434,18 @@ impl Heap {
             unscanned: AtomicUsize::new(0),
             roots_scanned: AtomicBool::new(false),
             marked_bytes: AtomicU64::new(0),
+            scan_work: AtomicU64::new(0),
+            roots_bytes: AtomicU64::new(0),
+            pacer: Mutex::new(pacer),
+            allocated: AtomicU64::new(0),
+            live_base: AtomicU64::new(0),
+            goal: AtomicU64::new(goal),
+            assist_ratio: AtomicU64::new(0),
+            assist_ns: AtomicU64::new(0),
+            worker_ns: AtomicU64::new(0),
+            gc_cpu_ns: AtomicU64::new(0),
+            limiter_on: AtomicBool::new(false),
+            born: std::time::Instant::now(),
             pool: WorkPool::new(),
             roots: RootTable::default(),
             finalizers,
@@ -338,7 +454,7 @@ impl Heap {
             ctl: Mutex::new(Control::default()),
             ctl_cv: Condvar::new(),
             stats: Mutex::new(GcStats {
-                next_gc: trigger,
+                next_gc: goal,
                 ..GcStats::default()
             }),
             owners: AtomicUsize::new(1),
@@ -412,6 +528,25 @@ impl Heap {
         self.shared.collect_and_wait();
     }
 
+    /// Set GOGC (`None`: off) and return the previous setting (Go's
+    /// `debug.SetGCPercent`). Takes effect for the next trigger.
+    pub fn set_gc_percent(&self, gogc: Option<u32>) -> Option<u32> {
+        self.shared.retune(|p| std::mem::replace(&mut p.gogc, gogc))
+    }
+
+    /// Set the soft memory limit in bytes (`u64::MAX`: none) and return the previous one
+    /// (Go's `debug.SetMemoryLimit`).
+    pub fn set_memory_limit(&self, bytes: u64) -> u64 {
+        self.shared
+            .retune(|p| std::mem::replace(&mut p.memory_limit, bytes))
+    }
+
+    /// Collect, then return every free page to the OS (Go's `debug.FreeOSMemory`).
+    pub fn free_os_memory(&self) {
+        self.gc();
+        self.shared.alloc.release_free_pages();
+    }
+
     /// Whether a cycle is marking right now (a snapshot; for tests and diagnostics).
     pub fn is_marking(&self) -> bool {
         self.shared.is_marking()
@@ -468,6 +603,7 @@ mod tests {
             procs: 1,
             checkmark: true,
             min_heap: 1 << 40,
+            ..Config::default()
         })
         .unwrap();
         let mut m = h.attach().unwrap();

@@ -153,6 +153,7 @@ mod loom;
 mod map;
 mod mark;
 mod mutator;
+pub mod pacer;
 mod raw;
 mod root;
 mod slot;

@@ -33,6 +33,8 @@ pub(crate) struct Marker<'h> {
     pub(crate) local: Vec<usize>,
     /// Bytes of objects this party marked (the live heap's measure).
     pub(crate) marked_bytes: u64,
+    /// Bytes of objects (or oblets) this party scanned: the pacer's scan work.
+    pub(crate) scan_work: u64,
     /// Batch of referents gathered from one scan.
     batch: Vec<usize>,
 }
@@ -44,6 +46,7 @@ impl<'h> Marker<'h> {
             pool,
             local: pool.empty_buf(),
             marked_bytes: 0,
+            scan_work: 0,
             batch: Vec::with_capacity(64),
         }
     }
@@ -60,6 +63,7 @@ impl<'h> Marker<'h> {
             pool,
             local,
             marked_bytes: 0,
+            scan_work: 0,
             batch: Vec::new(),
         }
     }
@@ -95,6 +99,7 @@ impl<'h> Marker<'h> {
         let base = obj.addr();
         let size = obj.size();
         let off = entry - base;
+        self.scan_work += (size - off).min(OBLET) as u64;
         if size > OBLET && off == 0 {
             // Split: the other oblets become grey entries of their own.
             let mut o = OBLET;
@@ -180,6 +185,18 @@ impl<'h> Marker<'h> {
             self.pool.idle();
         }
         n
+    }
+
+    /// As a worker, until `bytes` of scan work are done or the pool is empty (a mark assist).
+    /// Returns the scan work done.
+    pub(crate) fn work_bytes(&mut self, bytes: u64) -> u64 {
+        let start = self.scan_work;
+        while self.scan_work - start < bytes {
+            if self.work(64) == 0 {
+                break;
+            }
+        }
+        self.scan_work - start
     }
 
     /// Hand the local buffer to the pool (a mutator before it parks or blocks).

@@ -19,6 +19,10 @@ const WBUF_LEN: usize = 256;
 /// Bytes a mutator allocates between two looks at the collection trigger.
 const TRIGGER_CHECK_BYTES: usize = 64 * 1024;
 
+/// Scan work a mutator may owe before it assists (so an assist is worth its trip to the
+/// grey pool).
+const ASSIST_MIN: i64 = 64 * 1024;
+
 /// One attached mutator, as the collector sees it.
 pub(crate) struct MutatorShared {
     /// `world.rs`'s state word: written by this mutator's thread (leaving `RUNNING` /
@@ -410,13 +414,45 @@ impl<'s> Scope<'s> {
             // Born black, so never scanned: shade what it already points to.
             self.shade_initial(addr, Desc::<T>::PTRS);
         }
-        if self.with_local(|l| l.p.since_check >= TRIGGER_CHECK_BYTES) {
-            self.with_local(|l| l.p.since_check = 0);
-            heap.maybe_trigger();
-        }
+        self.after_alloc(size);
         // SAFETY: `addr` holds an initialised `T`, published by the allocator, and is rooted
         // in this scope's frame (pushed above) for `'s`.
         Ok(unsafe { Local::from_addr(addr) })
+    }
+
+    /// Pacing after an allocation of `size` bytes: count it toward the trigger every 64 KiB,
+    /// and while marking pay for it with scan work (a mark assist) once the debt is large
+    /// enough to be worth a trip to the grey pool.
+    #[inline(always)]
+    fn after_alloc(&self, size: usize) {
+        let heap = self.heap;
+        let (check, debt) = self.with_local(|l| {
+            let mut debt = 0;
+            if heap.is_marking() {
+                let ratio = f64::from_bits(heap.assist_ratio.load(Ordering::Relaxed));
+                l.roots.assist_credit -= (size as f64 * ratio) as i64;
+                if l.roots.assist_credit < -ASSIST_MIN {
+                    debt = (-l.roots.assist_credit) as u64;
+                }
+            }
+            (l.p.since_check >= TRIGGER_CHECK_BYTES, debt)
+        });
+        if check {
+            self.count_allocation();
+        }
+        if debt > 0 {
+            let done = heap.assist(debt);
+            self.with_local(|l| l.roots.assist_credit += done as i64);
+        }
+    }
+
+    #[cold]
+    fn count_allocation(&self) {
+        let n = self.with_local(|l| std::mem::take(&mut l.p.since_check));
+        self.heap
+            .allocated
+            .fetch_add(n as u64, Ordering::Relaxed);
+        self.heap.maybe_trigger();
     }
 
     /// Allocate `size` zeroed bytes laid out as `shape` (a GC-heap collection's backing
@@ -441,6 +477,9 @@ impl<'s> Scope<'s> {
             Ok(addr)
         });
         self.window_end();
+        if r.is_ok() {
+            self.after_alloc(size);
+        }
         r
     }
 

@@ -21,11 +21,17 @@ pub struct GcStats {
     pub last_gc: u64,
     /// Bytes the last mark found reachable (Go's `heapMarked`).
     pub heap_marked: u64,
-    /// The heap size (in the allocator's live-bytes measure) at which the next cycle starts
-    /// (`NextGC`, until the pacer of a later issue).
+    /// The heap goal of the next cycle (`NextGC`).
     pub next_gc: u64,
     /// The longest single stop-the-world pause seen, in nanoseconds.
     pub max_pause_ns: u64,
+    /// The share of the CPUs (`procs`) the collector has used since the heap was made
+    /// (Go's `GCCPUFraction`): mark workers, assists, and pauses times `procs`.
+    pub gc_cpu_fraction: f64,
+    /// The heap (Go's `heapLive`) when the last mark ended, against its goal.
+    pub last_heap_live: u64,
+    /// The goal the last cycle paced for.
+    pub last_goal: u64,
 }
 
 impl Default for GcStats {
@@ -40,6 +46,9 @@ impl Default for GcStats {
             heap_marked: 0,
             next_gc: 0,
             max_pause_ns: 0,
+            gc_cpu_fraction: 0.0,
+            last_heap_live: 0,
+            last_goal: 0,
         }
     }
 }

@@ -44,6 +44,7 @@ fn pointer_moved_from_unscanned_to_scanned_place_survives() {
         checkmark: true,
         // Only the forced cycle below runs (building the chain must not start one).
         min_heap: 1 << 40,
+        ..Config::default()
     })
     .unwrap();
     let mut m = h.attach().unwrap();

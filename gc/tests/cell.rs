@@ -135,6 +135,7 @@ fn member_taken_out_of_an_unscanned_cell_survives() {
         procs: 1,
         checkmark: true,
         min_heap: 1 << 40,
+        ..Config::default()
     })
     .unwrap();
     let mut m = h.attach().unwrap();

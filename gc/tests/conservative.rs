@@ -17,6 +17,7 @@ fn heap() -> Heap {
         checkmark: true,
         procs: 2,
         min_heap: 1 << 40,
+        ..Config::default()
     })
     .unwrap()
 }

@@ -164,7 +164,13 @@ fn cycle(h: &HeapShared, forced: bool) {
     let e: &dyn Embedder = &standalone;
     let live_start = h.heap_live();
     let allocated_start = h.allocated.load(Ordering::Relaxed);
-    for c in [&h.marked_bytes, &h.scan_work, &h.roots_bytes, &h.assist_ns, &h.worker_ns] {
+    for c in [
+        &h.marked_bytes,
+        &h.scan_work,
+        &h.roots_bytes,
+        &h.assist_ns,
+        &h.worker_ns,
+    ] {
         c.store(0, Ordering::Relaxed);
     }
 
@@ -201,7 +207,7 @@ fn cycle(h: &HeapShared, forced: bool) {
         {
             let p = h.pacer.lock().unwrap_or_else(|e| e.into_inner());
             let done = h.scan_work.load(Ordering::Relaxed) + mk.scan_work;
-            let r = p.assist_ratio(h.heap_live(), done, overhead);
+            let r = p.assist_ratio(h.heap_live(), done, overhead, live_start);
             h.assist_ratio.store(r.to_bits(), Ordering::Relaxed);
         }
         limiter.update(h, binds);
@@ -222,8 +228,7 @@ fn cycle(h: &HeapShared, forced: bool) {
         }
         let idle_cpu = !h.limiter_on.load(Ordering::Relaxed)
             && e.running_mutators() + plan.dedicated < h.config.procs;
-        let under_goal =
-            busy.as_secs_f64() <= plan.fractional * mark_start.elapsed().as_secs_f64();
+        let under_goal = busy.as_secs_f64() <= plan.fractional * mark_start.elapsed().as_secs_f64();
         if idle_cpu || under_goal {
             let t0 = Instant::now();
             let n = mk.work(2048);
@@ -315,7 +320,14 @@ fn finish_cycle(h: &HeapShared, r: CycleReport) {
     let overhead = h.overhead();
     let (trigger, goal, limit) = {
         let mut p = h.pacer.lock().unwrap_or_else(|e| e.into_inner());
-        p.end_cycle(marked, scan, roots, r.allocated_during_mark, scan, utilization);
+        p.end_cycle(
+            marked,
+            scan,
+            roots,
+            r.allocated_during_mark,
+            scan,
+            utilization,
+        );
         (p.trigger(overhead), p.goal(overhead), p.memory_limit)
     };
     h.trigger.store(trigger, Ordering::Relaxed);
@@ -331,6 +343,8 @@ fn finish_cycle(h: &HeapShared, r: CycleReport) {
         let i = s.num_gc as usize % crate::stats::PAUSE_RING;
         s.pause_ns[i] = pause_ns;
         s.pause_end[i] = now;
+        s.cycle_heap_live[i] = r.live_end;
+        s.cycle_goal[i] = r.goal;
         s.pause_total_ns += pause_ns;
         s.max_pause_ns = s.max_pause_ns.max(r.pauses.max.as_nanos() as u64);
         s.num_gc += 1;

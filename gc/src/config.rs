@@ -147,14 +147,23 @@ mod tests {
     #[test]
     fn go_variables_parse_with_clear_errors() {
         let c = Config::from_vars(Some("50"), Some("512MiB"), Some("gctrace=1,foo=2")).unwrap();
-        assert_eq!((c.gogc, c.memory_limit, c.gctrace), (Some(50), 512 << 20, true));
+        assert_eq!(
+            (c.gogc, c.memory_limit, c.gctrace),
+            (Some(50), 512 << 20, true)
+        );
         let c = Config::from_vars(Some("off"), None, Some("gccheckmark=1")).unwrap();
         assert_eq!((c.gogc, c.checkmark), (None, true));
-        let e = Config::from_vars(Some("fast"), None, None).unwrap_err().to_string();
+        let e = Config::from_vars(Some("fast"), None, None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("GOGC=fast") && e.contains("off"), "{e}");
-        let e = Config::from_vars(None, Some("2GB"), None).unwrap_err().to_string();
+        let e = Config::from_vars(None, Some("2GB"), None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("GOMEMLIMIT=2GB") && e.contains("MiB"), "{e}");
-        let e = Config::from_vars(None, None, Some("gctrace=yes")).unwrap_err().to_string();
+        let e = Config::from_vars(None, None, Some("gctrace=yes"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("gctrace=yes"), "{e}");
     }
 }

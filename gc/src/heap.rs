@@ -261,10 +261,7 @@ impl HeapShared {
             let mut p = self.pacer.lock().unwrap_or_else(|e| e.into_inner());
             let r = f(&mut p);
             self.trigger.store(p.trigger(overhead), Ordering::Relaxed);
-            self.stats
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .next_gc = p.goal(overhead);
+            self.stats.lock().unwrap_or_else(|e| e.into_inner()).next_gc = p.goal(overhead);
             r
         };
         self.maybe_trigger();

@@ -449,9 +449,7 @@ impl<'s> Scope<'s> {
     #[cold]
     fn count_allocation(&self) {
         let n = self.with_local(|l| std::mem::take(&mut l.p.since_check));
-        self.heap
-            .allocated
-            .fetch_add(n as u64, Ordering::Relaxed);
+        self.heap.allocated.fetch_add(n as u64, Ordering::Relaxed);
         self.heap.maybe_trigger();
     }
 

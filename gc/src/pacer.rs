@@ -131,12 +131,25 @@ impl Pacer {
 
     /// Scan work each allocated byte owes while marking: the scan work expected to remain
     /// over the heap growth left before the goal (at least 64 KiB).
-    pub fn assist_ratio(&self, heap_live: u64, scan_done: u64, overhead: u64) -> f64 {
+    ///
+    /// `heap_at_start` is the heap when the cycle began: before any cycle has measured its
+    /// scan work, the whole of it is the estimate (Go's worst case).
+    pub fn assist_ratio(
+        &self,
+        heap_live: u64,
+        scan_done: u64,
+        overhead: u64,
+        heap_at_start: u64,
+    ) -> f64 {
         let goal = self.goal(overhead);
         if goal == u64::MAX {
             return 0.0;
         }
-        let expected = self.last_heap_scan + self.roots;
+        let expected = if self.last_heap_scan == 0 {
+            heap_at_start
+        } else {
+            self.last_heap_scan + self.roots
+        };
         let remaining_work = expected.saturating_sub(scan_done).max(expected / 10 + 1) as f64;
         // Past the goal the remaining room is the floor: allocation pays nearly all the
         // remaining work at once, so the heap overshoots by little.
@@ -164,7 +177,9 @@ impl Pacer {
             let current = allocated as f64 * u / (scan_work as f64 * (1.0 - u));
             // Smoothed over two cycles, leaning to the larger (Go keeps the max of the
             // last two): an underestimate starts marking too late.
-            self.cons_mark = current.max((self.cons_mark + current) / 2.0).clamp(1e-3, 1e3);
+            self.cons_mark = current
+                .max((self.cons_mark + current) / 2.0)
+                .clamp(1e-3, 1e3);
         }
     }
 }
@@ -178,9 +193,9 @@ pub fn parse_gogc(s: &str) -> Result<Option<u32>, String> {
     }
     match t.parse::<i64>() {
         Ok(v) if v < 0 => Ok(None),
-        Ok(v) => u32::try_from(v).map(Some).map_err(|_| {
-            format!("GOGC={s}: too large; want a percentage such as 100, or off")
-        }),
+        Ok(v) => u32::try_from(v)
+            .map(Some)
+            .map_err(|_| format!("GOGC={s}: too large; want a percentage such as 100, or off")),
         Err(_) => Err(format!(
             "GOGC={s}: not a number; want a percentage such as 100 (the default), or off"
         )),
@@ -200,9 +215,7 @@ pub fn parse_memory_limit(s: &str) -> Result<u64, String> {
              (e.g. 512MiB), or off"
         )
     };
-    let split = t
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
         return Err(bad());
@@ -216,7 +229,8 @@ pub fn parse_memory_limit(s: &str) -> Result<u64, String> {
         "TiB" => 1 << 40,
         _ => return Err(bad()),
     };
-    n.checked_mul(mult).ok_or_else(|| format!("GOMEMLIMIT={s}: too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("GOMEMLIMIT={s}: too large"))
 }
 
 #[cfg(all(test, not(loom)))]
@@ -316,9 +330,9 @@ mod tests {
             if goal != u64::MAX {
                 let live = (goal as f64 * live_frac) as u64;
                 let done = ((p.last_heap_scan + roots) as f64 * done_frac) as u64;
-                let r = p.assist_ratio(live, done, 0);
+                let r = p.assist_ratio(live, done, 0, marked);
                 prop_assert!(r >= 0.0 && r.is_finite());
-                let closer = p.assist_ratio(live.saturating_add(1 << 20), done, 0);
+                let closer = p.assist_ratio(live.saturating_add(1 << 20), done, 0, marked);
                 prop_assert!(closer >= r * 0.999, "{} < {}", closer, r);
             }
         }

@@ -32,6 +32,11 @@ pub struct GcStats {
     pub last_heap_live: u64,
     /// The goal the last cycle paced for.
     pub last_goal: u64,
+    /// Per cycle, at the same index as `pause_ns`: the heap (`heapLive`) when its mark
+    /// ended, and the goal it paced for (pacing tests compare them).
+    pub cycle_heap_live: [u64; PAUSE_RING],
+    /// See `cycle_heap_live`.
+    pub cycle_goal: [u64; PAUSE_RING],
 }
 
 impl Default for GcStats {
@@ -49,6 +54,8 @@ impl Default for GcStats {
             gc_cpu_fraction: 0.0,
             last_heap_live: 0,
             last_goal: 0,
+            cycle_heap_live: [0; PAUSE_RING],
+            cycle_goal: [0; PAUSE_RING],
         }
     }
 }

@@ -84,6 +84,8 @@ fn sweep_in_background(h: &HeapShared) {
             }
         }
     }
+    // Swept: the overhead (span room, metadata) is known again; re-aim the trigger.
+    h.retune(|_| ());
 }
 
 /// Pauses of one cycle.
@@ -117,6 +119,7 @@ struct CycleReport {
     live_end: u64,
     goal: u64,
     allocated_during_mark: u64,
+    overhead: u64,
 }
 
 /// Recompute the limiter: on while the memory limit binds and the collector used more than
@@ -170,6 +173,7 @@ fn cycle(h: &HeapShared, forced: bool) {
         &h.roots_bytes,
         &h.assist_ns,
         &h.worker_ns,
+        &h.idle_ns,
     ] {
         c.store(0, Ordering::Relaxed);
     }
@@ -233,11 +237,17 @@ fn cycle(h: &HeapShared, forced: bool) {
             let t0 = Instant::now();
             let n = mk.work(2048);
             let d = t0.elapsed();
-            busy += d;
-            h.worker_ns
-                .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
-            h.gc_cpu_ns
-                .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+            if under_goal {
+                // The fractional worker's share: GC CPU.
+                busy += d;
+                h.worker_ns
+                    .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+                h.gc_cpu_ns
+                    .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+            } else {
+                // Beyond it, on a CPU nobody else wants: idle marking.
+                h.idle_ns.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+            }
             if n > 0 {
                 continue;
             }
@@ -301,6 +311,7 @@ fn cycle(h: &HeapShared, forced: bool) {
             live_end,
             goal,
             allocated_during_mark: allocated_end,
+            overhead,
         },
     );
 }
@@ -313,11 +324,12 @@ fn finish_cycle(h: &HeapShared, r: CycleReport) {
     let procs = h.config.procs as u64;
     let assist_ns = h.assist_ns.load(Ordering::Relaxed);
     let worker_ns = h.worker_ns.load(Ordering::Relaxed);
+    let idle_ns = h.idle_ns.load(Ordering::Relaxed);
     let pause_ns = r.pauses.sum.as_nanos() as u64;
     h.gc_cpu_ns.fetch_add(pause_ns * procs, Ordering::Relaxed);
     let wall = r.mark_wall.as_nanos().max(1) as f64 * procs as f64;
-    let utilization = ((assist_ns + worker_ns) as f64 / wall).clamp(0.05, 1.0);
-    let overhead = h.overhead();
+    let utilization = ((assist_ns + worker_ns + idle_ns) as f64 / wall).clamp(0.05, 1.0);
+    let overhead = r.overhead;
     let (trigger, goal, limit) = {
         let mut p = h.pacer.lock().unwrap_or_else(|e| e.into_inner());
         p.end_cycle(
@@ -363,7 +375,6 @@ fn finish_cycle(h: &HeapShared, r: CycleReport) {
         let mb = |b: u64| b >> 20;
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         let cpu_ms = |ns: u64| ns as f64 / 1e6;
-        let idle_ns = 0u64;
         eprintln!(
             "gc {num_gc} @{:.3}s {:.0}%: {:.3}+{:.2}+{:.3} ms clock, {:.3}+{:.2}/{:.2}/{:.2}+{:.3} \
              ms cpu, {}->{}->{} MB, {} MB goal, {} MB stacks, {} MB globals, {} P{}",

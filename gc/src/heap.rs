@@ -66,8 +66,12 @@ pub(crate) struct HeapShared {
     pub(crate) assist_ratio: AtomicU64,
     /// Nanoseconds mutators spent in mark assists this cycle.
     pub(crate) assist_ns: AtomicU64,
-    /// Nanoseconds background workers (and idle helpers) spent marking this cycle.
+    /// Nanoseconds background workers spent marking this cycle.
     pub(crate) worker_ns: AtomicU64,
+    /// Nanoseconds of marking on otherwise idle CPUs this cycle (the collector beyond its
+    /// share while a CPU of `procs` is free, `gc()` waiters): not counted as GC CPU, as Go
+    /// does not count idle mark workers against the program.
+    pub(crate) idle_ns: AtomicU64,
     /// GC CPU time since the heap was made, in nanoseconds (workers, assists, pauses × procs).
     pub(crate) gc_cpu_ns: AtomicU64,
     /// The GC CPU limiter is on: the memory limit binds and the collector used more than
@@ -177,11 +181,13 @@ impl HeapShared {
         self.live_base.load(Ordering::Relaxed) + self.allocated.load(Ordering::Relaxed)
     }
 
-    /// Bytes the runtime holds besides the heap's objects, for the memory limit: span and
-    /// cache records, and free pages not yet returned to the OS.
+    /// Bytes the runtime holds besides the heap's live objects, for the memory limit (Go's
+    /// non-heap memory: `mappedReady - heapFree - heapAlloc`): span and cache records, and
+    /// the unused room in spans in use (fragmentation). Free pages are left out: the
+    /// scavenger returns them as the retained target says.
     pub(crate) fn overhead(&self) -> u64 {
         let st = self.alloc.stats();
-        st.mspan_sys + st.mcache_sys + st.heap_sys.saturating_sub(st.heap_released + st.heap_inuse)
+        (st.heap_inuse + st.mspan_sys + st.mcache_sys).saturating_sub(self.heap_live())
     }
 
     /// A mutator owes `debt` bytes of scan work: do it (or what the pool has). Returns the
@@ -312,8 +318,7 @@ impl HeapShared {
                 let n = mk.work(4096);
                 self.account(&mk);
                 let ns = t.elapsed().as_nanos() as u64;
-                self.worker_ns.fetch_add(ns, Ordering::Relaxed);
-                self.gc_cpu_ns.fetch_add(ns, Ordering::Relaxed);
+                self.idle_ns.fetch_add(ns, Ordering::Relaxed);
                 if n > 0 {
                     continue;
                 }
@@ -440,6 +445,7 @@ impl Heap {
             assist_ratio: AtomicU64::new(0),
             assist_ns: AtomicU64::new(0),
             worker_ns: AtomicU64::new(0),
+            idle_ns: AtomicU64::new(0),
             gc_cpu_ns: AtomicU64::new(0),
             limiter_on: AtomicBool::new(false),
             born: std::time::Instant::now(),

@@ -441,8 +441,34 @@ impl<'s> Scope<'s> {
             self.count_allocation();
         }
         if debt > 0 {
+            self.pay_assist(debt);
+        }
+    }
+
+    /// Pay `debt` bytes of scan work. When the grey pool is momentarily empty while others
+    /// still mark, wait for work (at safepoints) rather than allocate on: the heap must not
+    /// outrun the collector. Stops when paid, when marking ends, or when the CPU limiter
+    /// forgives the debt.
+    #[cold]
+    #[inline(never)]
+    fn pay_assist(&self, mut debt: u64) {
+        let heap = self.heap;
+        loop {
+            // Our own barrier buffer and grey objects first: they are work too, and the
+            // pool looks empty without them.
+            self.flush_for_stop();
             let done = heap.assist(debt);
             self.with_local(|l| l.roots.assist_credit += done as i64);
+            debt = debt.saturating_sub(done);
+            if debt < ASSIST_MIN as u64
+                || !heap.is_marking()
+                || heap.limiter_on.load(Ordering::Relaxed)
+            {
+                return;
+            }
+            self.safepoint();
+            heap.pool
+                .wait_for_work(std::time::Duration::from_micros(100));
         }
     }
 

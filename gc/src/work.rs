@@ -32,6 +32,8 @@ struct PoolState {
     busy: usize,
     /// Workers blocked in `wait_for_work`.
     waiting: usize,
+    /// A party (a mark assist) found the pool empty since a worker last gave work away.
+    hungry: bool,
     /// Empty buffers kept for reuse (bounded).
     spare: Vec<Vec<usize>>,
     /// Marking is on: parties that are not mutators may shade (see `begin_foreign`). Set
@@ -80,10 +82,14 @@ impl WorkPool {
         }
     }
 
-    /// Take a buffer to scan; the caller is busy until `idle`. `None` when the pool is empty.
+    /// Take a buffer to scan; the caller is busy until `idle`. `None` when the pool is empty
+    /// (and the next worker that can will give some of its own away).
     pub(crate) fn take(&self) -> Option<Vec<usize>> {
         let mut s = self.lock();
-        let b = s.full.pop()?;
+        let Some(b) = s.full.pop() else {
+            s.hungry = true;
+            return None;
+        };
         s.busy += 1;
         Some(b)
     }
@@ -99,10 +105,13 @@ impl WorkPool {
         }
     }
 
-    /// Whether a busy worker should give away half of its `local` buffer: others wait.
+    /// Whether a busy worker should give away half of its `local` buffer: others wait, or
+    /// found nothing (clears the latter).
     pub(crate) fn wants_work(&self) -> bool {
-        let s = self.lock();
-        s.waiting > 0 && s.full.is_empty()
+        let mut s = self.lock();
+        let want = (s.waiting > 0 || s.hungry) && s.full.is_empty();
+        s.hungry = false;
+        want
     }
 
     /// No grey object anywhere a worker can see: the pool is empty and no worker is busy.

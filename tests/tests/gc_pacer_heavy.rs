@@ -161,3 +161,132 @@ fn gc_gogc_off_collects_only_when_forced() {
         assert_eq!((st.num_gc, st.num_forced_gc), (1, 1));
     });
 }
+
+/// Resident set size of this process.
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
+}
+
+/// Work a program does besides allocating (about 10 µs): a memory limit is tested at a
+/// program's allocation rate, not at the allocator's peak.
+fn compute(k: u64) -> u64 {
+    let mut x = k | 1;
+    for _ in 0..4000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+    }
+    std::hint::black_box(x)
+}
+
+/// Churn as `churn` does (with some computing between trees), for `iterations` trees,
+/// sampling RSS; returns the largest sample.
+fn churn_sampling(s: &mut Scope<'_>, live: Local<'_, GcVec<Node>>, iterations: u64) -> u64 {
+    let n = live.len();
+    let mut max_rss = 0;
+    for k in 0..iterations {
+        compute(k);
+        s.scope(|s| {
+            let t = tree(s, k);
+            if k.is_multiple_of(8) {
+                live.set(s, (k as usize / 8 * 7919) % n, Some(t));
+            }
+        });
+        if k.is_multiple_of(256) {
+            max_rss = max_rss.max(rss_bytes());
+        }
+    }
+    max_rss
+}
+
+#[test]
+#[ignore = "heavy: release, from cargo xtask test"]
+fn gc_memory_limit_holds_the_heap_near_it_within_half_the_cpus() {
+    const LIMIT: u64 = 64 << 20;
+    let before = rss_bytes();
+    let h = Heap::new(Config {
+        // GOGC alone would let the heap reach about 120 MiB.
+        gogc: Some(400),
+        memory_limit: LIMIT,
+        procs: 2,
+        gctrace: std::env::var("GC_TEST_TRACE").is_ok(),
+        ..Config::default()
+    })
+    .unwrap();
+    let mut m = h.attach().unwrap();
+    m.scope(|s| {
+        let live = live_set(s, 32 << 20);
+        let start = h.stats().num_gc;
+        let max_rss = churn_sampling(s, live, 100_000);
+        let st = h.stats();
+        assert!(st.num_gc - start >= 5, "only {} cycles", st.num_gc - start);
+        let grew = max_rss.saturating_sub(before);
+        let a = h.alloc_heap().stats();
+        eprintln!(
+            "alloc: inuse {} idle {} released {} sys {} MiB; rss now {} MiB; live_bytes {} MiB",
+            a.heap_inuse >> 20,
+            a.heap_idle >> 20,
+            a.heap_released >> 20,
+            a.heap_sys >> 20,
+            rss_bytes() >> 20,
+            h.alloc_heap().live_bytes() >> 20
+        );
+        eprintln!(
+            "limit {} MiB: RSS grew by at most {} MiB over {} cycles, GC CPU {:.1}%",
+            LIMIT >> 20,
+            grew >> 20,
+            st.num_gc - start,
+            st.gc_cpu_fraction * 100.0
+        );
+        assert!(
+            grew <= LIMIT + LIMIT / 5,
+            "RSS grew by {} MiB under a {} MiB limit",
+            grew >> 20,
+            LIMIT >> 20
+        );
+        assert!(
+            st.gc_cpu_fraction <= 0.5,
+            "GC CPU {:.2}",
+            st.gc_cpu_fraction
+        );
+    });
+}
+
+#[test]
+#[ignore = "heavy: release, from cargo xtask test"]
+fn gc_memory_limit_below_the_live_heap_keeps_the_program_going() {
+    let h = Heap::new(Config {
+        memory_limit: 8 << 20,
+        procs: 2,
+        gctrace: std::env::var("GC_TEST_TRACE").is_ok(),
+        ..Config::default()
+    })
+    .unwrap();
+    let mut m = h.attach().unwrap();
+    m.scope(|s| {
+        let live = live_set(s, 32 << 20);
+        let t = Instant::now();
+        churn_sampling(s, live, 50_000);
+        let st = h.stats();
+        eprintln!(
+            "limit below the live heap: 50k trees in {:?}, {} cycles, GC CPU {:.1}%",
+            t.elapsed(),
+            st.num_gc,
+            st.gc_cpu_fraction * 100.0
+        );
+        assert!(
+            st.num_gc >= 3,
+            "the collector gave up: {} cycles",
+            st.num_gc
+        );
+        // Within the cap (and a little for the pauses' share on a busy 2-CPU machine).
+        assert!(
+            st.gc_cpu_fraction <= 0.55,
+            "GC CPU {:.2}",
+            st.gc_cpu_fraction
+        );
+    });
+}

@@ -89,6 +89,7 @@
 mod deadline;
 mod desc;
 mod driver;
+mod lock;
 mod loom;
 mod poller;
 mod registration;

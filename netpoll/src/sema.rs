@@ -60,8 +60,9 @@ impl Sema {
 
     /// Consume pending readiness, or reserve the semaphore for a waiter.
     ///
-    /// Panics when another waiter already holds this direction: a poll descriptor admits one
-    /// reader and one writer at a time (callers serialise, as Go's fdMutex does).
+    /// Panics when another waiter already holds this direction: the direction locks
+    /// (`lock.rs`, Go's fdMutex) admit one reader and one writer at a time, so this is a
+    /// broken invariant.
     #[inline]
     pub(crate) fn reserve(&self) -> Reserve {
         // One load, then one compare-exchange for the state seen; a race with an unblocker
@@ -150,8 +151,8 @@ impl Sema {
 #[inline(never)]
 fn double_wait() -> ! {
     panic!(
-        "runtime: two waiters on the same direction of one poll descriptor; \
-         serialise readers (and writers) of a descriptor"
+        "runtime: two waiters on the same direction of one poll descriptor \
+         (the direction lock should have serialised them)"
     )
 }
 

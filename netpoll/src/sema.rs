@@ -22,7 +22,7 @@
 //! The waiter is taken out of the word by a single read-modify-write, so at most one unblocker
 //! can ever obtain it (no double wake), and a waiter only parks after a successful `commit`,
 //! whose compare-exchange would have failed had any unblocker run since `reserve` (no lost
-//! wake-up). The loom model in this file checks both against ready, close and deadline.
+//! wake-up). The loom models in `desc.rs` check both against ready, close and deadline.
 
 use crate::loom::{AtomicUsize, Ordering};
 

@@ -284,10 +284,6 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(
-        miri,
-        ignore = "three full chunks take about 3 minutes under Miri; the limbo test covers chunk access"
-    )]
     fn indexes_span_chunks_and_stay_put() {
         let t = Table::new();
         let r = round(0);

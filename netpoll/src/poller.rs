@@ -625,6 +625,13 @@ impl<W: Waiter> Poller<W> {
         };
         let st = &mut *guard;
         debug_assert!(st.taken.is_empty());
+        // The waiters this round takes out of their semaphores. If anything below panics
+        // (`ready`, or a failed wake-up syscall), `Rest` wakes those not yet handed on.
+        let mut rest = Rest::<W> {
+            taken: &mut st.taken,
+            next: 0,
+            _waiter: PhantomData,
+        };
         {
             // Odd: a round is in flight (see `close` and `Table::release`) until this guard
             // drops, however the block is left.
@@ -652,20 +659,15 @@ impl<W: Waiter> Poller<W> {
                 ] {
                     if hit && let Some(raw) = desc.ready(dir) {
                         self.waiters.fetch_sub(1, Ordering::Relaxed);
-                        st.taken.push(raw);
+                        rest.taken.push(raw);
                     }
                 }
             }
-            self.expire(&mut st.taken);
+            self.expire(rest.taken);
         }
         // The round has ended with every event recorded in its semaphore: only now does user
-        // code run. If `ready` panics, `Rest` wakes the waiters it did not get.
-        let woken = st.taken.len();
-        let mut rest = Rest::<W> {
-            taken: &mut st.taken,
-            next: 0,
-            _waiter: PhantomData,
-        };
+        // code run.
+        let woken = rest.taken.len();
         while let Some(&raw) = rest.taken.get(rest.next) {
             rest.next += 1;
             // SAFETY: taken out of its semaphore by one RMW this round, and handed on once

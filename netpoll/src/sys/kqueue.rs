@@ -159,7 +159,23 @@ impl Backend {
         }
         let mut reg = self.registered.lock().unwrap_or_else(|e| e.into_inner());
         if reg.contains(&fd) {
-            return Err(io::Error::from_raw_os_error(libc::EEXIST));
+            // Either registered (EEXIST), or the number of a registration dropped without
+            // `close`, whose fd was closed: the kernel forgot its filters with it, which this
+            // otherwise harmless EV_ENABLE (no EV_ADD: the knote and its token are unchanged)
+            // tells apart with ENOENT. Then the number is free again.
+            let probe = kevent(
+                fd as libc::uintptr_t,
+                libc::EVFILT_READ,
+                libc::EV_ENABLE,
+                0,
+                0,
+            );
+            match self.change(&[probe]) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    reg.remove(&fd);
+                }
+                _ => return Err(io::Error::from_raw_os_error(libc::EEXIST)),
+            }
         }
         let flags = libc::EV_ADD | libc::EV_CLEAR;
         let evs = [

@@ -110,6 +110,8 @@ fn evicting_a_source_wakes_its_parked_reader_before_the_fd_closes() {
 
 /// 20k open / close pairs while the driver's poll sleeps without a timeout: descriptors are
 /// recycled (the growing reuse-delay list wakes the poll), instead of 20k staying in use.
+/// Whenever many are in use the test gives the driver thread time to run (a loaded machine
+/// may not schedule it at once); they must come back within seconds.
 #[test]
 fn closes_during_an_idle_poll_recycle_descriptors() {
     let d = Driver::start().unwrap();
@@ -119,17 +121,26 @@ fn closes_during_an_idle_poll_recycle_descriptors() {
     // but the closes themselves can end the driver's round.
     let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     a.set_nonblocking(true).unwrap();
+    let cycle = || p.close(p.open(a.as_fd()).unwrap());
     let mut most = 0;
     for _ in 0..20_000 {
-        let reg = p.open(a.as_fd()).unwrap();
-        p.close(reg);
-        most = most.max(p.descriptors_in_use());
+        cycle();
+        let n = p.descriptors_in_use();
+        most = most.max(n);
+        if n >= 1024 {
+            let start = Instant::now();
+            while p.descriptors_in_use() >= 1024 {
+                assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "{} descriptors stay in use for one open fd",
+                    p.descriptors_in_use()
+                );
+                thread::sleep(Duration::from_millis(1));
+                cycle();
+            }
+        }
     }
     eprintln!("at most {most} descriptors in use");
-    assert!(
-        most < 10_000,
-        "{most} descriptors in use at once for one open fd"
-    );
 }
 
 // ---- 3. Poll timeouts near u64::MAX ns -----------------------------------------------------

@@ -609,6 +609,10 @@ impl<W: Waiter> Poller<W> {
     ///
     /// One thread polls at a time: a non-blocking poll (`Some(ZERO)`) returns 0 when another
     /// poll is in progress; a blocking one waits its turn.
+    ///
+    /// `ready` runs after the round's events are all recorded and the round has ended. If it
+    /// panics, the waiters of this round it has not been handed yet are woken with
+    /// [`Waiter::wake`] (none is lost), and the panic propagates.
     pub fn poll_with(
         &self,
         timeout: Option<Duration>,
@@ -743,10 +747,11 @@ impl<W: Waiter> Poller<W> {
         // deadlines.
     }
 
-    /// Descriptors handed out (or waiting in limbo).
+    /// Descriptors handed out (or waiting in the reuse delay for a poll round to end).
     ///
-    /// (Drop note: `wait` borrows the poller, so no thread can be blocked in it when the
-    /// poller is dropped; waiters published with `arm` and never woken are dropped unwoken.)
+    /// (Drop note: `wait` and `io` borrow the poller, so no thread can be blocked in them
+    /// when the poller is dropped; waiters published with `arm` and never woken are dropped
+    /// unwoken.)
     pub fn descriptors_in_use(&self) -> usize {
         self.table.in_use()
     }

@@ -298,3 +298,62 @@ mod tests {
         assert!(t.get(seen.len() as u32 + CHUNK as u32).is_none());
     }
 }
+
+/// Loom model of the reuse delay: a poll round that fetched an event for a descriptor races
+/// the descriptor's close and reopen by a new owner. The kernel's interest list is a mutex
+/// (a syscall orders like one). Whatever the interleaving, the event's readiness never lands
+/// in the new owner's semaphore: either the round saw the close (sequence number, CLOSING),
+/// or the descriptor waited in limbo until the round had recorded its events.
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::*;
+    use crate::desc::{CLOSING, Direction, info_seq};
+    use crate::loom::{Arc, thread};
+    use crate::sema::EMPTY;
+
+    #[test]
+    fn a_stale_event_never_reaches_the_next_owner() {
+        loom::model(|| {
+            let t = Arc::new(Table::new());
+            let round = Arc::new(AtomicU64::new(0));
+            // The first owner, sequence number 1, registered with the "kernel".
+            let (i, d) = t.alloc(&round).unwrap();
+            d.info.store(1 << 32, Ordering::Release);
+            let registered = Arc::new(Mutex::new(true));
+            let poller = {
+                let (t, round, registered) =
+                    (Arc::clone(&t), Arc::clone(&round), Arc::clone(&registered));
+                thread::spawn(move || {
+                    round.fetch_add(1, Ordering::SeqCst); // the round starts
+                    let fetched = *registered.lock().unwrap(); // the kernel wait
+                    if fetched {
+                        let d = t.get(i).unwrap();
+                        let info = d.info();
+                        if info_seq(info) == 1 && info & CLOSING == 0 {
+                            assert!(d.ready(Direction::Read).is_none());
+                        }
+                    }
+                    round.fetch_add(1, Ordering::SeqCst); // every event recorded
+                })
+            };
+            // Close: evict, deregister, release; then a new owner opens.
+            let _ = d.flag_and_release(CLOSING, &[Direction::Read, Direction::Write]);
+            *registered.lock().unwrap() = false;
+            let _ = t.release(i, &round);
+            let (j, d2) = t.alloc(&round).unwrap();
+            if j == i {
+                d2.read.reset();
+                d2.write.reset();
+                d2.info.store(2 << 32, Ordering::Release);
+            }
+            poller.join().unwrap();
+            if j == i {
+                assert_eq!(
+                    d2.read.reset(),
+                    EMPTY,
+                    "the old owner's event reached the new owner"
+                );
+            }
+        });
+    }
+}

@@ -100,7 +100,8 @@
 //! event from waking a descriptor's next owner: an event whose sequence number differs from
 //! the descriptor's is dropped, and a descriptor closed while a poll round was in flight (the
 //! round counter is odd from before the kernel wait until every fetched event is recorded)
-//! waits in a reuse-delay list until that round has finished (`table.rs`). That list is
+//! waits in a reuse-delay list until that round has finished (`table.rs`, whose loom model
+//! races a round's event against a close and reopen). That list is
 //! ordered by round, so reuse pops its front instead of scanning it, and it stays short: once
 //! 64 descriptors wait for the round in flight, `close` wakes the poll (which may be sleeping
 //! without a timeout), so closes on an idle poller recycle descriptors instead of piling up.

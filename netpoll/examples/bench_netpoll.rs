@@ -17,7 +17,7 @@ use gort_netpoll::{Armed, Direction, Driver, Poller, Registration, Waiter};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -70,10 +70,8 @@ unsafe impl Waiter for Task {
 fn events_gort(n: usize, rounds: usize) -> f64 {
     let p: Poller<Task> = Poller::new().expect("poller");
     let ps = pairs(n);
-    let regs: Vec<Registration> = ps
-        .iter()
-        .map(|(a, _)| p.open(a.as_raw_fd()).unwrap())
-        .collect();
+    let regs: Vec<Registration<BorrowedFd<'_>>> =
+        ps.iter().map(|(a, _)| p.open(a.as_fd()).unwrap()).collect();
     let mut runq: Vec<Task> = Vec::with_capacity(n);
     p.poll(Some(Duration::ZERO)).unwrap(); // consume the registration edges
     for (i, reg) in regs.iter().enumerate() {
@@ -104,7 +102,7 @@ fn events_gort(n: usize, rounds: usize) -> f64 {
     }
     let el = start.elapsed();
     for reg in regs {
-        let _ = p.close(reg);
+        p.close(reg);
     }
     (n * rounds) as f64 / el.as_secs_f64()
 }
@@ -206,7 +204,7 @@ fn latency_run(
 fn latency_gort(samples: usize) -> f64 {
     let d = Arc::new(Driver::start().expect("driver"));
     latency_run(samples, move |lat, a| {
-        let src = d.register(a.as_raw_fd()).unwrap();
+        let src = d.register(a.as_fd()).unwrap();
         let mut out = Vec::with_capacity(samples);
         let mut buf = [0u8; 1];
         for _ in 0..samples {

@@ -8,7 +8,7 @@
 use gort_netpoll::{Direction, Driver};
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -18,7 +18,7 @@ const MESSAGES: usize = 50;
 
 fn serve(driver: &Driver, conn: TcpStream) -> io::Result<usize> {
     conn.set_nonblocking(true)?;
-    let src = driver.register(conn.as_raw_fd())?;
+    let src = driver.register(conn.as_fd())?;
     let mut buf = [0u8; 1024];
     let mut echoed = 0;
     loop {
@@ -42,7 +42,7 @@ fn serve(driver: &Driver, conn: TcpStream) -> io::Result<usize> {
 fn client(driver: &Driver, addr: std::net::SocketAddr, id: usize) -> io::Result<Duration> {
     let conn = TcpStream::connect(addr)?;
     conn.set_nonblocking(true)?;
-    let src = driver.register(conn.as_raw_fd())?;
+    let src = driver.register(conn.as_fd())?;
     let start = Instant::now();
     let mut buf = [0u8; 64];
     for i in 0..MESSAGES {
@@ -66,7 +66,7 @@ fn main() -> io::Result<()> {
 
     let d = Arc::clone(&driver);
     let server = thread::spawn(move || -> io::Result<usize> {
-        let src = d.register(listener.as_raw_fd())?;
+        let src = d.register(listener.as_fd())?;
         let mut handlers = Vec::new();
         for _ in 0..CLIENTS {
             let (conn, peer) = src.read_with(|| listener.accept())?;

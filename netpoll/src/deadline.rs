@@ -136,6 +136,12 @@ mod tests {
     use std::collections::BTreeMap;
 
     proptest! {
+        // No failure file: Miri's isolation forbids the file system.
+        #![proptest_config(ProptestConfig {
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
         /// Random set / move / remove / expire sequences against a map.
         #[test]
         fn heap_matches_model(ops in prop::collection::vec((0u8..4, 0u32..16, 0u64..100), 0..200)) {

@@ -1,6 +1,7 @@
-//! A poll descriptor: its two semaphores and the info word (sequence number, closing
-//! and deadline-expired bits) that waiters read without a lock.
+//! A poll descriptor: its two semaphores, its two direction locks and the info word
+//! (sequence number, closing and deadline-expired bits) that waiters read without a lock.
 
+use crate::lock::FdLock;
 use crate::loom::{AtomicU64, Ordering, fence};
 use crate::sema::{Reserve, Sema};
 
@@ -59,6 +60,10 @@ pub(crate) struct PollDesc {
     pub(crate) read: Sema,
     /// Writers' semaphore.
     pub(crate) write: Sema,
+    /// Serialises readers (Go's fdMutex read lock): one party at a time uses `read`.
+    pub(crate) rlock: FdLock,
+    /// Serialises writers.
+    pub(crate) wlock: FdLock,
 }
 
 impl PollDesc {
@@ -67,6 +72,16 @@ impl PollDesc {
             info: AtomicU64::new(CLOSING),
             read: Sema::new(),
             write: Sema::new(),
+            rlock: FdLock::new(),
+            wlock: FdLock::new(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn lock(&self, dir: Direction) -> &FdLock {
+        match dir {
+            Direction::Read => &self.rlock,
+            Direction::Write => &self.wlock,
         }
     }
 

@@ -2,11 +2,11 @@
 //! registered fd whose waits park the calling thread.
 
 use crate::desc::Direction;
-use crate::poller::Poller;
+use crate::poller::{Commit, Poller};
 use crate::registration::Registration;
 use crate::waiter::ThreadWaiter;
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -51,10 +51,11 @@ impl Driver {
         &self.poller
     }
 
-    /// Register a non-blocking fd (see [`Poller::open`]). The caller keeps owning the fd and
-    /// must keep it open until the source is dropped.
-    pub fn register(&self, fd: RawFd) -> io::Result<Source> {
-        let reg = self.poller.open(fd)?;
+    /// Register a non-blocking fd, owned or borrowed (see [`Poller::open`]). The source
+    /// holds `io` until it is dropped (which deregisters the fd, then drops `io`) or
+    /// [`into_inner`](Source::into_inner) gives it back.
+    pub fn register<F: AsFd>(&self, io: F) -> io::Result<Source<F>> {
+        let reg = self.poller.open(io)?;
         Ok(Source {
             poller: Arc::clone(&self.poller),
             reg: Some(reg),
@@ -72,31 +73,49 @@ impl Drop for Driver {
     }
 }
 
-/// A registered fd whose waits park the calling thread; deregistered on drop.
+/// A registered fd whose waits park the calling thread; deregistered on drop, before the
+/// I/O object it holds is dropped.
+///
+/// Threads reading (or writing) one source take turns: a second reader parks until the
+/// first one's read returns (Go's fdMutex), so share a source freely, e.g. in an `Arc`.
 #[derive(Debug)]
-pub struct Source {
+pub struct Source<F: AsFd> {
     poller: Arc<Poller<ThreadWaiter>>,
-    /// `Some` until `Drop` takes it to close.
-    reg: Option<Registration>,
+    /// `Some` until `Drop` or `into_inner` takes it to close.
+    reg: Option<Registration<F>>,
 }
 
-impl Source {
-    fn reg(&self) -> &Registration {
+fn park_thread(c: Commit<'_, ThreadWaiter>) {
+    if c.commit(ThreadWaiter::current()).is_ok() {
+        ThreadWaiter::park();
+    }
+}
+
+impl<F: AsFd> Source<F> {
+    fn reg(&self) -> &Registration<F> {
         self.reg.as_ref().expect("runtime: source used after close")
     }
 
-    /// The registered fd.
-    pub fn fd(&self) -> RawFd {
-        self.reg().fd()
+    /// The registered I/O object.
+    pub fn get_ref(&self) -> &F {
+        self.reg().get_ref()
+    }
+
+    /// Whether the fd could be registered with the kernel (see
+    /// [`Registration::is_pollable`]).
+    pub fn is_pollable(&self) -> bool {
+        self.reg().is_pollable()
+    }
+
+    /// Deregister the fd and give the I/O object back.
+    pub fn into_inner(mut self) -> F {
+        let reg = self.reg.take().expect("runtime: source used after close");
+        self.poller.close(reg)
     }
 
     /// Park the calling thread until the fd is ready in `dir` (see [`Poller::wait`]).
     pub fn wait(&self, dir: Direction) -> io::Result<()> {
-        self.poller.wait(self.reg(), dir, |c| {
-            if c.commit(ThreadWaiter::current()).is_ok() {
-                ThreadWaiter::park();
-            }
-        })
+        self.poller.wait(self.reg(), dir, park_thread)
     }
 
     /// Set or clear the deadline of one direction (see [`Poller::set_deadline`]).
@@ -104,39 +123,37 @@ impl Source {
         self.poller.set_deadline(self.reg(), dir, deadline)
     }
 
-    /// Wake every waiter with EBADF and fail later waits (another thread's way to abort a
-    /// blocked read or write).
+    /// Wake every waiter with EBADF and fail later waits and I/O (another thread's way to
+    /// abort a blocked read or write; the fd itself is closed when the source is dropped).
     pub fn evict(&self) -> io::Result<()> {
         self.poller.evict(self.reg())
     }
 
-    /// Run `op` (a non-blocking read) until it stops returning `WouldBlock`, waiting for
-    /// readability in between: a blocking-style read on a non-blocking fd.
+    /// Run `op` (a non-blocking read) until it stops returning `WouldBlock`, parking until
+    /// readable in between: a blocking-style read on a non-blocking fd (see [`Poller::io`]:
+    /// readers take turns, a closed source or an expired deadline fails first).
     pub fn read_with<T>(&self, op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
-        self.io_with(Direction::Read, op)
+        self.poller.io(self.reg(), Direction::Read, park_thread, op)
     }
 
     /// As [`read_with`](Self::read_with), for writes.
     pub fn write_with<T>(&self, op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
-        self.io_with(Direction::Write, op)
-    }
-
-    fn io_with<T>(&self, dir: Direction, mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
-        loop {
-            match op() {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(dir)?,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                r => return r,
-            }
-        }
+        self.poller
+            .io(self.reg(), Direction::Write, park_thread, op)
     }
 }
 
-impl Drop for Source {
+impl<F: AsFd> AsFd for Source<F> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.reg().as_fd()
+    }
+}
+
+impl<F: AsFd> Drop for Source<F> {
     fn drop(&mut self) {
         if let Some(reg) = self.reg.take() {
-            // A failed deregistration (the fd was closed first) still releases the descriptor.
-            let _ = self.poller.close(reg);
+            // Evict, deregister, then drop the I/O object (closing an owned fd).
+            drop(self.poller.close(reg));
         }
     }
 }

@@ -23,14 +23,19 @@ pub(crate) use loom::{hint::spin_loop, thread};
 
 pub(crate) use std::sync::atomic::Ordering;
 
-/// Descriptors per chunk of the descriptor table (small under loom so models stay cheap).
-#[cfg(not(loom))]
+/// Descriptors per chunk of the descriptor table (small under loom so models stay cheap, and
+/// under Miri so a table's unit tests do not spend seconds initialising it).
+#[cfg(not(any(loom, miri)))]
 pub(crate) const CHUNK: usize = 256;
+#[cfg(all(miri, not(loom)))]
+pub(crate) const CHUNK: usize = 16;
 #[cfg(loom)]
 pub(crate) const CHUNK: usize = 4;
 
 /// Chunks in the descriptor table: `CHUNK * MAX_CHUNKS` descriptors per poller at most.
-#[cfg(not(loom))]
+#[cfg(not(any(loom, miri)))]
 pub(crate) const MAX_CHUNKS: usize = 16384;
+#[cfg(all(miri, not(loom)))]
+pub(crate) const MAX_CHUNKS: usize = 64;
 #[cfg(loom)]
 pub(crate) const MAX_CHUNKS: usize = 4;

@@ -3,15 +3,16 @@
 
 use crate::deadline::DeadlineHeap;
 use crate::desc::{CLOSING, Direction, PollDesc, WaitError, info_seq};
+use crate::lock::{Closed, FdLock};
 use crate::loom::{AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering, fence};
 use crate::registration::Registration;
-use crate::sema::Reserve;
-use crate::sys::{Backend, Events, WAKE_TOKEN};
+use crate::sema::{Reserve, Sema};
+use crate::sys::{Backend, EVENTS_PER_POLL, Events, WAKE_TOKEN};
 use crate::table::Table;
 use crate::waiter::Waiter;
 use std::io;
 use std::marker::PhantomData;
-use std::os::fd::RawFd;
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 /// Hands out poller ids, so a registration from one poller is refused by another.
@@ -62,7 +63,9 @@ pub struct Poller<W: Waiter> {
 #[derive(Debug)]
 struct PollState {
     events: Events,
-    expired: Vec<usize>,
+    /// Raw waiters taken out of their semaphores this round (by events and expired
+    /// deadlines), handed to `ready` once the round has ended.
+    taken: Vec<usize>,
 }
 
 impl<W: Waiter> std::fmt::Debug for Poller<W> {
@@ -86,6 +89,22 @@ fn timed_out() -> io::Error {
     )
 }
 
+fn busy() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ResourceBusy,
+        "netpoll: another party holds this direction of the descriptor; \
+         arm waits on one direction one at a time (or use wait / io, which take turns)",
+    )
+}
+
+fn no_deadline() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "netpoll: file type does not support deadlines (it cannot be polled and is always \
+         ready; see Registration::is_pollable)",
+    )
+}
+
 fn to_io(e: WaitError) -> io::Error {
     match e {
         WaitError::Closed => ebadf(),
@@ -102,19 +121,27 @@ pub enum Armed<W> {
     Parked,
 }
 
-/// The right to publish one waiter on a reserved semaphore, handed to the `park` closure of
-/// [`Poller::wait`].
+/// The right to publish one waiter, handed to the `park` closure of [`Poller::wait`] and
+/// [`Poller::io`]: on a reserved semaphore (waiting for readiness), or in the queue of a
+/// direction lock that another party holds (waiting for its turn). The closure does the same
+/// in both cases: commit, and block until woken if the commit succeeded.
 #[derive(Debug)]
 pub struct Commit<'a, W: Waiter> {
-    sema: &'a crate::sema::Sema,
+    target: Target<'a>,
     waiters: &'a AtomicUsize,
     _waiter: PhantomData<fn(W) -> W>,
 }
 
+#[derive(Debug, Clone, Copy)]
+enum Target<'a> {
+    Sema(&'a Sema),
+    Lock(&'a FdLock),
+}
+
 impl<W: Waiter> Commit<'_, W> {
     /// Publish `waiter`. `Ok`: it will be woken exactly once, and the caller must now block
-    /// until then. `Err` gives the waiter back: an event, a deadline or a close got there
-    /// first, so the caller must not block.
+    /// until then. `Err` gives the waiter back: an event, a deadline, a close or the lock's
+    /// release got there first, so the caller must not block.
     #[inline]
     pub fn commit(&self, waiter: W) -> Result<(), W> {
         let raw = waiter.into_raw();
@@ -123,7 +150,11 @@ impl<W: Waiter> Commit<'_, W> {
             "runtime: Waiter::into_raw returned a reserved value"
         );
         self.waiters.fetch_add(1, Ordering::Relaxed);
-        if self.sema.commit(raw) {
+        let published = match self.target {
+            Target::Sema(sema) => sema.commit(raw),
+            Target::Lock(lock) => lock.enqueue(raw),
+        };
+        if published {
             Ok(())
         } else {
             self.waiters.fetch_sub(1, Ordering::Relaxed);
@@ -146,7 +177,8 @@ impl<W: Waiter> Poller<W> {
             timers: Mutex::new(DeadlineHeap::default()),
             state: Mutex::new(PollState {
                 events: Events::new(),
-                expired: Vec::new(),
+                // Room for both directions of a full event buffer: no growth in steady state.
+                taken: Vec::with_capacity(2 * EVENTS_PER_POLL),
             }),
             round: AtomicU64::new(0),
             waiters: AtomicUsize::new(0),
@@ -157,14 +189,20 @@ impl<W: Waiter> Poller<W> {
         })
     }
 
-    /// Register `fd` (which the caller should have made non-blocking) for both directions,
-    /// edge-triggered, once. Errors: EBADF for a negative or closed fd, EEXIST when it is
-    /// already registered with this poller.
-    pub fn open(&self, fd: RawFd) -> io::Result<Registration> {
-        if fd < 0 {
-            return Err(ebadf());
-        }
-        let (index, desc) = self.table.alloc(self.round.load(Ordering::Acquire))?;
+    /// Register `io`'s fd (which the caller should have made non-blocking) for both
+    /// directions, edge-triggered, once. The registration holds `io` — an owned fd or I/O
+    /// object, or a borrowed one — until [`close`](Self::close) gives it back, so the fd stays
+    /// open, and its number taken, for as long as it is registered.
+    ///
+    /// Files that the kernel mechanism cannot poll (epoll's EPERM: regular files, directories,
+    /// `/dev/null`; under kqueue, regular files and directories) are accepted as Go accepts
+    /// them: not registered and always ready ([`Registration::is_pollable`] is false).
+    ///
+    /// Errors: the kernel's (EEXIST when the fd is already registered with this poller,
+    /// ENOSPC / ENOMEM), or running out of poll descriptors. On error `io` is dropped; pass a
+    /// borrowed fd to keep it.
+    pub fn open<F: AsFd>(&self, io: F) -> io::Result<Registration<F>> {
+        let (index, desc) = self.table.alloc(&self.round)?;
         let old = desc.info();
         let seq = info_seq(old).wrapping_add(1);
         // The descriptor is ours alone: closed, out of limbo, and no handle names it.
@@ -174,30 +212,38 @@ impl<W: Waiter> Poller<W> {
             r <= crate::sema::READY && w <= crate::sema::READY,
             "runtime: recycled poll descriptor still has a waiter"
         );
-        // Release: publishes the reset semaphores with the new sequence number.
+        desc.rlock.reset();
+        desc.wlock.reset();
+        // Release: publishes the reset semaphores and locks with the new sequence number.
         desc.info.store((seq as u64) << 32, Ordering::Release);
         {
             let mut t = self.timers.lock().unwrap_or_else(|e| e.into_inner());
             t.reserve_key(index * 2 + 1);
         }
-        let reg = Registration {
+        let mut reg = Registration {
             poller: self.id,
             index,
             seq,
-            fd,
+            pollable: true,
+            io,
         };
-        if let Err(e) = self.backend.open(fd, reg.token()) {
-            desc.info.fetch_or(CLOSING, Ordering::SeqCst);
-            // Never registered: no event can name it, free it at once.
-            self.table.release(index, 0);
-            return Err(e);
+        match self.backend.open(reg.io.as_fd(), reg.token()) {
+            Ok(pollable) => {
+                reg.pollable = pollable;
+                Ok(reg)
+            }
+            Err(e) => {
+                desc.info.fetch_or(CLOSING, Ordering::SeqCst);
+                // Never registered: no event can name it, free it at once.
+                self.table.release_unregistered(index);
+                Err(e)
+            }
         }
-        Ok(reg)
     }
 
     /// The descriptor `reg` names, if `reg` is current.
     #[inline]
-    fn desc(&self, reg: &Registration) -> io::Result<&PollDesc> {
+    fn desc<F: AsFd>(&self, reg: &Registration<F>) -> io::Result<&PollDesc> {
         if reg.poller != self.id {
             return Err(ebadf());
         }
@@ -208,62 +254,157 @@ impl<W: Waiter> Poller<W> {
         Ok(desc)
     }
 
-    /// Wait until `reg` is ready in `dir`, its deadline passes (`ErrorKind::TimedOut`) or it
-    /// is closed or evicted (EBADF).
-    ///
-    /// Pending readiness is consumed without parking. Otherwise the semaphore is reserved and
-    /// `park` is called with a [`Commit`]: it must publish a waiter with `commit` and, if that
-    /// succeeds, block until the waiter is woken (or simply return if the commit fails). One
-    /// waiter per direction at a time; a second concurrent one panics.
-    pub fn wait(
-        &self,
-        reg: &Registration,
+    /// Take `dir`'s lock of `desc`, queueing through `park` while another party holds it.
+    fn acquire<'a>(
+        &'a self,
+        desc: &'a PollDesc,
         dir: Direction,
-        mut park: impl FnMut(Commit<'_, W>),
+        park: &mut impl FnMut(Commit<'_, W>),
+    ) -> io::Result<Held<'a, W>> {
+        let lock = desc.lock(dir);
+        loop {
+            match lock.try_lock() {
+                Ok(true) => return Ok(Held { poller: self, lock }),
+                Ok(false) => park(Commit {
+                    target: Target::Lock(lock),
+                    waiters: &self.waiters,
+                    _waiter: PhantomData,
+                }),
+                Err(Closed) => return Err(ebadf()),
+            }
+        }
+    }
+
+    /// Release a direction lock and wake the party queued first, if any.
+    #[inline]
+    fn unlock(&self, lock: &FdLock) {
+        if let Some(raw) = lock.unlock() {
+            self.waiters.fetch_sub(1, Ordering::Relaxed);
+            // SAFETY: `unlock` popped `raw` out of the lock's queue under its mutex: the
+            // one conversion back of a word that `Commit::commit` published.
+            unsafe { W::from_raw(raw) }.wake();
+        }
+    }
+
+    /// Wait for readiness with `dir`'s lock held.
+    fn wait_locked(
+        &self,
+        desc: &PollDesc,
+        seq: u32,
+        dir: Direction,
+        park: &mut impl FnMut(Commit<'_, W>),
     ) -> io::Result<()> {
-        let desc = self.desc(reg)?;
         let waiters = &self.waiters;
-        desc.wait(reg.seq, dir, |sema| {
+        desc.wait(seq, dir, |sema| {
             park(Commit {
-                sema,
+                target: Target::Sema(sema),
                 waiters,
                 _waiter: PhantomData,
             })
         })
-        .map_err(|e| match e {
-            WaitError::Closed => ebadf(),
-            WaitError::TimedOut => timed_out(),
-        })
+        .map_err(to_io)
+    }
+
+    /// Wait until `reg` is ready in `dir`, its deadline passes (`ErrorKind::TimedOut`) or it
+    /// is closed or evicted (EBADF).
+    ///
+    /// Parties waiting in one direction take turns (Go's fdMutex): while another holds the
+    /// direction, `park` is called to queue behind it. Pending readiness is then consumed
+    /// without parking; otherwise the semaphore is reserved and `park` is called again. Each
+    /// time, `park` gets a [`Commit`]: it must publish a waiter with `commit` and, if that
+    /// succeeds, block until the waiter is woken (or simply return if the commit fails).
+    ///
+    /// A wait covers only the wait: to read or write, prefer [`io`](Self::io), which holds
+    /// the direction from the first attempt to the result, so a second reader cannot park
+    /// while the first leaves data unread. An unpollable file is always ready.
+    pub fn wait<F: AsFd>(
+        &self,
+        reg: &Registration<F>,
+        dir: Direction,
+        mut park: impl FnMut(Commit<'_, W>),
+    ) -> io::Result<()> {
+        let desc = self.desc(reg)?;
+        let _held = self.acquire(desc, dir, &mut park)?;
+        if !reg.pollable {
+            return desc.check(reg.seq, dir).map_err(to_io);
+        }
+        self.wait_locked(desc, reg.seq, dir, &mut park)
+    }
+
+    /// Run `op`, a non-blocking read (`Direction::Read`) or write, until it stops returning
+    /// `WouldBlock`, waiting for readiness in between: Go's `fd.Read` / `fd.Write`.
+    ///
+    /// The direction is held for the whole operation, so parties doing I/O in one direction
+    /// take turns, queued through `park` (see [`wait`](Self::wait) for its contract). As in
+    /// Go, a closed descriptor (EBADF) or an expired deadline (`TimedOut`) fails before the
+    /// first attempt; `Interrupted` is retried; on an unpollable file `op`'s `WouldBlock` is
+    /// returned as is (Go's blocking-mode files never wait).
+    pub fn io<F: AsFd, T>(
+        &self,
+        reg: &Registration<F>,
+        dir: Direction,
+        mut park: impl FnMut(Commit<'_, W>),
+        mut op: impl FnMut() -> io::Result<T>,
+    ) -> io::Result<T> {
+        let desc = self.desc(reg)?;
+        let _held = self.acquire(desc, dir, &mut park)?;
+        desc.check(reg.seq, dir).map_err(to_io)?;
+        loop {
+            match op() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && reg.pollable => {
+                    self.wait_locked(desc, reg.seq, dir, &mut park)?
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                r => return r,
+            }
+        }
     }
 
     /// The non-blocking form of [`wait`](Self::wait), for event loops whose waiters are
     /// continuations rather than blocked threads.
     ///
-    /// `Ok(Armed::Ready(waiter))`: readiness was pending and is consumed; the waiter comes
-    /// back unwoken. `Ok(Armed::Parked)`: the waiter is published and will be woken exactly
-    /// once (by readiness, a deadline or a close); when it runs it must call
-    /// [`complete`](Self::complete) before arming this direction again. `Err`: EBADF or
-    /// `TimedOut`, as for `wait`.
-    pub fn arm(&self, reg: &Registration, dir: Direction, waiter: W) -> io::Result<Armed<W>> {
+    /// `Ok(Armed::Ready(waiter))`: readiness was pending and is now consumed (or the file is
+    /// unpollable, hence always ready); the waiter comes back unwoken. `Ok(Armed::Parked)`:
+    /// the waiter is published and will be woken exactly once (by readiness, a deadline or a
+    /// close), and the direction stays held until it runs and calls
+    /// [`complete`](Self::complete), which it must do (once) before arming the direction
+    /// again. `Err`: EBADF or `TimedOut`, as for `wait`, or `ErrorKind::ResourceBusy` when
+    /// another party holds the direction (an armed waiter, or a thread in `wait` / `io`).
+    pub fn arm<F: AsFd>(
+        &self,
+        reg: &Registration<F>,
+        dir: Direction,
+        waiter: W,
+    ) -> io::Result<Armed<W>> {
         let desc = self.desc(reg)?;
+        let lock = desc.lock(dir);
+        let held = match lock.try_lock() {
+            Ok(true) => Held { poller: self, lock },
+            Ok(false) => return Err(busy()),
+            Err(Closed) => return Err(ebadf()),
+        };
         let sema = desc.sema(dir);
         let mut waiter = waiter;
         loop {
             desc.check(reg.seq, dir).map_err(to_io)?;
-            if sema.reserve() == Reserve::Ready {
+            if !reg.pollable || sema.reserve() == Reserve::Ready {
                 return Ok(Armed::Ready(waiter));
             }
             // Pairs with the fence in `PollDesc::flag_and_release`, as in `PollDesc::wait`.
             fence(Ordering::SeqCst);
             if desc.check(reg.seq, dir).is_ok() {
                 match (Commit {
-                    sema,
+                    target: Target::Sema(sema),
                     waiters: &self.waiters,
                     _waiter: PhantomData,
                 })
                 .commit(waiter)
                 {
-                    Ok(()) => return Ok(Armed::Parked),
+                    Ok(()) => {
+                        // The direction stays held until `complete`.
+                        std::mem::forget(held);
+                        return Ok(Armed::Parked);
+                    }
                     Err(w) => waiter = w,
                 }
             }
@@ -273,12 +414,17 @@ impl<W: Waiter> Poller<W> {
         }
     }
 
-    /// Finish a wait begun by [`arm`](Self::arm) once its waiter has been woken: `Ok` if
-    /// readiness was delivered (or the wake-up was spurious: retry the I/O, and arm again on
-    /// `WouldBlock`), the error otherwise.
+    /// Finish a wait begun by [`arm`](Self::arm) that returned `Armed::Parked`, once its
+    /// waiter has been woken, and release the direction: `Ok` if readiness was delivered (or
+    /// the wake-up was spurious: retry the I/O, and arm again on `WouldBlock`), the error
+    /// otherwise.
     #[inline]
-    pub fn complete(&self, reg: &Registration, dir: Direction) -> io::Result<()> {
+    pub fn complete<F: AsFd>(&self, reg: &Registration<F>, dir: Direction) -> io::Result<()> {
         let desc = self.desc(reg)?;
+        let _held = Held {
+            poller: self,
+            lock: desc.lock(dir),
+        };
         if desc.sema(dir).finish() {
             return Ok(());
         }
@@ -288,15 +434,21 @@ impl<W: Waiter> Poller<W> {
     /// Set (`Some`) or clear (`None`) the deadline of one direction. A deadline at or before
     /// now fails the current and future waits at once with `TimedOut`; a later one
     /// reschedules; clearing lets waits proceed again.
-    pub fn set_deadline(
+    ///
+    /// An unpollable file ([`Registration::is_pollable`]) refuses deadlines with
+    /// `ErrorKind::Unsupported`, as Go's `ErrNoDeadline`.
+    pub fn set_deadline<F: AsFd>(
         &self,
-        reg: &Registration,
+        reg: &Registration<F>,
         dir: Direction,
         deadline: Option<Instant>,
     ) -> io::Result<()> {
         let desc = self.desc(reg)?;
         if desc.info() & CLOSING != 0 {
             return Err(ebadf());
+        }
+        if !reg.pollable {
+            return Err(no_deadline());
         }
         let key = reg.index * 2 + dir.index();
         let bit = dir.expired_bit();
@@ -348,8 +500,9 @@ impl<W: Waiter> Poller<W> {
     }
 
     /// Wake every waiter of `reg` with EBADF and fail all later waits, without deregistering
-    /// (Go's evict: used when one thread closes a connection another is blocked on).
-    pub fn evict(&self, reg: &Registration) -> io::Result<()> {
+    /// (Go's evict: used when one thread closes a connection another is blocked on). Parties
+    /// queued for their turn in a direction are woken too, and fail.
+    pub fn evict<F: AsFd>(&self, reg: &Registration<F>) -> io::Result<()> {
         let desc = self.desc(reg)?;
         self.unblock_all(desc);
         Ok(())
@@ -362,14 +515,33 @@ impl<W: Waiter> Poller<W> {
             // SAFETY: taken out of the semaphore by one RMW: the one conversion back.
             unsafe { W::from_raw(raw) }.wake();
         }
+        for lock in [&desc.rlock, &desc.wlock] {
+            lock.close(|raw| {
+                self.waiters.fetch_sub(1, Ordering::Relaxed);
+                // SAFETY: `close` drained `raw` from the lock's queue under its mutex: the
+                // one conversion back of a word that `Commit::commit` published.
+                unsafe { W::from_raw(raw) }.wake();
+            });
+        }
     }
 
-    /// Deregister and release the descriptor, waking its waiters with EBADF. The fd itself
-    /// stays open (it belongs to the caller). The descriptor is released even when the
-    /// kernel's deregistration fails (e.g. because the fd was closed first), and that error
-    /// is returned.
-    pub fn close(&self, reg: Registration) -> io::Result<()> {
-        let desc = self.desc(&reg)?;
+    /// Close a registration: wake its waiters with EBADF (evict), deregister the fd, release
+    /// the descriptor, and give the I/O object back — to drop, which closes an owned fd
+    /// (`close(2)`) only now that nothing can reach it, or to keep.
+    ///
+    /// Panics if `reg` came from another poller.
+    pub fn close<F: AsFd>(&self, reg: Registration<F>) -> F {
+        assert!(
+            reg.poller == self.id,
+            "runtime: netpoll: a registration was closed on a poller that did not open it"
+        );
+        let desc = self
+            .table
+            .get(reg.index)
+            .expect("runtime: registration names no poll descriptor");
+        debug_assert_eq!(info_seq(desc.info()), reg.seq);
+        // Owning `reg`, we are the only party that can name the descriptor: nobody is in
+        // `wait` or `io` on it; only waiters published by `arm` may be parked.
         self.unblock_all(desc);
         {
             let mut t = self.timers.lock().unwrap_or_else(|e| e.into_inner());
@@ -377,12 +549,20 @@ impl<W: Waiter> Poller<W> {
             t.remove(reg.index * 2 + 1);
             self.publish_earliest(&t);
         }
-        let res = self.backend.close(reg.fd);
-        // An RMW, not a load: a poll round that starts later increments `round` after this
-        // in its modification order and so is ordered after the deregistration above.
-        let round = self.round.fetch_add(0, Ordering::SeqCst);
-        self.table.release(reg.index, round);
-        res
+        if reg.pollable {
+            // `reg` has kept the fd open since `open`, so its number still names the file we
+            // registered and the kernel knows it: this cannot fail, and cannot reach a file
+            // that took over the number (there is none). Nothing to report if it did.
+            let _ = self.backend.close(reg.io.as_fd());
+            if self.table.release(reg.index, &self.round) {
+                // Many descriptors wait for the round in flight: end it (its poll may sleep
+                // without a timeout) so they can be reused.
+                self.wake();
+            }
+        } else {
+            self.table.release_unregistered(reg.index);
+        }
+        reg.io
     }
 
     /// Interrupt a blocked `poll` (or make the next one return at once).
@@ -429,6 +609,10 @@ impl<W: Waiter> Poller<W> {
     ///
     /// One thread polls at a time: a non-blocking poll (`Some(ZERO)`) returns 0 when another
     /// poll is in progress; a blocking one waits its turn.
+    ///
+    /// `ready` runs after the round's events are all recorded and the round has ended. If it
+    /// panics, the waiters of this round it has not been handed yet are woken with
+    /// [`Waiter::wake`] (none is lost), and the panic propagates.
     pub fn poll_with(
         &self,
         timeout: Option<Duration>,
@@ -444,47 +628,56 @@ impl<W: Waiter> Poller<W> {
             self.state.lock().unwrap_or_else(|e| e.into_inner())
         };
         let st = &mut *guard;
-        // Odd: a round is in flight; see `close` and `Table::release`.
-        self.round.fetch_add(1, Ordering::SeqCst);
-        let timeout = self.shorten(timeout);
-        let res = self.backend.poll(&mut st.events, timeout);
-        self.sleep_until.store(NOT_SLEEPING, Ordering::Relaxed);
-        let n = match res {
-            Ok(n) => n,
-            Err(e) => {
-                self.round.fetch_add(1, Ordering::SeqCst);
-                return Err(e);
-            }
+        debug_assert!(st.taken.is_empty());
+        // The waiters this round takes out of their semaphores. If anything below panics
+        // (`ready`, or a failed wake-up syscall), `Rest` wakes those not yet handed on.
+        let mut rest = Rest::<W> {
+            taken: &mut st.taken,
+            next: 0,
+            _waiter: PhantomData,
         };
-        let mut woken = 0;
-        for i in 0..n {
-            let ev = st.events.get(i);
-            if ev.token == WAKE_TOKEN {
-                self.consume_wake();
-                continue;
-            }
-            let Some(desc) = self.table.get((ev.token >> 32) as u32) else {
-                continue;
-            };
-            let info = desc.info();
-            if info_seq(info) != ev.token as u32 || info & CLOSING != 0 {
-                continue; // stale: the descriptor was closed (and maybe reused) since
-            }
-            for (hit, dir) in [
-                (ev.readable, Direction::Read),
-                (ev.writable, Direction::Write),
-            ] {
-                if hit && let Some(raw) = desc.ready(dir) {
-                    self.waiters.fetch_sub(1, Ordering::Relaxed);
-                    woken += 1;
-                    // SAFETY: taken out of the semaphore by one RMW: the one conversion back.
-                    ready(unsafe { W::from_raw(raw) });
+        {
+            // Odd: a round is in flight (see `close` and `Table::release`) until this guard
+            // drops, however the block is left.
+            let _round = Round::start(&self.round);
+            let timeout = self.shorten(timeout);
+            let res = self.backend.poll(&mut st.events, timeout);
+            self.sleep_until.store(NOT_SLEEPING, Ordering::Relaxed);
+            let n = res?;
+            for i in 0..n {
+                let ev = st.events.get(i);
+                if ev.token == WAKE_TOKEN {
+                    self.consume_wake();
+                    continue;
+                }
+                let Some(desc) = self.table.get((ev.token >> 32) as u32) else {
+                    continue;
+                };
+                let info = desc.info();
+                if info_seq(info) != ev.token as u32 || info & CLOSING != 0 {
+                    continue; // stale: the descriptor was closed (and maybe reused) since
+                }
+                for (hit, dir) in [
+                    (ev.readable, Direction::Read),
+                    (ev.writable, Direction::Write),
+                ] {
+                    if hit && let Some(raw) = desc.ready(dir) {
+                        self.waiters.fetch_sub(1, Ordering::Relaxed);
+                        rest.taken.push(raw);
+                    }
                 }
             }
+            self.expire(rest.taken);
         }
-        self.expire(st, &mut ready, &mut woken);
-        // Even: this round's events are all dispatched. Pairs with the Acquire load in `open`.
-        self.round.fetch_add(1, Ordering::SeqCst);
+        // The round has ended with every event recorded in its semaphore: only now does user
+        // code run.
+        let woken = rest.taken.len();
+        while let Some(&raw) = rest.taken.get(rest.next) {
+            rest.next += 1;
+            // SAFETY: taken out of its semaphore by one RMW this round, and handed on once
+            // (`rest.next` moved past it first, so `Rest` will not wake it as well).
+            ready(unsafe { W::from_raw(raw) });
+        }
         Ok(woken)
     }
 
@@ -494,9 +687,11 @@ impl<W: Waiter> Poller<W> {
         if timeout != Some(Duration::ZERO) {
             let end = match timeout {
                 None => FOREVER,
+                // Saturate: a timeout beyond u64::MAX ns must not wrap to a short one, or a
+                // later deadline would think this poll wakes before it and not wake it.
                 Some(d) => self
                     .nanos(Instant::now())
-                    .saturating_add(d.as_nanos() as u64),
+                    .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
             };
             // Publish how long we mean to sleep, then read the earliest deadline; pairs with
             // `set_deadline`, which publishes a new earliest deadline, fences, then reads
@@ -521,47 +716,42 @@ impl<W: Waiter> Poller<W> {
             .store(t.peek().unwrap_or(FOREVER), Ordering::SeqCst);
     }
 
-    /// Time out the waiters whose deadline has passed.
+    /// Time out the waiters whose deadline has passed, pushing them on `taken`.
     #[inline]
-    fn expire(&self, st: &mut PollState, ready: &mut impl FnMut(W), woken: &mut usize) {
+    fn expire(&self, taken: &mut Vec<usize>) {
         // No lock unless something is due (Acquire: pairs with `publish_earliest`).
         let next = self.earliest.load(Ordering::Acquire);
         if next == FOREVER || next > self.nanos(Instant::now()) {
             return;
         }
-        {
-            let mut t = self.timers.lock().unwrap_or_else(|e| e.into_inner());
-            let now = self.nanos(Instant::now());
-            while let Some(key) = t.pop_expired(now) {
-                let Some(desc) = self.table.get(key / 2) else {
-                    continue;
-                };
-                let dir = if key % 2 == 0 {
-                    Direction::Read
-                } else {
-                    Direction::Write
-                };
-                if let Some(raw) =
-                    desc.flag_and_release(dir.expired_bit(), &[dir])[dir.index() as usize]
-                {
-                    st.expired.push(raw);
-                }
+        let mut t = self.timers.lock().unwrap_or_else(|e| e.into_inner());
+        let now = self.nanos(Instant::now());
+        while let Some(key) = t.pop_expired(now) {
+            let Some(desc) = self.table.get(key / 2) else {
+                continue;
+            };
+            let dir = if key % 2 == 0 {
+                Direction::Read
+            } else {
+                Direction::Write
+            };
+            if let Some(raw) =
+                desc.flag_and_release(dir.expired_bit(), &[dir])[dir.index() as usize]
+            {
+                self.waiters.fetch_sub(1, Ordering::Relaxed);
+                taken.push(raw);
             }
-            self.publish_earliest(&t);
         }
-        // Woken outside the timer lock, so `ready` may set deadlines.
-        for raw in st.expired.drain(..) {
-            self.waiters.fetch_sub(1, Ordering::Relaxed);
-            *woken += 1;
-            // SAFETY: taken out of the semaphore by one RMW: the one conversion back.
-            ready(unsafe { W::from_raw(raw) });
-        }
+        self.publish_earliest(&t);
+        // The waiters are handed on after the timer lock is released, so `ready` may set
+        // deadlines.
     }
 
-    /// Descriptors handed out (or waiting in limbo).
+    /// Descriptors handed out (or waiting in the reuse delay for a poll round to end).
     ///
-    /// (Drop note: `wait` borrows the poller, so no thread can be blocked in it when the
-    /// poller is dropped; waiters published with `arm` and never woken are dropped unwoken.)
+    /// (Drop note: `wait` and `io` borrow the poller, so no thread can be blocked in them
+    /// when the poller is dropped; waiters published with `arm` and never woken are dropped
+    /// unwoken.)
     pub fn descriptors_in_use(&self) -> usize {
         self.table.in_use()
     }
@@ -581,5 +771,57 @@ impl<W: Waiter> Drop for Poller<W> {
                 }
             }
         }
+    }
+}
+
+/// A held direction lock; dropping it releases the lock and wakes the next party.
+struct Held<'a, W: Waiter> {
+    poller: &'a Poller<W>,
+    lock: &'a FdLock,
+}
+
+impl<W: Waiter> Drop for Held<'_, W> {
+    fn drop(&mut self) {
+        self.poller.unlock(self.lock);
+    }
+}
+
+/// A poll round in flight: the counter is odd from `start` until the guard drops (also when
+/// the round is left by an error or a panic), then even again.
+struct Round<'a>(&'a AtomicU64);
+
+impl<'a> Round<'a> {
+    fn start(round: &'a AtomicU64) -> Self {
+        // SeqCst: ordered with `Table::release`'s RMW (see `close`).
+        round.fetch_add(1, Ordering::SeqCst);
+        Round(round)
+    }
+}
+
+impl Drop for Round<'_> {
+    fn drop(&mut self) {
+        // Even: this round's events are all recorded. Pairs with the Acquire load in
+        // `Table::alloc`.
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// The waiters a poll round took out of their semaphores, from `next` on not yet handed to
+/// `ready`. Dropped after a normal end (nothing left) or while `ready` unwinds: the rest are
+/// woken with [`Waiter::wake`], so no waiter is lost with the panic.
+struct Rest<'a, W: Waiter> {
+    taken: &'a mut Vec<usize>,
+    next: usize,
+    _waiter: PhantomData<fn(W) -> W>,
+}
+
+impl<W: Waiter> Drop for Rest<'_, W> {
+    fn drop(&mut self) {
+        for &raw in &self.taken[self.next..] {
+            // SAFETY: taken out of its semaphore by one RMW and not handed to `ready`: the
+            // one conversion back.
+            unsafe { W::from_raw(raw) }.wake();
+        }
+        self.taken.clear();
     }
 }

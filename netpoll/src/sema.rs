@@ -22,7 +22,7 @@
 //! The waiter is taken out of the word by a single read-modify-write, so at most one unblocker
 //! can ever obtain it (no double wake), and a waiter only parks after a successful `commit`,
 //! whose compare-exchange would have failed had any unblocker run since `reserve` (no lost
-//! wake-up). The loom model in this file checks both against ready, close and deadline.
+//! wake-up). The loom models in `desc.rs` check both against ready, close and deadline.
 
 use crate::loom::{AtomicUsize, Ordering};
 
@@ -60,8 +60,9 @@ impl Sema {
 
     /// Consume pending readiness, or reserve the semaphore for a waiter.
     ///
-    /// Panics when another waiter already holds this direction: a poll descriptor admits one
-    /// reader and one writer at a time (callers serialise, as Go's fdMutex does).
+    /// Panics when another waiter already holds this direction: the direction locks
+    /// (`lock.rs`, Go's fdMutex) admit one reader and one writer at a time, so this is a
+    /// broken invariant.
     #[inline]
     pub(crate) fn reserve(&self) -> Reserve {
         // One load, then one compare-exchange for the state seen; a race with an unblocker
@@ -150,8 +151,8 @@ impl Sema {
 #[inline(never)]
 fn double_wait() -> ! {
     panic!(
-        "runtime: two waiters on the same direction of one poll descriptor; \
-         serialise readers (and writers) of a descriptor"
+        "runtime: two waiters on the same direction of one poll descriptor \
+         (the direction lock should have serialised them)"
     )
 }
 

@@ -84,13 +84,16 @@ impl ThreadWaiter {
 // is greater than 2; `from_raw` rebuilds the same `Arc`.
 unsafe impl Waiter for ThreadWaiter {
     fn into_raw(self) -> usize {
-        Arc::into_raw(self.0) as usize
+        // Exposed, so that `from_raw` may rebuild the pointer from the bare word (the
+        // semaphore holds a `usize`); Miri checks this under permissive provenance.
+        Arc::into_raw(self.0).expose_provenance()
     }
 
     unsafe fn from_raw(raw: usize) -> Self {
+        let ptr = std::ptr::with_exposed_provenance::<Parker>(raw);
         // SAFETY: the caller passes a word made by `into_raw` exactly once, so this takes back
-        // the one strong count that `into_raw` leaked.
-        ThreadWaiter(unsafe { Arc::from_raw(raw as *const Parker) })
+        // the one strong count that `into_raw` leaked (`ptr` has the provenance it exposed).
+        ThreadWaiter(unsafe { Arc::from_raw(ptr) })
     }
 
     fn wake(self) {

@@ -4,7 +4,7 @@
 use gort_netpoll::{Direction, Driver, Poller, ThreadWaiter};
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::thread;
@@ -27,7 +27,7 @@ fn park_thread(c: gort_netpoll::Commit<'_, ThreadWaiter>) {
 fn readiness_is_remembered_and_consumed() {
     let p: Poller<ThreadWaiter> = Poller::new().unwrap();
     let (a, mut b) = pair();
-    let reg = p.open(a.as_raw_fd()).unwrap();
+    let reg = p.open(a.as_fd()).unwrap();
     b.write_all(b"x").unwrap();
     // Nobody waits yet: the poll records readiness in the semaphores, wakes nobody.
     assert_eq!(p.poll(Some(Duration::from_millis(100))).unwrap(), 0);
@@ -37,7 +37,7 @@ fn readiness_is_remembered_and_consumed() {
     p.wait(&reg, Direction::Write, |_| panic!("must not park"))
         .unwrap();
     assert!(!p.has_waiters());
-    p.close(reg).unwrap();
+    p.close(reg);
     assert_eq!(p.descriptors_in_use(), 0);
 }
 
@@ -45,7 +45,7 @@ fn readiness_is_remembered_and_consumed() {
 fn waiter_is_woken_by_the_driver() {
     let d = Driver::start().unwrap();
     let (a, b) = pair();
-    let src = d.register(a.as_raw_fd()).unwrap();
+    let src = d.register(a.try_clone().unwrap()).unwrap();
     let mut b2 = b.try_clone().unwrap();
     let h = thread::spawn(move || {
         thread::sleep(Duration::from_millis(20));
@@ -61,7 +61,7 @@ fn waiter_is_woken_by_the_driver() {
 fn past_deadline_times_out_at_once_and_clearing_restores() {
     let p: Poller<ThreadWaiter> = Poller::new().unwrap();
     let (a, _b) = pair();
-    let reg = p.open(a.as_raw_fd()).unwrap();
+    let reg = p.open(a.as_fd()).unwrap();
     // Drain the initial writable / empty-readable edge.
     p.poll(Some(Duration::ZERO)).unwrap();
     p.set_deadline(
@@ -89,14 +89,14 @@ fn past_deadline_times_out_at_once_and_clearing_restores() {
     });
     assert_eq!(r.unwrap_err().kind(), io::ErrorKind::TimedOut);
     assert_eq!(calls, 1);
-    p.close(reg).unwrap();
+    p.close(reg);
 }
 
 #[test]
 fn future_deadline_wakes_a_parked_thread_and_can_be_moved() {
     let d = Driver::start().unwrap();
     let (a, _b) = pair();
-    let src = d.register(a.as_raw_fd()).unwrap();
+    let src = d.register(a.try_clone().unwrap()).unwrap();
     // First far away, then moved close: the poller must reschedule its sleep.
     src.set_deadline(
         Direction::Read,
@@ -127,7 +127,7 @@ fn future_deadline_wakes_a_parked_thread_and_can_be_moved() {
 fn deadline_moved_later_while_parked_does_not_fire_early() {
     let d = Driver::start().unwrap();
     let (a, mut b) = pair();
-    let src = Arc::new(d.register(a.as_raw_fd()).unwrap());
+    let src = Arc::new(d.register(a.try_clone().unwrap()).unwrap());
     src.set_deadline(
         Direction::Read,
         Some(Instant::now() + Duration::from_millis(50)),
@@ -153,7 +153,7 @@ fn close_wakes_every_waiter_with_ebadf() {
     let mut filler = a.try_clone().unwrap();
     let chunk = [0u8; 4096];
     while filler.write(&chunk).is_ok() {}
-    let src = Arc::new(d.register(a.as_raw_fd()).unwrap());
+    let src = Arc::new(d.register(a.try_clone().unwrap()).unwrap());
     let (r, w) = (Arc::clone(&src), Arc::clone(&src));
     let hr = thread::spawn(move || r.wait(Direction::Read));
     let hw = thread::spawn(move || w.wait(Direction::Write));
@@ -181,16 +181,15 @@ fn both_parked(d: &Driver) -> bool {
 #[test]
 fn bad_input_is_refused() {
     let p: Poller<ThreadWaiter> = Poller::new().unwrap();
-    assert_eq!(p.open(-1).unwrap_err().raw_os_error(), Some(libc::EBADF));
-    // A closed fd: create one and close it.
     let (a, _b) = pair();
-    let fd = a.as_raw_fd();
-    let reg = p.open(fd).unwrap();
-    // Registering twice is an error.
-    assert_eq!(p.open(fd).unwrap_err().raw_os_error(), Some(libc::EEXIST));
-    p.close(reg).unwrap();
-    drop(a);
-    assert_eq!(p.open(fd).unwrap_err().raw_os_error(), Some(libc::EBADF));
+    let reg = p.open(a.as_fd()).unwrap();
+    // Registering the same fd twice is an error (a negative or closed fd can no longer be
+    // passed at all: the registration borrows or owns an open fd).
+    assert_eq!(
+        p.open(a.as_fd()).unwrap_err().raw_os_error(),
+        Some(libc::EEXIST)
+    );
+    p.close(reg);
     assert_eq!(p.descriptors_in_use(), 0);
 }
 
@@ -199,26 +198,26 @@ fn registration_from_another_poller_is_refused() {
     let p1: Poller<ThreadWaiter> = Poller::new().unwrap();
     let p2: Poller<ThreadWaiter> = Poller::new().unwrap();
     let (a, _b) = pair();
-    let reg = p1.open(a.as_raw_fd()).unwrap();
+    let reg = p1.open(a.as_fd()).unwrap();
     let e = p2
         .wait(&reg, Direction::Read, |_| panic!("must not park"))
         .unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EBADF));
     assert!(p2.set_deadline(&reg, Direction::Read, None).is_err());
-    p1.close(reg).unwrap();
+    p1.close(reg);
 }
 
 #[test]
 fn recycled_descriptor_gets_a_new_sequence_and_no_stale_readiness() {
     let p: Poller<ThreadWaiter> = Poller::new().unwrap();
     let (a, mut b) = pair();
-    let reg = p.open(a.as_raw_fd()).unwrap();
-    let (i1, s1) = (format!("{reg:?}"), reg.fd());
+    let reg = p.open(a.as_fd()).unwrap();
+    let (i1, s1) = (format!("{reg:?}"), reg.as_raw_fd());
     b.write_all(b"x").unwrap();
     p.poll(Some(Duration::ZERO)).unwrap(); // readiness recorded on the old owner
-    p.close(reg).unwrap();
+    p.close(reg);
     let (c, _d) = pair();
-    let reg2 = p.open(c.as_raw_fd()).unwrap();
+    let reg2 = p.open(c.as_fd()).unwrap();
     assert_ne!(format!("{reg2:?}"), i1);
     let _ = s1;
     // The new owner starts empty: a read wait must reserve (our park declines, then we
@@ -231,7 +230,7 @@ fn recycled_descriptor_gets_a_new_sequence_and_no_stale_readiness() {
     });
     assert_eq!(r.unwrap_err().kind(), io::ErrorKind::TimedOut);
     assert_eq!(calls, 1);
-    p.close(reg2).unwrap();
+    p.close(reg2);
 }
 
 #[test]
@@ -241,7 +240,7 @@ fn hang_up_wakes_both_directions() {
     let mut filler = a.try_clone().unwrap();
     let chunk = [0u8; 4096];
     while filler.write(&chunk).is_ok() {}
-    let src = Arc::new(d.register(a.as_raw_fd()).unwrap());
+    let src = Arc::new(d.register(a.try_clone().unwrap()).unwrap());
     let (r, w) = (Arc::clone(&src), Arc::clone(&src));
     let hr = thread::spawn(move || r.wait(Direction::Read));
     let hw = thread::spawn(move || w.wait(Direction::Write));
@@ -287,7 +286,7 @@ fn peer_reset_mid_read() {
     });
     let c = TcpStream::connect(addr).unwrap();
     c.set_nonblocking(true).unwrap();
-    let src = d.register(c.as_raw_fd()).unwrap();
+    let src = d.register(c.try_clone().unwrap()).unwrap();
     let mut buf = [0u8; 64];
     let mut got = Vec::new();
     let err = loop {
@@ -319,7 +318,7 @@ fn wake_interrupts_a_blocking_poll() {
 fn poll_timeout_is_shortened_to_the_earliest_deadline() {
     let p: Poller<ThreadWaiter> = Poller::new().unwrap();
     let (a, _b) = pair();
-    let reg = p.open(a.as_raw_fd()).unwrap();
+    let reg = p.open(a.as_fd()).unwrap();
     p.poll(Some(Duration::ZERO)).unwrap();
     p.set_deadline(
         &reg,
@@ -335,20 +334,18 @@ fn poll_timeout_is_shortened_to_the_earliest_deadline() {
         .wait(&reg, Direction::Read, |_| panic!("must not park"))
         .unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::TimedOut);
-    p.close(reg).unwrap();
+    p.close(reg);
 }
 
 #[test]
 fn ten_thousand_descriptors() {
     raise_nofile(10_000 * 2 + 100);
     let p: Poller<ThreadWaiter> = Poller::new().unwrap();
-    let mut pairs = Vec::new();
     let mut regs = Vec::new();
     for _ in 0..5_000 {
         let (a, b) = pair();
-        regs.push(p.open(a.as_raw_fd()).unwrap());
-        regs.push(p.open(b.as_raw_fd()).unwrap());
-        pairs.push((a, b));
+        regs.push(p.open(a).unwrap());
+        regs.push(p.open(b).unwrap());
     }
     assert_eq!(p.descriptors_in_use(), 10_000);
     // Drain the initial writable edges, then make every `a` readable.
@@ -356,8 +353,8 @@ fn ten_thousand_descriptors() {
     for _ in 0..100 {
         p.poll(Some(Duration::ZERO)).unwrap();
     }
-    for (_, b) in &pairs {
-        (&*b).write_all(b"x").unwrap();
+    for b in regs.iter().skip(1).step_by(2) {
+        b.get_ref().write_all(b"x").unwrap();
     }
     for _ in 0..200 {
         p.poll(Some(Duration::ZERO)).unwrap();
@@ -369,7 +366,7 @@ fn ten_thousand_descriptors() {
         }
     }
     for reg in regs {
-        p.close(reg).unwrap();
+        p.close(reg);
     }
     assert_eq!(p.descriptors_in_use(), 0);
 }
@@ -435,7 +432,7 @@ fn arm_and_complete_for_event_loops() {
     use gort_netpoll::Armed;
     let p: Poller<ThreadWaiter> = Poller::new().unwrap();
     let (a, mut b) = pair();
-    let reg = p.open(a.as_raw_fd()).unwrap();
+    let reg = p.open(a.as_fd()).unwrap();
     p.poll(Some(Duration::ZERO)).unwrap();
     // Write: readiness pending from registration, so the waiter comes straight back.
     assert!(matches!(
@@ -471,7 +468,7 @@ fn arm_and_complete_for_event_loops() {
         Some(libc::EBADF)
     );
     assert!(!p.has_waiters());
-    p.close(reg).unwrap();
+    p.close(reg);
 }
 
 #[test]
@@ -495,7 +492,7 @@ fn dropping_the_poller_drops_armed_waiters() {
     let count = Arc::new(AtomicUsize::new(0));
     let p: Poller<Probe> = Poller::new().unwrap();
     let (a, _b) = pair();
-    let reg = p.open(a.as_raw_fd()).unwrap();
+    let reg = p.open(a.as_fd()).unwrap();
     p.poll(Some(Duration::ZERO)).unwrap();
     assert!(matches!(
         p.arm(&reg, Direction::Read, Probe(Arc::clone(&count))),
@@ -521,7 +518,7 @@ fn idle_hook_contract() {
     }
     assert!(!p.has_waiters());
     let (a, mut b) = pair();
-    let src = Arc::new(d.register(a.as_raw_fd()).unwrap());
+    let src = Arc::new(d.register(a.try_clone().unwrap()).unwrap());
     let s2 = Arc::clone(&src);
     let h = thread::spawn(move || s2.wait(Direction::Read));
     while !p.has_waiters() {
@@ -568,7 +565,7 @@ fn unblockers_racing_a_parking_thread() {
     let d = Driver::start().unwrap();
     for i in 0..300u32 {
         let (a, mut b) = pair();
-        let src = Arc::new(d.register(a.as_raw_fd()).unwrap());
+        let src = Arc::new(d.register(a.try_clone().unwrap()).unwrap());
         let s2 = Arc::clone(&src);
         let h = thread::spawn(move || s2.wait(Direction::Read));
         if i % 7 != 0 {
@@ -611,8 +608,8 @@ fn many_deadlines_fire_in_time() {
     let mut regs = Vec::new();
     for _ in 0..64 {
         let (a, b) = pair();
-        regs.push(p.open(a.as_raw_fd()).unwrap());
-        keep.push((a, b));
+        regs.push(p.open(a).unwrap());
+        keep.push(b);
     }
     p.poll(Some(Duration::ZERO)).unwrap();
     let start = Instant::now();
@@ -655,7 +652,7 @@ fn many_deadlines_fire_in_time() {
     }
     assert!(!p.has_waiters());
     for reg in regs {
-        p.close(reg).unwrap();
+        p.close(reg);
     }
 }
 

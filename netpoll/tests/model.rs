@@ -5,7 +5,7 @@
 use gort_netpoll::{Direction, Poller, Registration, Waiter};
 use proptest::prelude::*;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -85,7 +85,7 @@ struct Model {
 
 /// A registered read end and the peer that writes to it.
 struct Slot {
-    reg: Option<Registration>,
+    reg: Option<Registration<OwnedFd>>,
     ours: OwnedFd,
     peer: OwnedFd,
     model: Model,
@@ -105,7 +105,7 @@ fn new_slot(p: &Poller<Counting>, pipe: bool) -> Slot {
         b.set_nonblocking(true).unwrap();
         (a.into(), b.into())
     };
-    let reg = p.open(ours.as_raw_fd()).unwrap();
+    let reg = p.open(ours.try_clone().unwrap()).unwrap();
     Slot {
         reg: Some(reg),
         ours,
@@ -266,14 +266,14 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Close(i) => {
                 if let Some(mut s) = slots[i].take() {
-                    p.close(s.reg.take().unwrap()).unwrap();
+                    drop(p.close(s.reg.take().unwrap()));
                 }
             }
         }
         prop_assert_eq!(p.descriptors_in_use(), slots.iter().flatten().count());
     }
     for s in slots.iter_mut().flatten() {
-        p.close(s.reg.take().unwrap()).unwrap();
+        drop(p.close(s.reg.take().unwrap()));
     }
     prop_assert_eq!(p.descriptors_in_use(), 0);
     Ok(())

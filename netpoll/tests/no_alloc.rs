@@ -4,7 +4,7 @@
 use gort_netpoll::{Direction, Driver};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
+
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -45,8 +45,8 @@ fn ping_pong_rounds_allocate_nothing() {
     let (a, b) = UnixStream::pair().unwrap();
     a.set_nonblocking(true).unwrap();
     b.set_nonblocking(true).unwrap();
-    let sa = d.register(a.as_raw_fd()).unwrap();
-    let sb = d.register(b.as_raw_fd()).unwrap();
+    let sa = d.register(a.try_clone().unwrap()).unwrap();
+    let sb = d.register(b.try_clone().unwrap()).unwrap();
     const ROUNDS: usize = 2000;
     let echo = std::thread::spawn(move || {
         let mut buf = [0u8; 1];

@@ -1,7 +1,7 @@
 //! Linux backend: one epoll instance, edge-triggered registrations and an eventfd for wake-ups.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 /// The token the wake-up eventfd is registered with; descriptor tokens never take it
@@ -103,18 +103,21 @@ impl Backend {
     }
 
     /// Register `fd` once, edge-triggered for both directions; events carry `token`.
-    /// A second registration of the same fd fails with EEXIST; a bad fd with EBADF.
-    pub(crate) fn open(&self, fd: RawFd, token: u64) -> io::Result<()> {
-        if fd < 0 {
-            return Err(io::Error::from_raw_os_error(libc::EBADF));
-        }
+    /// `Ok(false)`: epoll cannot poll this kind of file (EPERM: a regular file, a directory,
+    /// `/dev/null`), which Go treats as always ready; nothing was registered. A second
+    /// registration of the same fd fails with EEXIST.
+    pub(crate) fn open(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<bool> {
         let bits = libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET;
-        self.ctl(libc::EPOLL_CTL_ADD, fd, bits, token)
+        match self.ctl(libc::EPOLL_CTL_ADD, fd.as_raw_fd(), bits, token) {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
-    /// Deregister `fd`.
-    pub(crate) fn close(&self, fd: RawFd) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0)
+    /// Deregister `fd` (registered by `open`, and still open: the caller borrows it).
+    pub(crate) fn close(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_DEL, fd.as_raw_fd(), 0, 0)
     }
 
     /// Wait for events for at most `timeout` (`None`: forever), retrying on EINTR with the

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -143,14 +143,39 @@ impl Backend {
     }
 
     /// Register `fd` once, edge-triggered (EV_CLEAR) for both directions; events carry
-    /// `token`. A second registration fails with EEXIST; a bad fd with EBADF.
-    pub(crate) fn open(&self, fd: RawFd, token: u64) -> io::Result<()> {
-        if fd < 0 {
-            return Err(io::Error::from_raw_os_error(libc::EBADF));
+    /// `token`. `Ok(false)`: a regular file or a directory, which Go does not give to kqueue
+    /// (a regular file is always reported writable on FreeBSD and signalled only once
+    /// elsewhere) and treats as always ready; nothing was registered. A second registration
+    /// fails with EEXIST.
+    pub(crate) fn open(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<bool> {
+        let fd = fd.as_raw_fd();
+        // SAFETY: an all-zero `stat` is a valid value for fstat to overwrite.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `fd` is open (borrowed by the caller) and `st` is a live, writable stat.
+        cvt(unsafe { libc::fstat(fd, &mut st) })?;
+        let typ = st.st_mode & libc::S_IFMT;
+        if typ == libc::S_IFREG || typ == libc::S_IFDIR {
+            return Ok(false);
         }
         let mut reg = self.registered.lock().unwrap_or_else(|e| e.into_inner());
         if reg.contains(&fd) {
-            return Err(io::Error::from_raw_os_error(libc::EEXIST));
+            // Either registered (EEXIST), or the number of a registration dropped without
+            // `close`, whose fd was closed: the kernel forgot its filters with it, which this
+            // otherwise harmless EV_ENABLE (no EV_ADD: the knote and its token are unchanged)
+            // tells apart with ENOENT. Then the number is free again.
+            let probe = kevent(
+                fd as libc::uintptr_t,
+                libc::EVFILT_READ,
+                libc::EV_ENABLE,
+                0,
+                0,
+            );
+            match self.change(&[probe]) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    reg.remove(&fd);
+                }
+                _ => return Err(io::Error::from_raw_os_error(libc::EEXIST)),
+            }
         }
         let flags = libc::EV_ADD | libc::EV_CLEAR;
         let evs = [
@@ -159,11 +184,12 @@ impl Backend {
         ];
         self.change(&evs)?;
         reg.insert(fd);
-        Ok(())
+        Ok(true)
     }
 
-    /// Deregister `fd`.
-    pub(crate) fn close(&self, fd: RawFd) -> io::Result<()> {
+    /// Deregister `fd` (registered by `open`, and still open: the caller borrows it).
+    pub(crate) fn close(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        let fd = fd.as_raw_fd();
         let mut reg = self.registered.lock().unwrap_or_else(|e| e.into_inner());
         if !reg.remove(&fd) {
             return Err(io::Error::from_raw_os_error(libc::ENOENT));

@@ -388,6 +388,10 @@ impl<'s> Scope<'s> {
     #[inline]
     pub fn try_alloc<T: Trace>(&self, value: T) -> Result<Local<'s, T>, AllocError> {
         self.safepoint();
+        if T::TRACE.is_some() && !crate::mark::CELLS.load(Ordering::Relaxed) {
+            // Before the object exists: a marker that could reach it tests headers.
+            crate::mark::CELLS.store(true, Ordering::SeqCst);
+        }
         let shape = Desc::<T>::shape();
         let size = std::mem::size_of::<T>();
         let heap = self.heap;

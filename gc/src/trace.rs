@@ -2,9 +2,10 @@
 
 use std::marker::PhantomData;
 
-/// Words a [`PtrMap`] describes: 512 words, 4 KiB. A traced type whose pointer words reach
-/// beyond that fails to compile (use a [`crate::GcVec`] for long runs of pointers).
-pub const PTRMAP_WORDS: usize = 512;
+/// Words a [`PtrMap`] describes: 4096 words, 32 KiB — every small object. A traced type
+/// whose pointer words reach beyond that fails to compile (use a [`crate::GcVec`] for long
+/// runs of pointers).
+pub const PTRMAP_WORDS: usize = 4096;
 
 /// Which 8-byte words of a value hold GC pointers ([`crate::Slot`]s): bit `i` set = word `i`.
 ///
@@ -111,19 +112,25 @@ impl PtrMap {
             "gort-gc: a field holding GC pointers must be 8-byte aligned (no #[repr(packed)])"
         );
         let shift = offset / 8;
+        assert!(
+            shift + field.len() <= PTRMAP_WORDS,
+            "gort-gc: a traced type's GC pointers must lie in its first 32 KiB; use GcVec for \
+             long runs of pointers"
+        );
+        // Word at a time: bits [64k, 64k + 64) of the field land at 64k + shift.
+        let (ws, bs) = (shift / 64, shift % 64);
         let mut out = self;
-        let mut i = 0;
-        while i < PTRMAP_WORDS {
-            if field.get(i) {
-                let j = i + shift;
-                assert!(
-                    j < PTRMAP_WORDS,
-                    "gort-gc: a traced type's GC pointers must lie in its first 4 KiB; use GcVec \
-                     for long runs of pointers"
-                );
-                out.words[j / 64] |= 1 << (j % 64);
+        let mut k = 0;
+        let used = field.len().div_ceil(64);
+        while k < used {
+            let w = field.words[k];
+            if w != 0 {
+                out.words[k + ws] |= w << bs;
+                if bs != 0 && k + ws + 1 < out.words.len() {
+                    out.words[k + ws + 1] |= w >> (64 - bs);
+                }
             }
-            i += 1;
+            k += 1;
         }
         out
     }
@@ -132,6 +139,23 @@ impl PtrMap {
     pub const fn repeat(elem: PtrMap, elem_size: usize, n: usize) -> PtrMap {
         let mut out = PtrMap::EMPTY;
         if elem.is_empty() {
+            return out;
+        }
+        if elem_size == 8 && elem.len() == 1 && !elem.opaque {
+            // An array of pointer words (`[Slot<T>; n]`): the first `n` bits.
+            assert!(
+                n <= PTRMAP_WORDS,
+                "gort-gc: a traced type's GC pointers must lie in its first 32 KiB; use GcVec \
+                 for long runs of pointers"
+            );
+            let mut k = 0;
+            while k < n / 64 {
+                out.words[k] = u64::MAX;
+                k += 1;
+            }
+            if n % 64 != 0 {
+                out.words[n / 64] = (1u64 << (n % 64)) - 1;
+            }
             return out;
         }
         let mut k = 0;
@@ -313,6 +337,24 @@ mod tests {
         let far = PtrMap::EMPTY.with(8 * 300, PtrMap::ONE);
         assert_eq!(far.len(), 301);
         assert_eq!(far.bitmap().len(), 5);
+    }
+
+    #[test]
+    fn word_shifts_cross_word_boundaries() {
+        let f = PtrMap::EMPTY
+            .with(0, PtrMap::ONE)
+            .with(63 * 8, PtrMap::ONE)
+            .with(64 * 8, PtrMap::ONE);
+        for shift in [1usize, 63, 64, 65, 200] {
+            let m = PtrMap::EMPTY.with(shift * 8, f);
+            let got: Vec<usize> = (0..PTRMAP_WORDS).filter(|&i| m.get(i)).collect();
+            assert_eq!(got, vec![shift, shift + 63, shift + 64], "shift {shift}");
+        }
+        let all = PtrMap::repeat(PtrMap::ONE, 8, PTRMAP_WORDS);
+        assert_eq!(all.len(), PTRMAP_WORDS);
+        assert!((0..PTRMAP_WORDS).all(|i| all.get(i)));
+        let some = PtrMap::repeat(PtrMap::ONE, 8, 70);
+        assert_eq!((some.len(), some.get(69), some.get(70)), (70, true, false));
     }
 
     #[test]

@@ -564,6 +564,14 @@ impl Heap {
             .clone()
     }
 
+    /// The allocator's and the collector's statistics together (Go's `ReadMemStats`).
+    pub fn mem_stats(&self) -> crate::stats::MemStats {
+        crate::stats::MemStats {
+            heap: self.shared.alloc.stats(),
+            gc: self.stats(),
+        }
+    }
+
     /// The allocator underneath (its statistics, `live_bytes`, `release_free_pages`).
     pub fn alloc_heap(&self) -> &gort_alloc::Heap {
         &self.shared.alloc

@@ -82,11 +82,20 @@
 //! 4. *Sweep*, concurrently: by the collector thread in the background, by allocation
 //!    (the allocator sweeps before it takes fresh pages), and by `gc()` callers.
 //!
-//! A cycle starts when the heap (the allocator's live-bytes figure) reaches twice what the
-//! last mark found live, with a 4 MiB floor, or on a forced [`Heap::gc`] / [`Scope::gc`]
-//! (the pacer is the next step). Every stop of the world does work proportional to the
+//! # Pacing
+//!
+//! [`pacer`] decides when: Go 1.18's pacer — the goal is the live heap plus GOGC percent of
+//! it (and of the roots), at least 4 MiB × GOGC/100 and at most what the memory limit
+//! (GOMEMLIMIT) leaves beside the runtime's other memory; the trigger is the goal less the
+//! runway the program is measured to allocate while a mark does its work, within 70–95% of
+//! the way there. Mutators count their allocation toward the heap every 64 KiB and, while
+//! marking, owe scan work for every byte they allocate (mark assists, at the ratio of work
+//! left to room left); an assist that finds no work waits at safepoints instead of
+//! allocating on. While the memory limit binds, a limiter holds the collector to half of the
+//! CPUs: assists and idle marking stand down. `GODEBUG=gctrace=1` prints Go's trace line per
+//! cycle after the world restarts. Every stop of the world does work proportional to the
 //! number of mutators; its pauses are summed per cycle into Go's 256-entry `PauseNs` ring
-//! ([`GcStats`]).
+//! ([`GcStats`], [`MemStats`]).
 //!
 //! # The invariant, and why the barrier keeps it
 //!
@@ -176,6 +185,6 @@ pub use mutator::{Mutator, Scope};
 pub use raw::Gc;
 pub use root::Root;
 pub use slot::Slot;
-pub use stats::{GcStats, PAUSE_RING};
+pub use stats::{GcStats, MemStats, PAUSE_RING};
 pub use trace::{PTRMAP_WORDS, PtrMap, Trace};
 pub use vec::GcVec;

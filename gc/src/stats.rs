@@ -70,3 +70,15 @@ pub(crate) fn unix_nanos() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
 }
+
+/// Everything a `runtime.ReadMemStats` needs from the heap: the allocator's figures (Go's
+/// `HeapAlloc`, `HeapSys`, `HeapIdle`, `HeapInuse`, `HeapReleased`, `HeapObjects`, `Mallocs`,
+/// `Frees`, `TotalAlloc`, `MSpan*`, `MCache*`, `BySize`) and the collector's (`NumGC`,
+/// `PauseNs`, `PauseEnd`, `PauseTotalNs`, `LastGC`, `NextGC`, `GCCPUFraction`, `NumForcedGC`).
+#[derive(Debug, Clone)]
+pub struct MemStats {
+    /// The allocator's statistics.
+    pub heap: gort_alloc::HeapStats,
+    /// The collector's statistics.
+    pub gc: GcStats,
+}

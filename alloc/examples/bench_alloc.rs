@@ -5,12 +5,15 @@
 //! - `alloc/steady/<size>/<noscan|ptr>/<threads>t` (ns/op per thread; each thread times its
 //!   own run from a common start signal and the slowest counts): allocate objects of one
 //!   size into a ring that holds a fixed live set, so each new object makes an old one
-//!   garbage. gort collects as GOGC=100 would (when the bytes allocated since the last
+//!   garbage. This program measures the peers, which `alloc_zeroed` the new object and free
+//!   the one it replaces; gort's figure comes from `gc/examples/bench_gc.rs`, with the real
+//!   collector behind the allocator.
+//! - `alloc/steady-raw/<size>/<noscan|ptr>/<threads>t` (gort only): the same workload on the
+//!   allocator alone, collecting as GOGC=100 would (when the bytes allocated since the last
 //!   collection reach the live bytes it marked, with Go's 4 MiB minimum heap): the threads
 //!   stop at a barrier, each marks its own ring with `Heap::mark_batch` (scanning the pointer
 //!   slots of pointerful objects it newly marks), and sweeping happens lazily in the
-//!   allocation path. The peers `alloc_zeroed` the new
-//!   object and free the one it replaces.
+//!   allocation path.
 //! - `alloc/fast16/<noscan|ptr>` (ns/op): the warm fast path — 500 allocations of 16 bytes
 //!   from a cache whose span has free slots (timed), between untimed resets; peers time 500
 //!   `alloc_zeroed(16)` and free them untimed.
@@ -556,9 +559,13 @@ fn main() {
                     continue;
                 }
                 if run("gort") {
+                    // The allocator alone, with this program's own stop-the-world marker:
+                    // `alloc/steady/...` for gort comes from gc/examples/bench_gc.rs, with
+                    // the real collector behind it.
                     let (ns, gcs) = gort_steady(size, scan, threads, &cfg);
                     eprintln!("{bench}: gort ran {gcs} collections");
-                    emit(&bench, "gort", ns, "ns/op");
+                    let raw = format!("alloc/steady-raw/{size}/{kind}/{threads}t");
+                    emit(&raw, "gort", ns, "ns/op");
                 }
                 if run("mimalloc") {
                     emit(

@@ -282,7 +282,9 @@ fn steady<T: Make>(threads: usize, live: usize, ops_scale: usize) -> (f64, u32) 
                     for _ in 0..per_thread {
                         ring.push(s, None);
                     }
-                    go.wait();
+                    // Waiting for the other threads blocks: a blocking region, or a stop of
+                    // the world would wait for this thread forever.
+                    s.blocking(|| go.wait());
                     let t0 = Instant::now();
                     let mut i = 0;
                     while i < ops + per_thread {

@@ -35,6 +35,9 @@ pub(crate) struct MutatorShared {
     /// to its barrier buffer (plain stores and compiler fences): a suspend-signal handler
     /// defers while it is set. Written by the mutator's thread only.
     pub(crate) busy: AtomicU32,
+    /// The attaching thread's name (or id), for diagnostics.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) name: String,
     /// The mutator's private parts. Touched by its own thread while it is `RUNNING`, by the
     /// collector while it is `HELD` (or `PARKED` in a stopped world); every hand-off goes
     /// through the state word with Release / Acquire.
@@ -60,6 +63,11 @@ impl MutatorShared {
             state: crate::loom::AtomicU32::new(crate::world::BLOCKING),
             scanned: AtomicU64::new(scanned),
             busy: AtomicU32::new(0),
+            name: {
+                let t = std::thread::current();
+                t.name()
+                    .map_or_else(|| format!("{:?}", t.id()), |n| format!("`{n}`"))
+            },
             local: UnsafeCell::new(MutatorLocal {
                 roots: crate::embedder::MutatorRoots::default(),
                 p: crate::embedder::PState {

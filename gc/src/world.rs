@@ -98,6 +98,10 @@ impl World {
 
     /// Wait until `m` is stopped: parked, held, or detached.
     fn hold(&self, m: &MutatorShared) {
+        #[cfg(not(loom))]
+        let since = std::time::Instant::now();
+        #[cfg(not(loom))]
+        let mut warned = false;
         loop {
             // Acquire: pairs with the Release stores of PARKED / BLOCKING, so what the
             // mutator did before (flushing its buffers) is visible to the coordinator.
@@ -117,6 +121,27 @@ impl World {
                     if s == RUNNING || s == HELD {
                         // HELD: a root scan by this same collector cannot be in progress
                         // (it runs on the coordinator's thread), but waiting is harmless.
+                        #[cfg(not(loom))]
+                        {
+                            let (g, _) = self
+                                .cv
+                                .wait_timeout(g, std::time::Duration::from_secs(1))
+                                .unwrap_or_else(|e| e.into_inner());
+                            drop(g);
+                            if !warned && since.elapsed() >= std::time::Duration::from_secs(1) {
+                                warned = true;
+                                // Nothing is stopped yet that could hold stderr's lock: the
+                                // parked mutators stopped at safepoints.
+                                eprintln!(
+                                    "gc: waiting over 1s for mutator thread {} to reach a \
+                                     safepoint to stop the world: a thread that blocks inside \
+                                     a scope (a lock, I/O, a channel, a barrier) must do it in \
+                                     Scope::blocking",
+                                    m.name
+                                );
+                            }
+                        }
+                        #[cfg(loom)]
                         drop(self.cv.wait(g).unwrap_or_else(|e| e.into_inner()));
                     }
                 }

@@ -367,6 +367,7 @@ fn finish_cycle(h: &HeapShared, r: CycleReport) {
         s.heap_marked = marked;
         s.next_gc = goal;
         s.gc_cpu_fraction = gc_frac;
+        s.assist_ns += assist_ns;
         s.last_heap_live = r.live_end;
         s.last_goal = r.goal;
         s.num_gc

@@ -28,6 +28,8 @@ pub struct GcStats {
     /// The share of the CPUs (`procs`) the collector has used since the heap was made
     /// (Go's `GCCPUFraction`): mark workers, assists, and pauses times `procs`.
     pub gc_cpu_fraction: f64,
+    /// Nanoseconds mutators have spent in mark assists since the heap was made.
+    pub assist_ns: u64,
     /// The heap (Go's `heapLive`) when the last mark ended, against its goal.
     pub last_heap_live: u64,
     /// The goal the last cycle paced for.
@@ -52,6 +54,7 @@ impl Default for GcStats {
             next_gc: 0,
             max_pause_ns: 0,
             gc_cpu_fraction: 0.0,
+            assist_ns: 0,
             last_heap_live: 0,
             last_goal: 0,
             cycle_heap_live: [0; PAUSE_RING],

@@ -290,3 +290,35 @@ fn gc_memory_limit_below_the_live_heap_keeps_the_program_going() {
         );
     });
 }
+
+#[test]
+#[ignore = "heavy: release, from cargo xtask test"]
+fn gc_assists_keep_a_flat_out_allocator_within_the_goal() {
+    // procs = 1: no idle CPU, so the only background marking is the fractional worker's 25%;
+    // the mutator allocates as fast as it can and must pay for the rest.
+    let h = Heap::new(Config {
+        procs: 1,
+        gctrace: std::env::var("GC_TEST_TRACE").is_ok(),
+        ..Config::default()
+    })
+    .unwrap();
+    let mut m = h.attach().unwrap();
+    m.scope(|s| {
+        let live = live_set(s, 32 << 20);
+        churn(&h, s, live, 2, Duration::from_secs(120));
+        let first = h.stats().num_gc;
+        churn(&h, s, live, 10, Duration::from_secs(300));
+        let st = h.stats();
+        let mut worst = 0.0f64;
+        for c in first..st.num_gc {
+            let i = c as usize % gort_gc::PAUSE_RING;
+            worst = worst.max(st.cycle_heap_live[i] as f64 / st.cycle_goal[i] as f64);
+        }
+        eprintln!(
+            "assists: worst heap/goal {worst:.3}, {:.0} ms of assists",
+            st.assist_ns as f64 / 1e6
+        );
+        assert!(st.assist_ns > 0, "no mark assist ran");
+        assert!(worst <= 1.15, "the heap ran {worst:.2}x past its goal");
+    });
+}

@@ -25,6 +25,14 @@ use std::time::{Duration, Instant};
 
 use gort_gc::{Config, GcVec, Heap, Local, PAUSE_RING, Root, Scope, Slot, Trace};
 
+/// Go's defaults at GOMAXPROCS=2, with GOGC / GOMEMLIMIT / GODEBUG (gctrace) honoured.
+fn config() -> Config {
+    Config {
+        procs: 2,
+        ..Config::from_env().expect("GOGC / GOMEMLIMIT / GODEBUG")
+    }
+}
+
 fn emit(bench: &str, value: f64, unit: &str) {
     println!(
         "{{\"bench\":\"{bench}\",\"implementation\":\"gort\",\"value\":{value:.3},\"unit\":\"{unit}\"}}"
@@ -83,11 +91,7 @@ fn pct(v: &[f64], p: f64) -> f64 {
 fn binarytrees(max_depth: u32) {
     const MIN_DEPTH: u32 = 4;
     let start = Instant::now();
-    let heap = Heap::new(Config {
-        procs: 2,
-        ..Config::default()
-    })
-    .expect("heap");
+    let heap = Heap::new(config()).expect("heap");
     let mut m = heap.attach().unwrap();
     let long_lived = m.scope(|s| {
         let stretch = bottom_up(s, max_depth + 1);
@@ -162,11 +166,7 @@ impl Rng {
 
 fn latency(live_mib: usize, cycles: u32) {
     const DEPTH: u32 = 15; // 64k nodes of 16 B: 1 MiB a tree
-    let heap = Heap::new(Config {
-        procs: 2,
-        ..Config::default()
-    })
-    .expect("heap");
+    let heap = Heap::new(config()).expect("heap");
     let mut m = heap.attach().unwrap();
     let trees = m.scope(|s| {
         let v = s.alloc(GcVec::<Node>::new());
@@ -264,11 +264,7 @@ impl<const W: usize> Make for PBlob<W> {
 
 fn steady<T: Make>(threads: usize, live: usize, ops_scale: usize) -> (f64, u32) {
     let size = std::mem::size_of::<T>();
-    let heap = Heap::new(Config {
-        procs: 2,
-        ..Config::default()
-    })
-    .expect("heap");
+    let heap = Heap::new(config()).expect("heap");
     let per_thread = (live / threads / size).max(1);
     let ops = (80 * live / size).clamp(40_000, 4_000_000) / ops_scale;
     let go = Arc::new(std::sync::Barrier::new(threads + 1));
@@ -325,6 +321,12 @@ fn main() {
         (21, 128, 300, 4 << 20, 1)
     };
     if args.iter().any(|a| a == "--child-binarytrees") {
+        let depth = args
+            .iter()
+            .position(|a| a == "--depth")
+            .and_then(|i| args.get(i + 1))
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(depth);
         binarytrees(depth);
         return;
     }

@@ -281,7 +281,7 @@ impl<F: CellFamily> GcCell<F> {
             std::hint::spin_loop();
         }
         let me = self as *const GcCell<F> as usize;
-        scope.heap.check_ours(me, "GcCell::borrow_mut");
+        scope.check_ours(me, "GcCell::borrow_mut");
         struct Release<'a, 's, F: CellFamily> {
             cell: &'a GcCell<F>,
             scope: &'a Scope<'s>,
@@ -334,7 +334,7 @@ impl<'s, 'gc> CellCx<'_, 's, 'gc> {
     /// # Panics
     /// When `local` belongs to another heap.
     pub fn member<T: Trace>(&self, local: Local<'_, T>) -> Member<'gc, T> {
-        self.scope.heap.check_ours(local.addr(), "CellCx::member");
+        self.scope.check_ours(local.addr(), "CellCx::member");
         Member {
             addr: local.addr(),
             _t: PhantomData,

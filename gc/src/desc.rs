@@ -39,6 +39,14 @@ impl<T: Trace> Desc<T> {
     /// The pointer map as a `'static` reference (the allocator keeps a slice of it).
     pub(crate) const PTRS: &'static PtrMap = &T::PTRS;
 
+    /// The words of the map that hold pointer bits, computed at compile time (the map's
+    /// methods loop over all of its words; nothing of that may run per allocation).
+    pub(crate) const BITMAP: &'static [u64] = Self::PTRS.bitmap();
+
+    /// Whether objects have pointer words the allocator must record (not noscan, not a
+    /// type traced by code).
+    pub(crate) const HAS_PTRS: bool = !Self::BITMAP.is_empty();
+
     /// Whether the type has drop glue (then objects carry a header and are finalized).
     pub(crate) const FINALIZE: bool = std::mem::needs_drop::<T>();
 
@@ -57,10 +65,10 @@ impl<T: Trace> Desc<T> {
     pub(crate) fn shape() -> Shape<'static> {
         #[allow(clippy::let_unit_value)]
         let () = Self::CHECK;
-        let ptrs = if Self::PTRS.is_empty() || Self::PTRS.is_opaque() {
-            Ptrs::None
+        let ptrs = if Self::HAS_PTRS {
+            Ptrs::Bitmap(Self::BITMAP)
         } else {
-            Ptrs::Bitmap(Self::PTRS.bitmap())
+            Ptrs::None
         };
         Shape {
             ptrs,

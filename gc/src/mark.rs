@@ -220,7 +220,7 @@ impl<'h> Marker<'h> {
             len -= 1;
             self.scan(e);
             n += 1;
-            if n % 64 == 0 {
+            if n % 16 == 0 {
                 balance(self.pool, &mut self.local);
             }
         }
@@ -233,12 +233,26 @@ impl<'h> Marker<'h> {
     /// entries were scanned. Leaves nothing local. Returns the number scanned.
     pub(crate) fn work(&mut self, budget: usize) -> usize {
         let mut n = 0;
+        // Busy from the first buffer taken until everything left is handed back: one
+        // take / idle pair per call, however many buffers it drains.
+        let mut busy = false;
+        if !self.local.is_empty() {
+            // Grey objects of our own (never published): counted busy before scanning them.
+            self.pool.enter();
+            busy = true;
+        }
         while n < budget {
-            let Some(buf) = self.pool.take() else { break };
-            let old = std::mem::replace(&mut self.local, buf);
-            debug_assert!(old.is_empty());
-            self.pool.put(old);
+            if self.local.is_empty() {
+                let Some(buf) = self.pool.take(busy) else {
+                    break;
+                };
+                busy = true;
+                let old = std::mem::replace(&mut self.local, buf);
+                self.pool.put(old);
+            }
             n += self.drain_local(budget - n);
+        }
+        if busy {
             // Whatever is left goes back before we call ourselves idle.
             self.publish();
             self.pool.idle();
@@ -251,7 +265,7 @@ impl<'h> Marker<'h> {
     pub(crate) fn work_bytes(&mut self, bytes: u64) -> u64 {
         let start = self.scan_work;
         while self.scan_work - start < bytes {
-            if self.work(64) == 0 {
+            if self.work(512) == 0 {
                 break;
             }
         }

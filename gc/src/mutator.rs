@@ -55,6 +55,10 @@ unsafe impl Send for MutatorShared {}
 pub(crate) struct MutatorLocal {
     pub(crate) roots: crate::embedder::MutatorRoots,
     pub(crate) p: crate::embedder::PState,
+    /// The arena number (address / arena size) last found to belong to this heap: the
+    /// ownership check of a slot or a handle that lies in it skips the arena index (arenas
+    /// are never given back before the heap is dropped). `usize::MAX`: none yet.
+    pub(crate) arena_ok: usize,
 }
 
 impl MutatorShared {
@@ -75,6 +79,7 @@ impl MutatorShared {
                     wbuf: Vec::with_capacity(WBUF_LEN),
                     ..Default::default()
                 },
+                arena_ok: usize::MAX,
             }),
         }
     }
@@ -282,6 +287,25 @@ impl<'s> Scope<'s> {
         self.with_local(|l| l.p.grey.push(base));
     }
 
+    /// Panic unless `addr` lies in this scope's heap (a slot, or an object a handle refers
+    /// to): one compare when it lies in the arena checked last.
+    #[inline(always)]
+    pub(crate) fn check_ours(&self, addr: usize, what: &str) {
+        let arena = addr / gort_alloc::ARENA_BYTES;
+        if self.with_local(|l| l.arena_ok) != arena {
+            self.check_ours_slow(addr, arena, what);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn check_ours_slow(&self, addr: usize, arena: usize, what: &str) {
+        self.heap.check_ours(addr, what);
+        if addr != gort_alloc::zero_size_addr().as_ptr() as usize {
+            self.with_local(|l| l.arena_ok = arena);
+        }
+    }
+
     /// Root `addr` in this frame. Called inside a window.
     #[inline(always)]
     pub(crate) fn push_handle(&self, addr: usize) {
@@ -422,9 +446,9 @@ impl<'s> Scope<'s> {
         });
         self.window_end();
         let addr = r?;
-        if heap.is_marking() && !Desc::<T>::PTRS.is_empty() && !Desc::<T>::PTRS.is_opaque() {
+        if Desc::<T>::HAS_PTRS && heap.is_marking() {
             // Born black, so never scanned: shade what it already points to.
-            self.shade_initial(addr, Desc::<T>::PTRS);
+            self.shade_initial(addr, Desc::<T>::BITMAP);
         }
         self.after_alloc(size);
         // SAFETY: `addr` holds an initialised `T`, published by the allocator, and is rooted
@@ -520,10 +544,13 @@ impl<'s> Scope<'s> {
     }
 
     #[cold]
-    fn shade_initial(&self, addr: usize, ptrs: &crate::PtrMap) {
+    fn shade_initial(&self, addr: usize, bitmap: &[u64]) {
         self.window_begin();
-        for w in 0..ptrs.len() {
-            if ptrs.get(w) {
+        for (k, &word) in bitmap.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                let w = k * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
                 // SAFETY: word `w` of the new `T` is a `Slot` (the `Trace` contract), inside
                 // the object we just initialised and rooted.
                 let v = unsafe { crate::mark::load_slot(addr + w * 8) };

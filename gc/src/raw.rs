@@ -61,7 +61,7 @@ impl<T: Trace> Gc<T> {
     /// # Safety
     /// The object must be alive now (as for [`Gc::as_ref`]) and belong to `scope`'s heap.
     pub unsafe fn root<'s>(self, scope: &Scope<'s>) -> Local<'s, T> {
-        scope.heap.check_ours(self.addr(), "Gc::root");
+        scope.check_ours(self.addr(), "Gc::root");
         scope.window_begin();
         scope.push_handle(self.addr());
         scope.window_end();

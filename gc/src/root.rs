@@ -113,9 +113,8 @@ impl<T: Trace> Root<T> {
     /// # Panics
     /// When `local` belongs to another heap than `scope`.
     pub fn new(scope: &Scope<'_>, local: Local<'_, T>) -> Root<T> {
-        let heap = scope.heap;
-        heap.check_ours(local.addr(), "Root::new");
-        Root::new_raw(heap.arc(), local.addr())
+        scope.check_ours(local.addr(), "Root::new");
+        Root::new_raw(scope.heap.arc(), local.addr())
     }
 
     /// Insert `addr` (an object kept alive by the caller for the duration of the call).

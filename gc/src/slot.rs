@@ -57,9 +57,7 @@ impl<T: Trace> Slot<T> {
         // allocation and the writes before it was stored here) is visible to our reads.
         let v = self.word.load(Ordering::Acquire);
         if v != 0 {
-            scope
-                .heap
-                .check_ours(self as *const Slot<T> as usize, "Slot::get");
+            scope.check_ours(self as *const Slot<T> as usize, "Slot::get");
             scope.push_handle(v);
         }
         scope.window_end();
@@ -93,9 +91,9 @@ impl<T: Trace> Slot<T> {
     #[inline]
     pub(crate) fn set_addr(&self, scope: &Scope<'_>, new: usize) {
         let heap = scope.heap;
-        heap.check_ours(self as *const Slot<T> as usize, "Slot::set");
+        scope.check_ours(self as *const Slot<T> as usize, "Slot::set");
         if new != 0 {
-            heap.check_ours(new, "Slot::set (value)");
+            scope.check_ours(new, "Slot::set (value)");
         }
         if heap.is_marking() {
             self.set_marking(scope, new);

@@ -90,8 +90,9 @@ impl PtrMap {
     }
 
     /// The bitmap words that cover [`PtrMap::len`] (what allocation writes).
-    pub fn bitmap(&self) -> &[u64] {
-        &self.words[..self.len().div_ceil(64)]
+    pub const fn bitmap(&self) -> &[u64] {
+        let (head, _) = self.words.split_at(self.len().div_ceil(64));
+        head
     }
 
     /// This map with `field`'s map added at byte offset `offset` (a field of a struct).
@@ -153,7 +154,7 @@ impl PtrMap {
                 out.words[k] = u64::MAX;
                 k += 1;
             }
-            if n % 64 != 0 {
+            if !n.is_multiple_of(64) {
                 out.words[n / 64] = (1u64 << (n % 64)) - 1;
             }
             return out;

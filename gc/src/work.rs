@@ -16,7 +16,7 @@
 //! Stealing: a worker whose buffer grows while others wait for work gives half of it to the
 //! pool (`balance`), so one long list cannot stay on one thread.
 
-use crate::loom::{Condvar, Mutex, MutexGuard};
+use crate::loom::{AtomicBool, Condvar, Mutex, MutexGuard, Ordering};
 
 /// Entries per grey buffer.
 #[cfg(not(loom))]
@@ -45,6 +45,9 @@ struct PoolState {
 pub(crate) struct WorkPool {
     state: Mutex<PoolState>,
     cv: Condvar,
+    /// Someone waits for work or found none (`waiting > 0 || hungry`), mirrored out of the
+    /// lock so busy workers can look at it every few dozen objects for the price of a load.
+    demand: AtomicBool,
 }
 
 impl WorkPool {
@@ -52,6 +55,7 @@ impl WorkPool {
         WorkPool {
             state: Mutex::new(PoolState::default()),
             cv: Condvar::new(),
+            demand: AtomicBool::new(false),
         }
     }
 
@@ -82,16 +86,26 @@ impl WorkPool {
         }
     }
 
-    /// Take a buffer to scan; the caller is busy until `idle`. `None` when the pool is empty
-    /// (and the next worker that can will give some of its own away).
-    pub(crate) fn take(&self) -> Option<Vec<usize>> {
+    /// Take a buffer to scan; the caller is busy until `idle` (`already_busy`: it counts as
+    /// busy from an earlier `take` or `enter`, and is not counted twice). `None` when the pool
+    /// is empty (and the next worker that can will give some of its own away).
+    pub(crate) fn take(&self, already_busy: bool) -> Option<Vec<usize>> {
         let mut s = self.lock();
         let Some(b) = s.full.pop() else {
             s.hungry = true;
+            // Relaxed: a hint; the donation itself goes through the lock.
+            self.demand.store(true, Ordering::Relaxed);
             return None;
         };
-        s.busy += 1;
+        if !already_busy {
+            s.busy += 1;
+        }
         Some(b)
+    }
+
+    /// A party holding grey objects it never published becomes busy (until `idle`).
+    pub(crate) fn enter(&self) {
+        self.lock().busy += 1;
     }
 
     /// A busy worker has handed back all it produced (with `put`) and holds no grey object.
@@ -108,9 +122,13 @@ impl WorkPool {
     /// Whether a busy worker should give away half of its `local` buffer: others wait, or
     /// found nothing (clears the latter).
     pub(crate) fn wants_work(&self) -> bool {
+        if !self.demand.load(Ordering::Relaxed) {
+            return false;
+        }
         let mut s = self.lock();
         let want = (s.waiting > 0 || s.hungry) && s.full.is_empty();
         s.hungry = false;
+        self.demand.store(s.waiting > 0, Ordering::Relaxed);
         want
     }
 
@@ -159,6 +177,7 @@ impl WorkPool {
             return;
         }
         s.waiting += 1;
+        self.demand.store(true, Ordering::Relaxed);
         let (mut s, _) = self
             .cv
             .wait_timeout(s, timeout)
@@ -179,9 +198,11 @@ impl WorkPool {
     }
 }
 
-/// Give half of `local` to the pool when workers wait for work (work stealing by donation).
+/// Give half of `local` to the pool when others wait for work or found none (work stealing by
+/// donation). A depth-first walk of a tree keeps only a few grey objects at a time, so even a
+/// handful is worth sharing.
 pub(crate) fn balance(pool: &WorkPool, local: &mut Vec<usize>) {
-    if local.len() >= 64 && pool.wants_work() {
+    if local.len() >= 4 && pool.wants_work() {
         let mut half = pool.empty_buf();
         let n = local.len() / 2;
         half.extend(local.drain(..n));
@@ -199,13 +220,13 @@ mod tests {
         assert!(p.is_done());
         p.put(vec![1, 2]);
         assert!(!p.is_done());
-        let b = p.take().unwrap();
+        let b = p.take(false).unwrap();
         assert!(!p.is_done(), "a busy worker holds grey objects");
         assert_eq!(b, vec![1, 2]);
         p.put(vec![3]);
         p.idle();
         assert!(!p.is_done());
-        let _ = p.take().unwrap();
+        let _ = p.take(false).unwrap();
         p.idle();
         assert!(p.is_done());
         p.put(Vec::new());
@@ -217,7 +238,7 @@ mod tests {
         let p = std::sync::Arc::new(WorkPool::new());
         let p2 = p.clone();
         let t = std::thread::spawn(move || {
-            while p2.take().is_none() {
+            while p2.take(false).is_none() {
                 p2.wait_for_work(std::time::Duration::from_millis(5));
             }
             p2.idle();
@@ -251,7 +272,7 @@ mod loom_tests {
                 .map(|_| {
                     let (pool, scanned) = (pool.clone(), scanned.clone());
                     thread::spawn(move || {
-                        while let Some(mut b) = pool.take() {
+                        while let Some(mut b) = pool.take(false) {
                             while let Some(n) = b.pop() {
                                 scanned.fetch_add(1, crate::loom::Ordering::Relaxed);
                                 if n > 1 {

@@ -272,13 +272,19 @@ mod loom_tests {
                 .map(|_| {
                     let (pool, scanned) = (pool.clone(), scanned.clone());
                     thread::spawn(move || {
-                        while let Some(mut b) = pool.take(false) {
+                        // As `Marker::work`: busy from the first buffer to the last, one
+                        // take / idle pair however many buffers it drains.
+                        let mut busy = false;
+                        while let Some(mut b) = pool.take(busy) {
+                            busy = true;
                             while let Some(n) = b.pop() {
                                 scanned.fetch_add(1, crate::loom::Ordering::Relaxed);
                                 if n > 1 {
                                     pool.put(vec![n - 1]);
                                 }
                             }
+                        }
+                        if busy {
                             pool.idle();
                         }
                     })

@@ -3,8 +3,10 @@
 //! mutator at once — each while cycles run back to back, with checkmark on.
 #![cfg(not(loom))]
 
+mod util;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use gort_gc::{Config, Heap, Local, Root, Scope, Slot, Trace};
@@ -33,22 +35,10 @@ fn heap() -> Heap {
 
 /// Run `f` while another thread forces cycles back to back.
 fn under_gc_loop(h: &Heap, f: impl FnOnce()) -> u32 {
-    let stop = Arc::new(AtomicBool::new(false));
-    let t = {
-        let (h, stop) = (h.clone(), stop.clone());
-        std::thread::spawn(move || {
-            loop {
-                h.gc();
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-            }
-        })
-    };
     let before = h.stats().num_gc;
+    let cycles = util::back_to_back(h);
     f();
-    stop.store(true, Ordering::Relaxed);
-    t.join().unwrap();
+    drop(cycles);
     h.stats().num_gc - before
 }
 

@@ -1,8 +1,7 @@
 //! `GcCell`: members in std collections inside the heap, changed under concurrent cycles.
 #![cfg(not(loom))]
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+mod util;
 
 use gort_gc::{CellFamily, CellTrace, Config, GcCell, Heap, Member, Root, Slot, Trace};
 
@@ -43,18 +42,7 @@ fn members_in_collections_survive_concurrent_cycles() {
         ..Config::default()
     })
     .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let t = {
-        let (h, stop) = (h.clone(), stop.clone());
-        std::thread::spawn(move || {
-            loop {
-                h.gc();
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-            }
-        })
-    };
+    let cycles = util::back_to_back(&h);
     let mut m = h.attach().unwrap();
     let holder = m.scope(|s| {
         let holder = s.alloc(Holder {
@@ -89,8 +77,7 @@ fn members_in_collections_survive_concurrent_cycles() {
             }
         });
     }
-    stop.store(true, Ordering::Relaxed);
-    t.join().unwrap();
+    drop(cycles);
     m.scope(|s| {
         let cell = holder.get(s).index.get(s).unwrap();
         cell.borrow_mut(s, |v, cx| {

@@ -5,9 +5,9 @@
 //! `0xdbdb…`, which the id checks catch).
 #![cfg(not(loom))]
 
+mod util;
+
 use std::mem::offset_of;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use gort_gc::{Config, Heap, Local, PtrMap, Root, Scope, Slot, Trace};
 use proptest::prelude::*;
@@ -239,19 +239,7 @@ proptest! {
         b in proptest::collection::vec(op(), 1..150),
     ) {
         let heap = Heap::new(Config { checkmark: true, procs: 2, ..Config::default() }).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let collector = {
-            let (heap, stop) = (heap.clone(), stop.clone());
-            std::thread::spawn(move || {
-                // At least one cycle, then back to back until the mutators are done.
-                loop {
-                    heap.gc();
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                }
-            })
-        };
+        let cycles = util::back_to_back(&heap);
         std::thread::scope(|t| {
             let h1 = heap.clone();
             let h2 = heap.clone();
@@ -260,8 +248,7 @@ proptest! {
             ja.join().unwrap();
             jb.join().unwrap();
         });
-        stop.store(true, Ordering::Relaxed);
-        collector.join().unwrap();
+        drop(cycles);
         prop_assert!(heap.stats().num_gc > 0);
         // Every handle and root is gone: with precise roots, two cycles free everything.
         heap.gc();

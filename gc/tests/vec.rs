@@ -2,8 +2,7 @@
 //! writers and readers.
 #![cfg(not(loom))]
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+mod util;
 
 use gort_gc::{Config, GcVec, Heap, Root, Slot, Trace};
 
@@ -22,28 +21,12 @@ fn heap() -> Heap {
     .unwrap()
 }
 
-fn gc_loop(h: &Heap) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let t = {
-        let (h, stop) = (h.clone(), stop.clone());
-        std::thread::spawn(move || {
-            loop {
-                h.gc();
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-            }
-        })
-    };
-    (stop, t)
-}
-
 #[test]
 fn a_large_vector_grows_under_concurrent_cycles() {
     // 200k elements: a 1.6 MiB backing array, scanned in 128 KiB oblets.
     const N: u64 = 200_000;
     let h = heap();
-    let (stop, t) = gc_loop(&h);
+    let cycles = util::back_to_back(&h);
     let mut m = h.attach().unwrap();
     m.scope(|s| {
         let v = s.alloc(GcVec::<Item>::new());
@@ -74,14 +57,13 @@ fn a_large_vector_grows_under_concurrent_cycles() {
         v.clear(s);
         assert!(v.is_empty() && v.get(s, 5).is_none());
     });
-    stop.store(true, Ordering::Relaxed);
-    t.join().unwrap();
+    drop(cycles);
 }
 
 #[test]
 fn two_writers_and_a_reader_share_a_vector() {
     let h = heap();
-    let (stop, t) = gc_loop(&h);
+    let cycles = util::back_to_back(&h);
     let root = {
         let mut m = h.attach().unwrap();
         m.scope(|s| Root::new(s, s.alloc(GcVec::<Item>::new())))
@@ -126,6 +108,5 @@ fn two_writers_and_a_reader_share_a_vector() {
             assert!(seen.insert(v.get(s, i).unwrap().val));
         }
     });
-    stop.store(true, Ordering::Relaxed);
-    t.join().unwrap();
+    drop(cycles);
 }

@@ -195,8 +195,8 @@ fn cycle(h: &HeapShared, forced: bool) {
     if mutators > 0 {
         h.world.poll.fetch_or(POLL_SCAN, Ordering::Relaxed);
     }
-    e.start_the_world();
-    pauses.add(t.elapsed());
+    let released = e.start_the_world();
+    pauses.add(released - t);
 
     // Concurrent mark, and mark termination when nothing grey is left.
     let plan = WorkerPlan::for_procs(h.config.procs);
@@ -275,12 +275,12 @@ fn cycle(h: &HeapShared, forced: bool) {
                 let marked = h.marked_bytes.load(Ordering::Relaxed);
                 h.live_base.store(marked, Ordering::Relaxed);
                 h.allocated.store(0, Ordering::Relaxed);
-                e.start_the_world();
-                pauses.add(t.elapsed());
+                let released = e.start_the_world();
+                pauses.add(released - t);
                 break;
             }
-            e.start_the_world();
-            pauses.add(t.elapsed());
+            let released = e.start_the_world();
+            pauses.add(released - t);
             continue;
         }
         if idle_cpu || under_goal {

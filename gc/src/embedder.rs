@@ -69,8 +69,9 @@ pub unsafe trait Embedder {
     /// Stop every mutator at a safepoint (or suspended), every processor flushed.
     fn stop_the_world(&self);
 
-    /// Restart after `stop_the_world`.
-    fn start_the_world(&self);
+    /// Restart after `stop_the_world`; returns when the world was released (the pause's
+    /// end, before any wake-up the restart issues).
+    fn start_the_world(&self) -> std::time::Instant;
 
     /// With the world stopped: mutators whose roots must be scanned this cycle.
     fn mutator_count(&self) -> usize;

@@ -150,17 +150,33 @@ impl World {
     }
 
     /// Restart the world.
-    pub(crate) fn start(&self, stopped: Stopped<'_>) {
-        let _g = self.sleep_lock();
-        for m in stopped.mutators.iter() {
-            // Only the coordinator moves HELD back; Release pairs with the mutator's CAS.
-            if m.state.load(Ordering::Relaxed) == HELD {
-                m.state.store(BLOCKING, Ordering::Release);
+    ///
+    /// States and the poll word change under the lock; the wake-up comes after both locks
+    /// are released: a woken mutator needs the sleep lock to return from its wait, and on a
+    /// busy machine the kernel may run it at once, in place of a coordinator still holding
+    /// the lock (which measured as stops of milliseconds).
+    ///
+    /// Returns when the world was released (the poll word cleared): the end of the pause.
+    /// The wake-ups come after it, and the coordinator may lose its CPU to the first mutator
+    /// it wakes, for a scheduler time slice; the mutators are running then.
+    pub(crate) fn start(&self, stopped: Stopped<'_>) -> std::time::Instant {
+        let released;
+        {
+            let _g = self.sleep_lock();
+            for m in stopped.mutators.iter() {
+                // Only the coordinator moves HELD back; Release pairs with the mutator's CAS.
+                if m.state.load(Ordering::Relaxed) == HELD {
+                    m.state.store(BLOCKING, Ordering::Release);
+                }
             }
+            self.poll.fetch_and(!POLL_STOP, Ordering::Relaxed);
+            released = std::time::Instant::now();
         }
-        self.poll.fetch_and(!POLL_STOP, Ordering::Relaxed);
-        self.cv.notify_all();
         drop(stopped);
+        // Waiters test their condition under the lock, which they cannot have seen
+        // unchanged since we released it: none misses this.
+        self.cv.notify_all();
+        released
     }
 
     /// The mutator's side of a safepoint that found `STOP` set: park until the world
@@ -287,13 +303,13 @@ unsafe impl<'w> crate::embedder::Embedder for Standalone<'w> {
         *self.stopped.borrow_mut() = Some(s);
     }
 
-    fn start_the_world(&self) {
+    fn start_the_world(&self) -> std::time::Instant {
         let s = self
             .stopped
             .borrow_mut()
             .take()
             .expect("runtime: start_the_world without a stop");
-        self.world.start(s);
+        self.world.start(s)
     }
 
     fn mutator_count(&self) -> usize {

@@ -104,7 +104,9 @@
 //! counterpart completes an entry only after claiming its group with a CAS, so a party is
 //! completed exactly once however many channels it waits on; it fills or empties the entry's
 //! value slot, publishes `done` (Release) and wakes the party after releasing the channel's
-//! lock (waking may take scheduler locks, which never nest inside a channel lock). Values
+//! lock (waking may take scheduler locks, which never nest inside a channel lock). Entries
+//! live in the waiting party's own frame (a select's on the heap) and the queues point at
+//! them, and a goroutine reuses its group, so a blocking operation allocates nothing. Values
 //! are handed over directly to a waiting receiver (capacity 0 is a rendezvous); a receive
 //! from a full buffer moves the oldest blocked sender's value in behind it, keeping FIFO.
 //! Closing claims every waiter: receivers see closed after the buffer drains, senders get

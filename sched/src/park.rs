@@ -82,6 +82,11 @@ impl Goroutine {
         self.g.id()
     }
 
+    /// The G this handle wakes (compared, never dereferenced, by its users).
+    pub(crate) fn g_ptr(&self) -> *const G {
+        Arc::as_ptr(&self.g)
+    }
+
     /// Makes the goroutine runnable if it is parked, or leaves it a token if it is not.
     pub fn ready(&self) {
         if self.g.state.ready(self.generation) {

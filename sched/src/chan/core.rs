@@ -1,7 +1,7 @@
 //! The channel itself: a buffer and two wait queues under one lock (Go's `hchan`).
 
-use super::waiter::{Entry, Group, OUTCOME_CLOSED, OUTCOME_OK};
-use crate::loom::{Arc, Mutex, MutexGuard, lock};
+use super::waiter::{Entry, OUTCOME_CLOSED, OUTCOME_OK, Waiting, Won};
+use crate::loom::{Mutex, MutexGuard, lock};
 use std::collections::VecDeque;
 
 /// State under the channel's lock.
@@ -14,9 +14,9 @@ pub(crate) struct State<T> {
     /// Every `Receiver` is gone: sends fail with their value, blocked senders are woken.
     pub(crate) no_receivers: bool,
     /// Blocked receivers, oldest first.
-    pub(crate) recvq: VecDeque<Arc<Entry<T>>>,
+    pub(crate) recvq: VecDeque<Waiting<T>>,
     /// Blocked senders with their values, oldest first.
-    pub(crate) sendq: VecDeque<Arc<Entry<T>>>,
+    pub(crate) sendq: VecDeque<Waiting<T>>,
 }
 
 /// A channel shared by its `Sender`s and `Receiver`s.
@@ -28,28 +28,14 @@ pub(crate) struct Chan<T> {
     state: Mutex<State<T>>,
 }
 
-/// An entry won under the lock, to be finished (woken) after the lock is released: waking a
-/// goroutine can take scheduler locks, which must never nest inside a channel's lock.
-#[must_use]
-pub(crate) struct Won<T>(Arc<Entry<T>>);
-
-impl<T> Won<T> {
-    pub(crate) fn finish(self) {
-        self.0.group.finish();
-    }
-
-    /// The group to finish later (a select finishes after releasing all its locks).
-    pub(crate) fn into_group(self) -> Arc<Group> {
-        self.0.group.clone()
-    }
-}
-
 /// Pops the first entry of `q` whose group can still be claimed, claiming it. Entries whose
 /// group another case already won are stale and dropped.
-fn pop_claimed<T>(q: &mut VecDeque<Arc<Entry<T>>>) -> Option<Arc<Entry<T>>> {
-    while let Some(e) = q.pop_front() {
-        if e.group.claim(e.case) {
-            return Some(e);
+fn pop_claimed<T>(q: &mut VecDeque<Waiting<T>>) -> Option<Waiting<T>> {
+    while let Some(w) = q.pop_front() {
+        // SAFETY: just taken off its queue under the channel's lock, which we hold.
+        let e = unsafe { w.entry() };
+        if e.group().claim(e.case) {
+            return Some(w);
         }
     }
     None
@@ -58,7 +44,7 @@ fn pop_claimed<T>(q: &mut VecDeque<Arc<Entry<T>>>) -> Option<Arc<Entry<T>>> {
 /// What a send attempt did.
 pub(crate) enum SendStep<T> {
     /// Delivered (to a waiting receiver, to be woken, or into the buffer).
-    Sent(Option<Won<T>>),
+    Sent(Option<Won>),
     /// Nobody can take it now; the value comes back.
     Full(T),
     /// Closed, or no receiver left; the value comes back.
@@ -69,7 +55,7 @@ pub(crate) enum SendStep<T> {
 pub(crate) enum RecvStep<T> {
     /// A value, and perhaps a blocked sender to wake (its value moved into the buffer or
     /// straight to us).
-    Got(T, Option<Won<T>>),
+    Got(T, Option<Won>),
     /// Nothing now.
     Empty,
     /// Closed and drained.
@@ -157,11 +143,13 @@ impl<T> Chan<T> {
         if s.closed || s.no_receivers {
             return SendStep::Closed(v);
         }
-        if let Some(r) = pop_claimed(&mut s.recvq) {
+        if let Some(w) = pop_claimed(&mut s.recvq) {
+            // SAFETY: just taken off the queue under our lock (still held).
+            let r = unsafe { w.entry() };
             // SAFETY: we just won `r`'s group for its case and have not finished it.
             unsafe { r.put_value(v) };
             r.set_outcome(OUTCOME_OK);
-            return SendStep::Sent(Some(Won(r)));
+            return SendStep::Sent(Some(r.won()));
         }
         if s.buf.len() < self.cap {
             s.buf.push_back(v);
@@ -175,21 +163,25 @@ impl<T> Chan<T> {
         if let Some(v) = s.buf.pop_front() {
             // A slot opened: the oldest blocked sender's value moves into the buffer.
             let won = pop_claimed(&mut s.sendq).map(|w| {
+                // SAFETY: just taken off the queue under our lock (still held).
+                let w = unsafe { w.entry() };
                 // SAFETY: we just won `w`; a queued sender always holds its value.
                 let sv =
                     unsafe { w.take_value() }.expect("runtime: blocked sender without a value");
                 s.buf.push_back(sv);
                 w.set_outcome(OUTCOME_OK);
-                Won(w)
+                w.won()
             });
             return RecvStep::Got(v, won);
         }
         if let Some(w) = pop_claimed(&mut s.sendq) {
             // Unbuffered (or a buffer that is empty with senders waiting: capacity 0).
             // SAFETY: as above.
+            let w = unsafe { w.entry() };
+            // SAFETY: as above.
             let v = unsafe { w.take_value() }.expect("runtime: blocked sender without a value");
             w.set_outcome(OUTCOME_OK);
-            return RecvStep::Got(v, Some(Won(w)));
+            return RecvStep::Got(v, Some(w.won()));
         }
         if s.closed {
             return RecvStep::Closed;
@@ -200,7 +192,7 @@ impl<T> Chan<T> {
     /// Marks the channel closed and claims every blocked party (receivers see closed,
     /// senders get their values back). Returns them to be woken after the lock is released,
     /// or `None` if it was already closed.
-    pub(crate) fn close_locked(s: &mut State<T>) -> Option<Vec<Won<T>>> {
+    pub(crate) fn close_locked(s: &mut State<T>) -> Option<Vec<Won>> {
         if s.closed {
             return None;
         }
@@ -209,51 +201,54 @@ impl<T> Chan<T> {
     }
 
     /// The last receiver went away: blocked senders fail with their values.
-    pub(crate) fn drop_receivers_locked(s: &mut State<T>) -> Vec<Won<T>> {
+    pub(crate) fn drop_receivers_locked(s: &mut State<T>) -> Vec<Won> {
         s.no_receivers = true;
         let mut woken = Vec::new();
         while let Some(w) = pop_claimed(&mut s.sendq) {
-            w.set_outcome(OUTCOME_CLOSED);
-            woken.push(Won(w));
+            woken.push(Self::fail(&w));
         }
         woken
     }
 
-    fn fail_all(s: &mut State<T>) -> Vec<Won<T>> {
+    fn fail_all(s: &mut State<T>) -> Vec<Won> {
         let mut woken = Vec::new();
         while let Some(r) = pop_claimed(&mut s.recvq) {
-            r.set_outcome(OUTCOME_CLOSED);
-            woken.push(Won(r));
+            woken.push(Self::fail(&r));
         }
         while let Some(w) = pop_claimed(&mut s.sendq) {
-            w.set_outcome(OUTCOME_CLOSED);
-            woken.push(Won(w));
+            woken.push(Self::fail(&w));
         }
         woken
     }
 
-    /// Queues a blocked receiver (for `group`'s case `case`) under the lock.
-    pub(crate) fn enqueue_recv(s: &mut State<T>, group: &Arc<Group>, case: usize) -> Arc<Entry<T>> {
-        let e = Arc::new(Entry::new(group.clone(), case, None));
-        s.recvq.push_back(e.clone());
-        e
+    /// Completes a claimed entry with "closed" (a sender's value stays in its slot).
+    fn fail(w: &Waiting<T>) -> Won {
+        // SAFETY: just taken off its queue under the channel's lock, which the caller holds.
+        let e = unsafe { w.entry() };
+        e.set_outcome(OUTCOME_CLOSED);
+        e.won()
     }
 
-    /// Queues a blocked sender with its value under the lock.
-    pub(crate) fn enqueue_send(
-        s: &mut State<T>,
-        group: &Arc<Group>,
-        case: usize,
-        v: T,
-    ) -> Arc<Entry<T>> {
-        let e = Arc::new(Entry::new(group.clone(), case, Some(v)));
-        s.sendq.push_back(e.clone());
-        e
+    /// Queues a blocked receiver's entry under the lock.
+    ///
+    /// # Safety
+    /// `e` must stay alive and in place until it is taken off the queue: by a claimer (whose
+    /// `finish` the owner then waits for) or by [`Chan::dequeue`].
+    pub(crate) unsafe fn enqueue_recv(s: &mut State<T>, e: &Entry<T>) {
+        s.recvq.push_back(Waiting::new(e));
+    }
+
+    /// Queues a blocked sender's entry (holding its value) under the lock.
+    ///
+    /// # Safety
+    /// As for [`Chan::enqueue_recv`].
+    pub(crate) unsafe fn enqueue_send(s: &mut State<T>, e: &Entry<T>) {
+        s.sendq.push_back(Waiting::new(e));
     }
 
     /// Removes `e` from whichever queue holds it (a select's losing cases, after it woke).
-    pub(crate) fn dequeue(s: &mut State<T>, e: &Arc<Entry<T>>) {
-        s.recvq.retain(|x| !Arc::ptr_eq(x, e));
-        s.sendq.retain(|x| !Arc::ptr_eq(x, e));
+    pub(crate) fn dequeue(s: &mut State<T>, e: *const Entry<T>) {
+        s.recvq.retain(|x| !x.is(e));
+        s.sendq.retain(|x| !x.is(e));
     }
 }

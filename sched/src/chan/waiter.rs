@@ -2,14 +2,25 @@
 //! per-channel entries that name it.
 //!
 //! A *group* is one blocked party: a plain `send` / `recv` is a group of one case, a select
-//! (a later addition) a group of several. Each case puts an *entry* on one channel's wait
-//! queue. Whoever completes an entry — a counterpart under that channel's lock, or `close` —
-//! first claims the whole group with one CAS on `won` (0 → case + 1); a failed claim means
-//! another case already won, and the entry is dropped as stale. The claimer fills or empties
-//! the entry's value slot and records the outcome, then publishes `done` (Release) and wakes
-//! the party, which reads the slot only after seeing `done` (Acquire). So a slot has one
-//! writer at a time: its owner before the entry is queued (the queue's lock orders that
-//! write before any claimer), the claimer after winning, the owner again after `done`.
+//! a group of several. Each case puts an *entry* on one channel's wait queue. Whoever
+//! completes an entry — a counterpart under that channel's lock, or `close` — first claims
+//! the whole group with one CAS on `won` (0 → case + 1); a failed claim means another case
+//! already won, and the entry is dropped as stale. The claimer fills or empties the entry's
+//! value slot and records the outcome, then publishes `done` (Release) and wakes the party,
+//! which reads the slot only after seeing `done` (Acquire). So a slot has one writer at a
+//! time: its owner before the entry is queued (the queue's lock orders that write before any
+//! claimer), the claimer after winning, the owner again after `done`.
+//!
+//! **Nothing is allocated per blocking operation** (Go's `sudog` cache plays the same role).
+//! An entry lives in its owner's frame — a plain send or receive's stack frame, a select
+//! arm's heap slot — and the wait queues hold raw pointers to it. That is sound because the
+//! owner does not leave the frame before every queue has let go of the entry: a plain
+//! operation's single entry is taken off its queue by the claimer before `done`, and a select
+//! takes its losing entries off their channels, under their locks, before it returns; the
+//! wait in between cannot unwind. A goroutine's group is taken from a one-slot cache in its G
+//! and put back after the operation; it is reused only when no finisher still holds it. The
+//! finisher touches the group after publishing `done` (to wake the party), so it holds its
+//! own reference from before `done` until the wake-up is delivered (`Won::finish`).
 
 use crate::loom::{Arc, AtomicBool, AtomicU8, AtomicUsize, Ordering, UnsafeCell, thread};
 use crate::park::Goroutine;
@@ -49,12 +60,16 @@ impl std::fmt::Debug for Group {
 }
 
 impl Group {
-    /// A group for the calling goroutine, or for the calling thread outside a goroutine.
+    /// A group for one blocking operation of the calling goroutine, or of the calling thread
+    /// outside a goroutine. Hand it back with [`Group::recycle`] once the operation is over.
     ///
-    /// A goroutine reuses its last group when nobody else holds it any more (every entry
-    /// naming it was dropped): a blocking channel or `sync` operation then allocates no group
-    /// and makes no new handle to its goroutine. The cache lives in the G, is touched only by
-    /// the running goroutine, and is emptied when the goroutine exits (`spawn::run_body`).
+    /// A goroutine takes its group out of the one-slot cache in its G and reuses it when
+    /// nobody else holds it any more (a finisher may still be delivering the previous
+    /// operation's wake-up): a blocking channel or `sync` operation then allocates nothing
+    /// and makes no new handle to its goroutine. The cache is touched only by the running
+    /// goroutine and is emptied when the goroutine exits (`spawn::run_body`). Taking the group
+    /// out (rather than sharing it) keeps a nested operation — none exists today — from
+    /// resetting a group that is still in use: it would find the cache empty.
     pub(crate) fn current() -> Arc<Group> {
         let g = crate::m::current_g();
         if g.is_null() {
@@ -62,19 +77,36 @@ impl Group {
         }
         // SAFETY: the running goroutine owns its group cache; no other borrow of it is live.
         let cache = unsafe { &mut *(*g).group_cache.get() };
-        if let Some(cached) = cache.as_mut()
-            && let Some(unique) = Arc::get_mut(cached)
+        if let Some(mut cached) = cache.take()
+            && let Some(unique) = Arc::get_mut(&mut cached)
         {
             // `get_mut` proved every other holder gone (with Acquire), so plain resets are
             // not observed by anyone.
             unique.won.store(0, Ordering::Relaxed);
             unique.done.store(false, Ordering::Relaxed);
-            return cached.clone();
+            return cached;
         }
         let me = crate::park::current().expect("runtime: a running goroutine has a handle");
-        let fresh = Arc::new(Group::fresh(Wake::Goroutine(me)));
-        *cache = Some(fresh.clone());
-        fresh
+        Arc::new(Group::fresh(Wake::Goroutine(me)))
+    }
+
+    /// Hands back a group from [`Group::current`] after its operation ended (`wait`
+    /// returned, or it was never queued): a goroutine's group goes back to its cache.
+    pub(crate) fn recycle(this: Arc<Group>) {
+        if let Wake::Goroutine(owner) = &this.wake {
+            let g = crate::m::current_g();
+            debug_assert!(
+                std::ptr::eq(g, owner.g_ptr()),
+                "runtime: a group recycled by another goroutine"
+            );
+            if !g.is_null() {
+                // SAFETY: as in `current`.
+                let cache = unsafe { &mut *(*g).group_cache.get() };
+                if cache.is_none() {
+                    *cache = Some(this);
+                }
+            }
+        }
     }
 
     fn fresh(wake: Wake) -> Group {
@@ -133,9 +165,37 @@ impl Group {
     }
 }
 
-/// One case of a group, queued on one channel.
+/// Claimed entries are finished through this: the group to wake once the channel's lock is
+/// released (waking may take scheduler locks, which never nest inside a channel's lock).
+///
+/// Holds the group by raw pointer: from the claim until `finish` publishes `done`, the
+/// group's owner is still waiting and holds its own `Arc`.
+#[doc(hidden)]
+#[must_use]
+#[derive(Debug)]
+pub struct Won(std::ptr::NonNull<Group>);
+
+impl Won {
+    /// Publishes the winner's slot and outcome and wakes the party.
+    pub(crate) fn finish(self) {
+        let p = self.0.as_ptr().cast_const();
+        // SAFETY: `p` came from `Arc::as_ptr` of the owner's group (`Entry::new`), and the
+        // owner holds that `Arc` until it sees `done`, which only `finish` below publishes:
+        // the count is at least one here. Our own reference keeps the group — and the handle
+        // it wakes — alive after `done`, when the owner may drop or reuse its own.
+        let keep = unsafe {
+            Arc::increment_strong_count(p);
+            Arc::from_raw(p)
+        };
+        keep.finish();
+    }
+}
+
+/// One case of a group, queued on one channel. Lives in its owner's frame; wait queues
+/// hold [`Waiting`] pointers to it (see the module docs).
 pub(crate) struct Entry<T> {
-    pub(crate) group: Arc<Group>,
+    /// The owner's group (`Arc::as_ptr`); the owner's `Arc` outlives the entry.
+    group: std::ptr::NonNull<Group>,
     /// Which case of the group this is (0 for a plain operation).
     pub(crate) case: usize,
     /// A sender's value (taken by the winner) or the value received (put by the winner).
@@ -153,19 +213,67 @@ impl<T> std::fmt::Debug for Entry<T> {
 
 // SAFETY: the slot is accessed by one party at a time (module docs): its owner before the
 // entry is queued and after `done`, the winning claimer in between; values of `T: Send`
-// move between threads only.
+// move between threads only. The group pointer is only read (the group is `Sync`).
 unsafe impl<T: Send> Send for Entry<T> {}
 // SAFETY: as above.
 unsafe impl<T: Send> Sync for Entry<T> {}
 
+/// A queued entry: a pointer into its owner's frame, valid while it is queued.
+pub(crate) struct Waiting<T>(std::ptr::NonNull<Entry<T>>);
+
+// SAFETY: a `Waiting` only moves between threads under its channel's lock; the entry it
+// points to is `Send + Sync` for `T: Send`.
+unsafe impl<T: Send> Send for Waiting<T> {}
+
+impl<T> Waiting<T> {
+    /// Points at `entry`, which is about to be queued.
+    pub(crate) fn new(entry: &Entry<T>) -> Waiting<T> {
+        Waiting(std::ptr::NonNull::from(entry))
+    }
+
+    /// Whether this points at `entry`.
+    pub(crate) fn is(&self, entry: *const Entry<T>) -> bool {
+        std::ptr::eq(self.0.as_ptr(), entry)
+    }
+
+    /// The queued entry.
+    ///
+    /// # Safety
+    /// `self` must still be on (or just taken off, under the same lock) the queue it was
+    /// pushed on: its owner then keeps the entry alive and in place.
+    pub(crate) unsafe fn entry(&self) -> &Entry<T> {
+        // SAFETY: per the contract (the queuing rule of the module docs).
+        unsafe { self.0.as_ref() }
+    }
+}
+
 impl<T> Entry<T> {
-    pub(crate) fn new(group: Arc<Group>, case: usize, value: Option<T>) -> Entry<T> {
+    /// An entry for case `case` of `group`, carrying a sender's value.
+    ///
+    /// # Safety
+    /// `group` (the `Arc` itself, not a clone) must outlive the entry; the entry must not
+    /// move while queued, and must not be dropped before it is off every queue.
+    pub(crate) unsafe fn new(group: &Arc<Group>, case: usize, value: Option<T>) -> Entry<T> {
         Entry {
-            group,
+            // `as_ptr`, not a reference: `Won::finish` rebuilds an `Arc` from this pointer,
+            // which needs the provenance of the whole allocation.
+            group: std::ptr::NonNull::new(Arc::as_ptr(group).cast_mut())
+                .expect("runtime: an Arc is never null"),
             case,
             slot: UnsafeCell::new(value),
             outcome: AtomicU8::new(OUTCOME_PENDING),
         }
+    }
+
+    /// The entry's group.
+    pub(crate) fn group(&self) -> &Group {
+        // SAFETY: the owner's `Arc` outlives the entry (`new`'s contract).
+        unsafe { self.group.as_ref() }
+    }
+
+    /// A claimer that won this entry's group: the handle to finish it with.
+    pub(crate) fn won(&self) -> Won {
+        Won(self.group)
     }
 
     /// The claimer takes a sender's value.
@@ -191,10 +299,12 @@ impl<T> Entry<T> {
         self.outcome.store(outcome, Ordering::Relaxed);
     }
 
-    /// The owner, after the group is done and this case won: the outcome and the slot.
+    /// The owner, after the group is done and this case won (or the entry was never
+    /// claimed and is off every queue): the outcome and the slot.
     ///
     /// # Safety
-    /// The caller owns the entry, its group is done (`wait` returned) and this case won.
+    /// The caller owns the entry, and its group is done (`wait` returned) or the entry was
+    /// never queued or has been taken off its queue under the channel's lock.
     pub(crate) unsafe fn result(&self) -> (u8, Option<T>) {
         let outcome = self.outcome.load(Ordering::Relaxed);
         // SAFETY: after `done` (Acquire) the owner is the slot's only user.

@@ -106,6 +106,67 @@ impl Goroutine {
     }
 }
 
+/// A parked goroutine to wake without a handle: what [`ready_parked_here`] needs, read out of
+/// a [`Goroutine`] before the handle may go away.
+#[derive(Clone, Copy)]
+pub(crate) struct ParkedRef {
+    g: NonNull<G>,
+    generation: u64,
+    shared: *const Shared,
+}
+
+impl Goroutine {
+    /// The raw parts of this handle, for [`ready_parked_here`].
+    pub(crate) fn parked_ref(&self) -> ParkedRef {
+        ParkedRef {
+            g: NonNull::from(&*self.g),
+            generation: self.generation,
+            shared: Arc::as_ptr(&self.shared),
+        }
+    }
+}
+
+/// The channel hand-off's wake-up, when it can be done without a reference to the handle:
+/// if the calling thread is an M of the goroutine's runtime holding a P, and the goroutine
+/// is parked, takes it (so it cannot run yet), calls `publish`, and queues it on this P as
+/// [`Goroutine::ready`] would. Returns `false` without calling `publish` otherwise (the
+/// caller then takes the general path).
+///
+/// Whatever `publish` releases (the handle `r` was read from, the waiter's group) may be
+/// freed once it returns: nothing but `r` is used after, and `r` only for the goroutine —
+/// whose scheduling reference we hold from the moment we took it — and for comparing the
+/// runtime with the calling M's own, which stays alive while the M runs.
+#[inline]
+pub(crate) fn ready_parked_here(r: ParkedRef, publish: impl FnOnce()) -> bool {
+    let m = current_m();
+    if m.is_null() {
+        return false;
+    }
+    // SAFETY: this thread's live M; no switch happens while we use it.
+    let m = unsafe { &*m };
+    if !m.has_p() || !std::ptr::eq(Arc::as_ptr(&m.shared), r.shared) {
+        return false;
+    }
+    // SAFETY: the caller's handle (alive until `publish`) keeps the G allocated.
+    if !unsafe { r.g.as_ref() }.state.ready_if_parked(r.generation) {
+        return false;
+    }
+    publish();
+    // We hold the G's scheduling reference now; the runtime is `m.shared`.
+    enqueue_local(m, r.g);
+    true
+}
+
+/// Queues a goroutine we hold the scheduling reference of on `m`'s P (which `m` holds, in
+/// the goroutine's runtime): into `runnext`, so it runs next, as in Go.
+#[inline]
+fn enqueue_local(m: &M, g: NonNull<G>) {
+    if let Some(old) = m.p_ref().runq.put_next(g) {
+        m.push_back(old);
+    }
+    m.shared.wakep();
+}
+
 /// Queues a goroutine that `GState::ready` just handed to us.
 fn enqueue_ready(shared: &Arc<Shared>, g: NonNull<G>) {
     let m = current_m();
@@ -113,10 +174,7 @@ fn enqueue_ready(shared: &Arc<Shared>, g: NonNull<G>) {
         // SAFETY: this thread's live M; no switch happens while we use it.
         let m = unsafe { &*m };
         if m.has_p() && Arc::ptr_eq(&m.shared, shared) {
-            if let Some(old) = m.p_ref().runq.put_next(g) {
-                m.push_back(old);
-            }
-            shared.wakep();
+            enqueue_local(m, g);
             return;
         }
     }
@@ -200,7 +258,12 @@ pub fn park() {
 /// On a plain thread.
 pub fn park_for(reason: WaitReason) {
     let m = current_m();
-    let g = current_g();
+    let g = if m.is_null() {
+        std::ptr::null()
+    } else {
+        // SAFETY: a non-null current M is this thread's live M.
+        unsafe { (*m).curg.get() }
+    };
     if g.is_null() {
         panic!("runtime: park called outside a goroutine; use std::thread::park on threads");
     }

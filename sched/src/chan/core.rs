@@ -34,6 +34,11 @@ fn pop_claimed<T>(q: &mut VecDeque<Waiting<T>>) -> Option<Waiting<T>> {
     while let Some(w) = q.pop_front() {
         // SAFETY: just taken off its queue under the channel's lock, which we hold.
         let e = unsafe { w.entry() };
+        if e.single {
+            // Its only entry, now off its only queue: nobody else can claim it.
+            e.group().claim_single();
+            return Some(w);
+        }
         if e.group().claim(e.case) {
             return Some(w);
         }

@@ -81,7 +81,7 @@ impl<T: Send> Sender<T> {
         let group = Group::current();
         // SAFETY: `group` outlives `entry` (declared before it); `entry` stays in this frame,
         // unmoved, until `wait` returns — by then its claimer took it off the queue.
-        let entry = unsafe { Entry::new(&group, 0, Some(v)) };
+        let entry = unsafe { Entry::single(&group, Some(v)) };
         // SAFETY: as above.
         unsafe { Chan::enqueue_send(&mut s, &entry) };
         drop(s);
@@ -190,7 +190,7 @@ impl<T: Send> Receiver<T> {
         };
         let group = Group::current();
         // SAFETY: as in `send`.
-        let entry = unsafe { Entry::new(&group, 0, None) };
+        let entry = unsafe { Entry::single(&group, None) };
         // SAFETY: as in `send`.
         unsafe { Chan::enqueue_recv(&mut s, &entry) };
         drop(s);

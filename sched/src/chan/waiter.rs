@@ -38,6 +38,26 @@ enum Wake {
     Thread(thread::Thread),
 }
 
+/// Whether the caller's `Arc` is the only one left, synchronising with the release of every
+/// other (as `Arc::get_mut` does). No `Weak` is ever made to a group, so the strong count
+/// alone decides, and a plain load and an Acquire fence (pairing with the Release decrement
+/// of each dropped `Arc`) replace `get_mut`'s compare-and-swap. Loom checks `get_mut`.
+#[inline]
+fn is_unique(arc: &mut Arc<Group>) -> bool {
+    #[cfg(not(loom))]
+    {
+        if Arc::strong_count(arc) == 1 {
+            crate::loom::fence(Ordering::Acquire);
+            return true;
+        }
+        false
+    }
+    #[cfg(loom)]
+    {
+        Arc::get_mut(arc).is_some()
+    }
+}
+
 /// One blocked party (public only because `select!`'s hidden arm trait names it).
 #[doc(hidden)]
 pub struct Group {
@@ -78,12 +98,12 @@ impl Group {
         // SAFETY: the running goroutine owns its group cache; no other borrow of it is live.
         let cache = unsafe { &mut *(*g).group_cache.get() };
         if let Some(mut cached) = cache.take()
-            && let Some(unique) = Arc::get_mut(&mut cached)
+            && is_unique(&mut cached)
         {
-            // `get_mut` proved every other holder gone (with Acquire), so plain resets are
-            // not observed by anyone.
-            unique.won.store(0, Ordering::Relaxed);
-            unique.done.store(false, Ordering::Relaxed);
+            // Every other holder is gone (and synchronised with), so plain resets are not
+            // observed by anyone.
+            cached.won.store(0, Ordering::Relaxed);
+            cached.done.store(false, Ordering::Relaxed);
             return cached;
         }
         let me = crate::park::current().expect("runtime: a running goroutine has a handle");
@@ -94,17 +114,18 @@ impl Group {
     /// returned, or it was never queued): a goroutine's group goes back to its cache.
     pub(crate) fn recycle(this: Arc<Group>) {
         if let Wake::Goroutine(owner) = &this.wake {
-            let g = crate::m::current_g();
+            // A goroutine's group is made by `current` for the goroutine itself, and handed
+            // back by the same operation: its owner is the calling goroutine.
+            let g = owner.g_ptr();
             debug_assert!(
-                std::ptr::eq(g, owner.g_ptr()),
+                std::ptr::eq(g, crate::m::current_g()),
                 "runtime: a group recycled by another goroutine"
             );
-            if !g.is_null() {
-                // SAFETY: as in `current`.
-                let cache = unsafe { &mut *(*g).group_cache.get() };
-                if cache.is_none() {
-                    *cache = Some(this);
-                }
+            // SAFETY: `g` is the running goroutine (above), which owns its group cache; the
+            // handle in the group keeps it alive.
+            let cache = unsafe { &mut *(*g).group_cache.get() };
+            if cache.is_none() {
+                *cache = Some(this);
             }
         }
     }
@@ -115,6 +136,19 @@ impl Group {
             done: AtomicBool::new(false),
             wake,
         }
+    }
+
+    /// Claims a group of one case whose only entry the caller just took off its queue,
+    /// under that queue's lock: nobody else can ever reach it, so no CAS is needed.
+    #[inline]
+    pub(crate) fn claim_single(&self) {
+        debug_assert_eq!(
+            self.won.load(Ordering::Relaxed),
+            0,
+            "runtime: claimed twice"
+        );
+        // Relaxed: the owner reads `won` only after `done` (Release / Acquire).
+        self.won.store(1, Ordering::Relaxed);
     }
 
     /// Claims the group for `case`. Only the winner may complete its entry.
@@ -179,6 +213,20 @@ impl Won {
     /// Publishes the winner's slot and outcome and wakes the party.
     pub(crate) fn finish(self) {
         let p = self.0.as_ptr().cast_const();
+        // The common case, a goroutine of this M's runtime that is parked: take it (it
+        // cannot run, so cannot see `done`, before we queue it), publish `done`, queue it —
+        // no reference to the group is needed after `done`, so none is taken.
+        // SAFETY: the owner holds its `Arc` until it sees `done` (see below); the borrow ends
+        // before `done` is published.
+        if let Wake::Goroutine(h) = unsafe { &(*p).wake } {
+            let r = h.parked_ref();
+            // SAFETY: as above; `done` is published by this store, after which `p` is not
+            // used.
+            let publish = || unsafe { (*p).done.store(true, Ordering::Release) };
+            if crate::park::ready_parked_here(r, publish) {
+                return;
+            }
+        }
         // SAFETY: `p` came from `Arc::as_ptr` of the owner's group (`Entry::new`), and the
         // owner holds that `Arc` until it sees `done`, which only `finish` below publishes:
         // the count is at least one here. Our own reference keeps the group — and the handle
@@ -198,6 +246,8 @@ pub(crate) struct Entry<T> {
     group: std::ptr::NonNull<Group>,
     /// Which case of the group this is (0 for a plain operation).
     pub(crate) case: usize,
+    /// The group's only entry (a plain operation): claimed without a CAS (`claim_single`).
+    pub(crate) single: bool,
     /// A sender's value (taken by the winner) or the value received (put by the winner).
     slot: UnsafeCell<Option<T>>,
     outcome: AtomicU8,
@@ -254,12 +304,26 @@ impl<T> Entry<T> {
     /// `group` (the `Arc` itself, not a clone) must outlive the entry; the entry must not
     /// move while queued, and must not be dropped before it is off every queue.
     pub(crate) unsafe fn new(group: &Arc<Group>, case: usize, value: Option<T>) -> Entry<T> {
+        // SAFETY: forwarded contract.
+        let mut e = unsafe { Entry::single(group, value) };
+        e.case = case;
+        e.single = false;
+        e
+    }
+
+    /// The only entry of `group` (a plain send or receive), carrying a sender's value. It
+    /// must be queued on one channel at most.
+    ///
+    /// # Safety
+    /// As [`Entry::new`].
+    pub(crate) unsafe fn single(group: &Arc<Group>, value: Option<T>) -> Entry<T> {
         Entry {
             // `as_ptr`, not a reference: `Won::finish` rebuilds an `Arc` from this pointer,
             // which needs the provenance of the whole allocation.
             group: std::ptr::NonNull::new(Arc::as_ptr(group).cast_mut())
                 .expect("runtime: an Arc is never null"),
-            case,
+            case: 0,
+            single: true,
             slot: UnsafeCell::new(value),
             outcome: AtomicU8::new(OUTCOME_PENDING),
         }

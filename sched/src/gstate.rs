@@ -111,6 +111,11 @@ impl GState {
             .is_ok()
     }
 
+    /// Whether the G is parked now (Relaxed: for goroutine dumps).
+    pub(crate) fn is_parked(&self) -> bool {
+        self.word.load(Ordering::Relaxed) & STATUS == PARKED
+    }
+
     /// The M, when the G has exited: invalidates every handle to this incarnation.
     pub(crate) fn retire(&self) {
         let cur = self.word.load(Ordering::Relaxed);

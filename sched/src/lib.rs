@@ -161,7 +161,11 @@
 //!   ever run again: every other M idle, every P idle and empty, the global queue empty, no
 //!   hook waiters, no [`ForeignThread`] — and no goroutine waiting on another runtime (a
 //!   cross-runtime `join` counts as a foreign thread of the joiner's runtime while it waits).
-//!   Then it prints Go's `fatal error: all goroutines are asleep - deadlock!` and exits 2.
+//!   Then it prints Go's `fatal error: all goroutines are asleep - deadlock!` and a line per
+//!   goroutine with the reason it waits (`goroutine 7 [chan receive]:`), and exits 2. The
+//!   goroutines are found through the runtime's registry of G objects (`g.rs`, `AllGs`, Go's
+//!   `allgs`): a G is registered when allocated and unregistered when the runtime lets go of
+//!   it, so spawning on a recycled G and exiting cost the registry nothing.
 //! * **Two fairness ticks.** `find_runnable` looks at the global queue first every 61st
 //!   round (`sched_tick`). The direct-switch fast path (below) has its own count
 //!   (`yield_tick`): every 61st direct switch with the global queue non-empty (or a timer

@@ -417,6 +417,8 @@ impl M {
         // SAFETY: the scheduling reference came from `Arc::into_raw` and is ours.
         let mut arc = unsafe { Arc::from_raw(g.as_ptr()) };
         arc.state.retire();
+        // Relaxed: read by dumps only (a hint).
+        arc.wait_reason.store(crate::g::NOT_LIVE, Ordering::Relaxed);
         self.shared.ngoroutines.fetch_sub(1, Ordering::Relaxed);
         let p = self.p_ref();
         // SAFETY: we hold our P; the G's cells are ours (it has exited).
@@ -435,6 +437,9 @@ impl M {
                 let spill = owned.free_gs.len() / 2;
                 lock(&self.shared.free_gs).extend(owned.free_gs.drain(..spill));
             }
+        } else {
+            // A handle still refers to it, so it is not reused: the runtime lets go of it.
+            self.shared.allgs.unregister(&arc);
         }
     }
 

@@ -217,6 +217,27 @@ pub enum WaitReason {
 }
 
 impl WaitReason {
+    const ALL: [WaitReason; 13] = [
+        WaitReason::Parked,
+        WaitReason::ChanReceive,
+        WaitReason::ChanSend,
+        WaitReason::Select,
+        WaitReason::Sleep,
+        WaitReason::IoWait,
+        WaitReason::SyncMutexLock,
+        WaitReason::SyncRWMutexRLock,
+        WaitReason::SyncRWMutexLock,
+        WaitReason::SyncWaitGroupWait,
+        WaitReason::SyncCondWait,
+        WaitReason::SemAcquire,
+        WaitReason::Join,
+    ];
+
+    /// The reason stored as `reason as u8`, if it is one.
+    pub(crate) fn from_u8(v: u8) -> Option<WaitReason> {
+        WaitReason::ALL.into_iter().find(|r| *r as u8 == v)
+    }
+
     /// Go's wording.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -392,11 +413,11 @@ impl Waiter {
         }
     }
 
-    pub(crate) fn park_current() {
+    pub(crate) fn park_current(reason: WaitReason) {
         if current_g().is_null() {
             std::thread::park();
         } else {
-            park();
+            park_for(reason);
         }
     }
 }

@@ -22,25 +22,21 @@ pub(crate) type LocalValues = Vec<(usize, Box<dyn Any>)>;
 /// popped its scheduling reference from a run queue (or won `GState::ready`), which is
 /// exclusive by the run-queue and park protocols. Only `id`, `state` and `pinned_waiter` are
 /// touched by other threads.
+///
+/// `repr(C)` and 64-byte alignment put the fields a channel hand-off touches — park state,
+/// saved context, id, stack, group cache, wait reason — on one cache line: a pipeline of
+/// thousands of goroutines touches a cold G at every hop.
 #[derive(Debug)]
+#[repr(C, align(64))]
 pub(crate) struct G {
-    /// Goroutine id. Written by the M that (re)initialises the G before it is published to a
-    /// run queue (Release through the queue); read by anyone holding the G.
-    pub(crate) id: AtomicU64,
     pub(crate) state: GState,
     /// Saved registers while switched out. Written by `switch`, on the thread running the G.
     pub(crate) ctx: UnsafeCell<Context>,
+    /// Goroutine id. Written by the M that (re)initialises the G before it is published to a
+    /// run queue (Release through the queue); read by anyone holding the G.
+    pub(crate) id: AtomicU64,
     /// Given when the G first runs; returned to the P's cache when it exits.
     pub(crate) stack: UnsafeCell<Option<Stack>>,
-    pub(crate) entry: UnsafeCell<Option<Entry>>,
-    pub(crate) locals: UnsafeCell<LocalValues>,
-    /// Set during the last round of local destruction (`spawn::destroy_locals`): from then
-    /// on `GoroutineLocal::with` refuses to create values. Cleared when the G is reused.
-    pub(crate) locals_closed: UnsafeCell<bool>,
-    /// While the G waits for a token without leaving its thread (during a panic unwind), the
-    /// parker of that thread's M. Set and cleared by the G; read by readiers (SeqCst: pairs
-    /// with the token handshake, see `park.rs`).
-    pub(crate) pinned_waiter: AtomicPtr<Parker>,
     /// The goroutine's last blocking group, reused by its next blocking channel or `sync`
     /// operation when nobody else holds it (`chan::waiter::Group::current`). Touched only by
     /// the running goroutine; emptied when the goroutine ends (it holds a handle to the G).
@@ -50,10 +46,23 @@ pub(crate) struct G {
     /// G before it parks and by the scheduler when the G starts and exits; read by goroutine
     /// dumps (Relaxed: a hint — the deadlock report reads it with every M idle).
     pub(crate) wait_reason: AtomicU8,
+    /// While the G waits for a token without leaving its thread (during a panic unwind), the
+    /// parker of that thread's M. Set and cleared by the G; read by readiers (SeqCst: pairs
+    /// with the token handshake, see `park.rs`).
+    pub(crate) pinned_waiter: AtomicPtr<Parker>,
     /// This G's slot in its runtime's registry of Gs (`AllGs`). Written under the registry's
     /// lock only.
     pub(crate) registry_slot: AtomicUsize,
+    /// Set during the last round of local destruction (`spawn::destroy_locals`): from then
+    /// on `GoroutineLocal::with` refuses to create values. Cleared when the G is reused.
+    pub(crate) locals_closed: UnsafeCell<bool>,
+    pub(crate) entry: UnsafeCell<Option<Entry>>,
+    pub(crate) locals: UnsafeCell<LocalValues>,
 }
+
+// The hand-off's fields share the G's first cache line (see `G`; loom's atomics are larger).
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::offset_of!(G, wait_reason) < 64);
 
 /// `G::wait_reason` of a G that runs no goroutine.
 pub(crate) const NOT_LIVE: u8 = u8::MAX;

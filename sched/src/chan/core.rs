@@ -1,6 +1,6 @@
 //! The channel itself: a buffer and two wait queues under one lock (Go's `hchan`).
 
-use super::waiter::{Entry, OUTCOME_CLOSED, OUTCOME_OK, Waiting, Won};
+use super::waiter::{Entry, OUTCOME_CLOSED, OUTCOME_OK, WaitQueue, Waiting, Won};
 use crate::loom::{Mutex, MutexGuard, lock};
 use std::collections::VecDeque;
 
@@ -14,9 +14,9 @@ pub(crate) struct State<T> {
     /// Every `Receiver` is gone: sends fail with their value, blocked senders are woken.
     pub(crate) no_receivers: bool,
     /// Blocked receivers, oldest first.
-    pub(crate) recvq: VecDeque<Waiting<T>>,
+    pub(crate) recvq: WaitQueue<T>,
     /// Blocked senders with their values, oldest first.
-    pub(crate) sendq: VecDeque<Waiting<T>>,
+    pub(crate) sendq: WaitQueue<T>,
 }
 
 /// A channel shared by its `Sender`s and `Receiver`s.
@@ -30,7 +30,7 @@ pub(crate) struct Chan<T> {
 
 /// Pops the first entry of `q` whose group can still be claimed, claiming it. Entries whose
 /// group another case already won are stale and dropped.
-fn pop_claimed<T>(q: &mut VecDeque<Waiting<T>>) -> Option<Waiting<T>> {
+fn pop_claimed<T>(q: &mut WaitQueue<T>) -> Option<Waiting<T>> {
     while let Some(w) = q.pop_front() {
         // SAFETY: just taken off its queue under the channel's lock, which we hold.
         let e = unsafe { w.entry() };
@@ -133,8 +133,8 @@ impl<T> Chan<T> {
                 buf: VecDeque::with_capacity(cap.min(1024)),
                 closed: false,
                 no_receivers: false,
-                recvq: VecDeque::new(),
-                sendq: VecDeque::new(),
+                recvq: WaitQueue::default(),
+                sendq: WaitQueue::default(),
             }),
         }
     }
@@ -240,7 +240,8 @@ impl<T> Chan<T> {
     /// `e` must stay alive and in place until it is taken off the queue: by a claimer (whose
     /// `finish` the owner then waits for) or by [`Chan::dequeue`].
     pub(crate) unsafe fn enqueue_recv(s: &mut State<T>, e: &Entry<T>) {
-        s.recvq.push_back(Waiting::new(e));
+        // SAFETY: forwarded contract; we hold the lock (`s`).
+        unsafe { s.recvq.push_back(e) };
     }
 
     /// Queues a blocked sender's entry (holding its value) under the lock.
@@ -248,12 +249,21 @@ impl<T> Chan<T> {
     /// # Safety
     /// As for [`Chan::enqueue_recv`].
     pub(crate) unsafe fn enqueue_send(s: &mut State<T>, e: &Entry<T>) {
-        s.sendq.push_back(Waiting::new(e));
+        // SAFETY: as in `enqueue_recv`.
+        unsafe { s.sendq.push_back(e) };
     }
 
     /// Removes `e` from whichever queue holds it (a select's losing cases, after it woke).
-    pub(crate) fn dequeue(s: &mut State<T>, e: *const Entry<T>) {
-        s.recvq.retain(|x| !x.is(e));
-        s.sendq.retain(|x| !x.is(e));
+    pub(crate) fn dequeue(s: &mut State<T>, e: &Entry<T>) {
+        // An entry is on one of the two queues at most; in the middle of a queue, unlinking
+        // needs no head or tail, so only the ends tell which queue it is.
+        let q = if s.sendq.ends_with(e) {
+            &mut s.sendq
+        } else {
+            &mut s.recvq
+        };
+        // SAFETY: we hold the lock (`s`); the caller owns `e`, which is on neither queue or
+        // on `q` (or in the middle of either, where `q`'s head and tail are not involved).
+        unsafe { q.remove(e) };
     }
 }

@@ -251,6 +251,16 @@ pub(crate) struct Entry<T> {
     /// A sender's value (taken by the winner) or the value received (put by the winner).
     slot: UnsafeCell<Option<T>>,
     outcome: AtomicU8,
+    /// Links of the channel's wait queue (`WaitQueue`), and whether the entry is on it:
+    /// read and written only under that channel's lock.
+    links: UnsafeCell<Links<T>>,
+}
+
+/// An entry's place in a `WaitQueue`.
+struct Links<T> {
+    prev: Option<std::ptr::NonNull<Entry<T>>>,
+    next: Option<std::ptr::NonNull<Entry<T>>>,
+    queued: bool,
 }
 
 impl<T> std::fmt::Debug for Entry<T> {
@@ -268,32 +278,134 @@ unsafe impl<T: Send> Send for Entry<T> {}
 // SAFETY: as above.
 unsafe impl<T: Send> Sync for Entry<T> {}
 
-/// A queued entry: a pointer into its owner's frame, valid while it is queued.
+/// An entry just taken off a wait queue: a pointer into its owner's frame.
 pub(crate) struct Waiting<T>(std::ptr::NonNull<Entry<T>>);
 
-// SAFETY: a `Waiting` only moves between threads under its channel's lock; the entry it
-// points to is `Send + Sync` for `T: Send`.
-unsafe impl<T: Send> Send for Waiting<T> {}
-
 impl<T> Waiting<T> {
-    /// Points at `entry`, which is about to be queued.
-    pub(crate) fn new(entry: &Entry<T>) -> Waiting<T> {
-        Waiting(std::ptr::NonNull::from(entry))
-    }
-
-    /// Whether this points at `entry`.
-    pub(crate) fn is(&self, entry: *const Entry<T>) -> bool {
-        std::ptr::eq(self.0.as_ptr(), entry)
-    }
-
-    /// The queued entry.
+    /// The entry.
     ///
     /// # Safety
-    /// `self` must still be on (or just taken off, under the same lock) the queue it was
-    /// pushed on: its owner then keeps the entry alive and in place.
+    /// `self` must have just been taken off its queue by the caller, under the channel's
+    /// lock, which the caller still holds or has not yet published `done` since: its owner
+    /// then keeps the entry alive and in place.
     pub(crate) unsafe fn entry(&self) -> &Entry<T> {
         // SAFETY: per the contract (the queuing rule of the module docs).
         unsafe { self.0.as_ref() }
+    }
+}
+
+/// A channel's queue of blocked parties (Go's `waitq`): a doubly-linked list threaded
+/// through the entries themselves, so queueing allocates nothing and touches no memory but
+/// the entries and this head, and a select takes a losing entry out in O(1). Every
+/// operation runs under the channel's lock, and every entry on the list is alive (the
+/// queuing rule of the module docs).
+pub(crate) struct WaitQueue<T> {
+    head: Option<std::ptr::NonNull<Entry<T>>>,
+    tail: Option<std::ptr::NonNull<Entry<T>>>,
+}
+
+// SAFETY: a queue is only used under its channel's lock; the entries it points to are
+// `Send + Sync` for `T: Send`.
+unsafe impl<T: Send> Send for WaitQueue<T> {}
+
+impl<T> Default for WaitQueue<T> {
+    fn default() -> Self {
+        WaitQueue {
+            head: None,
+            tail: None,
+        }
+    }
+}
+
+impl<T> WaitQueue<T> {
+    /// The links of a queued (or about to be queued) entry.
+    ///
+    /// # Safety
+    /// `e` is alive (queued, or being queued by its owner), and the caller holds the
+    /// channel's lock, which serialises every access to the links.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn links<'a>(e: std::ptr::NonNull<Entry<T>>) -> &'a mut Links<T> {
+        // SAFETY: per the contract; the returned borrow is used before any other.
+        unsafe { e.as_ref().links.with_mut(|l| &mut *l) }
+    }
+
+    /// Appends `e`.
+    ///
+    /// # Safety
+    /// The caller holds the channel's lock; `e` is not on any queue and stays alive and in
+    /// place until it is taken off (the queuing rule of the module docs).
+    pub(crate) unsafe fn push_back(&mut self, e: &Entry<T>) {
+        let p = std::ptr::NonNull::from(e);
+        // SAFETY: per the contract.
+        let l = unsafe { Self::links(p) };
+        debug_assert!(!l.queued, "runtime: an entry queued twice");
+        *l = Links {
+            prev: self.tail,
+            next: None,
+            queued: true,
+        };
+        match self.tail {
+            // SAFETY: the tail is queued, hence alive; we hold the lock.
+            Some(t) => unsafe { Self::links(t) }.next = Some(p),
+            None => self.head = Some(p),
+        }
+        self.tail = Some(p);
+    }
+
+    /// Takes the oldest entry off.
+    pub(crate) fn pop_front(&mut self) -> Option<Waiting<T>> {
+        let h = self.head?;
+        // SAFETY: a queued entry is alive, and `&mut self` means we hold the lock.
+        let l = unsafe { Self::links(h) };
+        self.head = l.next;
+        match l.next {
+            // SAFETY: as above.
+            Some(n) => unsafe { Self::links(n) }.prev = None,
+            None => self.tail = None,
+        }
+        *l = Links {
+            prev: None,
+            next: None,
+            queued: false,
+        };
+        Some(Waiting(h))
+    }
+
+    /// Takes `e` off if it is queued. Returns whether it was.
+    ///
+    /// # Safety
+    /// The caller holds the channel's lock and owns `e`, which is on this queue, on none, or
+    /// strictly inside another queue of the same channel (then only its neighbours' links
+    /// change, never a queue's ends).
+    pub(crate) unsafe fn remove(&mut self, e: &Entry<T>) -> bool {
+        let p = std::ptr::NonNull::from(e);
+        // SAFETY: per the contract.
+        let l = unsafe { Self::links(p) };
+        if !l.queued {
+            return false;
+        }
+        match l.prev {
+            // SAFETY: a queued neighbour is alive; we hold the lock.
+            Some(prev) => unsafe { Self::links(prev) }.next = l.next,
+            None => self.head = l.next,
+        }
+        match l.next {
+            // SAFETY: as above.
+            Some(next) => unsafe { Self::links(next) }.prev = l.prev,
+            None => self.tail = l.prev,
+        }
+        *l = Links {
+            prev: None,
+            next: None,
+            queued: false,
+        };
+        true
+    }
+
+    /// Whether `e` is the first or last entry (so on this queue, if queued at all).
+    pub(crate) fn ends_with(&self, e: &Entry<T>) -> bool {
+        let p = Some(std::ptr::NonNull::from(e));
+        self.head == p || self.tail == p
     }
 }
 
@@ -326,6 +438,11 @@ impl<T> Entry<T> {
             single: true,
             slot: UnsafeCell::new(value),
             outcome: AtomicU8::new(OUTCOME_PENDING),
+            links: UnsafeCell::new(Links {
+                prev: None,
+                next: None,
+                queued: false,
+            }),
         }
     }
 
@@ -374,5 +491,57 @@ impl<T> Entry<T> {
         // SAFETY: after `done` (Acquire) the owner is the slot's only user.
         let value = self.slot.with_mut(|p| unsafe { (*p).take() });
         (outcome, value)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn ids(q: &mut WaitQueue<u32>) -> Vec<u32> {
+        let mut out = Vec::new();
+        while let Some(w) = q.pop_front() {
+            // SAFETY: just taken off; the entries live in the test's frame.
+            out.push(unsafe { w.entry().take_value() }.unwrap());
+        }
+        out
+    }
+
+    /// FIFO order, removal from the front, the middle and the back, removal of an entry that
+    /// is not queued, and re-queueing after removal.
+    #[test]
+    fn wait_queue_is_fifo_and_removes_anywhere() {
+        let group = Arc::new(Group::fresh(Wake::Thread(thread::current())));
+        // SAFETY: `group` outlives the entries; they stay in place while queued (all are
+        // taken off before the end of the test).
+        let es: Vec<Entry<u32>> = (0..5)
+            .map(|i| unsafe { Entry::new(&group, i as usize, Some(i)) })
+            .collect();
+        let mut q = WaitQueue::default();
+        let mut other = WaitQueue::default();
+        for e in &es {
+            // SAFETY: as above.
+            unsafe { q.push_back(e) };
+        }
+        // SAFETY: as above (each entry is on `q` or on none).
+        unsafe {
+            assert!(q.remove(&es[2]));
+            assert!(!q.remove(&es[2]));
+            assert!(q.remove(&es[0]));
+            assert!(q.remove(&es[4]));
+            // In the middle of `q`, removed through another queue: only links change.
+            q.push_back(&es[2]);
+            q.push_back(&es[4]);
+            assert!(!other.ends_with(&es[3]));
+            assert!(other.remove(&es[3]));
+            other.push_back(&es[0]);
+        }
+        assert_eq!(ids(&mut q), [1, 2, 4]);
+        assert_eq!(ids(&mut other), [0]);
+        assert!(q.pop_front().is_none());
+        // SAFETY: as above.
+        unsafe { q.push_back(&es[3]) };
+        assert!(q.ends_with(&es[3]));
+        assert_eq!(ids(&mut q), [3]);
     }
 }

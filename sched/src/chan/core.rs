@@ -4,28 +4,63 @@ use super::waiter::{Entry, OUTCOME_CLOSED, OUTCOME_OK, WaitQueue, Waiting, Won};
 use crate::loom::{Mutex, MutexGuard, lock};
 use std::collections::VecDeque;
 
-/// State under the channel's lock.
+/// State under the channel's lock. `repr(C)`, the queues first and the buffer behind a
+/// pointer, so that the state and the lock word share one cache line (see `Chan`).
+#[repr(C)]
 pub(crate) struct State<T> {
+    /// Blocked receivers, oldest first.
+    pub(crate) recvq: WaitQueue<T>,
+    /// Blocked senders with their values, oldest first.
+    pub(crate) sendq: WaitQueue<T>,
     /// Buffered values (at most `cap`).
-    pub(crate) buf: VecDeque<T>,
+    pub(crate) buf: Buffer<T>,
     /// Closed by a sender (`close`, or the last `Sender` dropped): receives drain the buffer,
     /// then report closed; sends fail.
     pub(crate) closed: bool,
     /// Every `Receiver` is gone: sends fail with their value, blocked senders are woken.
     pub(crate) no_receivers: bool,
-    /// Blocked receivers, oldest first.
-    pub(crate) recvq: WaitQueue<T>,
-    /// Blocked senders with their values, oldest first.
-    pub(crate) sendq: WaitQueue<T>,
 }
 
-/// A channel shared by its `Sender`s and `Receiver`s.
+/// A buffered channel's values, out of line (one word in `State`); nothing for capacity 0.
+// The box is the point: one word in `State` instead of a `VecDeque`'s four.
+#[allow(clippy::box_collection)]
+pub(crate) struct Buffer<T>(Option<Box<VecDeque<T>>>);
+
+impl<T> Buffer<T> {
+    fn new(cap: usize) -> Buffer<T> {
+        Buffer((cap > 0).then(|| Box::new(VecDeque::with_capacity(cap.min(1024)))))
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |b| b.len())
+    }
+
+    fn pop_front(&mut self) -> Option<T> {
+        self.0.as_mut()?.pop_front()
+    }
+
+    fn push_back(&mut self, v: T) {
+        self.0
+            .as_mut()
+            .expect("runtime: buffered a value in an unbuffered channel")
+            .push_back(v);
+    }
+}
+
+// The lock and the state fit one cache line (see `Chan`; loom's lock is larger).
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<Mutex<State<u64>>>() <= 64);
+
+/// A channel shared by its `Sender`s and `Receiver`s. `repr(C)` with the lock first: a
+/// hand-off touches the lock word and the queues, one cache line when the channel starts on
+/// one (the handles' shared block is 64-byte aligned).
+#[repr(C)]
 pub(crate) struct Chan<T> {
+    state: Mutex<State<T>>,
     pub(crate) cap: usize,
     /// Unique for the process's life: the order in which a select locks channels (Go sorts
     /// by address; an id is the same total order, and stays deterministic under loom).
     pub(crate) id: u64,
-    state: Mutex<State<T>>,
 }
 
 /// Pops the first entry of `q` whose group can still be claimed, claiming it. Entries whose
@@ -130,11 +165,11 @@ impl<T> Chan<T> {
             cap,
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             state: Mutex::new(State {
-                buf: VecDeque::with_capacity(cap.min(1024)),
-                closed: false,
-                no_receivers: false,
                 recvq: WaitQueue::default(),
                 sendq: WaitQueue::default(),
+                buf: Buffer::new(cap),
+                closed: false,
+                no_receivers: false,
             }),
         }
     }

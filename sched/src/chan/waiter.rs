@@ -18,9 +18,10 @@
 //! operation's single entry is taken off its queue by the claimer before `done`, and a select
 //! takes its losing entries off their channels, under their locks, before it returns; the
 //! wait in between cannot unwind. A goroutine's group is taken from a one-slot cache in its G
-//! and put back after the operation; it is reused only when no finisher still holds it. The
-//! finisher touches the group after publishing `done` (to wake the party), so it holds its
-//! own reference from before `done` until the wake-up is delivered (`Won::finish`).
+//! and put back after the operation. A finisher that touches the group after publishing
+//! `done` (to wake the party) holds its own reference from before `done` until the wake-up
+//! is delivered (`Won::finish`); it only reads the group's immutable `wake` by then, so the
+//! owner may reset and reuse the group meanwhile.
 
 use crate::loom::{Arc, AtomicBool, AtomicU8, AtomicUsize, Ordering, UnsafeCell, thread};
 use crate::park::Goroutine;
@@ -36,26 +37,6 @@ pub(crate) const OUTCOME_CLOSED: u8 = 2;
 enum Wake {
     Goroutine(Goroutine),
     Thread(thread::Thread),
-}
-
-/// Whether the caller's `Arc` is the only one left, synchronising with the release of every
-/// other (as `Arc::get_mut` does). No `Weak` is ever made to a group, so the strong count
-/// alone decides, and a plain load and an Acquire fence (pairing with the Release decrement
-/// of each dropped `Arc`) replace `get_mut`'s compare-and-swap. Loom checks `get_mut`.
-#[inline]
-fn is_unique(arc: &mut Arc<Group>) -> bool {
-    #[cfg(not(loom))]
-    {
-        if Arc::strong_count(arc) == 1 {
-            crate::loom::fence(Ordering::Acquire);
-            return true;
-        }
-        false
-    }
-    #[cfg(loom)]
-    {
-        Arc::get_mut(arc).is_some()
-    }
 }
 
 /// One blocked party (public only because `select!`'s hidden arm trait names it).
@@ -83,10 +64,9 @@ impl Group {
     /// A group for one blocking operation of the calling goroutine, or of the calling thread
     /// outside a goroutine. Hand it back with [`Group::recycle`] once the operation is over.
     ///
-    /// A goroutine takes its group out of the one-slot cache in its G and reuses it when
-    /// nobody else holds it any more (a finisher may still be delivering the previous
-    /// operation's wake-up): a blocking channel or `sync` operation then allocates nothing
-    /// and makes no new handle to its goroutine. The cache is touched only by the running
+    /// A goroutine takes its group out of the one-slot cache in its G and reuses it: a
+    /// blocking channel or `sync` operation then allocates nothing and makes no new handle
+    /// to its goroutine. The cache is touched only by the running
     /// goroutine and is emptied when the goroutine exits (`spawn::run_body`). Taking the group
     /// out (rather than sharing it) keeps a nested operation — none exists today — from
     /// resetting a group that is still in use: it would find the cache empty.
@@ -97,11 +77,11 @@ impl Group {
         }
         // SAFETY: the running goroutine owns its group cache; no other borrow of it is live.
         let cache = unsafe { &mut *(*g).group_cache.get() };
-        if let Some(mut cached) = cache.take()
-            && is_unique(&mut cached)
-        {
-            // Every other holder is gone (and synchronised with), so plain resets are not
-            // observed by anyone.
+        if let Some(cached) = cache.take() {
+            // The previous operation saw `done` (Acquire), so its claim and `done` happened
+            // before these resets. Its finisher may still hold a reference (the general path
+            // of `Won::finish`), but after `done` it only reads `wake`, which never changes,
+            // and drops its reference: reuse is safe whoever else holds the group.
             cached.won.store(0, Ordering::Relaxed);
             cached.done.store(false, Ordering::Relaxed);
             return cached;

@@ -334,6 +334,7 @@ impl M {
     ///
     /// # Safety
     /// As `switch_out`.
+    #[inline]
     unsafe fn switch_direct(m: *const M, action: Action) {
         // SAFETY: `m` is the calling thread's live M (caller contract); the reference is not
         // used after the switch below.

@@ -277,6 +277,7 @@ pub fn park() {
 ///
 /// # Panics
 /// On a plain thread.
+#[inline]
 pub fn park_for(reason: WaitReason) {
     let m = current_m();
     let g = if m.is_null() {

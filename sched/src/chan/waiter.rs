@@ -158,6 +158,7 @@ impl Group {
     /// Blocks the calling party until `finish`. A goroutine parks (its M runs others); a
     /// thread blocks, counted meanwhile as a foreign thread that may still feed runtimes, so
     /// no deadlock detector reports a program this thread is about to wake.
+    #[inline]
     pub(crate) fn wait(&self, reason: crate::WaitReason) {
         // Acquire: pairs with `finish`'s Release store.
         if self.done.load(Ordering::Acquire) {

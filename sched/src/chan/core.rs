@@ -121,6 +121,7 @@ pub(crate) enum RecvBlocked<'a, T> {
 impl<T> Chan<T> {
     /// Sends now if possible (the lock released and any woken receiver finished); otherwise
     /// says why, keeping the lock when the caller may queue.
+    #[inline]
     pub(crate) fn send_now(&self, v: T) -> Result<(), SendBlocked<'_, T>> {
         let mut s = self.lock();
         match self.try_send_locked(&mut s, v) {
@@ -138,6 +139,7 @@ impl<T> Chan<T> {
 
     /// Receives now if possible (the lock released and any woken sender finished);
     /// otherwise says why, keeping the lock when the caller may queue.
+    #[inline]
     pub(crate) fn recv_now(&self) -> Result<T, RecvBlocked<'_, T>> {
         let mut s = self.lock();
         match self.try_recv_locked(&mut s) {
@@ -179,6 +181,7 @@ impl<T> Chan<T> {
     }
 
     /// Tries to send under the lock `s`.
+    #[inline]
     pub(crate) fn try_send_locked(&self, s: &mut State<T>, v: T) -> SendStep<T> {
         if s.closed || s.no_receivers {
             return SendStep::Closed(v);
@@ -199,6 +202,7 @@ impl<T> Chan<T> {
     }
 
     /// Tries to receive under the lock `s`.
+    #[inline]
     pub(crate) fn try_recv_locked(&self, s: &mut State<T>) -> RecvStep<T> {
         if let Some(v) = s.buf.pop_front() {
             // A slot opened: the oldest blocked sender's value moves into the buffer.

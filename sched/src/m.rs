@@ -102,8 +102,11 @@ pub(crate) struct M {
     g0: UnsafeCell<Context>,
     /// The goroutine running on this M, or null while the scheduler runs.
     pub(crate) curg: Cell<*const G>,
-    /// The P held, or `NO_P`.
+    /// The P held, or `NO_P`. Changed only through `set_p`.
     p: Cell<usize>,
+    /// The P held (`p`), or null: Ps live as long as their runtime, so the hot paths skip
+    /// the lookup in `Shared::ps`.
+    p_ptr: Cell<*const P>,
     pub(crate) spinning: Cell<bool>,
     action: Cell<Action>,
     /// A goroutine that switched straight to the one now running (`switch_direct`), and what
@@ -177,6 +180,7 @@ fn m_main(shared: Arc<Shared>, note: Arc<MNote>, id: usize) {
         g0: UnsafeCell::new(Context::empty()),
         curg: Cell::new(ptr::null()),
         p: Cell::new(NO_P),
+        p_ptr: Cell::new(ptr::null()),
         spinning: Cell::new(false),
         action: Cell::new(Action::Run),
         pending: Cell::new(ptr::null()),
@@ -185,7 +189,7 @@ fn m_main(shared: Arc<Shared>, note: Arc<MNote>, id: usize) {
     });
     CURRENT.with(|c| c.set(&*m));
     if let Some((p, spinning)) = m.note.take_handoff() {
-        m.p.set(p);
+        m.set_p(p);
         m.spinning.set(spinning);
     }
     m.run();
@@ -201,9 +205,22 @@ impl M {
     /// The P held. Panics (a broken invariant) when none is.
     #[inline]
     pub(crate) fn p_ref(&self) -> &P {
-        let id = self.p.get();
-        assert_ne!(id, NO_P, "runtime: M has no P");
-        self.shared.p(id)
+        let p = self.p_ptr.get();
+        assert!(!p.is_null(), "runtime: M has no P");
+        // SAFETY: `p_ptr` points at the P we hold (`set_p`); Ps are boxed and live as long
+        // as their runtime, which this M keeps alive.
+        unsafe { &*p }
+    }
+
+    /// Holds P `id` from now on (`NO_P`: none).
+    #[inline]
+    fn set_p(&self, id: usize) {
+        self.p.set(id);
+        self.p_ptr.set(if id == NO_P {
+            ptr::null()
+        } else {
+            self.shared.p(id)
+        });
     }
 
     fn next_rand(&self) -> u32 {
@@ -507,7 +524,7 @@ impl M {
                 return Some(g);
             }
             let mut s = lock(&shared.sched);
-            self.p.set(NO_P);
+            self.set_p(NO_P);
             shared.pidleput(&mut s, p.id);
         }
         if self.spinning.get() {
@@ -518,7 +535,7 @@ impl M {
                 let mut s = lock(&shared.sched);
                 if let Some(id) = shared.pidleget(&mut s) {
                     drop(s);
-                    self.p.set(id);
+                    self.set_p(id);
                     self.spinning.set(true);
                     shared.spin.start_spinning();
                 }
@@ -601,7 +618,7 @@ impl M {
         let moved = !batch.is_empty();
         shared.global.push_batch(batch);
         let mut s = lock(&shared.sched);
-        self.p.set(NO_P);
+        self.set_p(NO_P);
         shared.pidleput(&mut s, p.id);
         drop(s);
         if self.spinning.get() {
@@ -652,7 +669,7 @@ impl M {
                 && let Some(id) = shared.pidleget(&mut s)
             {
                 // The poll (or a timer) readied goroutines onto the global queue.
-                self.p.set(id);
+                self.set_p(id);
             }
             drop(s);
             if self.has_p() && shared.timers.armed.load(Ordering::SeqCst) != 0 {
@@ -710,7 +727,7 @@ impl M {
     }
 
     fn adopt(&self, id: usize, spinning: bool) {
-        self.p.set(id);
+        self.set_p(id);
         self.spinning.set(spinning);
     }
 
@@ -722,7 +739,8 @@ impl M {
     /// after the P is on the idle list, where its enqueuer's `wakep` finds it
     /// (`handoff::release_p`, model-checked).
     pub(crate) fn hand_off_p(&self) {
-        let id = self.p.replace(NO_P);
+        let id = self.p.get();
+        self.set_p(NO_P);
         let shared = &self.shared;
         let local_empty = shared.p(id).runq.is_empty();
         let idled = release_p(&shared.global, local_empty, || {
@@ -746,7 +764,7 @@ impl M {
         let shared = this.shared.clone();
         let mut s = lock(&shared.sched);
         if let Some(id) = shared.pidleget(&mut s) {
-            this.p.set(id);
+            this.set_p(id);
             return;
         }
         if pinned {
@@ -755,7 +773,7 @@ impl M {
             loop {
                 this.note.parker.park(None);
                 if let Some((id, _)) = this.note.take_handoff() {
-                    this.p.set(id);
+                    this.set_p(id);
                     return;
                 }
             }

@@ -69,8 +69,10 @@ pub(crate) struct Shared {
     pub(crate) global: GlobalQueue<G>,
     pub(crate) sched: Mutex<SchedState>,
     pub(crate) retired: Condvar,
-    /// Idle Ps and spinning Ms, and the no-lost-wake-up handshake on them.
-    pub(crate) spin: Spinning,
+    /// Idle Ps and spinning Ms, and the no-lost-wake-up handshake on them. On its own cache
+    /// line: read by every `wakep` (each channel hand-off), written only when an M starts or
+    /// stops spinning or a P idles — not whenever a neighbouring lock is taken.
+    pub(crate) spin: CachePadded<Spinning>,
     pub(crate) shutdown: AtomicBool,
     pub(crate) hook: Box<dyn IdleHook>,
     /// Every timer of this runtime (per-P heaps; `timer/home.rs`).
@@ -168,7 +170,7 @@ impl Shared {
                 retiring: 0,
             }),
             retired: Condvar::new(),
-            spin: Spinning::default(),
+            spin: CachePadded(Spinning::default()),
             shutdown: AtomicBool::new(false),
             hook,
             timers: Arc::new(TimerHome::new()),

@@ -788,7 +788,7 @@ impl M {
 /// that handed this M over directly, if any — queues it after a yield; after a park, commits
 /// the park, or queues it when a token arrived meanwhile (it is runnable again). Reads the M
 /// afresh: the resumed goroutine may be on a new thread.
-#[inline]
+#[inline(always)]
 fn after_resume() {
     let m = current_m();
     // SAFETY: a resumed goroutine runs on a live M.

@@ -5,7 +5,9 @@
 //! a group of several. Each case puts an *entry* on one channel's wait queue. Whoever
 //! completes an entry — a counterpart under that channel's lock, or `close` — first claims
 //! the whole group with one CAS on `won` (0 → case + 1); a failed claim means another case
-//! already won, and the entry is dropped as stale. The claimer fills or empties the entry's
+//! already won, and the entry is dropped as stale. (A plain operation's only entry is claimed
+//! with a plain store: it sits on one queue, and whoever takes it off, under that queue's
+//! lock, is the only party that can ever reach it.) The claimer fills or empties the entry's
 //! value slot and records the outcome, then publishes `done` (Release) and wakes the party,
 //! which reads the slot only after seeing `done` (Acquire). So a slot has one writer at a
 //! time: its owner before the entry is queued (the queue's lock orders that write before any
@@ -21,7 +23,9 @@
 //! and put back after the operation. A finisher that touches the group after publishing
 //! `done` (to wake the party) holds its own reference from before `done` until the wake-up
 //! is delivered (`Won::finish`); it only reads the group's immutable `wake` by then, so the
-//! owner may reset and reuse the group meanwhile.
+//! owner may reset and reuse the group meanwhile. The common finisher needs no reference at
+//! all: it takes the parked goroutine (which then cannot run) before publishing `done`, and
+//! queues it after (`park::ready_parked_here`).
 
 use crate::loom::{Arc, AtomicBool, AtomicU8, AtomicUsize, Ordering, UnsafeCell, thread};
 use crate::park::Goroutine;

@@ -94,6 +94,8 @@ impl<T: Send> Sender<T> {
             (_, Some(v)) => Err(SendError(v)),
             (_, None) => unreachable!("runtime: a failed send lost its value"),
         };
+        // The entry goes first: it points at the group, which `recycle` may drop.
+        drop(entry);
         Group::recycle(group);
         result
     }
@@ -203,6 +205,8 @@ impl<T: Send> Receiver<T> {
             (OUTCOME_OK, None) => unreachable!("runtime: a completed receive has no value"),
             _ => Err(RecvError),
         };
+        // The entry goes first: it points at the group, which `recycle` may drop.
+        drop(entry);
         Group::recycle(group);
         result
     }

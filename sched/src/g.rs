@@ -38,7 +38,7 @@ pub(crate) struct G {
     /// Given when the G first runs; returned to the P's cache when it exits.
     pub(crate) stack: UnsafeCell<Option<Stack>>,
     /// The goroutine's last blocking group, reused by its next blocking channel or `sync`
-    /// operation when nobody else holds it (`chan::waiter::Group::current`). Touched only by
+    /// operation (`chan::waiter::Group::current`). Touched only by
     /// the running goroutine; emptied when the goroutine ends (it holds a handle to the G).
     pub(crate) group_cache: UnsafeCell<Option<crate::loom::Arc<crate::chan::waiter::Group>>>,
     /// Why the G last parked (`WaitReason as u8`), `0` when it never parked since it

@@ -113,8 +113,8 @@
 //! reuses its group; so a blocking operation allocates nothing. Waking a parked goroutine of
 //! the waker's own runtime takes it first (`GState::ready_if_parked`: it cannot run yet),
 //! then publishes `done`, then puts it in `runnext` — no reference counting on the way. A
-//! G keeps the fields a hand-off touches on its first cache line, and a channel its lock
-//! and queues on one line: a pipeline of thousands of goroutines (the prime sieve) touches
+//! G keeps the fields a hand-off touches within its first 64 bytes, and a channel its lock
+//! and queues within 64 bytes: a pipeline of thousands of goroutines (the prime sieve) touches
 //! a cold goroutine at every hop. Values
 //! are handed over directly to a waiting receiver (capacity 0 is a rendezvous); a receive
 //! from a full buffer moves the oldest blocked sender's value in behind it, keeping FIFO.

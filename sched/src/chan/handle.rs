@@ -11,9 +11,8 @@ use crate::WaitReason;
 use crate::loom::{Arc, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// Shared by every handle of one channel. The channel starts on a cache line of its own
-/// (see `Chan`).
-#[repr(C, align(64))]
+/// Shared by every handle of one channel, the channel first (see `Chan`).
+#[repr(C)]
 struct Shared<T> {
     chan: Chan<T>,
     /// Live `Sender`s; the last one dropped closes the channel.

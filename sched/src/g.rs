@@ -151,6 +151,12 @@ impl AllGs {
         for g in batch {
             Self::remove(&mut gs, g);
         }
+        // The registry's own buffer (8 bytes a G) goes back too once a burst is gone, as the
+        // free list's does (`release.rs`).
+        let keep = 2 * gs.len().max(1024);
+        if gs.capacity() > 2 * keep {
+            gs.shrink_to(keep);
+        }
     }
 
     fn remove(gs: &mut Vec<GPtr>, g: &G) {

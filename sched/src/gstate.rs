@@ -93,6 +93,29 @@ impl GState {
         }
     }
 
+    /// Any thread: takes the G of generation `generation` only if it is parked (PARKED →
+    /// RUNNING); the caller must then enqueue it, exactly as after `ready` returned `true`.
+    /// Otherwise changes nothing and returns `false` (the caller falls back to `ready`).
+    #[inline]
+    pub(crate) fn ready_if_parked(&self, generation: u64) -> bool {
+        let parked = (generation << 2) | PARKED;
+        // AcqRel, as in `ready`: Acquire takes ownership of the parked G (pairs with
+        // `commit_park`'s Release); Release publishes the readier's earlier writes.
+        self.word
+            .compare_exchange(
+                parked,
+                parked & !STATUS,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+
+    /// Whether the G is parked now (Relaxed: for goroutine dumps).
+    pub(crate) fn is_parked(&self) -> bool {
+        self.word.load(Ordering::Relaxed) & STATUS == PARKED
+    }
+
     /// The M, when the G has exited: invalidates every handle to this incarnation.
     pub(crate) fn retire(&self) {
         let cur = self.word.load(Ordering::Relaxed);
@@ -146,6 +169,33 @@ mod loom_tests {
         });
     }
 
+    /// A readier that first tries `ready_if_parked` and falls back to `ready` (the channel
+    /// hand-off) against a G parking: the G is enqueued exactly when it parked, once.
+    #[test]
+    fn loom_gstate_ready_if_parked_then_ready() {
+        loom::model(|| {
+            let s = Arc::new(GState::default());
+            let enqueued = Arc::new(AtomicUsize::new(0));
+            let readier = {
+                let (s, enqueued) = (s.clone(), enqueued.clone());
+                thread::spawn(move || {
+                    if s.ready_if_parked(0) || s.ready(0) {
+                        enqueued.fetch_add(1, Ordering::AcqRel);
+                    }
+                })
+            };
+            let parked = !s.try_consume_token() && s.commit_park();
+            if parked {
+                while enqueued.load(Ordering::Acquire) == 0 {
+                    thread::yield_now();
+                }
+            }
+            readier.join().unwrap();
+            assert_eq!(enqueued.load(Ordering::Relaxed), usize::from(parked));
+            assert_ne!(s.word.load(Ordering::Relaxed) & STATUS, PARKED);
+        });
+    }
+
     /// A stale handle cannot ready a recycled G.
     #[test]
     fn loom_gstate_stale_handle() {
@@ -194,6 +244,12 @@ mod tests {
         assert!(s.try_consume_token());
         assert_eq!(status(&s), RUNNING);
         assert!(!s.try_consume_token());
+        // `ready_if_parked` takes only a parked G.
+        assert!(!s.ready_if_parked(0));
+        assert!(s.commit_park());
+        assert!(!s.ready_if_parked(1));
+        assert!(s.ready_if_parked(0));
+        assert_eq!(status(&s), RUNNING);
         // A token that arrives after the G switched out cancels the park commit.
         assert!(!s.ready(0));
         assert!(!s.commit_park());

@@ -102,8 +102,11 @@ pub(crate) struct M {
     g0: UnsafeCell<Context>,
     /// The goroutine running on this M, or null while the scheduler runs.
     pub(crate) curg: Cell<*const G>,
-    /// The P held, or `NO_P`.
+    /// The P held, or `NO_P`. Changed only through `set_p`.
     p: Cell<usize>,
+    /// The P held (`p`), or null: Ps live as long as their runtime, so the hot paths skip
+    /// the lookup in `Shared::ps`.
+    p_ptr: Cell<*const P>,
     pub(crate) spinning: Cell<bool>,
     action: Cell<Action>,
     /// A goroutine that switched straight to the one now running (`switch_direct`), and what
@@ -177,6 +180,7 @@ fn m_main(shared: Arc<Shared>, note: Arc<MNote>, id: usize) {
         g0: UnsafeCell::new(Context::empty()),
         curg: Cell::new(ptr::null()),
         p: Cell::new(NO_P),
+        p_ptr: Cell::new(ptr::null()),
         spinning: Cell::new(false),
         action: Cell::new(Action::Run),
         pending: Cell::new(ptr::null()),
@@ -185,7 +189,7 @@ fn m_main(shared: Arc<Shared>, note: Arc<MNote>, id: usize) {
     });
     CURRENT.with(|c| c.set(&*m));
     if let Some((p, spinning)) = m.note.take_handoff() {
-        m.p.set(p);
+        m.set_p(p);
         m.spinning.set(spinning);
     }
     m.run();
@@ -201,9 +205,22 @@ impl M {
     /// The P held. Panics (a broken invariant) when none is.
     #[inline]
     pub(crate) fn p_ref(&self) -> &P {
-        let id = self.p.get();
-        assert_ne!(id, NO_P, "runtime: M has no P");
-        self.shared.p(id)
+        let p = self.p_ptr.get();
+        assert!(!p.is_null(), "runtime: M has no P");
+        // SAFETY: `p_ptr` points at the P we hold (`set_p`); Ps are boxed and live as long
+        // as their runtime, which this M keeps alive.
+        unsafe { &*p }
+    }
+
+    /// Holds P `id` from now on (`NO_P`: none).
+    #[inline]
+    fn set_p(&self, id: usize) {
+        self.p.set(id);
+        self.p_ptr.set(if id == NO_P {
+            ptr::null()
+        } else {
+            self.shared.p(id)
+        });
     }
 
     fn next_rand(&self) -> u32 {
@@ -334,6 +351,7 @@ impl M {
     ///
     /// # Safety
     /// As `switch_out`.
+    #[inline]
     unsafe fn switch_direct(m: *const M, action: Action) {
         // SAFETY: `m` is the calling thread's live M (caller contract); the reference is not
         // used after the switch below.
@@ -417,6 +435,8 @@ impl M {
         // SAFETY: the scheduling reference came from `Arc::into_raw` and is ours.
         let mut arc = unsafe { Arc::from_raw(g.as_ptr()) };
         arc.state.retire();
+        // Relaxed: read by dumps only (a hint).
+        arc.wait_reason.store(crate::g::NOT_LIVE, Ordering::Relaxed);
         self.shared.ngoroutines.fetch_sub(1, Ordering::Relaxed);
         let p = self.p_ref();
         // SAFETY: we hold our P; the G's cells are ours (it has exited).
@@ -435,6 +455,9 @@ impl M {
                 let spill = owned.free_gs.len() / 2;
                 lock(&self.shared.free_gs).extend(owned.free_gs.drain(..spill));
             }
+        } else {
+            // A handle still refers to it, so it is not reused: the runtime lets go of it.
+            self.shared.allgs.unregister(&arc);
         }
     }
 
@@ -501,7 +524,7 @@ impl M {
                 return Some(g);
             }
             let mut s = lock(&shared.sched);
-            self.p.set(NO_P);
+            self.set_p(NO_P);
             shared.pidleput(&mut s, p.id);
         }
         if self.spinning.get() {
@@ -512,7 +535,7 @@ impl M {
                 let mut s = lock(&shared.sched);
                 if let Some(id) = shared.pidleget(&mut s) {
                     drop(s);
-                    self.p.set(id);
+                    self.set_p(id);
                     self.spinning.set(true);
                     shared.spin.start_spinning();
                 }
@@ -595,7 +618,7 @@ impl M {
         let moved = !batch.is_empty();
         shared.global.push_batch(batch);
         let mut s = lock(&shared.sched);
-        self.p.set(NO_P);
+        self.set_p(NO_P);
         shared.pidleput(&mut s, p.id);
         drop(s);
         if self.spinning.get() {
@@ -646,7 +669,7 @@ impl M {
                 && let Some(id) = shared.pidleget(&mut s)
             {
                 // The poll (or a timer) readied goroutines onto the global queue.
-                self.p.set(id);
+                self.set_p(id);
             }
             drop(s);
             if self.has_p() && shared.timers.armed.load(Ordering::SeqCst) != 0 {
@@ -704,7 +727,7 @@ impl M {
     }
 
     fn adopt(&self, id: usize, spinning: bool) {
-        self.p.set(id);
+        self.set_p(id);
         self.spinning.set(spinning);
     }
 
@@ -716,7 +739,8 @@ impl M {
     /// after the P is on the idle list, where its enqueuer's `wakep` finds it
     /// (`handoff::release_p`, model-checked).
     pub(crate) fn hand_off_p(&self) {
-        let id = self.p.replace(NO_P);
+        let id = self.p.get();
+        self.set_p(NO_P);
         let shared = &self.shared;
         let local_empty = shared.p(id).runq.is_empty();
         let idled = release_p(&shared.global, local_empty, || {
@@ -740,7 +764,7 @@ impl M {
         let shared = this.shared.clone();
         let mut s = lock(&shared.sched);
         if let Some(id) = shared.pidleget(&mut s) {
-            this.p.set(id);
+            this.set_p(id);
             return;
         }
         if pinned {
@@ -749,7 +773,7 @@ impl M {
             loop {
                 this.note.parker.park(None);
                 if let Some((id, _)) = this.note.take_handoff() {
-                    this.p.set(id);
+                    this.set_p(id);
                     return;
                 }
             }
@@ -764,7 +788,7 @@ impl M {
 /// that handed this M over directly, if any — queues it after a yield; after a park, commits
 /// the park, or queues it when a token arrived meanwhile (it is runnable again). Reads the M
 /// afresh: the resumed goroutine may be on a new thread.
-#[inline]
+#[inline(always)]
 fn after_resume() {
     let m = current_m();
     // SAFETY: a resumed goroutine runs on a live M.

@@ -82,6 +82,11 @@ impl Goroutine {
         self.g.id()
     }
 
+    /// The G this handle wakes (compared, never dereferenced, by its users).
+    pub(crate) fn g_ptr(&self) -> *const G {
+        Arc::as_ptr(&self.g)
+    }
+
     /// Makes the goroutine runnable if it is parked, or leaves it a token if it is not.
     pub fn ready(&self) {
         if self.g.state.ready(self.generation) {
@@ -101,6 +106,67 @@ impl Goroutine {
     }
 }
 
+/// A parked goroutine to wake without a handle: what [`ready_parked_here`] needs, read out of
+/// a [`Goroutine`] before the handle may go away.
+#[derive(Clone, Copy)]
+pub(crate) struct ParkedRef {
+    g: NonNull<G>,
+    generation: u64,
+    shared: *const Shared,
+}
+
+impl Goroutine {
+    /// The raw parts of this handle, for [`ready_parked_here`].
+    pub(crate) fn parked_ref(&self) -> ParkedRef {
+        ParkedRef {
+            g: NonNull::from(&*self.g),
+            generation: self.generation,
+            shared: Arc::as_ptr(&self.shared),
+        }
+    }
+}
+
+/// The channel hand-off's wake-up, when it can be done without a reference to the handle:
+/// if the calling thread is an M of the goroutine's runtime holding a P, and the goroutine
+/// is parked, takes it (so it cannot run yet), calls `publish`, and queues it on this P as
+/// [`Goroutine::ready`] would. Returns `false` without calling `publish` otherwise (the
+/// caller then takes the general path).
+///
+/// Whatever `publish` releases (the handle `r` was read from, the waiter's group) may be
+/// freed once it returns: nothing but `r` is used after, and `r` only for the goroutine —
+/// whose scheduling reference we hold from the moment we took it — and for comparing the
+/// runtime with the calling M's own, which stays alive while the M runs.
+#[inline]
+pub(crate) fn ready_parked_here(r: ParkedRef, publish: impl FnOnce()) -> bool {
+    let m = current_m();
+    if m.is_null() {
+        return false;
+    }
+    // SAFETY: this thread's live M; no switch happens while we use it.
+    let m = unsafe { &*m };
+    if !m.has_p() || !std::ptr::eq(Arc::as_ptr(&m.shared), r.shared) {
+        return false;
+    }
+    // SAFETY: the caller's handle (alive until `publish`) keeps the G allocated.
+    if !unsafe { r.g.as_ref() }.state.ready_if_parked(r.generation) {
+        return false;
+    }
+    publish();
+    // We hold the G's scheduling reference now; the runtime is `m.shared`.
+    enqueue_local(m, r.g);
+    true
+}
+
+/// Queues a goroutine we hold the scheduling reference of on `m`'s P (which `m` holds, in
+/// the goroutine's runtime): into `runnext`, so it runs next, as in Go.
+#[inline]
+fn enqueue_local(m: &M, g: NonNull<G>) {
+    if let Some(old) = m.p_ref().runq.put_next(g) {
+        m.push_back(old);
+    }
+    m.shared.wakep();
+}
+
 /// Queues a goroutine that `GState::ready` just handed to us.
 fn enqueue_ready(shared: &Arc<Shared>, g: NonNull<G>) {
     let m = current_m();
@@ -108,10 +174,7 @@ fn enqueue_ready(shared: &Arc<Shared>, g: NonNull<G>) {
         // SAFETY: this thread's live M; no switch happens while we use it.
         let m = unsafe { &*m };
         if m.has_p() && Arc::ptr_eq(&m.shared, shared) {
-            if let Some(old) = m.p_ref().runq.put_next(g) {
-                m.push_back(old);
-            }
-            shared.wakep();
+            enqueue_local(m, g);
             return;
         }
     }
@@ -154,6 +217,27 @@ pub enum WaitReason {
 }
 
 impl WaitReason {
+    const ALL: [WaitReason; 13] = [
+        WaitReason::Parked,
+        WaitReason::ChanReceive,
+        WaitReason::ChanSend,
+        WaitReason::Select,
+        WaitReason::Sleep,
+        WaitReason::IoWait,
+        WaitReason::SyncMutexLock,
+        WaitReason::SyncRWMutexRLock,
+        WaitReason::SyncRWMutexLock,
+        WaitReason::SyncWaitGroupWait,
+        WaitReason::SyncCondWait,
+        WaitReason::SemAcquire,
+        WaitReason::Join,
+    ];
+
+    /// The reason stored as `reason as u8`, if it is one.
+    pub(crate) fn from_u8(v: u8) -> Option<WaitReason> {
+        WaitReason::ALL.into_iter().find(|r| *r as u8 == v)
+    }
+
     /// Go's wording.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -193,9 +277,15 @@ pub fn park() {
 ///
 /// # Panics
 /// On a plain thread.
+#[inline]
 pub fn park_for(reason: WaitReason) {
     let m = current_m();
-    let g = current_g();
+    let g = if m.is_null() {
+        std::ptr::null()
+    } else {
+        // SAFETY: a non-null current M is this thread's live M.
+        unsafe { (*m).curg.get() }
+    };
     if g.is_null() {
         panic!("runtime: park called outside a goroutine; use std::thread::park on threads");
     }
@@ -324,11 +414,11 @@ impl Waiter {
         }
     }
 
-    pub(crate) fn park_current() {
+    pub(crate) fn park_current(reason: WaitReason) {
         if current_g().is_null() {
             std::thread::park();
         } else {
-            park();
+            park_for(reason);
         }
     }
 }

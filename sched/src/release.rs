@@ -121,6 +121,7 @@ impl Shared {
         };
         // Freed outside the lock: spawns refilling their caches are not held up.
         let freed = FREED_SINCE_TRIM.fetch_add(dropped.len(), Ordering::Relaxed) + dropped.len();
+        self.allgs.unregister_all(&dropped);
         drop(dropped);
         if next.is_none()
             && freed >= TRIM_AFTER

@@ -69,8 +69,10 @@ pub(crate) struct Shared {
     pub(crate) global: GlobalQueue<G>,
     pub(crate) sched: Mutex<SchedState>,
     pub(crate) retired: Condvar,
-    /// Idle Ps and spinning Ms, and the no-lost-wake-up handshake on them.
-    pub(crate) spin: Spinning,
+    /// Idle Ps and spinning Ms, and the no-lost-wake-up handshake on them. On its own cache
+    /// line: read by every `wakep` (each channel hand-off), written only when an M starts or
+    /// stops spinning or a P idles — not whenever a neighbouring lock is taken.
+    pub(crate) spin: CachePadded<Spinning>,
     pub(crate) shutdown: AtomicBool,
     pub(crate) hook: Box<dyn IdleHook>,
     /// Every timer of this runtime (per-P heaps; `timer/home.rs`).
@@ -93,6 +95,9 @@ pub(crate) struct Shared {
     pub(crate) idle_m_exit_after: Duration,
     /// Free Gs beyond the per-P caches.
     pub(crate) free_gs: Mutex<Vec<Arc<G>>>,
+    /// Every G object, for goroutine dumps and the deadlock report (Go's `allgs`). Lock
+    /// order: after `sched`; nothing holding it takes another scheduler lock.
+    pub(crate) allgs: crate::g::AllGs,
     /// State of the idle memory release (`release.rs`).
     pub(crate) release: crate::release::IdleRelease,
     pub(crate) next_mid: AtomicUsize,
@@ -165,7 +170,7 @@ impl Shared {
                 retiring: 0,
             }),
             retired: Condvar::new(),
-            spin: Spinning::default(),
+            spin: CachePadded(Spinning::default()),
             shutdown: AtomicBool::new(false),
             hook,
             timers: Arc::new(TimerHome::new()),
@@ -176,6 +181,7 @@ impl Shared {
             max_threads: threads.max,
             idle_m_exit_after: threads.idle_exit_after,
             free_gs: Mutex::new(Vec::new()),
+            allgs: crate::g::AllGs::default(),
             release: crate::release::IdleRelease::default(),
             next_mid: AtomicUsize::new(1),
             detect_deadlock: AtomicBool::new(false),
@@ -395,7 +401,8 @@ impl Shared {
             return;
         }
         crate::m::fatal(&format!(
-            "all goroutines are asleep - deadlock!\n\n{n} goroutine(s) parked forever"
+            "all goroutines are asleep - deadlock!\n{}",
+            goroutine_dump(&self.allgs.goroutines())
         ));
     }
 
@@ -523,4 +530,19 @@ impl Drop for Shared {
         // Go program exits with goroutines blocked): their stacks stay mapped, because memory
         // they lent out (a wait-queue node on a stack) might still be reachable.
     }
+}
+
+/// Go's goroutine dump, one header per goroutine (`goroutine 7 [chan receive]:`), each
+/// after a blank line; gort prints no stack frames. A goroutine that is not parked shows as
+/// `runnable`.
+pub(crate) fn goroutine_dump(gs: &[crate::g::GoroutineInfo]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for g in gs {
+        let state = g
+            .waiting
+            .map_or("runnable", crate::park::WaitReason::as_str);
+        let _ = write!(out, "\ngoroutine {} [{state}]:\n", g.id);
+    }
+    out
 }

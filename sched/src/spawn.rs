@@ -183,9 +183,16 @@ fn new_local(m: &M, entry: Entry) -> (NonNull<G>, u64) {
 
 #[cold]
 fn refill_free_g(shared: &Shared) -> Arc<G> {
-    lock(&shared.free_gs)
-        .pop()
-        .unwrap_or_else(|| Arc::new(G::new()))
+    let g = lock(&shared.free_gs).pop();
+    g.unwrap_or_else(|| new_g(shared))
+}
+
+/// Allocates a G and registers it with the runtime (`AllGs`).
+#[cold]
+fn new_g(shared: &Shared) -> Arc<G> {
+    let g = Arc::new(G::new());
+    shared.allgs.register(&g);
+    g
 }
 
 /// Refills a P's free-G cache with a batch from the runtime-wide list (one lock for many
@@ -197,7 +204,7 @@ fn refill_free_gs(shared: &Shared, cache: &mut Vec<Arc<G>>) -> Arc<G> {
     let at = global.len() - n;
     cache.extend(global.drain(at..));
     drop(global);
-    cache.pop().unwrap_or_else(|| Arc::new(G::new()))
+    cache.pop().unwrap_or_else(|| new_g(shared))
 }
 
 #[cold]
@@ -219,6 +226,8 @@ fn init(mut g: Arc<G>, id: u64, entry: Entry) -> NonNull<G> {
     *gm.id.get_mut() = id;
     *gm.entry.get_mut() = Some(entry);
     *gm.locals_closed.get_mut() = false;
+    // A goroutine lives on this G now (never parked yet): dumps show it.
+    *gm.wait_reason.get_mut() = 0;
     NonNull::new(Arc::into_raw(g).cast_mut()).expect("Arc::into_raw is never null")
 }
 
@@ -370,7 +379,7 @@ impl<T> JoinHandle<T> {
                 }
                 *w = Some(Waiter::current());
             }
-            Waiter::park_current();
+            Waiter::park_current(crate::WaitReason::Join);
         }
     }
 }

@@ -826,3 +826,123 @@ fn gomaxprocs_1_ping_pong_neither_starves_the_global_queue_nor_timers() {
     got.sort_unstable();
     assert_eq!(got, vec!["global", "timer"], "starved behind a ping-pong");
 }
+
+// ---- the deadlock report lists every blocked goroutine with Go's wait reason ----
+
+#[test]
+fn deadlock_report_lists_every_blocked_goroutine_with_its_wait_reason() {
+    if child_mode().as_deref() == Some("deadlock-dump") {
+        use gort_sched::chan;
+        use gort_sched::sync::{Mutex, WaitGroup};
+        let say = |what: &str| println!("blocked {} {what}", gort_sched::goid().unwrap());
+        // SAFETY: as above.
+        unsafe {
+            gort_sched::run(move || {
+                // A burst of goroutines that end, then idle time: the idle release drops
+                // most of their Gs (unregistering them), none may be listed.
+                let (gate_tx, gate) = chan::<()>(0);
+                let burst: Vec<_> = (0..4000)
+                    .map(|_| {
+                        let gate = gate.clone();
+                        spawn(move || {
+                            let _ = gate.recv();
+                        })
+                    })
+                    .collect();
+                drop((gate_tx, gate));
+                for h in burst {
+                    h.join().unwrap();
+                }
+                gort_sched::time::sleep(Duration::from_millis(400));
+                let (keep_tx, rx) = chan::<u8>(0);
+                go(move || {
+                    say("chan receive");
+                    let _ = rx.recv();
+                });
+                let (tx, keep_rx) = chan::<u8>(0);
+                go(move || {
+                    say("chan send");
+                    let _ = tx.send(1);
+                });
+                let (keep_a, a) = chan::<u8>(0);
+                let (keep_b, b) = chan::<u8>(1);
+                go(move || {
+                    say("select");
+                    gort_sched::select! {
+                        recv(a) -> _v => {},
+                        recv(b) -> _v => {},
+                    }
+                });
+                let m = Arc::new(Mutex::new(0u32));
+                let held = m.lock();
+                let m2 = m.clone();
+                go(move || {
+                    say("sync.Mutex.Lock");
+                    drop(m2.lock());
+                });
+                let wg = Arc::new(WaitGroup::new());
+                wg.add(1);
+                let wg2 = wg.clone();
+                go(move || {
+                    say("sync.WaitGroup.Wait");
+                    wg2.wait();
+                });
+                let forever = spawn(move || {
+                    let (_keep, never) = chan::<u8>(0);
+                    say("chan receive");
+                    let _ = never.recv();
+                });
+                go(move || {
+                    say("join");
+                    let _ = forever.join();
+                });
+                go(|| println!("exited {}", gort_sched::goid().unwrap()));
+                say("chan receive");
+                let (_keep, never) = chan::<u8>(0);
+                let _ = never.recv();
+                drop((keep_tx, keep_rx, keep_a, keep_b, held, wg));
+            })
+        };
+        return;
+    }
+    let out = run_child(
+        "deadlock_report_lists_every_blocked_goroutine_with_its_wait_reason",
+        "deadlock-dump",
+    );
+    let err = stderr_of(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{err}");
+    assert!(
+        err.starts_with("fatal error: all goroutines are asleep - deadlock!\n\ngoroutine 1 ["),
+        "stderr:\n{err}"
+    );
+    // Every goroutine that blocked is listed once, with its reason, main (1) first.
+    // (The test harness's own "test ... " prefix may share the first line.)
+    let mut expected: Vec<String> = stdout
+        .lines()
+        .filter_map(|l| l.split_once("blocked ").map(|(_, rest)| rest))
+        .map(|l| {
+            let (id, reason) = l.split_once(' ').unwrap();
+            format!("goroutine {id} [{reason}]:")
+        })
+        .collect();
+    assert_eq!(expected.len(), 8, "stdout:\n{stdout}");
+    let mut listed: Vec<String> = err
+        .lines()
+        .filter(|l| l.starts_with("goroutine "))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(listed[0], "goroutine 1 [chan receive]:", "stderr:\n{err}");
+    expected.sort();
+    listed.sort();
+    assert_eq!(listed, expected, "stderr:\n{err}\nstdout:\n{stdout}");
+    // The goroutine that ended is not listed.
+    let exited = stdout
+        .lines()
+        .find_map(|l| l.split_once("exited ").map(|(_, rest)| rest))
+        .expect("the short-lived goroutine ran");
+    assert!(
+        !err.contains(&format!("goroutine {exited} [")),
+        "stderr:\n{err}"
+    );
+}

@@ -6,12 +6,13 @@ use super::error::{
     TrySendError,
 };
 use super::select::{RecvArm, SelectArm, SendArm, select};
-use super::waiter::{Group, OUTCOME_OK};
+use super::waiter::{Entry, Group, OUTCOME_OK};
 use crate::WaitReason;
 use crate::loom::{Arc, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// Shared by every handle of one channel.
+/// Shared by every handle of one channel, the channel first (see `Chan`).
+#[repr(C)]
 struct Shared<T> {
     chan: Chan<T>,
     /// Live `Sender`s; the last one dropped closes the channel.
@@ -79,15 +80,23 @@ impl<T: Send> Sender<T> {
             Err(SendBlocked::Full(s, v)) => (s, v),
         };
         let group = Group::current();
-        let entry = Chan::enqueue_send(&mut s, &group, 0, v);
+        // SAFETY: `group` outlives `entry` (declared before it); `entry` stays in this frame,
+        // unmoved, until `wait` returns — by then its claimer took it off the queue.
+        let entry = unsafe { Entry::single(&group, Some(v)) };
+        // SAFETY: as above.
+        unsafe { Chan::enqueue_send(&mut s, &entry) };
         drop(s);
         group.wait(WaitReason::ChanSend);
         // SAFETY: we own `entry`, `wait` returned (done), and a plain send has one case.
-        match unsafe { entry.result() } {
+        let result = match unsafe { entry.result() } {
             (OUTCOME_OK, _) => Ok(()),
             (_, Some(v)) => Err(SendError(v)),
             (_, None) => unreachable!("runtime: a failed send lost its value"),
-        }
+        };
+        // The entry goes first: it points at the group, which `recycle` may drop.
+        drop(entry);
+        Group::recycle(group);
+        result
     }
 
     /// Sends `v`, waiting at most `timeout`. A zero timeout only tries.
@@ -183,15 +192,22 @@ impl<T: Send> Receiver<T> {
             Err(RecvBlocked::Empty(s)) => s,
         };
         let group = Group::current();
-        let entry = Chan::enqueue_recv(&mut s, &group, 0);
+        // SAFETY: as in `send`.
+        let entry = unsafe { Entry::single(&group, None) };
+        // SAFETY: as in `send`.
+        unsafe { Chan::enqueue_recv(&mut s, &entry) };
         drop(s);
         group.wait(WaitReason::ChanReceive);
         // SAFETY: as in `send`.
-        match unsafe { entry.result() } {
+        let result = match unsafe { entry.result() } {
             (OUTCOME_OK, Some(v)) => Ok(v),
             (OUTCOME_OK, None) => unreachable!("runtime: a completed receive has no value"),
             _ => Err(RecvError),
-        }
+        };
+        // The entry goes first: it points at the group, which `recycle` may drop.
+        drop(entry);
+        Group::recycle(group);
+        result
     }
 
     /// Receives a value, waiting at most `timeout`. A zero timeout only tries.

@@ -15,4 +15,4 @@ pub use handle::{IntoIter, Iter, Receiver, Sender, chan};
 #[doc(hidden)]
 pub use select::{RecvArm, RecvSource, SelectArm, SendArm, SendSource, select};
 #[doc(hidden)]
-pub use waiter::Group;
+pub use waiter::{Group, Won};

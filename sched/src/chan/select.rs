@@ -16,13 +16,14 @@
 //! every arm disabled and no default waits forever, as `select {}` does.
 //!
 //! The arms are type-erased behind [`SelectArm`] (each channel has its own value type); the
-//! macro builds them on the caller's stack, so a select allocates only its group and the
-//! entries it queues when it has to wait.
+//! macro builds them on the caller's stack, so a select allocates only the entries it queues
+//! when it has to wait (on the heap, owned through a raw pointer: queues point at them while
+//! the arms themselves are borrowed mutably, see `HeapEntry`).
 
 use super::core::{Chan, RecvStep, SendStep, State};
 use super::error::{RecvError, SendError};
 use super::handle::{Receiver, Sender};
-use super::waiter::{Entry, Group, OUTCOME_OK};
+use super::waiter::{Entry, Group, OUTCOME_OK, Won};
 use crate::WaitReason;
 use crate::loom::{Arc, MutexGuard};
 #[cfg(not(loom))]
@@ -47,11 +48,12 @@ pub unsafe trait SelectArm {
     ///
     /// # Safety
     /// `state` is this arm's channel state, locked by this select.
-    unsafe fn try_now(&mut self, state: *mut ()) -> Option<Option<Arc<Group>>>;
+    unsafe fn try_now(&mut self, state: *mut ()) -> Option<Option<Won>>;
     /// Queues this arm's entry as case `case` of `group`.
     ///
     /// # Safety
-    /// As `try_now`.
+    /// As `try_now`; and `group` must outlive the arm's entry: until `dequeue` has run under
+    /// the channel's lock, or the arm is dropped without its entry having been queued.
     unsafe fn enqueue(&mut self, state: *mut (), group: &Arc<Group>, case: usize);
     /// Removes this arm's entry, if still queued.
     ///
@@ -69,7 +71,7 @@ pub unsafe trait SelectArm {
 pub struct RecvArm<'a, T> {
     rx: Option<&'a Receiver<T>>,
     guard: Option<MutexGuard<'a, State<T>>>,
-    entry: Option<Arc<Entry<T>>>,
+    entry: Option<HeapEntry<T>>,
     result: Option<Result<T, RecvError>>,
     won: bool,
 }
@@ -80,9 +82,38 @@ pub struct SendArm<'a, T> {
     tx: Option<&'a Sender<T>>,
     value: Option<T>,
     guard: Option<MutexGuard<'a, State<T>>>,
-    entry: Option<Arc<Entry<T>>>,
+    entry: Option<HeapEntry<T>>,
     result: Option<Result<(), SendError<T>>>,
     won: bool,
+}
+
+/// A select arm's queued entry, on the heap and owned through a raw pointer: while it is
+/// queued, other threads reach it through the channel's queue, and the arm holding it is
+/// borrowed mutably all the while (each `SelectArm` call), so the entry must not live inside
+/// the arm itself. Freed when the arm is dropped, after `select` took it off its channel.
+struct HeapEntry<T>(std::ptr::NonNull<Entry<T>>);
+
+impl<T> HeapEntry<T> {
+    /// # Safety
+    /// As [`Entry::new`].
+    unsafe fn new(group: &Arc<Group>, case: usize, value: Option<T>) -> HeapEntry<T> {
+        // SAFETY: forwarded contract (a box never moves its contents).
+        let e = Box::new(unsafe { Entry::new(group, case, value) });
+        HeapEntry(std::ptr::NonNull::from(Box::leak(e)))
+    }
+
+    fn get(&self) -> &Entry<T> {
+        // SAFETY: allocated by `new`, freed only by `drop`.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl<T> Drop for HeapEntry<T> {
+    fn drop(&mut self) {
+        // SAFETY: allocated by `Box` in `new`; `select` took it off its channel before it
+        // returned (the only way an arm holding a queued entry can be dropped).
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+    }
 }
 
 /// What a `recv(...)` arm accepts, borrowed: a `Receiver`, a reference to one, or an
@@ -207,7 +238,7 @@ impl<'a, T: Send> SendArm<'a, T> {
         let e = self.entry.take()?;
         // SAFETY: `select` returned, so our group is done and this entry was taken off its
         // channel (it lost); nobody else can reach its slot any more.
-        unsafe { e.result() }.1
+        unsafe { e.get().result() }.1
     }
 
     fn chan(&self) -> &'a Chan<T> {
@@ -256,13 +287,13 @@ unsafe impl<T: Send> SelectArm for RecvArm<'_, T> {
         self.guard = None;
     }
 
-    unsafe fn try_now(&mut self, state: *mut ()) -> Option<Option<Arc<Group>>> {
+    unsafe fn try_now(&mut self, state: *mut ()) -> Option<Option<Won>> {
         // SAFETY: forwarded contract.
         let s = unsafe { state_mut::<T>(state) };
         match self.chan().try_recv_locked(s) {
             RecvStep::Got(v, won) => {
                 self.result = Some(Ok(v));
-                Some(won.map(|w| w.into_group()))
+                Some(won)
             }
             RecvStep::Closed => {
                 self.result = Some(Err(RecvError));
@@ -275,13 +306,18 @@ unsafe impl<T: Send> SelectArm for RecvArm<'_, T> {
     unsafe fn enqueue(&mut self, state: *mut (), group: &Arc<Group>, case: usize) {
         // SAFETY: forwarded contract.
         let s = unsafe { state_mut::<T>(state) };
-        self.entry = Some(Chan::enqueue_recv(s, group, case));
+        // SAFETY: the caller keeps `group` alive (contract); the entry is freed only when
+        // the arm is dropped, after `select` took it off the channel.
+        let e = unsafe { HeapEntry::new(group, case, None) };
+        // SAFETY: as above.
+        unsafe { Chan::enqueue_recv(s, e.get()) };
+        self.entry = Some(e);
     }
 
     unsafe fn dequeue(&mut self, state: *mut ()) {
         if let Some(e) = &self.entry {
             // SAFETY: forwarded contract.
-            Chan::dequeue(unsafe { state_mut::<T>(state) }, e);
+            Chan::dequeue(unsafe { state_mut::<T>(state) }, e.get());
         }
     }
 
@@ -291,7 +327,7 @@ unsafe impl<T: Send> SelectArm for RecvArm<'_, T> {
             .take()
             .expect("runtime: select arm won without an entry");
         // SAFETY: this arm's entry won its group, which is done (the select was woken).
-        self.result = Some(match unsafe { e.result() } {
+        self.result = Some(match unsafe { e.get().result() } {
             (OUTCOME_OK, Some(v)) => Ok(v),
             (OUTCOME_OK, None) => unreachable!("runtime: a completed receive has no value"),
             _ => Err(RecvError),
@@ -320,7 +356,7 @@ unsafe impl<T: Send> SelectArm for SendArm<'_, T> {
         self.guard = None;
     }
 
-    unsafe fn try_now(&mut self, state: *mut ()) -> Option<Option<Arc<Group>>> {
+    unsafe fn try_now(&mut self, state: *mut ()) -> Option<Option<Won>> {
         // SAFETY: forwarded contract.
         let s = unsafe { state_mut::<T>(state) };
         let v = self
@@ -330,7 +366,7 @@ unsafe impl<T: Send> SelectArm for SendArm<'_, T> {
         match self.chan().try_send_locked(s, v) {
             SendStep::Sent(won) => {
                 self.result = Some(Ok(()));
-                Some(won.map(|w| w.into_group()))
+                Some(won)
             }
             SendStep::Closed(v) => {
                 self.result = Some(Err(SendError(v)));
@@ -350,13 +386,17 @@ unsafe impl<T: Send> SelectArm for SendArm<'_, T> {
             .value
             .take()
             .expect("runtime: select send arm without a value");
-        self.entry = Some(Chan::enqueue_send(s, group, case, v));
+        // SAFETY: as for `RecvArm`.
+        let e = unsafe { HeapEntry::new(group, case, Some(v)) };
+        // SAFETY: as above.
+        unsafe { Chan::enqueue_send(s, e.get()) };
+        self.entry = Some(e);
     }
 
     unsafe fn dequeue(&mut self, state: *mut ()) {
         if let Some(e) = &self.entry {
             // SAFETY: forwarded contract.
-            Chan::dequeue(unsafe { state_mut::<T>(state) }, e);
+            Chan::dequeue(unsafe { state_mut::<T>(state) }, e.get());
         }
     }
 
@@ -366,7 +406,7 @@ unsafe impl<T: Send> SelectArm for SendArm<'_, T> {
             .take()
             .expect("runtime: select arm won without an entry");
         // SAFETY: as for `RecvArm`.
-        self.result = Some(match unsafe { e.result() } {
+        self.result = Some(match unsafe { e.get().result() } {
             (OUTCOME_OK, _) => Ok(()),
             (_, Some(v)) => Err(SendError(v)),
             (_, None) => unreachable!("runtime: a failed send lost its value"),
@@ -453,8 +493,8 @@ pub fn select(arms: &mut [&mut dyn SelectArm], default: bool) -> Option<usize> {
         // SAFETY: `states[i]` is arm `i`'s channel, locked above.
         if let Some(wake) = unsafe { arms[i].try_now(states[i]) } {
             unlock_all(arms, &order);
-            if let Some(g) = wake {
-                g.finish();
+            if let Some(w) = wake {
+                w.finish();
             }
             arms[i].set_won();
             return Some(i);
@@ -466,7 +506,7 @@ pub fn select(arms: &mut [&mut dyn SelectArm], default: bool) -> Option<usize> {
     }
     let group = Group::current();
     for &i in &order {
-        // SAFETY: as above.
+        // SAFETY: as above; `group` lives until every entry is dequeued below.
         unsafe { arms[i].enqueue(states[i], &group, i) };
     }
     unlock_all(arms, &order);
@@ -481,6 +521,7 @@ pub fn select(arms: &mut [&mut dyn SelectArm], default: bool) -> Option<usize> {
     let w = group
         .winner()
         .expect("runtime: a select woke without a winning arm");
+    Group::recycle(group);
     arms[w].take_result();
     arms[w].set_won();
     Some(w)

@@ -28,6 +28,7 @@ impl Cond {
         lock(&self.waiters).push_back(g.clone());
         drop(guard);
         g.wait(WaitReason::SyncCondWait);
+        Group::recycle(g);
         m.lock()
     }
 

@@ -47,6 +47,7 @@ impl Sema {
             g
         };
         group.wait(reason);
+        Group::recycle(group);
     }
 
     /// Takes a permit if one is free now.

@@ -226,7 +226,7 @@ mod timer;
 
 pub use chan::{Receiver, Sender, chan};
 pub use gls::GoroutineLocal;
-pub use idle::{FutexIdle, IdleHook};
+pub use idle::{FutexIdle, IdleHook, with_idle_hook};
 pub use park::{
     Goexit, Goroutine, WaitReason, blocking, current, goexit, goid, gosched, park, park_for,
 };

@@ -77,14 +77,15 @@ fn fallback_poller() -> Arc<NetPoller> {
         .clone()
 }
 
-/// The calling party's waiter cell, made on its first wait and kept for its life.
-static CELL: GoroutineLocal<Arc<WaitCell>> =
-    GoroutineLocal::new(|| Arc::new(WaitCell::for_current()));
+/// The calling party's waiter cell, made on its first wait and kept for its life (the
+/// shim's `Arc`, the type the loom model of `waiter.rs` checks).
+static CELL: GoroutineLocal<crate::loom::Arc<WaitCell>> =
+    GoroutineLocal::new(|| crate::loom::Arc::new(WaitCell::for_current()));
 
 /// The `park` closure handed to `Poller::io` / `wait`: publish this party's cell and, if the
 /// commit succeeded, park until woken (a goroutine gives its M to other goroutines).
 pub(crate) fn park(c: Commit<'_, GWaiter>) {
-    let cell = CELL.with(Arc::clone);
+    let cell = CELL.with(crate::loom::Arc::clone);
     if c.commit(GWaiter(cell.clone())).is_ok() {
         cell.wait();
     }

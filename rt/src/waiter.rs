@@ -14,6 +14,7 @@ use gort_netpoll::Waiter;
 
 /// Who waits in a cell.
 #[derive(Debug)]
+#[cfg_attr(loom, allow(dead_code))]
 enum Who {
     Goroutine(gort_sched::Goroutine),
     Thread(crate::loom::thread::Thread),
@@ -53,7 +54,7 @@ impl WaitCell {
     /// Block until the waiter committed for this cell has been woken.
     pub(crate) fn wait(&self) {
         // Acquire pairs with the Release store in `wake`.
-        while !self.woken.swap(false, Ordering::Acquire) {
+        while !self.take() {
             match &self.who {
                 #[cfg(not(loom))]
                 Who::Goroutine(_) => gort_sched::park_for(gort_sched::WaitReason::IoWait),
@@ -62,6 +63,17 @@ impl WaitCell {
                 Who::Thread(_) => crate::loom::thread::park(),
             }
         }
+    }
+
+    /// Consume the wake-up flag.
+    #[inline]
+    fn take(&self) -> bool {
+        let set = self.woken.load(Ordering::Acquire);
+        if set {
+            // Only the waiting party clears the flag, and only after its one wake-up.
+            self.woken.store(false, Ordering::Relaxed);
+        }
+        set
     }
 
     fn wake(&self) {

@@ -400,3 +400,54 @@ fn connect_refused_and_name_resolution() {
         TcpStream::connect(("localhost", port)).unwrap();
     });
 }
+
+/// `gort::select!`, `gort::time` and `gort::sync` are the subsystems' own, re-exported.
+#[test]
+fn reexports_select_time_sync() {
+    rt(2).block_on(|| {
+        let (tx, rx) = chan::<u8>(1);
+        let wg = Arc::new(gort::sync::WaitGroup::new());
+        wg.add(1);
+        let wg2 = wg.clone();
+        go(move || {
+            tx.send(5).unwrap();
+            wg2.done();
+        });
+        wg.wait();
+        let timeout = gort::time::after(Duration::from_secs(10));
+        let got = gort::select! {
+            recv(rx) -> v => v.unwrap(),
+            recv(timeout) -> _ => 0,
+        };
+        assert_eq!(got, 5);
+    });
+}
+
+fn cpu_time() -> Duration {
+    // SAFETY: `ru` is a valid, writable rusage.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// A runtime with only timers pending sleeps in the poller until the earliest: no busy
+/// polling (generous bound: other tests of this binary run beside it).
+#[test]
+fn idle_runtime_with_only_timers_sleeps() {
+    rt(2).block_on(|| {
+        let (_a, _b) = pair(); // a registered socket nobody reads: nothing to poll for
+        let before = cpu_time();
+        let t = Instant::now();
+        gort::time::sleep(Duration::from_millis(300));
+        let cpu = cpu_time().saturating_sub(before);
+        assert!(t.elapsed() >= Duration::from_millis(300));
+        assert!(
+            cpu < Duration::from_millis(250),
+            "{cpu:?} of CPU while sleeping"
+        );
+    });
+}

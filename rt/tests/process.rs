@@ -124,3 +124,38 @@ fn emfile_main() {
     let (s, _) = l.accept().unwrap();
     println!("accepted after freeing: {}", s.peer_addr().is_ok());
 }
+
+/// GOMAXPROCS from the environment, with Go's handling of bad values (ignored: the CPU count).
+#[test]
+fn gomaxprocs_from_the_environment() {
+    if let Some("procs") = scenario().as_deref() {
+        // SAFETY: as above.
+        let n = unsafe { gort::run(|| gort::runtime::gomaxprocs(0)) };
+        println!("procs={n}");
+        return;
+    }
+    if scenario().is_some() {
+        return;
+    }
+    let cpus = gort::runtime::num_cpu();
+    for (value, want) in [
+        ("3", 3),
+        ("1", 1),
+        ("0", cpus),
+        ("-2", cpus),
+        ("abc", cpus),
+        (" 4", cpus),
+    ] {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["gomaxprocs_from_the_environment", "--exact", "--nocapture"])
+            .env("GORT_CHILD", "procs")
+            .env("GOMAXPROCS", value)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains(&format!("procs={want}\n")),
+            "GOMAXPROCS={value:?}: {stdout}"
+        );
+    }
+}

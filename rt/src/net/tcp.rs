@@ -54,6 +54,7 @@ impl TcpListener {
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         let (s, peer) = self.fd.io(Direction::Read, |l| l.accept())?;
         s.set_nonblocking(true)?;
+        s.set_nodelay(true)?; // Go's default for accepted connections too
         Ok((TcpStream::from_std_nonblocking(s)?, peer))
     }
 

@@ -1,7 +1,7 @@
 //! Echo benchmark: 100 connections x 20k round trips x 64 B over loopback, client and server
 //! in one process, for gort (goroutines + gort::net) and tokio (multi-thread runtime);
 //! `rt/bench-go/echo.go` is the Go side. Prints round trips per second and the p99 round-trip
-//! latency as JSON lines. Run by `cargo xtask bench`; `--quick` scales it down.
+//! latency as JSON lines. Run by `cargo xtask bench`; `--quick` scales it down, `--only gort|tokio` runs one.
 
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -130,11 +130,16 @@ fn tokio_echo(conns: usize, rounds: usize) -> (f64, f64) {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    // `--only gort` (or tokio) runs one implementation.
+    let only = std::env::args().skip_while(|a| a != "--only").nth(1);
     let (conns, rounds) = if quick { (10, 1000) } else { (100, 20_000) };
     for (name, f) in [
         ("gort", gort_echo as fn(usize, usize) -> (f64, f64)),
         ("tokio", tokio_echo),
     ] {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
         let (rate, p99) = f(conns, rounds);
         emit("rt/echo/msgs-per-s", name, rate, "msgs/s");
         emit("rt/echo/p99", name, p99, "us");

@@ -111,10 +111,15 @@ fn tokio_hyper_http(quick: bool) -> (f64, f64) {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    // `--only gort` (or tokio) runs one implementation.
+    let only = std::env::args().skip_while(|a| a != "--only").nth(1);
     for (name, f) in [
         ("gort", gort_http as fn(bool) -> (f64, f64)),
         ("tokio", tokio_hyper_http),
     ] {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
         let (rps, p99) = f(quick);
         emit("rt/http/requests-per-s", name, rps, "req/s");
         emit("rt/http/p99", name, p99, "us");

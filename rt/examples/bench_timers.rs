@@ -111,6 +111,8 @@ fn tokio_timers(n: usize, run: Duration) -> (f64, f64) {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    // `--only gort` (or tokio) runs one implementation.
+    let only = std::env::args().skip_while(|a| a != "--only").nth(1);
     let (n, run) = if quick {
         (10_000, Duration::from_millis(300))
     } else {
@@ -120,6 +122,9 @@ fn main() {
         ("gort", gort_timers as fn(usize, Duration) -> (f64, f64)),
         ("tokio", tokio_timers),
     ] {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
         let (rate, p99) = f(n, run);
         emit("rt/timers/wakeups-per-s", name, rate, "wakeups/s");
         emit("rt/timers/overshoot-p99", name, p99, "us");

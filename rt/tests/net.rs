@@ -264,6 +264,25 @@ fn gomaxprocs_1_busy_goroutine_does_not_starve_a_blocked_reader() {
     });
 }
 
+/// Runs the calling test alone in a child process, so that its process-wide measurements
+/// (threads, CPU time) see no other test; true in the child, which then runs the body.
+fn alone(test: &str) -> bool {
+    if std::env::var_os("GORT_ALONE").is_some() {
+        return true;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env("GORT_ALONE", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{test} in a child process: {out:?}"
+    );
+    false
+}
+
 fn threads() -> usize {
     let s = std::fs::read_to_string("/proc/self/status").unwrap();
     s.lines()
@@ -277,6 +296,9 @@ fn threads() -> usize {
 /// Goroutines blocked on sockets park; they hold no M (thread).
 #[test]
 fn goroutines_blocked_on_io_hold_no_m() {
+    if !alone("goroutines_blocked_on_io_hold_no_m") {
+        return;
+    }
     const N: usize = 500;
     rt(2).block_on(|| {
         let before = threads();
@@ -435,9 +457,12 @@ fn cpu_time() -> Duration {
 }
 
 /// A runtime with only timers pending sleeps in the poller until the earliest: no busy
-/// polling (generous bound: other tests of this binary run beside it).
+/// polling (alone in a child process, with a generous bound).
 #[test]
 fn idle_runtime_with_only_timers_sleeps() {
+    if !alone("idle_runtime_with_only_timers_sleeps") {
+        return;
+    }
     rt(2).block_on(|| {
         let (_a, _b) = pair(); // a registered socket nobody reads: nothing to poll for
         let before = cpu_time();
@@ -449,5 +474,33 @@ fn idle_runtime_with_only_timers_sleeps() {
             cpu < Duration::from_millis(250),
             "{cpu:?} of CPU while sleeping"
         );
+    });
+}
+
+/// Every socket gort makes is non-blocking and close-on-exec from birth.
+#[test]
+fn sockets_are_nonblocking_and_cloexec() {
+    use std::os::fd::AsRawFd;
+    fn check(fd: i32, what: &str) {
+        // SAFETY: fcntl queries on a descriptor we hold open.
+        let (fl, fdfl) = unsafe {
+            (
+                libc::fcntl(fd, libc::F_GETFL),
+                libc::fcntl(fd, libc::F_GETFD),
+            )
+        };
+        assert!(fl & libc::O_NONBLOCK != 0, "{what} is blocking");
+        assert!(fdfl & libc::FD_CLOEXEC != 0, "{what} is not close-on-exec");
+    }
+    rt(2).block_on(|| {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        check(l.as_raw_fd(), "listener");
+        let (c, s) = pair();
+        check(c.as_raw_fd(), "connected stream");
+        check(s.as_raw_fd(), "accepted stream");
+        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        check(u.as_raw_fd(), "udp socket");
+        let (x, _y) = UnixStream::pair().unwrap();
+        check(x.as_raw_fd(), "unix stream");
     });
 }

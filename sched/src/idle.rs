@@ -8,6 +8,7 @@
 //! netpoller in through `Builder::idle_hook`.
 
 use crate::parker::Parker;
+use std::any::Any;
 use std::time::Duration;
 
 /// What an idle M blocks in. Implementations must be thread-safe; `poll` is called by at most
@@ -21,6 +22,24 @@ pub trait IdleHook: Send + Sync + 'static {
     fn wake(&self);
     /// Whether anything outside the scheduler may still ready a goroutine.
     fn has_waiters(&self) -> bool;
+    /// The hook as `Any`, so that its owner can find its own state again from inside a
+    /// goroutine ([`with_idle_hook`]); `None` (the default) hides it.
+    fn as_any(&self) -> Option<&(dyn Any + Send + Sync)> {
+        None
+    }
+}
+
+/// Runs `f` with the idle hook of the calling goroutine's runtime (the netpoller under
+/// `gort`, which keeps its poller there); `None` on a plain thread.
+pub fn with_idle_hook<R>(f: impl FnOnce(&dyn IdleHook) -> R) -> Option<R> {
+    let m = crate::m::current_m();
+    if m.is_null() {
+        return None;
+    }
+    // SAFETY: a non-null current M is this thread's live M, and its `shared` (which owns the
+    // hook) lives at least as long as the M; `f` runs before we return.
+    let shared = unsafe { &(*m).shared };
+    Some(f(&*shared.hook))
 }
 
 /// The default hook: a one-token event on a futex (through `Parker`); there is nothing to

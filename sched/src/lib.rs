@@ -28,7 +28,11 @@
 //! **Idle.** Blocked Ms wait through the [`IdleHook`]: exactly one idle M at a time sits in
 //! `poll` (the netpoller plugs in there; the default is a futex), the others park on their
 //! own parkers. A P is handed to a parked M through its note (`MNote`), or to the polling M
-//! by `wake()`. Gs readied by a poll while no P is held go to the global queue.
+//! by `wake()`. Gs readied by a poll while no P is held go to the global queue. While the
+//! hook has waiters (goroutines parked on descriptors), `find_runnable` also polls it with a
+//! zero timeout before stealing and on every 61st round (the fairness tick, which the yield
+//! fast path takes too), so a runtime whose Ps are all busy still notices I/O (Go's
+//! `findrunnable` order; sysmon's 10 ms poll comes later).
 //!
 //! # Context switch and the current G
 //!
@@ -241,7 +245,7 @@ mod timer;
 
 pub use chan::{Receiver, Sender, chan};
 pub use gls::GoroutineLocal;
-pub use idle::{FutexIdle, IdleHook};
+pub use idle::{FutexIdle, IdleHook, with_idle_hook};
 pub use park::{
     Goexit, Goroutine, WaitReason, blocking, current, goexit, goid, gosched, park, park_for,
 };

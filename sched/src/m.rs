@@ -366,7 +366,9 @@ impl M {
             let o = p.owned();
             o.yield_tick = o.yield_tick.wrapping_add(1);
             let fair = o.yield_tick.is_multiple_of(GLOBAL_FAIRNESS_TICK)
-                && (this.shared.global.len() > 0 || this.shared.timers.has_timers(p.id));
+                && (this.shared.global.len() > 0
+                    || this.shared.timers.has_timers(p.id)
+                    || this.shared.hook.has_waiters());
             o.check_global |= fair;
             fair
         };
@@ -481,6 +483,13 @@ impl M {
             && let Some(g) = shared.global.lock().pop_batch(1, &p.runq)
         {
             return Some(g);
+        }
+        // Every 61st round, with goroutines waiting on the idle hook (descriptors of the
+        // netpoller), poll it without blocking: with every P busy no M is idle to poll, and
+        // until sysmon exists nobody else would notice I/O and deadlines. What it readies
+        // goes to our `runnext`; the local queue's order below still holds.
+        if fair && shared.hook.has_waiters() {
+            shared.hook.poll(Some(Duration::ZERO));
         }
         if let Some(g) = p.runq.pop() {
             return Some(g);

@@ -195,6 +195,32 @@ impl Builder {
         let shared = Arc::new(Shared::new(procs, size, self.threads, hook));
         Ok(Runtime { shared })
     }
+
+    /// Builds the runtime and runs `main` in it as [`run`] does (goroutine 1, deadlock
+    /// detection, `main` ends the program), with this configuration.
+    ///
+    /// # Safety
+    /// As [`Builder::build`].
+    pub unsafe fn run<F, T>(self, main: F) -> Result<T, BuildError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        // SAFETY: forwarded to our caller.
+        let rt = unsafe { self.build() }?;
+        rt.shared
+            .detect_deadlock
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let h = match crate::spawn::spawn_main(&rt.shared, main) {
+            Ok(h) => h,
+            Err(e) => panic!("runtime: {e}"),
+        };
+        match h.join() {
+            Ok(v) => Ok(v),
+            // `spawn_main` ends the process on a panic and never completes after a goexit.
+            Err(_) => unreachable!("runtime: main goroutine completed with an error"),
+        }
+    }
 }
 
 /// A running scheduler: Ps, Ms and goroutines. Dropping it shuts it down.
@@ -373,20 +399,7 @@ where
     T: Send + 'static,
 {
     // SAFETY: forwarded to our caller.
-    let rt =
-        unsafe { Builder::new().build() }.expect("runtime: the default configuration is valid");
-    rt.shared
-        .detect_deadlock
-        .store(true, std::sync::atomic::Ordering::SeqCst);
-    let h = match crate::spawn::spawn_main(&rt.shared, main) {
-        Ok(h) => h,
-        Err(e) => panic!("runtime: {e}"),
-    };
-    match h.join() {
-        Ok(v) => v,
-        // `spawn_main` ends the process on a panic and never completes after a goexit.
-        Err(_) => unreachable!("runtime: main goroutine completed with an error"),
-    }
+    unsafe { Builder::new().run(main) }.expect("runtime: the default configuration is valid")
 }
 
 /// Plain threads blocked right now in one of the runtime's primitives (a channel operation),

@@ -39,3 +39,18 @@ fn gc_depends_on_alloc_only() {
         );
     }
 }
+
+/// Nothing depends on the facade but the integration tests (and its own examples).
+#[test]
+fn only_tests_depend_on_rt() {
+    for krate in ["sched", "alloc", "netpoll", "gc"] {
+        let deps = gort_deps(krate);
+        assert!(!deps.iter().any(|d| d == "gort"), "{krate} depends on gort");
+    }
+    let rt = gort_deps("rt");
+    assert!(
+        rt.iter()
+            .all(|d| ["gort-sched", "gort-alloc", "gort-netpoll", "gort-gc"].contains(&d.as_str())),
+        "rt depends on {rt:?}"
+    );
+}

@@ -269,6 +269,12 @@ pub fn main(ws: &Workspace, args: &[String]) -> ExitCode {
         return ExitCode::FAILURE;
     }
 
+    // The HTTP benchmarks drive their servers with wrk: install it when missing.
+    if programs.iter().any(|p| p.name.contains("http"))
+        && let Err(e) = crate::setup::wrk()
+    {
+        eprintln!("note: {e}; the HTTP benchmarks will fail");
+    }
     let mut failures: Vec<(String, String)> = build_rust(&programs);
     let go_available = util::on_path("go");
     if !go_available && programs.iter().any(|p| matches!(p.kind, Kind::Go { .. })) {

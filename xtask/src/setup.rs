@@ -289,6 +289,33 @@ fn miri_sysroot() -> Result<(), String> {
     })
 }
 
+/// The benchmarks' load generator for HTTP (`rt/examples/bench_http.rs`, `rt/bench-go/http.go`):
+/// Debian's `wrk`, installed when missing (as root; otherwise says how).
+pub fn wrk() -> Result<(), String> {
+    if util::on_path("wrk") {
+        return Ok(());
+    }
+    let how = "apt-get install -y wrk";
+    if !util::on_path("apt-get") || !is_root() {
+        return Err(format!(
+            "`wrk` is not on PATH; install it (Debian: sudo apt-get update && sudo {how})"
+        ));
+    }
+    eprintln!("installing wrk for the HTTP benchmarks");
+    let install = || {
+        util::run(
+            Command::new("apt-get")
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .args(["install", "-y", "--no-install-recommends", "wrk"]),
+        )
+    };
+    if install().is_err() {
+        util::run(Command::new("apt-get").arg("update"))?;
+        install()?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::listed;

@@ -1,7 +1,7 @@
 //! `cargo xtask bench [filter] [--json] [--quick] [--runs N] [--timeout S]`: benchmark programs.
 //!
-//! The filter selects programs by path (`sched`, `bench_chan`, `alloc.go`); one that matches
-//! no program selects figures by name instead (`sched/sieve`, `parked-start`), running every
+//! The filter selects programs by path (`sched`, `bench_chan`, `alloc.go`; several, comma-
+//! separated: `gc/,alloc`); one that matches no program selects figures by name instead (`sched/sieve`, `parked-start`), running every
 //! program and keeping only those figures.
 //!
 //! Finds every `<crate>/examples/bench_*.rs` and `<crate>/bench-go/*.go`, builds them
@@ -118,8 +118,13 @@ impl Program {
     }
 
     /// A filter matches a substring of the label (crate or program name) or the package.
+    /// Whether `filter` selects this program: any of its comma-separated parts is part of
+    /// the program's path or is its package.
     fn matches(&self, filter: &str) -> bool {
-        self.label().contains(filter) || self.package == filter
+        filter
+            .split(',')
+            .filter(|f| !f.is_empty())
+            .any(|f| self.label().contains(f) || self.package == f)
     }
 }
 
@@ -307,9 +312,9 @@ pub fn main(ws: &Workspace, args: &[String]) -> ExitCode {
                     let found: Vec<_> = found
                         .into_iter()
                         .filter(|f| {
-                            figure_filter
-                                .as_deref()
-                                .is_none_or(|ff| f.bench.contains(ff))
+                            figure_filter.as_deref().is_none_or(|ff| {
+                                ff.split(',').any(|x| !x.is_empty() && f.bench.contains(x))
+                            })
                         })
                         .collect();
                     eprintln!("  {} figure(s) in {took}", found.len());
@@ -427,5 +432,7 @@ mod tests {
         }
         assert!(go.matches("spawn") && go.matches("sched") && go.matches("gort-sched"));
         assert!(!rust.matches("alloc") && !go.matches("switch"));
+        assert!(rust.matches("alloc,bench_spawn") && go.matches("netpoll,spawn.go"));
+        assert!(!rust.matches("alloc,netpoll") && !rust.matches(","));
     }
 }

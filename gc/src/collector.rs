@@ -343,8 +343,15 @@ fn finish_cycle(h: &HeapShared, r: CycleReport) {
         (p.trigger(overhead), p.goal(overhead), p.memory_limit)
     };
     h.trigger.store(trigger, Ordering::Relaxed);
-    // Keep about the goal's worth of pages (and never more than the limit allows).
-    let retain = goal.saturating_add(goal / 10).min(limit / 100 * 95);
+    // Keep the goal's worth of pages and some slack (never more than the limit allows): the
+    // allocator returns pages beyond the target at once, and pages freed by this sweep are
+    // wanted again within the cycle — returning them eagerly costs a fault and a TLB
+    // shootdown each (Go's scavenger gets the same room by running slowly in the background).
+    const SLACK: u64 = 32 << 20;
+    let retain = goal
+        .saturating_add(goal / 10)
+        .saturating_add(SLACK)
+        .min(limit / 100 * 95);
     h.alloc
         .set_retained_target(usize::try_from(retain).unwrap_or(usize::MAX));
     let now = crate::stats::unix_nanos();

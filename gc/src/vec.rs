@@ -126,7 +126,11 @@ impl<T: Trace> GcVec<T> {
     }
 
     /// Append `value`. May allocate a larger array (a safepoint, before the lock).
+    ///
+    /// # Panics
+    /// When the vector does not lie in `scope`'s heap, or `value` belongs to another heap.
     pub fn push(&self, scope: &Scope<'_>, value: Option<Local<'_, T>>) {
+        scope.check_ours(self as *const GcVec<T> as usize, "GcVec::push");
         loop {
             let (len, cap) = (self.len(), self.cap.load(Ordering::Acquire));
             let fresh = if len >= cap {
@@ -213,16 +217,23 @@ impl<T: Trace> GcVec<T> {
                 scope.window_end();
             }
         }
-        self.cap.store(ncap, Ordering::Release);
         // The backing word is a pointer word of this object: the same barrier as a slot.
         // SAFETY: `backing` is an `AtomicUsize` with `Slot`'s layout, inside this object.
         let slot: &Slot<T> = unsafe { &*(&self.backing as *const AtomicUsize as *const Slot<T>) };
-        // `a` is a live allocation of this heap, rooted in `scope`'s frame.
+        // `a` is a live allocation of this heap, rooted in `scope`'s frame. The array first,
+        // its capacity after: whatever happens in between, the capacity never promises more
+        // than the array published.
         slot.set_addr(scope, a);
+        self.cap.store(ncap, Ordering::Release);
     }
 
     /// Run `f` holding the writers' lock; spins at safepoints while another writer holds it.
+    ///
+    /// # Panics
+    /// When this vector does not lie in `scope`'s heap (a `GcVec` on the stack or in a Rust
+    /// collection cannot hold pointers: nothing would trace them).
     fn with_lock<R>(&self, scope: &Scope<'_>, f: impl FnOnce(()) -> R) -> R {
+        scope.check_ours(self as *const GcVec<T> as usize, "GcVec");
         while self
             .lock
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)

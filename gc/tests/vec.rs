@@ -110,3 +110,28 @@ fn two_writers_and_a_reader_share_a_vector() {
     });
     drop(cycles);
 }
+
+#[test]
+fn a_vector_outside_the_heap_refuses_every_write() {
+    let h = heap();
+    let mut m = h.attach().unwrap();
+    m.scope(|s| {
+        // A `GcVec` on the stack: nothing would trace its elements, so writes panic — and a
+        // panicking write leaves nothing half-done behind for the next one to trip on.
+        let on_stack = GcVec::<Item>::new();
+        let item = s.alloc(Item {
+            val: 1,
+            next: Slot::null(),
+        });
+        for _ in 0..3 {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                on_stack.push(s, Some(item));
+            }));
+            assert!(r.is_err(), "push into a GcVec outside the heap succeeded");
+        }
+        assert!(on_stack.is_empty());
+        assert!(on_stack.get(s, 0).is_none());
+        let pop = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| on_stack.pop(s)));
+        assert!(pop.is_err(), "pop from a GcVec outside the heap");
+    });
+}

@@ -272,6 +272,9 @@ impl<F: CellFamily> GcCell<F> {
         scope: &mut Scope<'s>,
         f: impl for<'gc> FnOnce(&mut F::Value<'gc>, &CellCx<'_, 's, 'gc>) -> R,
     ) -> R {
+        // Before the lock: a panic here must leave the cell unlocked.
+        let me = self as *const GcCell<F> as usize;
+        scope.check_ours(me, "GcCell::borrow_mut");
         while self
             .lock
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -280,8 +283,6 @@ impl<F: CellFamily> GcCell<F> {
             scope.safepoint();
             std::hint::spin_loop();
         }
-        let me = self as *const GcCell<F> as usize;
-        scope.check_ours(me, "GcCell::borrow_mut");
         struct Release<'a, 's, F: CellFamily> {
             cell: &'a GcCell<F>,
             scope: &'a Scope<'s>,

@@ -221,3 +221,20 @@ fn a_map_of_objects() {
         assert_eq!(map.len(s), 2000 - 667);
     });
 }
+
+#[test]
+fn a_cell_outside_the_heap_refuses_every_borrow() {
+    let h = Heap::new(Config::default()).unwrap();
+    let mut m = h.attach().unwrap();
+    m.scope(|s| {
+        // On the stack nothing would trace its members: every borrow panics, and a panicking
+        // borrow leaves the cell unlocked (the second one panics too instead of spinning).
+        let on_stack = GcCell::<OneF>::new(One(Member::null()));
+        for _ in 0..2 {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                on_stack.borrow_mut(s, |_, _| ())
+            }));
+            assert!(r.is_err(), "borrow of a GcCell outside the heap succeeded");
+        }
+    });
+}

@@ -111,7 +111,6 @@ impl Pauses {
 
 /// What one cycle measured, for the pacer, the statistics and gctrace.
 struct CycleReport {
-    cycle: u64,
     forced: bool,
     pauses: Pauses,
     mark_wall: Duration,
@@ -166,7 +165,6 @@ fn cycle(h: &HeapShared, forced: bool) {
     let standalone = crate::world::Standalone::new(&h.world);
     let e: &dyn Embedder = &standalone;
     let live_start = h.heap_live();
-    let allocated_start = h.allocated.load(Ordering::Relaxed);
     for c in [
         &h.marked_bytes,
         &h.scan_work,
@@ -298,19 +296,16 @@ fn cycle(h: &HeapShared, forced: bool) {
         );
         std::process::abort();
     }
-    let allocated_end = live_end.saturating_sub(live_start);
-    let _ = allocated_start;
     finish_cycle(
         h,
         CycleReport {
-            cycle,
             forced,
             pauses,
             mark_wall,
             live_start,
             live_end,
             goal,
-            allocated_during_mark: allocated_end,
+            allocated_during_mark: live_end.saturating_sub(live_start),
             overhead,
         },
     );
@@ -406,7 +401,6 @@ fn finish_cycle(h: &HeapShared, r: CycleReport) {
             if r.forced { " (forced)" } else { "" },
         );
     }
-    let _ = r.cycle;
     h.trigger_sent.store(false, Ordering::Relaxed);
     let mut c = h.ctl.lock().unwrap_or_else(|e| e.into_inner());
     c.completed += 1;

@@ -74,14 +74,32 @@ fn churn(h: &Heap, s: &mut Scope<'_>, live: Local<'_, GcVec<Node>>, cycles: u32,
     }
 }
 
-fn pacing_at(gogc: u32) {
-    let h = Heap::new(Config {
-        gogc: Some(gogc),
-        procs: 2,
+/// `config` with the trace and checkmark switches these tests take from the environment
+/// (`GC_TEST_TRACE`, `GC_TEST_CHECKMARK`: read, never set).
+fn traced(config: Config) -> Config {
+    Config {
         gctrace: std::env::var("GC_TEST_TRACE").is_ok(),
         checkmark: std::env::var("GC_TEST_CHECKMARK").is_ok(),
+        ..config
+    }
+}
+
+/// The largest heap/goal ratio at the end of cycles `first..` (the per-cycle rings).
+fn worst_heap_to_goal(st: &gort_gc::GcStats, first: u32) -> f64 {
+    (first..st.num_gc)
+        .map(|c| {
+            let i = c as usize % gort_gc::PAUSE_RING;
+            st.cycle_heap_live[i] as f64 / st.cycle_goal[i] as f64
+        })
+        .fold(0.0, f64::max)
+}
+
+fn pacing_at(gogc: u32) {
+    let h = Heap::new(traced(Config {
+        gogc: Some(gogc),
+        procs: 2,
         ..Config::default()
-    })
+    }))
     .unwrap();
     let mut m = h.attach().unwrap();
     m.scope(|s| {
@@ -91,12 +109,11 @@ fn pacing_at(gogc: u32) {
         let first = h.stats().num_gc;
         churn(&h, s, root.get(s), 20, Duration::from_secs(300));
         let st = h.stats();
-        let mut worst = 0.0f64;
+        let worst = worst_heap_to_goal(&st, first);
         for c in first..st.num_gc {
             let i = c as usize % gort_gc::PAUSE_RING;
             let (live, goal) = (st.cycle_heap_live[i], st.cycle_goal[i]);
             let ratio = live as f64 / goal as f64;
-            worst = worst.max(ratio);
             // Within the goal, give or take the trigger's slack (the last 30% of the way):
             // the heap a cycle ends at never exceeds its goal by more than 15%.
             assert!(
@@ -207,14 +224,13 @@ fn churn_sampling(s: &mut Scope<'_>, live: Local<'_, GcVec<Node>>, iterations: u
 fn gc_memory_limit_holds_the_heap_near_it_within_half_the_cpus() {
     const LIMIT: u64 = 64 << 20;
     let before = rss_bytes();
-    let h = Heap::new(Config {
+    let h = Heap::new(traced(Config {
         // GOGC alone would let the heap reach about 120 MiB.
         gogc: Some(400),
         memory_limit: LIMIT,
         procs: 2,
-        gctrace: std::env::var("GC_TEST_TRACE").is_ok(),
         ..Config::default()
-    })
+    }))
     .unwrap();
     let mut m = h.attach().unwrap();
     m.scope(|s| {
@@ -224,16 +240,6 @@ fn gc_memory_limit_holds_the_heap_near_it_within_half_the_cpus() {
         let st = h.stats();
         assert!(st.num_gc - start >= 5, "only {} cycles", st.num_gc - start);
         let grew = max_rss.saturating_sub(before);
-        let a = h.alloc_heap().stats();
-        eprintln!(
-            "alloc: inuse {} idle {} released {} sys {} MiB; rss now {} MiB; live_bytes {} MiB",
-            a.heap_inuse >> 20,
-            a.heap_idle >> 20,
-            a.heap_released >> 20,
-            a.heap_sys >> 20,
-            rss_bytes() >> 20,
-            h.alloc_heap().live_bytes() >> 20
-        );
         eprintln!(
             "limit {} MiB: RSS grew by at most {} MiB over {} cycles, GC CPU {:.1}%",
             LIMIT >> 20,
@@ -258,12 +264,11 @@ fn gc_memory_limit_holds_the_heap_near_it_within_half_the_cpus() {
 #[test]
 #[ignore = "heavy: release, from cargo xtask test"]
 fn gc_memory_limit_below_the_live_heap_keeps_the_program_going() {
-    let h = Heap::new(Config {
+    let h = Heap::new(traced(Config {
         memory_limit: 8 << 20,
         procs: 2,
-        gctrace: std::env::var("GC_TEST_TRACE").is_ok(),
         ..Config::default()
-    })
+    }))
     .unwrap();
     let mut m = h.attach().unwrap();
     m.scope(|s| {
@@ -296,11 +301,10 @@ fn gc_memory_limit_below_the_live_heap_keeps_the_program_going() {
 fn gc_assists_keep_a_flat_out_allocator_within_the_goal() {
     // procs = 1: no idle CPU, so the only background marking is the fractional worker's 25%;
     // the mutator allocates as fast as it can and must pay for the rest.
-    let h = Heap::new(Config {
+    let h = Heap::new(traced(Config {
         procs: 1,
-        gctrace: std::env::var("GC_TEST_TRACE").is_ok(),
         ..Config::default()
-    })
+    }))
     .unwrap();
     let mut m = h.attach().unwrap();
     m.scope(|s| {
@@ -309,11 +313,7 @@ fn gc_assists_keep_a_flat_out_allocator_within_the_goal() {
         let first = h.stats().num_gc;
         churn(&h, s, live, 10, Duration::from_secs(300));
         let st = h.stats();
-        let mut worst = 0.0f64;
-        for c in first..st.num_gc {
-            let i = c as usize % gort_gc::PAUSE_RING;
-            worst = worst.max(st.cycle_heap_live[i] as f64 / st.cycle_goal[i] as f64);
-        }
+        let worst = worst_heap_to_goal(&st, first);
         eprintln!(
             "assists: worst heap/goal {worst:.3}, {:.0} ms of assists",
             st.assist_ns as f64 / 1e6

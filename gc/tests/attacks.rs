@@ -345,3 +345,45 @@ fn garbage_with_drop_glue_is_freed_once_finalized() {
         count(&h)
     );
 }
+
+#[test]
+fn the_last_handles_dropped_while_a_cycle_marks() {
+    // Shutdown mid-flight: cycles start by themselves (a tiny minimum heap), and the last
+    // `Mutator` and `Heap` go while one is marking a large list. The drop must join the
+    // collector's threads (which finish the cycle with no mutator left), not hang, and the
+    // roots that outlive the heap stay harmless.
+    for _ in 0..10 {
+        let h = Heap::new(Config {
+            checkmark: true,
+            procs: 2,
+            min_heap: 64 << 10,
+            ..Config::default()
+        })
+        .unwrap();
+        let mut m = h.attach().unwrap();
+        let keep = m.scope(|s| {
+            let l = list(s, 50_000);
+            let keep = Root::new(s, l);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !h.is_marking() {
+                assert!(Instant::now() < deadline, "no cycle started by itself");
+                s.scope(|s| {
+                    list(s, 100);
+                });
+            }
+            keep
+        });
+        // The mutator detaches here (it stands for this thread); the heap's last handle goes
+        // on a watched thread.
+        drop(m);
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(h);
+            done_tx.send(()).unwrap();
+        });
+        done_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("dropping the last handles mid-cycle hung");
+        drop(keep);
+    }
+}

@@ -117,7 +117,7 @@ pub(crate) struct AllGs {
 
 /// A registered G (see `AllGs` for why it stays valid while registered).
 #[derive(Debug, Clone, Copy)]
-struct GPtr(*const G);
+pub(crate) struct GPtr(pub(crate) *const G);
 
 // SAFETY: only dereferenced under the registry's lock, while the G is registered and hence
 // alive (`AllGs`); `G` is `Sync`.
@@ -132,6 +132,11 @@ pub(crate) struct GoroutineInfo {
 }
 
 impl AllGs {
+    /// The registry itself (stop-the-world snapshots iterate it under its lock).
+    pub(crate) fn list(&self) -> &std::sync::Mutex<Vec<GPtr>> {
+        &self.gs
+    }
+
     /// Registers a newly allocated G.
     pub(crate) fn register(&self, g: &std::sync::Arc<G>) {
         let mut gs = crate::sched::lock(&self.gs);

@@ -232,23 +232,32 @@ mod m;
 mod p;
 mod park;
 mod parker;
+mod preempt;
 mod release;
 mod runq;
 mod runtime;
 mod sched;
+mod spare;
 mod spawn;
 mod spinning;
 mod stack;
+mod stw;
 pub mod sync;
+mod sysmon;
 pub mod time;
 mod timer;
+#[path = "trace_tmp.rs"]
+mod trace;
+mod world;
 
 pub use chan::{Receiver, Sender, chan};
 pub use gls::GoroutineLocal;
 pub use idle::{FutexIdle, IdleHook, with_idle_hook};
+pub use p::SPARE_PS;
 pub use park::{
     Goexit, Goroutine, WaitReason, blocking, current, goexit, goid, gosched, park, park_for,
 };
+pub use preempt::safepoint;
 pub use runtime::{
     BuildError, Builder, DEFAULT_IDLE_THREAD_EXIT, DEFAULT_MAX_THREADS, DEFAULT_STACK_SIZE,
     Runtime, gomaxprocs, num_goroutine, parse_gomaxprocs, run,
@@ -257,3 +266,5 @@ pub use runtime::{ForeignThread, foreign_thread};
 pub use sched::MAX_PROCS;
 pub use spawn::{JoinHandle, SpawnError, go, spawn};
 pub use stack::{GuardMode, MAX_STACK_SIZE, MIN_STACK_SIZE, guard_mode};
+pub use sysmon::SysmonStats;
+pub use world::{GStatus, GoroutineSnapshot, WorldStopped};

@@ -56,6 +56,22 @@ pub(crate) struct MNote {
     /// `0`, or `(p + 1) << 1 | spinning`: a P handed to this M. Written by the waker before
     /// `unpark` (Release, pairs with the Acquire in `take_handoff`).
     handoff: AtomicUsize,
+    /// The kernel thread id of the M using this note (0 before it starts). Written by the M
+    /// when it starts (Relaxed); read by sysmon to look at the thread's kernel state (a hint:
+    /// a note reused by a later M gets that M's id).
+    pub(crate) tid: std::sync::atomic::AtomicI64,
+    /// The goroutine running on this M, or null while its scheduler runs: a mirror of
+    /// `M::curg` for stop-the-world snapshots. Written by the M (Relaxed) around each switch;
+    /// read by a coordinator only while the M is stopped or suspended (its answer or the
+    /// suspension handler's Release store orders the write before the read).
+    pub(crate) curg: std::sync::atomic::AtomicPtr<G>,
+    /// Where this M's goroutine answered a stop of the world (`stw.rs`): its pc and frame
+    /// pointer, zeros when it did not. Written by the M, read by the coordinator (as
+    /// `curg`).
+    pub(crate) safepoint_pc: AtomicUsize,
+    pub(crate) safepoint_fp: AtomicUsize,
+    /// Signal suspension of this M's thread (stop-the-world's last resort).
+    pub(crate) suspend: crate::stw::MSuspend,
 }
 
 impl MNote {
@@ -163,6 +179,7 @@ pub(crate) fn thread_exhaustion(limit: usize) -> ! {
 #[cold]
 pub(crate) fn spawn_m(shared: Arc<Shared>, note: Arc<MNote>) {
     let id = shared.next_mid.fetch_add(1, Ordering::Relaxed);
+    shared.sysmon.ensure_started(&shared);
     let result = std::thread::Builder::new()
         .name(format!("gort-m{id}"))
         .stack_size(M_THREAD_STACK)
@@ -188,6 +205,10 @@ fn m_main(shared: Arc<Shared>, note: Arc<MNote>, id: usize) {
         rng: Cell::new((id as u32).wrapping_mul(0x9E37_79B9) | 1),
     });
     CURRENT.with(|c| c.set(&*m));
+    m.note.tid.store(
+        crate::sysmon::current_tid(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     if let Some((p, spinning)) = m.note.take_handoff() {
         m.set_p(p);
         m.spinning.set(spinning);
@@ -212,15 +233,43 @@ impl M {
         unsafe { &*p }
     }
 
-    /// Holds P `id` from now on (`NO_P`: none).
+    /// Holds P `id` from now on (`NO_P`: none). Publishes the holder for sysmon and
+    /// stop-the-world, and bumps the old and new P's ticks (a P changing hands is not one
+    /// goroutine overstaying its slice).
     #[inline]
     fn set_p(&self, id: usize) {
+        let old = self.p_ptr.get();
+        if !old.is_null() {
+            // SAFETY: Ps live as long as their runtime, which this M keeps alive.
+            let old = unsafe { &*old };
+            // Release: pairs with the Acquire loads of `holder` (sysmon, stop-the-world).
+            old.holder.store(ptr::null_mut(), Ordering::Release);
+            old.tick.fetch_add(1, Ordering::Relaxed);
+            crate::preempt::clear(old);
+        }
         self.p.set(id);
-        self.p_ptr.set(if id == NO_P {
-            ptr::null()
-        } else {
-            self.shared.p(id)
-        });
+        if id == NO_P {
+            self.p_ptr.set(ptr::null());
+            return;
+        }
+        let p = self.shared.p(id);
+        self.p_ptr.set(p);
+        p.tick.fetch_add(1, Ordering::Relaxed);
+        // Release: as above.
+        p.holder
+            .store(Arc::as_ptr(&self.note).cast_mut(), Ordering::Release);
+    }
+
+    /// The holder of `p` is about to run a goroutine: a new slice begins, so the tick moves
+    /// and a preempt request aimed at the previous slice is dropped.
+    #[inline]
+    fn note_switch(p: &P) {
+        // A plain load and store: only the holder writes the tick while it holds the P.
+        p.tick.store(
+            p.tick.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
+        crate::preempt::clear(p);
     }
 
     fn next_rand(&self) -> u32 {
@@ -285,8 +334,10 @@ impl M {
     /// M from goroutine to goroutine directly), then does what that one asked for.
     fn execute(&self, mut g: NonNull<G>) {
         self.prepare(g);
+        M::note_switch(self.p_ref());
         loop {
             self.curg.set(g.as_ptr());
+            self.note.curg.store(g.as_ptr(), Ordering::Relaxed);
             // SAFETY: as in `prepare`.
             stack::set_current_goid(unsafe { g.as_ref() }.id());
             // SAFETY: `g`'s context was saved by `switch` or prepared by `init_stack` on its
@@ -295,6 +346,7 @@ impl M {
             unsafe { arch::switch(self.g0.get(), g.as_ref().ctx.get()) };
             g = NonNull::new(self.curg.get().cast_mut()).expect("runtime: no goroutine came back");
             self.curg.set(ptr::null());
+            self.note.curg.store(ptr::null_mut(), Ordering::Relaxed);
             stack::set_current_goid(0);
             match self.action.replace(Action::Run) {
                 Action::Yield => {
@@ -367,12 +419,17 @@ impl M {
             o.yield_tick = o.yield_tick.wrapping_add(1);
             let fair = o.yield_tick.is_multiple_of(GLOBAL_FAIRNESS_TICK)
                 && (this.shared.global.len() > 0
-                    || this.shared.timers.has_timers(p.id)
+                    || this.shared.timers.has_timers(crate::p::timer_heap(p.id))
                     || this.shared.hook.has_waiters());
             o.check_global |= fair;
             fair
         };
-        let next = if fair || p.id >= this.shared.procs() {
+        // Through the scheduler also when a P is being retired, and while a stop of the world
+        // (or any preempt request) is pending anywhere, so the scheduler loop can answer it.
+        let next = if fair
+            || p.id >= this.shared.procs()
+            || crate::preempt::PENDING.load(Ordering::Relaxed) != 0
+        {
             None
         } else {
             p.runq.pop()
@@ -383,10 +440,12 @@ impl M {
             return;
         };
         this.prepare(next);
+        M::note_switch(p);
         let cur = this.curg.get();
         this.pending.set(cur);
         this.pending_action.set(action);
         this.curg.set(next.as_ptr());
+        this.note.curg.store(next.as_ptr(), Ordering::Relaxed);
         // SAFETY: popped from our queue, so `next` is ours.
         stack::set_current_goid(unsafe { next.as_ref() }.id());
         // SAFETY: `cur` is the running goroutine (its context slot is ours to write); `next`
@@ -466,8 +525,12 @@ impl M {
     /// Finds a goroutine to run (Go's `findRunnable`). Returns `None` after giving up the P.
     fn find_runnable(&self) -> Option<NonNull<G>> {
         let shared = &*self.shared;
-        let p = self.p_ref();
-        if p.id >= shared.procs() {
+        let mut p = self.p_ref();
+        if crate::stw::stop_requested(p) {
+            crate::stw::stop_in_scheduler(self, p);
+            p = self.p_ref();
+        }
+        if p.id >= shared.procs() && (!p.is_spare() || shared.spare_done(p)) {
             self.retire_p();
             return None;
         }
@@ -490,6 +553,7 @@ impl M {
         // goes to our `runnext`; the local queue's order below still holds.
         if fair && shared.hook.has_waiters() {
             shared.hook.poll(Some(Duration::ZERO));
+            shared.note_poll(false);
         }
         if let Some(g) = p.runq.pop() {
             return Some(g);
@@ -502,14 +566,16 @@ impl M {
         }
         if shared.hook.has_waiters() {
             shared.hook.poll(Some(Duration::ZERO));
+            shared.note_poll(false);
             if let Some(g) = p.runq.pop() {
                 return Some(g);
             }
         }
         // Spin (steal) only while spinning Ms are fewer than half the busy Ps: more would
         // burn CPU for little gain.
+        // A spare always steals: taking the stuck P's queue is what it is for.
         let busy = shared.procs().saturating_sub(shared.spin.npidle());
-        if self.spinning.get() || 2 * shared.spin.nmspinning() < busy {
+        if self.spinning.get() || p.is_spare() || 2 * shared.spin.nmspinning() < busy {
             if !self.spinning.get() {
                 self.spinning.set(true);
                 shared.spin.start_spinning();
@@ -553,10 +619,14 @@ impl M {
         None
     }
 
-    /// Runs the due timers of heap `h` (our P's) and of the foreign heap.
+    /// Runs the due timers of P `id`'s heap and of the foreign heap (a spare's heap is the
+    /// foreign one).
     #[inline]
-    fn check_timers(&self, h: usize) {
-        self.shared.run_due_timers([h, FOREIGN_HEAP].into_iter());
+    fn check_timers(&self, id: usize) {
+        match crate::p::timer_heap(id) {
+            FOREIGN_HEAP => self.shared.run_due_timers(std::iter::once(FOREIGN_HEAP)),
+            h => self.shared.run_due_timers([h, FOREIGN_HEAP].into_iter()),
+        };
     }
 
     fn work_exists(&self) -> bool {
@@ -615,7 +685,8 @@ impl M {
         }
     }
 
-    /// Gives up a P beyond GOMAXPROCS: its queue goes to the global queue.
+    /// Gives up a P beyond GOMAXPROCS, or a spare whose work is done: its queue goes to the
+    /// global queue.
     #[cold]
     fn retire_p(&self) {
         let shared = &self.shared;
@@ -661,7 +732,10 @@ impl M {
             let deadline = shared.timers.poll_deadline(shared.nps());
             let timer = (deadline != u64::MAX)
                 .then(|| Duration::from_nanos(deadline.saturating_sub(shared.timers.now())));
-            shared.hook.poll(earliest(timer, next_release));
+            let timeout = earliest(timer, next_release);
+            shared.note_poll(timeout != Some(Duration::ZERO));
+            shared.hook.poll(timeout);
+            shared.note_poll(false);
             shared.timers.poll_done();
             self.shared.run_all_timers();
             let mut s = lock(&shared.sched);

@@ -1,10 +1,12 @@
 //! P: a logical processor — a local run queue, free Gs, a stack cache and scheduling ticks.
 
 use crate::g::G;
+use crate::m::MNote;
 use crate::runq::RunQueue;
 use crate::stack::Stack;
 use std::cell::UnsafeCell;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 /// Free Gs a P keeps before handing half to the runtime-wide list.
 pub(crate) const FREE_G_MAX: usize = 64;
@@ -31,6 +33,30 @@ pub(crate) struct Owned {
     pub(crate) check_global: bool,
 }
 
+/// Spare Ps: a pool outside GOMAXPROCS that sysmon activates behind a P whose goroutine
+/// overstays its slice or sits in a blocking call (see `sysmon.rs`). Two: one for the
+/// GOMAXPROCS=1 case the design needs, one more so that a hog and a blocked call at once
+/// are both covered. Their ids follow the regular Ps' (`MAX_PROCS..MAX_PROCS + SPARE_PS`), so
+/// per-P slots elsewhere (allocation caches, barrier buffers) are indexed the same way.
+pub const SPARE_PS: usize = 2;
+
+/// Whether P id `id` is a spare.
+#[inline]
+pub(crate) fn is_spare(id: usize) -> bool {
+    id >= crate::sched::MAX_PROCS
+}
+
+/// The timer heap a P's goroutines arm timers on: its own, or the foreign heap for a spare
+/// (a spare retires soon; its timers must not retire with it).
+#[inline]
+pub(crate) fn timer_heap(id: usize) -> usize {
+    if is_spare(id) {
+        crate::timer::FOREIGN_HEAP
+    } else {
+        id
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct P {
     pub(crate) id: usize,
@@ -38,6 +64,26 @@ pub(crate) struct P {
     /// Owner-only state: accessed only by the M holding this P. A P changes hands only under
     /// the scheduler lock or through a parker hand-off, both of which order the accesses.
     pub(crate) owned: UnsafeCell<Owned>,
+    /// Scheduling events: bumped by the holder each time it starts running a goroutine
+    /// (`M::note_switch`) and each time the P changes hands (`M::set_p`). Written by the
+    /// holder (Relaxed); read by sysmon (Relaxed), which only compares it with what it saw
+    /// on an earlier round: unchanged for 10 ms means one goroutine has run that long.
+    pub(crate) tick: AtomicU32,
+    /// The note of the M holding this P, or null. Written by the holder in `M::set_p`
+    /// (Release: pairs with the Acquire loads of sysmon and stop-the-world, which then read
+    /// the note's thread id); notes live as long as the runtime, so a stale pointer still
+    /// points at a live note (of an M that moved on, which the readers tolerate).
+    pub(crate) holder: AtomicPtr<MNote>,
+    /// Preempt request for the running goroutine (`preempt.rs`). Set by sysmon, cleared by
+    /// the holder at its next switch or by the goroutine at a safepoint.
+    pub(crate) preempt: AtomicBool,
+    /// Stop-the-world word (`stw.rs`): `NONE`, `REQUESTED` by the coordinator, `STOPPED`
+    /// by the holder that answered.
+    pub(crate) stop: AtomicU32,
+    /// For an active spare P: `(helped P id) << 32 | its tick when the spare was
+    /// activated`. Written by sysmon under the scheduler lock before the spare is handed to
+    /// an M (the hand-off orders it); read by the spare's holder.
+    pub(crate) spare_for: AtomicU64,
 }
 
 // SAFETY: `owned` is only touched by the P's current holder (see the field docs); the rest
@@ -52,7 +98,23 @@ impl P {
             id,
             runq: RunQueue::default(),
             owned: UnsafeCell::new(Owned::default()),
+            tick: AtomicU32::new(0),
+            holder: AtomicPtr::new(std::ptr::null_mut()),
+            preempt: AtomicBool::new(false),
+            stop: AtomicU32::new(0),
+            spare_for: AtomicU64::new(0),
         }
+    }
+
+    /// Whether this is a spare P (outside GOMAXPROCS, lent by sysmon behind a stuck one).
+    #[inline]
+    pub(crate) fn is_spare(&self) -> bool {
+        is_spare(self.id)
+    }
+
+    /// The tick, for sysmon.
+    pub(crate) fn tick(&self) -> u32 {
+        self.tick.load(Ordering::Relaxed)
     }
 
     /// # Safety

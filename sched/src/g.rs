@@ -58,6 +58,9 @@ pub(crate) struct G {
     /// Set during the last round of local destruction (`spawn::destroy_locals`): from then
     /// on `GoroutineLocal::with` refuses to create values. Cleared when the G is reused.
     pub(crate) locals_closed: UnsafeCell<bool>,
+    /// `lock_os_thread` nesting depth: while non-zero the goroutine never leaves its thread.
+    /// Written only by the goroutine itself (and reset by its M when it exits); Relaxed.
+    pub(crate) locked: std::sync::atomic::AtomicU32,
     pub(crate) entry: UnsafeCell<Option<Entry>>,
     pub(crate) locals: UnsafeCell<LocalValues>,
 }
@@ -87,6 +90,7 @@ impl G {
             entry: UnsafeCell::new(None),
             locals: UnsafeCell::new(Vec::new()),
             locals_closed: UnsafeCell::new(false),
+            locked: std::sync::atomic::AtomicU32::new(0),
             pinned_waiter: AtomicPtr::new(std::ptr::null_mut()),
             group_cache: UnsafeCell::new(None),
             wait_reason: AtomicU8::new(NOT_LIVE),

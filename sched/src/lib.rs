@@ -255,7 +255,8 @@ pub use gls::GoroutineLocal;
 pub use idle::{FutexIdle, IdleHook, with_idle_hook};
 pub use p::SPARE_PS;
 pub use park::{
-    Goexit, Goroutine, WaitReason, blocking, current, goexit, goid, gosched, park, park_for,
+    Goexit, Goroutine, WaitReason, blocking, current, goexit, goid, gosched, lock_os_thread,
+    locked_to_thread, park, park_for, unlock_os_thread,
 };
 pub use preempt::safepoint;
 pub use runtime::{

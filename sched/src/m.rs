@@ -131,6 +131,8 @@ pub(crate) struct M {
     pending: Cell<*const G>,
     pending_action: Cell<Action>,
     rng: Cell<u32>,
+    /// Set when this M must end its thread (a goroutine exited while locked to it).
+    exit: Cell<bool>,
 }
 
 thread_local! {
@@ -203,6 +205,7 @@ fn m_main(shared: Arc<Shared>, note: Arc<MNote>, id: usize) {
         pending: Cell::new(ptr::null()),
         pending_action: Cell::new(Action::Run),
         rng: Cell::new((id as u32).wrapping_mul(0x9E37_79B9) | 1),
+        exit: Cell::new(false),
     });
     CURRENT.with(|c| c.set(&*m));
     m.note.tid.store(
@@ -295,6 +298,9 @@ impl M {
                     self.reset_spinning();
                 }
                 self.execute(g);
+                if self.exit.get() {
+                    return;
+                }
             }
         }
         if self.spinning.get() {
@@ -360,7 +366,12 @@ impl M {
                     }
                 }
                 Action::Exit => {
+                    // SAFETY: the goroutine that came back is ours (see above).
+                    let locked = unsafe { g.as_ref() }.locked.swap(0, Ordering::Relaxed) != 0;
                     self.g_exit(g);
+                    if locked {
+                        self.end_locked_thread();
+                    }
                     return;
                 }
                 Action::Requeue => {
@@ -683,6 +694,24 @@ impl M {
         if self.shared.spin.stop_spinning() == 1 {
             self.shared.wakep();
         }
+    }
+
+    /// A goroutine exited while locked to this thread (Go's rule: the thread may carry state
+    /// the goroutine changed, so it ends with it). Hands the P to another M and ends the
+    /// scheduling loop, which ends the thread.
+    #[cold]
+    fn end_locked_thread(&self) {
+        let shared = &self.shared;
+        if self.spinning.get() {
+            self.spinning.set(false);
+            shared.spin.stop_spinning();
+        }
+        self.hand_off_p();
+        let mut s = lock(&shared.sched);
+        s.nm -= 1;
+        s.free_notes.push(self.note.clone());
+        drop(s);
+        self.exit.set(true);
     }
 
     /// Gives up a P beyond GOMAXPROCS, or a spare whose work is done: its queue goes to the

@@ -298,7 +298,7 @@ pub fn park_for(reason: WaitReason) {
     gr.wait_reason.store(reason as u8, Ordering::Relaxed);
     // SAFETY: `m` is this thread's live M.
     let has_p = unsafe { (*m).has_p() };
-    if std::thread::panicking() || !has_p {
+    if !has_p || pinned(gr) {
         park_pinned(m, gr, has_p);
         return;
     }
@@ -306,9 +306,15 @@ pub fn park_for(reason: WaitReason) {
     unsafe { M::park_now(m) };
 }
 
-/// Parking while a panic unwinds: the goroutine must stay on this thread (std counts panics
-/// per thread), so it hands its P off and waits on the M's own parker. Inside `blocking` (no
-/// P held) it just waits.
+/// Whether goroutine `g` (the caller) must stay on its thread: it is unwinding a panic (std
+/// counts panics per thread) or is locked to the thread (`lock_os_thread`).
+#[inline]
+fn pinned(g: &G) -> bool {
+    g.locked.load(Ordering::Relaxed) != 0 || std::thread::panicking()
+}
+
+/// Parking a goroutine that must stay on its thread (`pinned`): it hands its P off and
+/// waits on the M's own parker. Inside `blocking` (no P held) it just waits.
 #[cold]
 fn park_pinned(m: *const M, g: &G, has_p: bool) {
     // SAFETY: `m` is this thread's live M, and stays so: we do not leave the thread.
@@ -337,7 +343,8 @@ fn park_pinned(m: *const M, g: &G, has_p: bool) {
 /// nothing, since an unwinding goroutine must stay on its thread.
 pub fn gosched() {
     let m = current_m();
-    if current_g().is_null() {
+    let g = current_g();
+    if g.is_null() {
         std::thread::yield_now();
         return;
     }
@@ -345,6 +352,12 @@ pub fn gosched() {
     if std::thread::panicking() || unsafe { !(*m).has_p() } {
         // Unwinding, or inside `blocking`: stay on this thread.
         std::thread::yield_now();
+        return;
+    }
+    // SAFETY: the running goroutine is alive while it runs.
+    if pinned(unsafe { &*g }) {
+        // Locked to this thread: let the P's other goroutines run on another M meanwhile.
+        blocking(std::thread::yield_now);
         return;
     }
     // SAFETY: we are the goroutine running on `m`, which we do not use afterwards.
@@ -376,10 +389,14 @@ pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
     struct Reacquire(*const M);
     impl Drop for Reacquire {
         fn drop(&mut self) {
-            // `f` ran on this thread, so `self.0` is still our M. An unwinding goroutine
-            // must keep its thread, so it waits here for a P rather than being requeued.
-            // SAFETY: we are the goroutine running on that M, which we do not use afterwards.
-            unsafe { M::reacquire_p(self.0, std::thread::panicking()) };
+            // `f` ran on this thread, so `self.0` is still our M. A goroutine that must keep
+            // its thread (unwinding, or locked to it) waits here for a P rather than being
+            // requeued.
+            // SAFETY: `self.0` is our live M and a goroutine runs on it (checked on entry);
+            // we are that goroutine, and do not use the M afterwards.
+            let pin = pinned(unsafe { &*(*self.0).curg.get() });
+            // SAFETY: as above.
+            unsafe { M::reacquire_p(self.0, pin) };
         }
     }
     let m = current_m();
@@ -391,6 +408,43 @@ pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
     unsafe { (*m).hand_off_p() };
     let _reacquire = Reacquire(m);
     f()
+}
+
+/// Wires the calling goroutine to its current OS thread (Go's `runtime.LockOSThread`): until
+/// as many [`unlock_os_thread`] calls as lock calls, it never runs on another thread, and no
+/// other goroutine runs on this one. When it parks, its thread waits for it (its P goes to
+/// another thread meanwhile). If it exits while still locked, the thread ends with it, as in
+/// Go (the goroutine may have changed thread state: namespaces, signal masks,
+/// thread-locals). While locked, `thread_local!` values and thread-bound guards are safe to
+/// hold across scheduling points. On a plain thread it does nothing.
+pub fn lock_os_thread() {
+    let g = current_g();
+    if !g.is_null() {
+        // SAFETY: the running goroutine is alive while it runs; only it writes `locked`.
+        let g = unsafe { &*g };
+        let n = g.locked.load(Ordering::Relaxed);
+        assert!(n < u32::MAX, "runtime: lock_os_thread nested too deeply");
+        g.locked.store(n + 1, Ordering::Relaxed);
+    }
+}
+
+/// Undoes one [`lock_os_thread`]; the goroutine may migrate again once every lock is undone.
+/// An unlock without a lock does nothing (as in Go). On a plain thread it does nothing.
+pub fn unlock_os_thread() {
+    let g = current_g();
+    if !g.is_null() {
+        // SAFETY: as in `lock_os_thread`.
+        let g = unsafe { &*g };
+        let n = g.locked.load(Ordering::Relaxed);
+        g.locked.store(n.saturating_sub(1), Ordering::Relaxed);
+    }
+}
+
+/// Whether the calling goroutine is locked to its thread (false on a plain thread).
+pub fn locked_to_thread() -> bool {
+    let g = current_g();
+    // SAFETY: as in `lock_os_thread`.
+    !g.is_null() && unsafe { &*g }.locked.load(Ordering::Relaxed) != 0
 }
 
 /// Who is waiting: a goroutine or a plain thread.

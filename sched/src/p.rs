@@ -79,7 +79,7 @@ pub(crate) struct P {
     pub(crate) preempt: AtomicBool,
     /// Stop-the-world word (`stw.rs`): `NONE`, `REQUESTED` by the coordinator, `STOPPED`
     /// by the holder that answered.
-    pub(crate) stop: AtomicU32,
+    pub(crate) stop: crate::stw::StopWord,
     /// For an active spare P: `(helped P id) << 32 | its tick when the spare was
     /// activated`. Written by sysmon under the scheduler lock before the spare is handed to
     /// an M (the hand-off orders it); read by the spare's holder.
@@ -101,7 +101,7 @@ impl P {
             tick: AtomicU32::new(0),
             holder: AtomicPtr::new(std::ptr::null_mut()),
             preempt: AtomicBool::new(false),
-            stop: AtomicU32::new(0),
+            stop: crate::stw::StopWord::default(),
             spare_for: AtomicU64::new(0),
         }
     }

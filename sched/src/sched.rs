@@ -315,7 +315,7 @@ impl Shared {
         let i = s
             .idle_ps
             .iter()
-            .rposition(|&id| self.p(id).stop.load(Ordering::Relaxed) == crate::stw::NONE)?;
+            .rposition(|&id| self.p(id).stop.is_clear())?;
         let id = s.idle_ps.swap_remove(i);
         s.pstatus[id] = PStatus::Running;
         self.spin.p_taken();
@@ -329,13 +329,7 @@ impl Shared {
     pub(crate) fn pidleput(&self, s: &mut SchedState, id: usize) {
         // A P given up while a stop of the world asks its holder to stop has answered: it
         // stays idle (`pidleget` refuses while `stw`) until the restart.
-        // AcqRel: as the holder's answer in `stw::answer`.
-        let _ = self.p(id).stop.compare_exchange(
-            crate::stw::REQUESTED,
-            crate::stw::STOPPED,
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        );
+        self.p(id).stop.answer();
         if is_spare(id) {
             // A spare goes back to the pool; its caches stay with it for the next loan.
             s.pstatus[id] = PStatus::Spare;

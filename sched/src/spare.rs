@@ -36,7 +36,7 @@ impl Shared {
         let Some(i) = s
             .spare_pool
             .iter()
-            .rposition(|&id| self.p(id).stop.load(Ordering::Relaxed) == crate::stw::NONE)
+            .rposition(|&id| self.p(id).stop.is_clear())
         else {
             return false;
         };

@@ -32,19 +32,75 @@
 //! coordinator's), and it must not park or yield until it restarts the world, or other
 //! goroutines would run on that P.
 
+use crate::loom::{AtomicU32, Ordering};
 use crate::m::{M, MNote};
 use crate::p::P;
 use crate::sched::{PStatus, Shared, lock};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// `P::stop`: no stop requested.
-pub(crate) const NONE: u32 = 0;
-/// `P::stop`: the coordinator asks the holder to stop.
-pub(crate) const REQUESTED: u32 = 1;
-/// `P::stop`: the holder answered (or the P was given up) and waits for the restart.
-pub(crate) const STOPPED: u32 = 2;
+/// `StopWord`: no stop requested.
+const NONE: u32 = 0;
+/// `StopWord`: the coordinator asks the holder to stop.
+const REQUESTED: u32 = 1;
+/// `StopWord`: the holder answered (or the P was given up, or is held idle) and waits for
+/// the restart.
+const STOPPED: u32 = 2;
+
+/// A P's stop-the-world word (`P::stop`). Written by the coordinator (`request`, `hold`,
+/// `release`) and by whoever answers for the P (`answer`: its holder, or `pidleput` when the
+/// P is given up); read by holders at safepoints and scheduling points, by `pidleget` and
+/// spare activation (which skip Ps not clear), and by the coordinator.
+#[derive(Debug, Default)]
+pub(crate) struct StopWord(AtomicU32);
+
+impl StopWord {
+    /// The coordinator asks the holder to stop. SeqCst: the holder's answer (a CAS) and the
+    /// coordinator's later loads of this word and of `P::holder` are ordered after it.
+    pub(crate) fn request(&self) {
+        self.0.store(REQUESTED, Ordering::SeqCst);
+    }
+
+    /// The coordinator holds a P that has no holder (idle, retired, in the spare pool):
+    /// nobody may take it until `release`.
+    pub(crate) fn hold(&self) {
+        self.0.store(STOPPED, Ordering::SeqCst);
+    }
+
+    /// Whether a stop is requested and not answered yet. Relaxed: a hint; the answer is a
+    /// CAS.
+    #[inline]
+    pub(crate) fn is_requested(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == REQUESTED
+    }
+
+    /// Answers a pending request (`REQUESTED → STOPPED`); false when none is pending.
+    /// AcqRel: Release publishes everything the answering holder did before it to the
+    /// coordinator's Acquire load in `is_stopped`; Acquire pairs with `request`.
+    pub(crate) fn answer(&self) -> bool {
+        self.0
+            .compare_exchange(REQUESTED, STOPPED, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Whether the P is stopped (answered or held). Acquire: pairs with `answer`'s Release
+    /// (coordinator) and with `release`'s Release (a holder waiting for the restart).
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.0.load(Ordering::Acquire) == STOPPED
+    }
+
+    /// Whether no stop concerns the P (`pidleget` and spare activation take only such Ps;
+    /// they run under the scheduler lock, under which the coordinator requests or holds).
+    pub(crate) fn is_clear(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == NONE
+    }
+
+    /// The coordinator ends the stop. Release: pairs with the Acquire in `is_stopped` of the
+    /// holder waiting for the restart.
+    pub(crate) fn release(&self) {
+        self.0.store(NONE, Ordering::Release);
+    }
+}
 
 /// How long the coordinator waits for holders to answer at a safepoint before suspending
 /// them by signal. Short: a goroutine that has a safepoint in its loop answers within
@@ -67,7 +123,7 @@ pub(crate) struct StwLock {
 #[inline]
 pub(crate) fn stop_requested(p: &P) -> bool {
     // Relaxed: a hint; the answer is a CAS.
-    p.stop.load(Ordering::Relaxed) == REQUESTED
+    p.stop.is_requested()
 }
 
 /// The goroutine running on `m` answers a stop request at a safepoint: records where it is
@@ -92,15 +148,12 @@ fn answer(shared: &Shared, p: &P) {
     // AcqRel: Release publishes everything this holder did before stopping to the
     // coordinator's Acquire load in `wait_stopped`; Acquire pairs with the coordinator's
     // request store.
-    if p.stop
-        .compare_exchange(REQUESTED, STOPPED, Ordering::AcqRel, Ordering::Relaxed)
-        .is_err()
-    {
+    if !p.stop.answer() {
         return;
     }
     let mut busy = lock(&shared.stw_lock.busy);
     // Acquire: pairs with the Release store of NONE in `start_world`.
-    while p.stop.load(Ordering::Acquire) == STOPPED && !shared.shutdown.load(Ordering::Relaxed) {
+    while p.stop.is_stopped() && !shared.shutdown.load(Ordering::Relaxed) {
         busy = shared
             .stw_lock
             .cv
@@ -182,7 +235,7 @@ impl Shared {
                 }
                 // SeqCst: the holder's answer (a CAS) and our later loads of the word and of
                 // `holder` are ordered after this store.
-                self.p(id).stop.store(REQUESTED, Ordering::SeqCst);
+                self.p(id).stop.request();
                 crate::preempt::PENDING.fetch_add(1, Ordering::Relaxed);
                 requested.push(id);
             }
@@ -208,7 +261,7 @@ impl Shared {
             for &id in ids {
                 let p = self.p(id);
                 // Acquire: pairs with the holder's Release CAS in `answer` (or `pidleput`).
-                if p.stop.load(Ordering::Acquire) == STOPPED {
+                if p.stop.is_stopped() {
                     continue;
                 }
                 let holder = p.holder.load(Ordering::Acquire);
@@ -265,12 +318,12 @@ impl Shared {
                 let s = lock(&self.sched);
                 if s.pstatus[id] == PStatus::Running {
                     // SeqCst: as in `stop_world`.
-                    p.stop.store(REQUESTED, Ordering::SeqCst);
+                    p.stop.request();
                     crate::preempt::PENDING.fetch_add(1, Ordering::Relaxed);
                 } else {
                     // Idle, retired or in the pool: `pidleget` and spare activation skip a P
                     // whose word is not NONE, so it stays without a holder while `f` runs.
-                    p.stop.store(STOPPED, Ordering::SeqCst);
+                    p.stop.hold();
                     crate::preempt::PENDING.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -279,7 +332,7 @@ impl Shared {
             {
                 let _busy = lock(&self.stw_lock.busy);
                 // Release: pairs with the Acquire load in `answer`'s wait.
-                p.stop.store(NONE, Ordering::Release);
+                p.stop.release();
                 crate::preempt::PENDING.fetch_sub(1, Ordering::Relaxed);
                 self.stw_lock.cv.notify_all();
             }
@@ -314,7 +367,7 @@ impl Shared {
             let _busy = lock(&self.stw_lock.busy);
             for &id in &stopped.requested {
                 // Release: pairs with the Acquire load in `answer`'s wait.
-                self.p(id).stop.store(NONE, Ordering::Release);
+                self.p(id).stop.release();
                 crate::preempt::PENDING.fetch_sub(1, Ordering::Relaxed);
             }
             self.stw_lock.cv.notify_all();
@@ -385,4 +438,136 @@ pub(crate) struct SavedRegs<'a> {
     pub(crate) pc: usize,
     pub(crate) fp: usize,
     pub(crate) words: &'a [usize],
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::StopWord;
+    use crate::loom::{Arc, Mutex, UnsafeCell, spin_loop, thread};
+
+    /// P state only its holder — or the coordinator while the P is stopped — may touch.
+    struct PState {
+        stop: StopWord,
+        cache: UnsafeCell<u32>,
+    }
+
+    fn touch(p: &PState) {
+        // SAFETY: the protocol under test makes the toucher exclusive; loom checks it.
+        p.cache.with_mut(|c| unsafe { *c += 1 });
+    }
+
+    fn wait_restart(p: &PState) {
+        while p.stop.is_stopped() {
+            spin_loop();
+        }
+    }
+
+    /// The holder runs two goroutines (touching the P between scheduling points, where it
+    /// answers a request) and then gives the P up under the scheduler lock (`pidleput`
+    /// answers for it); the coordinator requests a stop if the P is held, else holds it, and
+    /// touches the P once it is stopped. The two never touch it at once, and the coordinator
+    /// never waits forever.
+    #[test]
+    fn loom_stop_request_against_answer_and_give_up() {
+        loom::model(|| {
+            let p = Arc::new(PState {
+                stop: StopWord::default(),
+                cache: UnsafeCell::new(0),
+            });
+            // `true` while the P is held (the scheduler lock guards it).
+            let held = Arc::new(Mutex::new(true));
+            let holder = {
+                let (p, held) = (p.clone(), held.clone());
+                thread::spawn(move || {
+                    for _ in 0..2 {
+                        if p.stop.is_requested() && p.stop.answer() {
+                            wait_restart(&p);
+                        }
+                        touch(&p);
+                    }
+                    let mut h = held.lock().unwrap();
+                    p.stop.answer();
+                    *h = false;
+                })
+            };
+            {
+                let h = held.lock().unwrap();
+                if *h {
+                    p.stop.request();
+                } else {
+                    p.stop.hold();
+                }
+            }
+            while !p.stop.is_stopped() {
+                spin_loop();
+            }
+            touch(&p);
+            p.stop.release();
+            holder.join().unwrap();
+            p.cache.with(|c| assert_eq!(unsafe { *c }, 3));
+        });
+    }
+
+    /// Sysmon lends a spare P under the scheduler lock unless a stop is pending; the stop's
+    /// coordinator sets the flag and requests a stop of every lent P under the same lock.
+    /// A spare lent just before the stop answers before it runs anything; one not lent stays
+    /// in the pool until the restart. The coordinator's scan of the spare's state never
+    /// overlaps a goroutine running on it.
+    #[test]
+    fn loom_spare_activation_racing_a_stop_of_the_world() {
+        struct Sched {
+            stw: bool,
+            lent: bool,
+        }
+        loom::model(|| {
+            let spare = Arc::new(PState {
+                stop: StopWord::default(),
+                cache: UnsafeCell::new(0),
+            });
+            let sched = Arc::new(Mutex::new(Sched {
+                stw: false,
+                lent: false,
+            }));
+            let sysmon = {
+                let (spare, sched) = (spare.clone(), sched.clone());
+                thread::spawn(move || {
+                    {
+                        let mut s = sched.lock().unwrap();
+                        if s.stw || s.lent {
+                            return;
+                        }
+                        s.lent = true;
+                    }
+                    // The M the spare is handed to: answer first, then run a goroutine.
+                    if spare.stop.is_requested() && spare.stop.answer() {
+                        wait_restart(&spare);
+                    }
+                    touch(&spare);
+                    let mut s = sched.lock().unwrap();
+                    spare.stop.answer();
+                    s.lent = false;
+                })
+            };
+            let requested = {
+                let mut s = sched.lock().unwrap();
+                s.stw = true;
+                if s.lent {
+                    spare.stop.request();
+                }
+                s.lent
+            };
+            if requested {
+                while !spare.stop.is_stopped() {
+                    spin_loop();
+                }
+                touch(&spare);
+                spare.stop.release();
+            } else {
+                // Not lent: the pool keeps it while the world is stopped.
+                touch(&spare);
+            }
+            sched.lock().unwrap().stw = false;
+            sysmon.join().unwrap();
+        });
+    }
 }

@@ -121,7 +121,7 @@ fn pairs_throughput(dur: Duration, hog: bool) -> f64 {
                 ping_tx.send(n).unwrap();
                 pong_rx.recv().unwrap();
                 n += 1;
-                if n % 256 == 0 {
+                if n.is_multiple_of(256) {
                     trips.fetch_add(256, Ordering::Relaxed);
                 }
             }

@@ -183,6 +183,25 @@ impl AllGs {
         }
     }
 
+    /// Calls `f` with every G that runs a goroutine now, and why it is parked (`None`: not
+    /// parked), under the registry's lock.
+    pub(crate) fn for_each_live(&self, mut f: impl FnMut(&G, Option<crate::park::WaitReason>)) {
+        let gs = crate::sched::lock(&self.gs);
+        for p in gs.iter() {
+            // SAFETY: registered, hence alive, and we hold the lock (see `AllGs`).
+            let g = unsafe { &*p.0 };
+            let reason = g.wait_reason.load(Ordering::Relaxed);
+            if reason != NOT_LIVE {
+                let waiting = g
+                    .state
+                    .is_parked()
+                    .then(|| crate::park::WaitReason::from_u8(reason))
+                    .flatten();
+                f(g, waiting);
+            }
+        }
+    }
+
     /// The goroutines alive now, by id.
     pub(crate) fn goroutines(&self) -> Vec<GoroutineInfo> {
         let gs = crate::sched::lock(&self.gs);

@@ -449,8 +449,8 @@ impl Shared {
             return;
         }
         crate::m::fatal(&format!(
-            "all goroutines are asleep - deadlock!\n{}",
-            goroutine_dump(&self.allgs.goroutines())
+            "all goroutines are asleep - deadlock!\n\n{}",
+            crate::dump::parked_dump(self)
         ));
     }
 

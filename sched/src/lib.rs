@@ -242,6 +242,8 @@ mod stack;
 pub mod sync;
 pub mod time;
 mod timer;
+#[allow(dead_code, unused_imports)] // until the scheduler's goroutine dumps use it
+mod trace;
 
 pub use chan::{Receiver, Sender, chan};
 pub use gls::GoroutineLocal;

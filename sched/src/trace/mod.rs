@@ -1,0 +1,11 @@
+//! Goroutine dumps with real frames: frame-pointer stack walks, symbolization, Go's text format.
+
+mod format;
+mod start;
+mod symbolize;
+mod walk;
+
+pub(crate) use format::{MAX_FRAMES, skip_machinery, write_frames, write_goroutine, write_header};
+pub(crate) use start::{WalkStart, current_start, parked_start};
+pub(crate) use symbolize::{Frame, symbolize, symbolize_stack};
+pub(crate) use walk::walk;

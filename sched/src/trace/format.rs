@@ -11,9 +11,9 @@
 //! ...
 //! ```
 //!
-//! (The location lines are indented by one tab.) The function line always ends in `(...)`: Go prints the argument words there, which we
-//! do not know. The location line is a tab, `file:line`, and ` +0x` with the offset of the
-//! return address in its function; a frame inlined into the next one has no offset (as in
+//! The function line always ends in `(...)`: Go prints the argument words there, which we
+//! do not know. The location line is a tab (shown as spaces above), `file:line`, and ` +0x`
+//! with the offset of the return address in its function; a frame inlined into the next one has no offset (as in
 //! Go), and an unknown location prints `?:0`. At most [`MAX_FRAMES`] frames are printed, then
 //! Go's `...additional frames elided...`.
 //!
@@ -28,9 +28,10 @@ use super::symbolize::{Frame, symbolize_stack};
 pub(crate) const MAX_FRAMES: usize = 100;
 
 /// Function-name prefixes of the dump machinery. Innermost frames whose function starts
-/// with one of these — [`current_start`](super::current_start) inlined into its caller,
-/// the walk, the dumper itself when it lives in `trace/` — say nothing about the goroutine
-/// and are left out (see [`skip_machinery`]).
+/// with one of these — the dumper itself when it lives in `trace/`, and whatever of the
+/// machinery it inlined — say nothing about the goroutine and are left out (see
+/// [`skip_machinery`]). A walk from [`current_start`](super::current_start) begins at its
+/// caller, so the start adds no frame of its own.
 const MACHINERY: &[&str] = &["gort_sched::trace::"];
 
 /// Writes `goroutine <id> [<state>]:` and a newline.

@@ -3,6 +3,7 @@
 mod format;
 mod start;
 mod symbolize;
+mod symtab;
 mod walk;
 
 pub(crate) use format::{MAX_FRAMES, skip_machinery, write_frames, write_goroutine, write_header};

@@ -119,6 +119,11 @@ mod tests {
         g: Context,
     }
 
+    /// The probe goroutine's entry: calls two probes, the inner of which switches back.
+    ///
+    /// # Safety
+    /// Only as an `init_stack` entry whose `arg` is a `*mut Contexts` valid while the
+    /// probe runs.
     unsafe extern "C" fn parked_probe_entry(arg: *mut u8) -> ! {
         parked_probe_outer(arg.cast());
         // The test never resumes the probe.

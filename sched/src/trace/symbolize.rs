@@ -1,8 +1,10 @@
 //! Turning code addresses into function names, files and lines (allocates: never with the world stopped).
 //!
-//! Names, files and lines come from the binary's debug information through the `backtrace`
-//! crate (the resolver std's own backtraces use); the function's start, for Go's `+0x1d`
-//! offset, from the unwinder's tables. One address can stand for several frames: when calls
+//! Files, lines and inlined calls come from the binary's debug information through the
+//! `backtrace` crate (the resolver std's own backtraces use). The function an address
+//! physically lies in is named, and its start (for Go's `+0x1d` offset) found, from the
+//! symbol table (`symtab.rs`: the light debug information has bare names only), or else
+//! from the unwinder's tables. One address can stand for several frames: when calls
 //! were inlined, the debug information records each inlined function at that address, and
 //! each becomes a [`Frame`], innermost first, as Go prints inlined calls.
 //!
@@ -17,6 +19,8 @@
 
 use core::ffi::c_void;
 
+use super::symtab;
+
 /// One frame of a goroutine's trace, as the dump prints it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Frame {
@@ -30,7 +34,7 @@ pub(crate) struct Frame {
     pub(crate) line: Option<u32>,
     /// The address minus the start of the function that contains it, printed as `+0x1d`.
     /// `None` for an inlined frame (Go prints no offset there: there is no call of its own)
-    /// and when the unwinder does not know the function's start.
+    /// and when neither the symbol table nor the unwinder knows the function's start.
     pub(crate) offset: Option<usize>,
 }
 
@@ -91,11 +95,17 @@ pub(crate) fn symbolize(pc: usize, exact: bool, out: &mut Vec<Frame>) {
         });
     }
     // The last frame is the physical function; the ones before it were inlined into it.
+    // The symbol table names it with its full path (see `symtab.rs`) and knows its start;
+    // failing that, the unwinder's tables know the start.
     if pc != 0
-        && let Some(start) = function_start(lookup)
         && let Some(last) = out.last_mut()
     {
-        last.offset = Some(pc - start);
+        if let Some((start, name)) = symtab::lookup(lookup) {
+            last.function = strip_hash(format!("{:#}", backtrace::SymbolName::new(name)));
+            last.offset = Some(pc - start);
+        } else if let Some(start) = function_start(lookup) {
+            last.offset = Some(pc - start);
+        }
     }
 }
 
@@ -183,13 +193,10 @@ mod tests {
             }
         }
 
-        /// Whether `f` is the function called `short` in this module. Symbolization names a
-        /// function by its full path from the symbol table, or by its bare name where only the
-        /// debug information knows it (`debug = "line-tables-only"` records no paths).
+        /// Whether `f` is the function called `short` in this module, by its full path (from
+        /// the symbol table: the debug information alone would give the bare name).
         fn names(f: &Frame, short: &str) -> bool {
-            f.function == short
-                || f.function
-                    .ends_with(&format!("tests::thread_walk::{short}"))
+            f.function == format!("gort_sched::trace::symbolize::tests::thread_walk::{short}")
         }
 
         /// What the probes saw: the return addresses of the walk and the line of each probe's
@@ -269,6 +276,23 @@ mod tests {
                     .offset
                     .unwrap_or_else(|| panic!("no offset: {dump}"));
                 assert!(p.pcs.contains(&(func + off)), "{name}: {off:#x} in {dump}");
+            }
+            // Formatted, every frame is a `(...)` line and a location line.
+            let mut text = String::new();
+            crate::trace::write_frames(&mut text, &frames);
+            let lines: Vec<&str> = text.lines().collect();
+            assert_eq!(
+                lines.len(),
+                2 * frames.len().min(crate::trace::MAX_FRAMES),
+                "{text}"
+            );
+            for pair in lines.chunks(2) {
+                assert!(pair[0].ends_with("(...)"), "{text}");
+                let (loc, off) = pair[1].split_once(" +0x").unwrap_or((pair[1], "0"));
+                let (file, line) = loc.rsplit_once(':').expect("no `file:line`");
+                assert!(file.starts_with('\t') && file.len() > 1, "{text}");
+                assert!(line.parse::<u32>().is_ok(), "{text}");
+                assert!(usize::from_str_radix(off, 16).is_ok(), "{text}");
             }
             // The test function itself called alpha: the walk went on past the probes.
             assert!(

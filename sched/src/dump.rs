@@ -85,7 +85,9 @@ fn own_frames() -> Vec<usize> {
     let start = trace::current_start();
     let mut pcs = vec![0; FRAMES];
     let (lo, hi) = current_bounds();
-    let n = trace::walk(start.pc, start.fp, lo, hi, &mut pcs);
+    // SAFETY: `[lo, hi)` is the calling goroutine's (or thread's) own stack: mapped, and
+    // below our frame nothing writes to it while we walk the frames above.
+    let n = unsafe { trace::walk(start.pc, start.fp, lo, hi, &mut pcs) };
     pcs.truncate(n);
     pcs
 }
@@ -139,13 +141,17 @@ pub(crate) fn others(shared: &Arc<Shared>, me: Option<u64>, out: &mut String) {
                 return;
             }
             let len = match (&g.stack, g.pc) {
-                (Some(stack), pc) if pc != 0 => trace::walk(
-                    pc,
-                    g.fp,
-                    stack.start,
-                    stack.end,
-                    &mut pcs[used..used + FRAMES],
-                ),
+                // SAFETY: the goroutine's stack is mapped while it is registered, and the world
+                // is stopped: nothing writes to it during the walk.
+                (Some(stack), pc) if pc != 0 => unsafe {
+                    trace::walk(
+                        pc,
+                        g.fp,
+                        stack.start,
+                        stack.end,
+                        &mut pcs[used..used + FRAMES],
+                    )
+                },
                 _ => 0,
             };
             walked.push(Walked {
@@ -174,10 +180,17 @@ pub(crate) fn parked_dump(shared: &Shared) -> String {
         // so the stack slot and the saved context stay as they are while we read them.
         let (stack, sp) = unsafe { ((*g.stack.get()).as_ref(), (*g.ctx.get()).sp as usize) };
         let n = match stack {
-            Some(s) if sp != 0 => {
+            // SAFETY: as above; `sp` was saved by `switch` on this mapped stack.
+            Some(s) if sp != 0 => unsafe {
                 let start = trace::parked_start(sp);
-                trace::walk(start.pc, start.fp, s.base() as usize, s.top() as usize, &mut pcs)
-            }
+                trace::walk(
+                    start.pc,
+                    start.fp,
+                    s.base() as usize,
+                    s.top() as usize,
+                    &mut pcs,
+                )
+            },
             _ => 0,
         };
         pcs.truncate(n);

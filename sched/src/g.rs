@@ -127,14 +127,6 @@ pub(crate) struct GPtr(pub(crate) *const G);
 // alive (`AllGs`); `G` is `Sync`.
 unsafe impl Send for GPtr {}
 
-/// A live goroutine as a dump shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct GoroutineInfo {
-    pub(crate) id: u64,
-    /// Why it is parked, or `None` when it is not (runnable, or running).
-    pub(crate) waiting: Option<crate::park::WaitReason>,
-}
-
 impl AllGs {
     /// The registry itself (stop-the-world snapshots iterate it under its lock).
     pub(crate) fn list(&self) -> &std::sync::Mutex<Vec<GPtr>> {
@@ -201,29 +193,6 @@ impl AllGs {
             }
         }
     }
-
-    /// The goroutines alive now, by id.
-    pub(crate) fn goroutines(&self) -> Vec<GoroutineInfo> {
-        let gs = crate::sched::lock(&self.gs);
-        let mut live: Vec<GoroutineInfo> = gs
-            .iter()
-            .filter_map(|p| {
-                // SAFETY: registered, hence alive, and we hold the lock (see `AllGs`).
-                let g = unsafe { &*p.0 };
-                let reason = g.wait_reason.load(Ordering::Relaxed);
-                (reason != NOT_LIVE).then(|| GoroutineInfo {
-                    id: g.id(),
-                    waiting: g
-                        .state
-                        .is_parked()
-                        .then(|| crate::park::WaitReason::from_u8(reason))
-                        .flatten(),
-                })
-            })
-            .collect();
-        live.sort_by_key(|i| i.id);
-        live
-    }
 }
 
 #[cfg(all(test, not(loom)))]
@@ -242,6 +211,12 @@ mod tests {
     /// Gs a goroutine lives on are listed, by id, parked ones with their reason.
     #[test]
     fn registry_tracks_gs_through_removals_and_lists_live_goroutines() {
+        let live = |all: &AllGs| {
+            let mut v = Vec::new();
+            all.for_each_live(|g, waiting| v.push((g.id(), waiting)));
+            v.sort_by_key(|e| e.0);
+            v
+        };
         let all = AllGs::default();
         let gs: Vec<_> = (1..=5).map(|i| g(i, NOT_LIVE)).collect();
         for g in &gs {
@@ -258,7 +233,7 @@ mod tests {
         assert!(gs[2].state.commit_park());
         all.unregister(&gs[0]);
         all.unregister_all(&gs[3..4]);
-        let ids: Vec<_> = all.goroutines().iter().map(|i| (i.id, i.waiting)).collect();
+        let ids = live(&all);
         assert_eq!(
             ids,
             [
@@ -270,26 +245,7 @@ mod tests {
         all.unregister(&gs[4]);
         all.unregister(&gs[1]);
         all.unregister(&gs[2]);
-        assert!(all.goroutines().is_empty());
+        assert!(live(&all).is_empty());
         assert!(crate::sched::lock(&all.gs).is_empty());
-    }
-
-    /// The deadlock report's goroutine lines, in Go's format.
-    #[test]
-    fn goroutine_dump_uses_gos_format() {
-        let dump = crate::sched::goroutine_dump(&[
-            GoroutineInfo {
-                id: 1,
-                waiting: Some(crate::WaitReason::ChanReceive),
-            },
-            GoroutineInfo {
-                id: 7,
-                waiting: None,
-            },
-        ]);
-        assert_eq!(
-            dump,
-            "\ngoroutine 1 [chan receive]:\n\ngoroutine 7 [runnable]:\n"
-        );
     }
 }

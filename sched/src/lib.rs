@@ -220,6 +220,7 @@
 
 mod arch;
 pub mod chan;
+mod dump;
 mod entry;
 mod g;
 mod globalq;
@@ -246,11 +247,11 @@ pub mod sync;
 mod sysmon;
 pub mod time;
 mod timer;
-#[path = "trace_tmp.rs"]
 mod trace;
 mod world;
 
 pub use chan::{Receiver, Sender, chan};
+pub use dump::{stack, stack_into};
 pub use gls::GoroutineLocal;
 pub use idle::{FutexIdle, IdleHook, with_idle_hook};
 pub use p::SPARE_PS;

@@ -642,7 +642,11 @@ impl M {
 
     fn work_exists(&self) -> bool {
         let shared = &*self.shared;
-        shared.global.len() > 0 || shared.created_ps().any(|p| !p.runq.is_empty())
+        shared.global.len() > 0
+            || shared
+                .created_ps()
+                .chain(shared.spares())
+                .any(|p| !p.runq.is_empty())
     }
 
     /// Steals half of some other P's queue, victims in random order. Victims include Ps
@@ -660,8 +664,10 @@ impl M {
                 }
             }
             let start = self.next_rand() as usize % n;
-            for i in 0..n {
-                let id = (start + i) % n;
+            // Lent spares too: a goroutine running on a spare may be the stuck one now, with
+            // work queued behind it.
+            let spares = crate::sched::MAX_PROCS..crate::sched::MAX_PROCS + crate::p::SPARE_PS;
+            for id in (0..n).map(|i| (start + i) % n).chain(spares) {
                 if id == p.id {
                     continue;
                 }
@@ -672,7 +678,10 @@ impl M {
                 }
                 // The victim may be idle or busy with a long goroutine: run its due timers
                 // (what they ready lands in our queue).
-                if self.shared.run_due_timers(std::iter::once(id)) > 0
+                if self
+                    .shared
+                    .run_due_timers(std::iter::once(crate::p::timer_heap(id)))
+                    > 0
                     && let Some(g) = p.runq.pop()
                 {
                     return Some(g);

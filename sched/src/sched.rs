@@ -436,7 +436,10 @@ impl Shared {
         if idle_ms + 1 != s.nm
             || self.spin.npidle() != self.procs()
             || self.global.len() != 0
-            || self.created_ps().any(|p| !p.runq.is_empty())
+            || self
+                .created_ps()
+                .chain(self.spares())
+                .any(|p| !p.runq.is_empty())
             || self.hook.has_waiters()
         {
             return;
@@ -580,19 +583,4 @@ impl Drop for Shared {
         // Go program exits with goroutines blocked): their stacks stay mapped, because memory
         // they lent out (a wait-queue node on a stack) might still be reachable.
     }
-}
-
-/// Go's goroutine dump, one header per goroutine (`goroutine 7 [chan receive]:`), each
-/// after a blank line; gort prints no stack frames. A goroutine that is not parked shows as
-/// `runnable`.
-pub(crate) fn goroutine_dump(gs: &[crate::g::GoroutineInfo]) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    for g in gs {
-        let state = g
-            .waiting
-            .map_or("runnable", crate::park::WaitReason::as_str);
-        let _ = write!(out, "\ngoroutine {} [{state}]:\n", g.id);
-    }
-    out
 }

@@ -130,8 +130,8 @@ pub(crate) fn stop_requested(p: &P) -> bool {
 /// (for a stack walk) and waits for the restart, keeping its P.
 #[cold]
 pub(crate) fn stop_at_safepoint(m: &M, p: &P) {
-    let (pc, fp) = crate::trace::current_start();
-    m.note.record_safepoint(pc, fp);
+    let start = crate::trace::current_start();
+    m.note.record_safepoint(start.pc, start.fp);
     answer(&m.shared, p);
     m.note.record_safepoint(0, 0);
 }

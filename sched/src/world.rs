@@ -213,7 +213,10 @@ fn snapshot<'w>(
         let sp = unsafe { (*g.ctx.get()).sp } as usize;
         if sp != 0 {
             snap.sp = sp;
-            (snap.pc, snap.fp) = crate::trace::parked_start(sp);
+            // SAFETY: `sp` was saved by `switch` (or `init_stack`) on the G's stack, which
+            // is mapped while the G is registered, and nothing runs the G meanwhile.
+            let start = unsafe { crate::trace::parked_start(sp) };
+            (snap.pc, snap.fp) = (start.pc, start.fp);
         }
     }
     snap

@@ -362,3 +362,45 @@ fn dropping_a_runtime_with_a_hog_and_a_lent_spare_returns() {
     stop.store(true, Ordering::SeqCst);
     assert!(done.is_ok(), "dropping the runtime hung");
 }
+
+/// A goroutine that starts spinning on a lent spare makes the spare the stuck P; work it
+/// queued before (on the spare's own queue) must still run, on the second spare. (Stealing
+/// once skipped spares, and this work waited forever.)
+#[test]
+fn work_queued_behind_a_goroutine_stuck_on_a_spare_runs() {
+    let _serial = serial();
+    let rt = runtime(1);
+    let (started, stop) = (Arc::default(), Arc::default());
+    hog(&rt, &started, &stop);
+    wait_flag(&started);
+    let ran = Arc::new(AtomicUsize::new(0));
+    {
+        let (ran, stop) = (ran.clone(), stop.clone());
+        // Queued globally behind the hog: a spare runs it.
+        rt.go(move || {
+            for _ in 0..10 {
+                let ran = ran.clone();
+                gort_sched::go(move || {
+                    ran.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+            // Now stuck on the spare, with ten goroutines in the spare's queue.
+            while !stop.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+        })
+        .unwrap();
+    }
+    let start = Instant::now();
+    while ran.load(Ordering::SeqCst) < 10 && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let got = ran.load(Ordering::SeqCst);
+    stop.store(true, Ordering::SeqCst);
+    assert_eq!(
+        got,
+        10,
+        "goroutines queued on a stuck spare never ran ({:?})",
+        rt.sysmon_stats()
+    );
+}

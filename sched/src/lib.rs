@@ -239,6 +239,8 @@ mod sched;
 mod spawn;
 mod spinning;
 mod stack;
+#[allow(dead_code)]
+mod suspend;
 pub mod sync;
 pub mod time;
 mod timer;

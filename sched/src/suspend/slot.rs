@@ -1,0 +1,286 @@
+//! One thread's suspension slot: the request/defer/suspend/resume state machine and the saved context.
+
+use super::context::SavedContext;
+use super::wait;
+use crate::loom::{AtomicU32, AtomicUsize, Ordering, UnsafeCell, thread};
+
+/// No thread is registered with the slot; requests fail.
+const UNREGISTERED: u32 = 0;
+/// A thread is registered and runs freely.
+const RUNNING: u32 = 1;
+/// A coordinator asked the thread to stop; the signal is on its way (or being handled).
+const REQUESTED: u32 = 2;
+/// The handler ran inside a no-preempt window or a busy window and declined.
+const DEFERRED: u32 = 3;
+/// The handler saved the context and waits for `resume`.
+const SUSPENDED: u32 = 4;
+
+/// What a coordinator sees when it polls a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    /// No request is outstanding (never requested, or resumed).
+    Running,
+    /// Requested; the handler has not answered yet.
+    Pending,
+    /// The handler declined: the thread was in runtime code. It re-raises the request itself
+    /// when its no-preempt window ends; a busy-hook window needs [`SuspendSlot::retry_deferred`].
+    Deferred,
+    /// Stopped; [`SuspendSlot::context`] may be read until [`SuspendSlot::resume`].
+    Suspended,
+    /// No thread is registered (it never was, or it unregistered with a request outstanding).
+    Unregistered,
+}
+
+/// What the handler did with a signal (`on_signal`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Handled {
+    /// No request was outstanding: a stray, late or cancelled signal.
+    Ignored,
+    /// Declined: the thread is inside runtime code.
+    Deferred,
+    /// Suspended, and now resumed.
+    Resumed,
+}
+
+/// The per-thread suspension state, allocated before any signal can be aimed at it (in an
+/// `Arc`, which a [`Registration`](super::Registration) keeps alive while the thread is
+/// registered, so the handler's pointer to it stays valid).
+#[derive(Debug)]
+pub(crate) struct SuspendSlot {
+    /// UNREGISTERED / RUNNING / REQUESTED / DEFERRED / SUSPENDED. Every transition is a CAS
+    /// or a swap, so each is part of the release sequence of the one before: RUNNING is
+    /// written by the registering thread (attach) and by coordinators (resume), REQUESTED by
+    /// coordinators (request, retry) and by the thread itself (its window's end), DEFERRED
+    /// and SUSPENDED by the handler on the thread, UNREGISTERED by the thread (detach).
+    /// Read by all of them.
+    state: AtomicU32,
+    /// Coordinators between winning a request CAS and finishing the signal's send. Written
+    /// by them; read by the thread in detach, which waits for zero so no signal is ever sent
+    /// to a thread id after its thread unregistered (and perhaps exited).
+    senders: AtomicU32,
+    /// The registered thread's id (Linux `gettid`, macOS `pthread_t`). Written by the
+    /// registering thread before its attach CAS; read by coordinators after a successful
+    /// request CAS, which synchronises with the attach through the state's release sequence.
+    tid: AtomicUsize,
+    /// The interrupted context. Written only by the handler on the registered thread, while
+    /// the state is REQUESTED (before its CAS to SUSPENDED); read by the coordinator whose
+    /// request succeeded, only while the state is SUSPENDED.
+    ctx: UnsafeCell<SavedContext>,
+}
+
+// SAFETY: `ctx` is the only non-Sync field; its writer (the handler, state REQUESTED) and
+// its readers (the coordinator, state SUSPENDED) are separated by the state's Release CAS to
+// SUSPENDED and the reader's Acquire load, and a reader's accesses end before its resume
+// (the `context` contract), whose Release the next write's Acquire load synchronises with.
+unsafe impl Sync for SuspendSlot {}
+// SAFETY: nothing in the slot is tied to a thread; `tid` is only a number.
+unsafe impl Send for SuspendSlot {}
+
+impl Default for SuspendSlot {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SuspendSlot {
+    /// A slot with no thread registered.
+    pub(crate) fn new() -> Self {
+        SuspendSlot {
+            state: AtomicU32::new(UNREGISTERED),
+            senders: AtomicU32::new(0),
+            tid: AtomicUsize::new(0),
+            ctx: UnsafeCell::new(SavedContext::new()),
+        }
+    }
+
+    /// Records `tid` and marks the slot registered. False if a thread is registered already.
+    pub(super) fn attach(&self, tid: usize) -> bool {
+        if self.state.load(Ordering::Relaxed) != UNREGISTERED {
+            return false;
+        }
+        self.tid.store(tid, Ordering::Relaxed);
+        // Release: pairs with the Acquire of a coordinator's request CAS, publishing `tid`.
+        self.state
+            .compare_exchange(UNREGISTERED, RUNNING, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Marks the slot unregistered, cancelling any outstanding request, and waits until no
+    /// coordinator is still sending a signal to this thread. Called by the registered
+    /// thread (which is therefore not suspended) after its thread-local link is cleared.
+    pub(super) fn detach(&self) {
+        // SeqCst: with the `senders` increment and the request CAS (both SeqCst), either the
+        // coordinator's CAS sees UNREGISTERED and sends nothing, or this load sees its count.
+        self.state.swap(UNREGISTERED, Ordering::SeqCst);
+        // SeqCst (Acquire part: pairs with the Release decrement in `end_send`, so the send
+        // finished before the thread goes on, perhaps to exit).
+        while self.senders.load(Ordering::SeqCst) != 0 {
+            thread::yield_now();
+        }
+    }
+
+    /// Moves `from` to REQUESTED. On success returns the thread id to signal; the caller
+    /// must call `end_send` after sending.
+    pub(super) fn begin_send(&self, from: u32) -> Option<usize> {
+        // SeqCst: pairs with detach's swap and load (see there).
+        self.senders.fetch_add(1, Ordering::SeqCst);
+        // SeqCst (Acquire part: pairs with attach's Release CAS and, through the release
+        // sequence, with the last resume, so `tid` is current and the previous coordinator
+        // is done with the context; Release part: pairs with the handler's Acquire load).
+        if self
+            .state
+            .compare_exchange(from, REQUESTED, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok()
+        {
+            Some(self.tid.load(Ordering::Relaxed))
+        } else {
+            self.end_send();
+            None
+        }
+    }
+
+    /// Ends a `begin_send` that returned a thread id.
+    pub(super) fn end_send(&self) {
+        // Release: pairs with detach's load, so the send happened before the thread leaves.
+        self.senders.fetch_sub(1, Ordering::Release);
+    }
+
+    /// The coordinator's view of the slot.
+    pub(crate) fn poll(&self) -> Status {
+        // Acquire: pairs with the handler's Release CAS to SUSPENDED, so a Suspended answer
+        // makes the saved context visible.
+        match self.state.load(Ordering::Acquire) {
+            UNREGISTERED => Status::Unregistered,
+            RUNNING => Status::Running,
+            REQUESTED => Status::Pending,
+            DEFERRED => Status::Deferred,
+            _ => Status::Suspended,
+        }
+    }
+
+    /// Cancels an outstanding request or ends a suspension: REQUESTED, DEFERRED or SUSPENDED
+    /// become RUNNING (a signal still in flight is then ignored). Returns false if there was
+    /// nothing to undo.
+    pub(crate) fn resume(&self) -> bool {
+        let mut cur = self.state.load(Ordering::Relaxed);
+        loop {
+            if !matches!(cur, REQUESTED | DEFERRED | SUSPENDED) {
+                return false;
+            }
+            // AcqRel: the Release part pairs with the handler's Acquire loads (its wait loop
+            // and the next request's handling), so the coordinator's reads of the context
+            // happen before the handler writes it again; the Acquire part pairs with the
+            // handler's Release CAS (a resume that ends a suspension saw it).
+            match self.state.compare_exchange_weak(
+                cur,
+                RUNNING,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(actual) => cur = actual,
+            }
+        }
+        if cur == SUSPENDED {
+            wait::wake(&self.state);
+        }
+        true
+    }
+
+    /// The handler's part, run on the registered thread when the signal arrives. `defer`
+    /// says whether the thread is inside runtime code; `save` copies the interrupted context.
+    /// Returns after the suspension ended (or at once when ignored or deferred).
+    pub(super) fn on_signal(
+        &self,
+        defer: impl FnOnce() -> bool,
+        save: impl FnOnce(&mut SavedContext),
+    ) -> Handled {
+        // Acquire: pairs with the request CAS and, through the release sequence, with the
+        // last resume, so the last coordinator's reads of the context happened before the
+        // write below.
+        if self.state.load(Ordering::Acquire) != REQUESTED {
+            return Handled::Ignored;
+        }
+        if defer() {
+            // Relaxed: publishes nothing; a failure means the request was cancelled.
+            let _ = self.state.compare_exchange(
+                REQUESTED,
+                DEFERRED,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            return Handled::Deferred;
+        }
+        // SAFETY: the state is REQUESTED, so no coordinator reads the context (they do only
+        // while SUSPENDED, and the last one's reads happened before the Acquire load above);
+        // only this thread's handler writes it, and the handler does not nest (the signal is
+        // blocked while it runs).
+        self.ctx.with_mut(|p| save(unsafe { &mut *p }));
+        // Release: pairs with `poll`'s Acquire load, publishing the context. A failure means
+        // a resume cancelled the request meanwhile: do not stop.
+        if self
+            .state
+            .compare_exchange(REQUESTED, SUSPENDED, Ordering::Release, Ordering::Relaxed)
+            .is_err()
+        {
+            return Handled::Ignored;
+        }
+        // Acquire: pairs with resume's Release CAS.
+        while self.state.load(Ordering::Acquire) == SUSPENDED {
+            wait::wait_while(&self.state, SUSPENDED);
+        }
+        Handled::Resumed
+    }
+
+    /// The saved context of the suspended thread.
+    ///
+    /// # Safety
+    ///
+    /// The caller is the coordinator whose request (or retry) put the slot in its current
+    /// suspension, `poll` returned [`Status::Suspended`] to it, and nobody resumes the slot
+    /// while the returned reference is alive (the handler writes the context again after a
+    /// resume and a new request).
+    pub(crate) unsafe fn context(&self) -> &SavedContext {
+        // SAFETY: by the contract the slot stays SUSPENDED while the reference lives, and the
+        // handler wrote the context before its Release CAS that the caller's `poll` acquired.
+        self.ctx.with(|p| unsafe { &*p })
+    }
+}
+
+#[cfg(not(loom))]
+impl SuspendSlot {
+    /// Asks the registered thread to suspend: RUNNING → REQUESTED, then signals it. False if
+    /// no thread is registered or a request is already outstanding. Follow with `poll`.
+    pub(crate) fn request(&self) -> bool {
+        self.request_from(RUNNING)
+    }
+
+    /// Re-asks a thread whose handler deferred: DEFERRED → REQUESTED, then signals it. False
+    /// if the slot was not DEFERRED (the thread may have re-raised the request itself).
+    pub(crate) fn retry_deferred(&self) -> bool {
+        self.request_from(DEFERRED)
+    }
+
+    fn request_from(&self, from: u32) -> bool {
+        let Some(tid) = self.begin_send(from) else {
+            return false;
+        };
+        super::signal::send(tid);
+        self.end_send();
+        true
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+impl SuspendSlot {
+    /// The registered thread's id.
+    pub(super) fn tid_for_tests(&self) -> usize {
+        self.tid.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(loom)]
+impl SuspendSlot {
+    pub(super) const RUNNING: u32 = RUNNING;
+    pub(super) const DEFERRED: u32 = DEFERRED;
+}

@@ -121,6 +121,12 @@ impl SavedContext {
     pub(crate) fn fp(&self) -> usize {
         self.words[FP] as usize
     }
+
+    /// Stands for a capture in the loom models: marks `len` words as saved.
+    #[cfg(all(test, loom))]
+    pub(super) fn mark(&mut self, len: usize) {
+        self.len = len;
+    }
 }
 
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]

@@ -284,3 +284,215 @@ impl SuspendSlot {
     pub(super) const RUNNING: u32 = RUNNING;
     pub(super) const DEFERRED: u32 = DEFERRED;
 }
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    //! The handler is modelled as a function the target calls where a signal could land. The
+    //! signal is a flag under a lock (coalescing like a standard signal; the lock and its
+    //! condition variable stand for the kernel, which orders a send before its delivery and
+    //! lets the target block until one arrives instead of spinning); the no-preempt depth
+    //! and the deferred flag stand for the thread-locals.
+    use super::*;
+    use crate::loom::{Arc, Condvar, Mutex, lock};
+    use loom::thread;
+    use std::cell::Cell;
+
+    /// The written context: a token in `len` the coordinator must see when Suspended.
+    const TOKEN: usize = 7;
+
+    #[derive(Default)]
+    struct Signal {
+        pending: Mutex<bool>,
+        arrived: Condvar,
+    }
+
+    impl Signal {
+        fn raise(&self) {
+            *lock(&self.pending) = true;
+            self.arrived.notify_one();
+        }
+
+        fn take(&self) -> bool {
+            std::mem::take(&mut *lock(&self.pending))
+        }
+
+        fn wait(&self) {
+            let mut p = lock(&self.pending);
+            while !*p {
+                p = self.arrived.wait(p).unwrap();
+            }
+            *p = false;
+        }
+    }
+
+    fn attached() -> Arc<SuspendSlot> {
+        let slot = Arc::new(SuspendSlot::new());
+        assert!(slot.attach(1));
+        slot
+    }
+
+    /// A request or retry: the state change, then the signal.
+    fn send(slot: &SuspendSlot, from: u32, sig: &Signal) -> bool {
+        match slot.begin_send(from) {
+            Some(tid) => {
+                assert_eq!(tid, 1);
+                sig.raise();
+                slot.end_send();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The handler, run on the target. `depth` > 0 defers and sets `deferred`.
+    fn handle(slot: &SuspendSlot, depth: u32, deferred: &Cell<bool>) -> Handled {
+        slot.on_signal(
+            || {
+                if depth > 0 {
+                    deferred.set(true);
+                }
+                depth > 0
+            },
+            |c| {
+                deferred.set(false);
+                c.mark(TOKEN);
+            },
+        )
+    }
+
+    /// The target outside any window: handles each signal as it arrives, until one suspended
+    /// it (and it was resumed).
+    fn run_until_resumed(slot: &SuspendSlot, sig: &Signal, deferred: &Cell<bool>) {
+        loop {
+            sig.wait();
+            if handle(slot, 0, deferred) == Handled::Resumed {
+                return;
+            }
+        }
+    }
+
+    /// Waits for Suspended, reads the context, resumes; retries deferrals if `retry`.
+    fn coordinate(slot: &SuspendSlot, sig: &Signal, retry: bool) {
+        assert!(send(slot, SuspendSlot::RUNNING, sig));
+        loop {
+            match slot.poll() {
+                Status::Suspended => break,
+                Status::Deferred if retry => {
+                    send(slot, SuspendSlot::DEFERRED, sig);
+                }
+                Status::Pending | Status::Deferred => thread::yield_now(),
+                s => panic!("unexpected {s:?}"),
+            }
+        }
+        // The handler's write is visible (loom also checks the access's causality).
+        // SAFETY: Suspended, and only this thread resumes.
+        slot.ctx
+            .with(|p| assert_eq!(unsafe { (*p).as_words().len() }, TOKEN));
+        assert!(slot.resume());
+    }
+
+    /// A plain request on a thread outside any window: suspended, context seen, resumed.
+    #[test]
+    fn loom_suspend_resume() {
+        loom::model(|| {
+            let slot = attached();
+            let sig = Arc::new(Signal::default());
+            let target = {
+                let (slot, sig) = (slot.clone(), sig.clone());
+                thread::spawn(move || run_until_resumed(&slot, &sig, &Cell::new(false)))
+            };
+            coordinate(&slot, &sig, false);
+            target.join().unwrap();
+            assert_eq!(slot.poll(), Status::Running);
+        });
+    }
+
+    /// The signal may land inside a no-preempt window or after it; the window's end re-raises
+    /// a deferred request, racing with the coordinator's own retry (when `retry`).
+    fn deferral(retry: bool) {
+        loom::model(move || {
+            let slot = attached();
+            let sig = Arc::new(Signal::default());
+            let target = {
+                let (slot, sig) = (slot.clone(), sig.clone());
+                thread::spawn(move || {
+                    let deferred = Cell::new(false);
+                    // Inside the window (depth 1): a signal landing now is deferred.
+                    if sig.take() {
+                        assert_ne!(handle(&slot, 1, &deferred), Handled::Resumed);
+                    }
+                    // The window ends: the deferred-exit slow path re-raises.
+                    if deferred.get() {
+                        deferred.set(false);
+                        send(&slot, SuspendSlot::DEFERRED, &sig);
+                    }
+                    run_until_resumed(&slot, &sig, &deferred);
+                    // A signal still pending now (a coalesced retry) is a stray one.
+                    if sig.take() {
+                        assert_eq!(handle(&slot, 0, &deferred), Handled::Ignored);
+                    }
+                })
+            };
+            coordinate(&slot, &sig, retry);
+            target.join().unwrap();
+            assert_eq!(slot.poll(), Status::Running);
+        });
+    }
+
+    #[test]
+    fn loom_deferral_reraised_by_window_end() {
+        deferral(false);
+    }
+
+    #[test]
+    fn loom_deferral_with_coordinator_retry() {
+        deferral(true);
+    }
+
+    /// A resume that cancels a request races with the handler: the thread is never left
+    /// suspended.
+    #[test]
+    fn loom_cancel_races_handler() {
+        loom::model(|| {
+            let slot = attached();
+            let sig = Arc::new(Signal::default());
+            let target = {
+                let (slot, sig) = (slot.clone(), sig.clone());
+                thread::spawn(move || {
+                    sig.wait();
+                    handle(&slot, 0, &Cell::new(false));
+                })
+            };
+            assert!(send(&slot, SuspendSlot::RUNNING, &sig));
+            assert!(slot.resume());
+            target.join().unwrap();
+            assert_eq!(slot.poll(), Status::Running);
+        });
+    }
+
+    /// Unregistering waits out a coordinator's send: no signal goes to a thread that left.
+    #[test]
+    fn loom_detach_waits_for_senders() {
+        loom::model(|| {
+            let slot = attached();
+            let gone = Arc::new(crate::loom::AtomicBool::new(false));
+            let target = {
+                let (slot, gone) = (slot.clone(), gone.clone());
+                thread::spawn(move || {
+                    slot.detach();
+                    gone.store(true, Ordering::Relaxed);
+                })
+            };
+            if let Some(tid) = slot.begin_send(SuspendSlot::RUNNING) {
+                assert_eq!(tid, 1);
+                assert!(
+                    !gone.load(Ordering::Relaxed),
+                    "signal sent to a thread that left"
+                );
+                slot.end_send();
+            }
+            target.join().unwrap();
+            assert_eq!(slot.poll(), Status::Unregistered);
+        });
+    }
+}

@@ -83,6 +83,12 @@ mod layout {
 
 use layout::*;
 
+/// Bytes below the stack pointer a leaf function may use (the ABI's red zone).
+#[cfg(any(target_arch = "x86_64", target_vendor = "apple"))]
+const RED_ZONE: usize = 128;
+#[cfg(not(any(target_arch = "x86_64", target_vendor = "apple")))]
+const RED_ZONE: usize = 0;
+
 /// A suspended thread's registers, as machine words (see the module docs for the layout).
 /// Pre-allocated inside its slot; written only by the handler.
 #[derive(Debug)]
@@ -112,9 +118,19 @@ impl SavedContext {
         self.words[PC] as usize
     }
 
-    /// The interrupted stack pointer: the scan of the thread's stack starts here.
+    /// The interrupted stack pointer. A stack scan starts at [`stack_scan_start`], not here.
+    ///
+    /// [`stack_scan_start`]: Self::stack_scan_start
     pub(crate) fn sp(&self) -> usize {
         self.words[SP] as usize
+    }
+
+    /// Where a conservative scan of the interrupted stack must start: the stack pointer,
+    /// less the red zone a leaf function may use below it without moving the stack pointer
+    /// (128 bytes on x86_64 System V and on Apple arm64; none on aarch64 Linux). The kernel
+    /// builds the signal frame below the red zone, so those bytes are intact.
+    pub(crate) fn stack_scan_start(&self) -> usize {
+        self.sp().wrapping_sub(RED_ZONE)
     }
 
     /// The interrupted frame pointer (rbp / x29).
@@ -231,7 +247,7 @@ impl SavedContext {
         while i < self.len {
             let magic = self.words[i] as u32;
             let size = (self.words[i] >> 32) as usize;
-            if magic == 0 || size < 8 || size % 8 != 0 {
+            if magic == 0 || size < 8 || !size.is_multiple_of(8) {
                 return None;
             }
             if magic == FPSIMD_MAGIC {

@@ -185,12 +185,12 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut l
         // SAFETY: a non-null link means this thread is registered, and its Registration
         // keeps the slot alive until it clears the link (on this thread, so not meanwhile).
         let slot = unsafe { &*slot };
-        let handled = slot.on_signal(nopreempt::should_defer, |ctx: &mut SavedContext| {
+        // Ignored, deferred or resumed: nothing more to do here in any case.
+        slot.on_signal(nopreempt::should_defer, |ctx: &mut SavedContext| {
             nopreempt::clear_deferred();
             // SAFETY: `uc` is the context the kernel passed to this running handler.
             unsafe { ctx.capture(uc) }
         });
-        let _ = handled;
     }
     if !is_ours(info) {
         chain(sig, info, uc);

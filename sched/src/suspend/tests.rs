@@ -191,6 +191,7 @@ fn spinning_thread_is_suspended_and_resumed() {
         ctx.sp()
     );
     assert_ne!(ctx.fp(), 0);
+    assert!(ctx.stack_scan_start() <= ctx.sp());
     assert!(s.slot.resume());
     assert_eq!(s.slot.poll(), Status::Running);
     wait_advance(&s);
@@ -364,11 +365,7 @@ fn sleeping_thread_is_suspended_and_its_sleep_completes() {
 #[test]
 #[cfg_attr(miri, ignore)]
 fn stress_two_spinners() {
-    let cycles = if std::env::var_os("GORT_QEMU").is_some() {
-        1000
-    } else {
-        10_000
-    };
+    let cycles = 10_000;
     let (a, ha) = spawn_spinner();
     let (b, hb) = spawn_spinner();
     for i in 0..cycles {

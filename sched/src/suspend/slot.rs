@@ -14,6 +14,8 @@ const REQUESTED: u32 = 2;
 const DEFERRED: u32 = 3;
 /// The handler saved the context and waits for `resume`.
 const SUSPENDED: u32 = 4;
+/// A thread is registering (recording its id); requests fail.
+const ATTACHING: u32 = 5;
 
 /// What a coordinator sees when it polls a slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,9 +49,10 @@ pub(super) enum Handled {
 /// registered, so the handler's pointer to it stays valid).
 #[derive(Debug)]
 pub(crate) struct SuspendSlot {
-    /// UNREGISTERED / RUNNING / REQUESTED / DEFERRED / SUSPENDED. Every transition is a CAS
-    /// or a swap, so each is part of the release sequence of the one before: RUNNING is
-    /// written by the registering thread (attach) and by coordinators (resume), REQUESTED by
+    /// UNREGISTERED / ATTACHING / RUNNING / REQUESTED / DEFERRED / SUSPENDED. Every
+    /// transition after attach's store of RUNNING is a CAS or a swap, so each continues the
+    /// release sequence of that store: ATTACHING and RUNNING are written by the registering
+    /// thread (attach), RUNNING also by coordinators (resume), REQUESTED by
     /// coordinators (request, retry) and by the thread itself (its window's end), DEFERRED
     /// and SUSPENDED by the handler on the thread, UNREGISTERED by the thread (detach).
     /// Read by all of them.
@@ -93,16 +96,29 @@ impl SuspendSlot {
         }
     }
 
-    /// Records `tid` and marks the slot registered. False if a thread is registered already.
+    /// Records `tid` and marks the slot registered. False if a thread is registered (or
+    /// registering) already.
     pub(super) fn attach(&self, tid: usize) -> bool {
-        if self.state.load(Ordering::Relaxed) != UNREGISTERED {
+        // Claim the slot first, so two threads registering it at once cannot both write
+        // `tid`. Acquire: pairs with detach's swap, ordering the last owner's use before ours.
+        if self
+            .state
+            .compare_exchange(
+                UNREGISTERED,
+                ATTACHING,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
             return false;
         }
+        // Relaxed: published by the Release store below.
         self.tid.store(tid, Ordering::Relaxed);
-        // Release: pairs with the Acquire of a coordinator's request CAS, publishing `tid`.
-        self.state
-            .compare_exchange(UNREGISTERED, RUNNING, Ordering::Release, Ordering::Relaxed)
-            .is_ok()
+        // Release: pairs with the Acquire of a coordinator's request CAS (which reads this
+        // value or a later one of the RMWs continuing its release sequence), publishing `tid`.
+        self.state.store(RUNNING, Ordering::Release);
+        true
     }
 
     /// Marks the slot unregistered, cancelling any outstanding request, and waits until no
@@ -132,6 +148,7 @@ impl SuspendSlot {
             .compare_exchange(from, REQUESTED, Ordering::SeqCst, Ordering::Relaxed)
             .is_ok()
         {
+            // Relaxed: the CAS above acquired the attach that wrote it.
             Some(self.tid.load(Ordering::Relaxed))
         } else {
             self.end_send();
@@ -150,7 +167,7 @@ impl SuspendSlot {
         // Acquire: pairs with the handler's Release CAS to SUSPENDED, so a Suspended answer
         // makes the saved context visible.
         match self.state.load(Ordering::Acquire) {
-            UNREGISTERED => Status::Unregistered,
+            UNREGISTERED | ATTACHING => Status::Unregistered,
             RUNNING => Status::Running,
             REQUESTED => Status::Pending,
             DEFERRED => Status::Deferred,
@@ -162,6 +179,7 @@ impl SuspendSlot {
     /// become RUNNING (a signal still in flight is then ignored). Returns false if there was
     /// nothing to undo.
     pub(crate) fn resume(&self) -> bool {
+        // Relaxed: only a first guess; the CAS below decides.
         let mut cur = self.state.load(Ordering::Relaxed);
         loop {
             if !matches!(cur, REQUESTED | DEFERRED | SUSPENDED) {
@@ -275,6 +293,7 @@ impl SuspendSlot {
 impl SuspendSlot {
     /// The registered thread's id.
     pub(super) fn tid_for_tests(&self) -> usize {
+        // Relaxed: the caller saw the thread registered through another synchronisation.
         self.tid.load(Ordering::Relaxed)
     }
 }
@@ -467,6 +486,32 @@ mod loom_tests {
             assert!(slot.resume());
             target.join().unwrap();
             assert_eq!(slot.poll(), Status::Running);
+        });
+    }
+
+    /// Two threads registering one slot at once: exactly one wins, and a racing request
+    /// signals the winner.
+    #[test]
+    fn loom_attach_is_exclusive() {
+        loom::model(|| {
+            let slot = Arc::new(SuspendSlot::new());
+            let threads: Vec<_> = [1usize, 2]
+                .into_iter()
+                .map(|tid| {
+                    let slot = slot.clone();
+                    thread::spawn(move || slot.attach(tid).then_some(tid))
+                })
+                .collect();
+            let sent = slot.begin_send(SuspendSlot::RUNNING);
+            let winners: Vec<usize> = threads
+                .into_iter()
+                .filter_map(|t| t.join().unwrap())
+                .collect();
+            assert_eq!(winners.len(), 1);
+            if let Some(tid) = sent {
+                assert_eq!(tid, winners[0]);
+                slot.end_send();
+            }
         });
     }
 

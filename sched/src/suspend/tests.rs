@@ -483,3 +483,34 @@ fn measure_costs() {
     );
     stop(&s, h);
 }
+
+#[test]
+#[cfg_attr(miri, ignore)]
+fn a_slot_registers_one_thread_at_a_time() {
+    let (s, h) = spawn_spinner();
+    let slot = s.slot.clone();
+    thread::spawn(move || {
+        let again =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| register_current(&slot)));
+        assert!(again.is_err(), "a second thread registered the same slot");
+        // The failed attempt left this thread unregistered: it can take another slot.
+        let other = Arc::new(SuspendSlot::new());
+        let _reg = register_current(&other);
+        assert_eq!(other.poll(), Status::Running);
+    })
+    .join()
+    .unwrap();
+    // The first registration is intact.
+    assert!(s.slot.request());
+    wait_status(&s.slot, Status::Suspended);
+    assert!(s.slot.resume());
+    stop(&s, h);
+    // Unregistered, the slot takes a new thread.
+    let slot = s.slot.clone();
+    thread::spawn(move || {
+        let _reg = register_current(&slot);
+        assert_eq!(slot.poll(), Status::Running);
+    })
+    .join()
+    .unwrap();
+}

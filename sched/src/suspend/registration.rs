@@ -16,6 +16,35 @@ thread_local! {
     static CURRENT: AtomicPtr<SuspendSlot> = const { AtomicPtr::new(std::ptr::null_mut()) };
 }
 
+/// Unregisters the thread at its exit if its [`Registration`] was leaked (`mem::forget`), so
+/// no coordinator ever signals a thread that is gone (its id may be reused; on macOS a
+/// `pthread_t` of an exited thread must not be used at all). The leaked guard's reference
+/// keeps the slot alive, so the link is still valid here.
+struct ExitHook;
+
+impl Drop for ExitHook {
+    fn drop(&mut self) {
+        let slot = current();
+        if !slot.is_null() {
+            unlink();
+            // SAFETY: a link still set at thread exit belongs to a leaked Registration,
+            // whose leaked `Arc` keeps the slot alive; only this thread clears the link.
+            unsafe { &*slot }.detach();
+        }
+    }
+}
+
+thread_local! {
+    /// Its destructor runs at thread exit (registered by the first `register_current`).
+    static EXIT_HOOK: ExitHook = const { ExitHook };
+}
+
+fn unlink() {
+    CURRENT.with(|c| c.store(std::ptr::null_mut(), Ordering::Relaxed));
+    // The slot's state changes that follow stay after the unlink as the handler sees it.
+    compiler_fence(Ordering::SeqCst);
+}
+
 /// The calling thread's slot, if it is registered. The slot stays alive while the pointer is
 /// set: the thread's [`Registration`] holds a reference to it.
 #[inline]
@@ -42,12 +71,15 @@ pub(crate) struct Registration {
 pub(crate) fn register_current(slot: &Arc<SuspendSlot>) -> Registration {
     super::signal::install();
     assert!(current().is_null(), "suspend: thread registered twice");
+    // Arms the exit hook; fails only while the thread's locals are being destroyed, when
+    // its exit is under way anyway and the guard's drop still unregisters it.
+    let _ = EXIT_HOOK.try_with(|_| ());
     // Link before attaching: once attached, a request's signal may arrive at once, and the
     // handler must find the slot (a signal before the attach finds it UNREGISTERED: ignored).
     CURRENT.with(|c| c.store(Arc::as_ptr(slot).cast_mut(), Ordering::Relaxed));
     compiler_fence(Ordering::SeqCst);
     if !slot.attach(super::signal::current_tid()) {
-        CURRENT.with(|c| c.store(std::ptr::null_mut(), Ordering::Relaxed));
+        unlink();
         panic!("suspend: slot already registered with a thread");
     }
     Registration {
@@ -66,10 +98,14 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        // Already unregistered by the exit hook (the guard outlived it in another
+        // thread-local's destructor): the slot may belong to another thread by now.
+        if current() != Arc::as_ptr(&self.slot).cast_mut() {
+            return;
+        }
         // Unlink first, so a signal arriving from here on is ignored, then mark the slot
         // unregistered and wait out coordinators still sending to this thread.
-        CURRENT.with(|c| c.store(std::ptr::null_mut(), Ordering::Relaxed));
-        compiler_fence(Ordering::SeqCst);
+        unlink();
         self.slot.detach();
     }
 }

@@ -514,3 +514,17 @@ fn a_slot_registers_one_thread_at_a_time() {
     .join()
     .unwrap();
 }
+
+#[test]
+#[cfg_attr(miri, ignore)]
+fn a_leaked_registration_ends_with_its_thread() {
+    let slot = Arc::new(SuspendSlot::new());
+    {
+        let slot = slot.clone();
+        thread::spawn(move || std::mem::forget(register_current(&slot)))
+            .join()
+            .unwrap();
+    }
+    assert_eq!(slot.poll(), Status::Unregistered);
+    assert!(!slot.request());
+}

@@ -121,13 +121,52 @@ fn spin_asm(s: &Spinner) {
     }
 }
 
+/// Like `spin_asm`, holding PATTERN in the upper half of ymm9 (the XSAVE area's AVX part).
+///
+/// # Safety
+///
+/// The CPU supports AVX.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn spin_avx(s: &Spinner) {
+    s.ready.store(true, Ordering::Release);
+    let lo = PATTERN as u64;
+    let hi = (PATTERN >> 64) as u64;
+    // SAFETY: AVX is available (the contract); the asm writes only the counter and the
+    // registers it declares as clobbered.
+    unsafe {
+        asm!(
+            "movq xmm0, {lo}",
+            "movq xmm1, {hi}",
+            "punpcklqdq xmm0, xmm1",
+            "vinsertf128 ymm9, ymm9, xmm0, 1",
+            "2:",
+            "add qword ptr [{ctr}], 1",
+            "cmp byte ptr [{stop}], 0",
+            "je 2b",
+            lo = in(reg) lo,
+            hi = in(reg) hi,
+            ctr = in(reg) s.counter.as_ptr(),
+            stop = in(reg) s.stop.as_ptr(),
+            out("xmm0") _,
+            out("xmm1") _,
+            out("ymm9") _,
+            options(nostack),
+        );
+    }
+}
+
 fn spawn_spinner() -> (Arc<Spinner>, thread::JoinHandle<()>) {
+    spawn_spinner_with(spin_asm)
+}
+
+fn spawn_spinner_with(spin: fn(&Spinner)) -> (Arc<Spinner>, thread::JoinHandle<()>) {
     let s = Arc::new(Spinner::default());
     let h = {
         let s = Arc::clone(&s);
         thread::spawn(move || {
             let _reg = register_current(&s.slot);
-            spin_asm(&s);
+            spin(&s);
         })
     };
     wait_until("spinner to start", || s.ready.load(Ordering::Acquire));
@@ -230,6 +269,30 @@ fn general_and_vector_registers_are_saved() {
     assert!(
         words.len() > 23 + 512 / 8,
         "XSAVE area beyond the legacy image"
+    );
+    assert!(s.slot.resume());
+    stop(&s, h);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+#[cfg_attr(miri, ignore)]
+fn avx_upper_halves_are_saved() {
+    if !std::arch::is_x86_feature_detected!("avx") {
+        return;
+    }
+    // SAFETY: AVX is available (checked above).
+    let (s, h) = spawn_spinner_with(|s| unsafe { spin_avx(s) });
+    assert!(s.slot.request());
+    wait_status(&s.slot, Status::Suspended);
+    // SAFETY: our request succeeded, poll said Suspended, nobody resumes meanwhile.
+    let words = unsafe { s.slot.context() }.as_words();
+    // The XSAVE standard format keeps YMM_Hi128 (16 bytes per register) at byte 576.
+    let i = 23 + (576 + 16 * 9) / 8;
+    assert!(words.len() >= i + 2, "no AVX state saved");
+    assert_eq!(
+        (words[i], words[i + 1]),
+        (PATTERN as u64, (PATTERN >> 64) as u64)
     );
     assert!(s.slot.resume());
     stop(&s, h);

@@ -243,6 +243,7 @@ mod spawn;
 mod spinning;
 mod stack;
 mod stw;
+mod suspend;
 pub mod sync;
 mod sysmon;
 pub mod time;

@@ -133,6 +133,10 @@ pub(crate) struct M {
     rng: Cell<u32>,
     /// Set when this M must end its thread (a goroutine exited while locked to it).
     exit: Cell<bool>,
+    /// This thread's registration for suspension by signal (`note.suspend`'s slot); dropped
+    /// before the note can be handed to another M.
+    #[cfg(not(loom))]
+    registration: Cell<Option<crate::suspend::Registration>>,
 }
 
 thread_local! {
@@ -206,7 +210,12 @@ fn m_main(shared: Arc<Shared>, note: Arc<MNote>, id: usize) {
         pending_action: Cell::new(Action::Run),
         rng: Cell::new((id as u32).wrapping_mul(0x9E37_79B9) | 1),
         exit: Cell::new(false),
+        #[cfg(not(loom))]
+        registration: Cell::new(None),
     });
+    #[cfg(not(loom))]
+    m.registration
+        .set(Some(crate::suspend::register_current(&m.note.suspend.slot)));
     CURRENT.with(|c| c.set(&*m));
     m.note.tid.store(
         crate::sysmon::current_tid(),
@@ -718,6 +727,7 @@ impl M {
         self.hand_off_p();
         let mut s = lock(&shared.sched);
         s.nm -= 1;
+        self.unregister();
         s.free_notes.push(self.note.clone());
         drop(s);
         self.exit.set(true);
@@ -843,8 +853,15 @@ impl M {
         };
         s.idle_ms.swap_remove(i);
         s.nm -= 1;
+        self.unregister();
         s.free_notes.push(self.note.clone());
         true
+    }
+
+    /// Ends this thread's registration for suspension, before its note may go to another M.
+    fn unregister(&self) {
+        #[cfg(not(loom))]
+        drop(self.registration.take());
     }
 
     fn adopt(&self, id: usize, spinning: bool) {

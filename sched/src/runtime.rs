@@ -310,6 +310,21 @@ impl Runtime {
         crate::world::for_each_p(&self.shared, f);
     }
 
+    /// Installs (or with `None` removes) the hook that tells the suspension handler whether
+    /// the interrupted thread is inside a window of another subsystem — an allocation between
+    /// claiming a slot and publishing it, a barrier-buffer append, a handle push (their
+    /// `busy` words) — in which case the suspension is deferred and retried a few
+    /// microseconds later. Process-wide; the facade installs it.
+    ///
+    /// # Safety
+    /// `hook` runs inside a signal handler on any thread of any runtime: it must be
+    /// async-signal-safe (atomics, pre-allocated memory and `const`-initialised
+    /// thread-locals only: no allocation, lock or printing) and must never panic.
+    pub unsafe fn set_busy_hook(hook: Option<fn() -> bool>) {
+        // SAFETY: forwarded contract.
+        unsafe { crate::suspend::set_busy_hook(hook) }
+    }
+
     /// What sysmon has done so far (preempt requests, spare Ps lent, idle-hook polls).
     pub fn sysmon_stats(&self) -> SysmonStats {
         self.shared.sysmon.stats()

@@ -154,8 +154,56 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+/// Takes one of the scheduler's locks. The guard also holds a no-preempt window
+/// (`suspend::NoPreempt`), so the thread is never suspended by signal while it holds the
+/// lock: a stop of the world's coordinator takes the scheduler lock while threads are
+/// suspended, and would wait forever on one suspended inside it.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> Locked<'_, T> {
+    #[cfg(not(loom))]
+    let np = crate::suspend::NoPreempt::enter();
+    Locked {
+        guard: m.lock().unwrap_or_else(|p| p.into_inner()),
+        #[cfg(not(loom))]
+        _np: np,
+    }
+}
+
+/// A scheduler lock's guard (`lock`). Fields drop in order: the lock is released before the
+/// no-preempt window ends (which may let a deferred suspension in).
+pub(crate) struct Locked<'a, T> {
+    guard: MutexGuard<'a, T>,
+    #[cfg(not(loom))]
+    _np: crate::suspend::NoPreempt,
+}
+
+impl<T> std::ops::Deref for Locked<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.guard
+    }
+}
+
+impl<T> std::ops::DerefMut for Locked<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.guard
+    }
+}
+
+impl<'a, T> Locked<'a, T> {
+    /// Waits on `cv` (releasing the lock meanwhile, as `Condvar::wait`). The no-preempt
+    /// window stays open while the thread sleeps: it runs no goroutine then.
+    pub(crate) fn wait(self, cv: &Condvar) -> Locked<'a, T> {
+        let Locked {
+            guard,
+            #[cfg(not(loom))]
+            _np,
+        } = self;
+        Locked {
+            guard: cv.wait(guard).unwrap_or_else(|p| p.into_inner()),
+            #[cfg(not(loom))]
+            _np,
+        }
+    }
 }
 
 impl Shared {
@@ -212,6 +260,8 @@ impl Shared {
             sysmon: Arc::default(),
             stw_lock: crate::stw::StwLock::default(),
         };
+        #[cfg(not(loom))]
+        crate::suspend::install();
         for id in MAX_PROCS..MAX_PROCS + SPARE_PS {
             shared.ps[id].get_or_init(|| Box::new(P::new(id)));
         }
@@ -289,7 +339,7 @@ impl Shared {
                 // Our own P may be one of them: yielding lets our M retire it.
                 crate::park::gosched();
             } else {
-                drop(self.retired.wait(s).unwrap_or_else(|p| p.into_inner()));
+                drop(s.wait(&self.retired));
             }
         }
     }

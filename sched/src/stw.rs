@@ -154,11 +154,7 @@ fn answer(shared: &Shared, p: &P) {
     let mut busy = lock(&shared.stw_lock.busy);
     // Acquire: pairs with the Release store of NONE in `start_world`.
     while p.stop.is_stopped() && !shared.shutdown.load(Ordering::Relaxed) {
-        busy = shared
-            .stw_lock
-            .cv
-            .wait(busy)
-            .unwrap_or_else(|e| e.into_inner());
+        busy = busy.wait(&shared.stw_lock.cv);
     }
 }
 
@@ -195,11 +191,7 @@ impl Shared {
                 }
                 if own.is_none() {
                     while *busy {
-                        busy = self
-                            .stw_lock
-                            .cv
-                            .wait(busy)
-                            .unwrap_or_else(|e| e.into_inner());
+                        busy = busy.wait(&self.stw_lock.cv);
                     }
                     *busy = true;
                     return;
@@ -407,29 +399,63 @@ impl Shared {
     }
 }
 
-/// Signal suspension of one M's thread. (Placeholder until the signal mechanism lands:
-/// never suspends, so a stop waits for every holder to answer at a safepoint.)
+/// Signal suspension of one M's thread (`suspend/`): the slot its thread registers while it
+/// runs. Used by the coordinator only for the holder of a P that did not answer in time.
 #[derive(Debug, Default)]
-pub(crate) struct MSuspend {}
+pub(crate) struct MSuspend {
+    pub(crate) slot: Arc<crate::suspend::SuspendSlot>,
+}
 
 impl MSuspend {
-    /// Asks the thread to suspend. Returns whether a request was sent.
+    /// Asks the thread to suspend. Returns whether a request was sent (false: the thread is
+    /// not registered — it is exiting — or a request is already out).
+    #[cfg(not(loom))]
+    pub(crate) fn request(&self) -> bool {
+        self.slot.request()
+    }
+
+    /// Whether the thread is suspended now (its registers saved).
+    pub(crate) fn is_suspended(&self) -> bool {
+        self.slot.poll() == crate::suspend::Status::Suspended
+    }
+
+    /// Signals a thread that deferred the request (it was inside runtime code) again.
+    #[cfg(not(loom))]
+    pub(crate) fn retry(&self) {
+        if self.slot.poll() == crate::suspend::Status::Deferred {
+            self.slot.retry_deferred();
+        }
+    }
+
+    /// Resumes the thread (or cancels a request it has not honoured yet).
+    pub(crate) fn resume(&self) {
+        self.slot.resume();
+    }
+
+    /// The registers the suspension saved.
+    ///
+    /// # Safety
+    /// The caller must have suspended the thread (its `request`, and `is_suspended` since)
+    /// and must not resume it while the returned view lives.
+    pub(crate) unsafe fn registers(&self) -> SavedRegs<'_> {
+        // SAFETY: forwarded contract.
+        let ctx = unsafe { self.slot.context() };
+        SavedRegs {
+            sp: ctx.stack_scan_start(),
+            pc: ctx.pc(),
+            fp: ctx.fp(),
+            words: ctx.as_words(),
+        }
+    }
+}
+
+/// Under loom, signals are not modelled: nothing is ever suspended.
+#[cfg(loom)]
+impl MSuspend {
     pub(crate) fn request(&self) -> bool {
         false
     }
-    pub(crate) fn is_suspended(&self) -> bool {
-        false
-    }
     pub(crate) fn retry(&self) {}
-    pub(crate) fn resume(&self) {}
-    pub(crate) fn registers(&self) -> SavedRegs<'_> {
-        SavedRegs {
-            sp: 0,
-            pc: 0,
-            fp: 0,
-            words: &[],
-        }
-    }
 }
 
 /// The registers a suspension saved.
@@ -437,7 +463,7 @@ pub(crate) struct SavedRegs<'a> {
     pub(crate) sp: usize,
     pub(crate) pc: usize,
     pub(crate) fp: usize,
-    pub(crate) words: &'a [usize],
+    pub(crate) words: &'a [u64],
 }
 
 #[cfg(all(test, loom))]

@@ -59,7 +59,9 @@ pub struct GoroutineSnapshot<'w> {
     /// Where a walk of its stack starts: the stack pointer, program counter and frame
     /// pointer at which it stopped (parked or queued: where it switched out; at a
     /// safepoint: the safepoint's frame; suspended: the interrupted registers). Zero when
-    /// unknown (never ran; inside `blocking`).
+    /// unknown (never ran; inside `blocking`). For a suspended goroutine `sp` already
+    /// includes the red zone below the stack pointer (a leaf function's data may live
+    /// there), so a scan of `sp..stack.end` covers every live word.
     pub sp: usize,
     /// See `sp`.
     pub pc: usize,
@@ -67,7 +69,7 @@ pub struct GoroutineSnapshot<'w> {
     pub fp: usize,
     /// Every register the suspension handler saved (general and vector), for a
     /// conservative scan; `None` unless the goroutine's thread was suspended by signal.
-    pub registers: Option<&'w [usize]>,
+    pub registers: Option<&'w [u64]>,
 }
 
 /// A stopped world. Restarted by [`start`](WorldStopped::start) or on drop.
@@ -191,7 +193,9 @@ fn snapshot<'w>(
                 let suspended = note.suspend.is_suspended() && Some(p.id) != own;
                 snap.status = GStatus::Running { p: p.id, suspended };
                 if suspended {
-                    let regs = note.suspend.registers();
+                    // SAFETY: the coordinator (our caller's stop) suspended this thread, and
+                    // it is resumed only when the world restarts, after `f` returned.
+                    let regs = unsafe { note.suspend.registers() };
                     (snap.sp, snap.pc, snap.fp) = (regs.sp, regs.pc, regs.fp);
                     snap.registers = Some(regs.words);
                 } else {

@@ -404,3 +404,90 @@ fn work_queued_behind_a_goroutine_stuck_on_a_spare_runs() {
         rt.sysmon_stats()
     );
 }
+
+/// Goroutines spinning with no call and no safepoint never answer a stop: their threads are
+/// suspended by signal, and the snapshot carries their registers and a stack that can be
+/// read from the saved stack pointer up — a marker the hog keeps in its frame is found
+/// there, as a conservative stack scan would find a pointer.
+#[test]
+fn stop_the_world_suspends_hogs_and_their_registers_and_stacks_can_be_read() {
+    let _serial = serial();
+    const MARK: u64 = 0x5EED_F00D_CAFE_0001;
+    let rt = runtime(2);
+    let stop = Arc::new(AtomicBool::new(false));
+    let spins: Arc<[AtomicU64; 2]> = Arc::default();
+    for i in 0..2 {
+        let (stop, spins) = (stop.clone(), spins.clone());
+        rt.go(move || {
+            let marker = std::hint::black_box([MARK + i as u64; 4]);
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n = n.wrapping_add(1);
+                if n & 0xFFF == 0 {
+                    spins[i].store(n, Ordering::Relaxed);
+                }
+            }
+            std::hint::black_box(&marker);
+        })
+        .unwrap();
+    }
+    while spins.iter().any(|s| s.load(Ordering::Relaxed) == 0) {
+        std::thread::yield_now();
+    }
+    for round in 0..300 {
+        let world = rt.stop_the_world("test");
+        let before = [
+            spins[0].load(Ordering::Relaxed),
+            spins[1].load(Ordering::Relaxed),
+        ];
+        let mut suspended = 0;
+        let mut found = [false; 2];
+        world.for_each_goroutine(|g| {
+            if let gort_sched::GStatus::Running {
+                suspended: true, ..
+            } = g.status
+            {
+                suspended += 1;
+                let stack = g.stack.clone().expect("a running goroutine has a stack");
+                assert!(
+                    stack.contains(&g.sp),
+                    "saved sp {:#x} outside {stack:x?}",
+                    g.sp
+                );
+                assert!(g.pc != 0);
+                let regs = g
+                    .registers
+                    .expect("a suspended goroutine has saved registers");
+                assert!(regs.len() > 16, "only {} register words", regs.len());
+                let mut at = g.sp & !7;
+                while at + 8 <= stack.end {
+                    // SAFETY: inside the stopped goroutine's mapped stack, which nobody
+                    // writes while the world is stopped.
+                    let w = unsafe { std::ptr::read_volatile(at as *const u64) };
+                    if w == MARK || w == MARK + 1 {
+                        found[(w - MARK) as usize] = true;
+                    }
+                    at += 8;
+                }
+            }
+        });
+        std::thread::sleep(Duration::from_micros(100));
+        let after = [
+            spins[0].load(Ordering::Relaxed),
+            spins[1].load(Ordering::Relaxed),
+        ];
+        world.start();
+        assert_eq!(
+            before, after,
+            "round {round}: a hog ran while the world was stopped"
+        );
+        // Two Ps (a spare lent by sysmon may hold a third).
+        assert!(suspended >= 1, "round {round}: no hog was suspended");
+        assert!(
+            found.iter().filter(|&&f| f).count() >= suspended.min(2),
+            "round {round}: a suspended hog's marker was not found on its stack: {found:?}"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    stop.store(true, Ordering::SeqCst);
+}

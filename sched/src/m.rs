@@ -72,6 +72,9 @@ pub(crate) struct MNote {
     pub(crate) safepoint_fp: AtomicUsize,
     /// Signal suspension of this M's thread (stop-the-world's last resort).
     pub(crate) suspend: crate::stw::MSuspend,
+    /// Set by sysmon when it lowered this thread's priority behind a goroutine that ignored
+    /// its preempt request; cleared by the M when it restores it (`M::run`).
+    pub(crate) demoted: std::sync::atomic::AtomicBool,
 }
 
 impl MNote {
@@ -296,6 +299,9 @@ impl M {
     /// The scheduling loop (Go's `schedule`), on the M's own stack.
     fn run(&self) {
         while !self.shared.shutdown.load(Ordering::Acquire) {
+            if self.note.demoted.load(Ordering::Relaxed) && !self.undemote() {
+                return;
+            }
             if !self.has_p() {
                 if self.stop_m() == Stopped::Exit {
                     return;
@@ -444,12 +450,9 @@ impl M {
             o.check_global |= fair;
             fair
         };
-        // Through the scheduler also when a P is being retired, and while a stop of the world
-        // (or any preempt request) is pending anywhere, so the scheduler loop can answer it.
-        let next = if fair
-            || p.id >= this.shared.procs()
-            || crate::preempt::PENDING.load(Ordering::Relaxed) != 0
-        {
+        // Through the scheduler also when a P is being retired, and when a stop of the world
+        // asks this P to stop, so the scheduler loop answers it.
+        let next = if fair || p.id >= this.shared.procs() || p.stop.is_requested() {
             None
         } else {
             p.runq.pop()
@@ -714,9 +717,29 @@ impl M {
         }
     }
 
-    /// A goroutine exited while locked to this thread (Go's rule: the thread may carry state
-    /// the goroutine changed, so it ends with it). Hands the P to another M and ends the
-    /// scheduling loop, which ends the thread.
+    /// Restores the priority sysmon lowered (`sysmon::demote`). Returns false — after handing
+    /// the P on and leaving the runtime's count of Ms — when the kernel refuses: the thread
+    /// then ends, and a fresh M takes its place.
+    #[cold]
+    fn undemote(&self) -> bool {
+        self.note.demoted.store(false, Ordering::Relaxed);
+        if crate::sysmon::restore_priority() {
+            return true;
+        }
+        if self.has_p() {
+            self.end_locked_thread();
+        } else {
+            let mut s = lock(&self.shared.sched);
+            s.nm -= 1;
+            self.unregister();
+            s.free_notes.push(self.note.clone());
+        }
+        false
+    }
+
+    /// Ends this M's thread (a goroutine exited while locked to it — Go's rule: the thread
+    /// may carry state the goroutine changed — or the thread cannot get its priority back).
+    /// Hands the P to another M and ends the scheduling loop, which ends the thread.
     #[cold]
     fn end_locked_thread(&self) {
         let shared = &self.shared;

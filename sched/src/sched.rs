@@ -379,7 +379,10 @@ impl Shared {
     pub(crate) fn pidleput(&self, s: &mut SchedState, id: usize) {
         // A P given up while a stop of the world asks its holder to stop has answered: it
         // stays idle (`pidleget` refuses while `stw`) until the restart.
-        self.p(id).stop.answer();
+        if self.p(id).stop.answer() {
+            #[cfg(not(loom))]
+            crate::suspend::progress::announce();
+        }
         if is_spare(id) {
             // A spare goes back to the pool; its caches stay with it for the next loan.
             s.pstatus[id] = PStatus::Spare;
@@ -611,6 +614,11 @@ impl Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
+        // Preempt requests still pending on Ps whose Ms left at shutdown: withdraw them, or
+        // the process-wide count would send every safepoint to its slow path for good.
+        for p in self.created_ps().chain(self.spares()) {
+            crate::preempt::clear(p);
+        }
         // Gs still queued will never run: release their scheduling references.
         while let Some(g) = self.global.lock().pop() {
             // SAFETY: a queued pointer owns one scheduling reference (`Arc::into_raw`).

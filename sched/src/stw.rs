@@ -151,6 +151,7 @@ fn answer(shared: &Shared, p: &P) {
     if !p.stop.answer() {
         return;
     }
+    crate::suspend::progress::announce();
     let mut busy = lock(&shared.stw_lock.busy);
     // Acquire: pairs with the Release store of NONE in `start_world`.
     while p.stop.is_stopped() && !shared.shutdown.load(Ordering::Relaxed) {
@@ -250,6 +251,8 @@ impl Shared {
         loop {
             let mut waiting = false;
             let now = Instant::now();
+            #[cfg(not(loom))]
+            let seen = crate::suspend::progress::current();
             for &id in ids {
                 let p = self.p(id);
                 // Acquire: pairs with the holder's Release CAS in `answer` (or `pidleput`).
@@ -285,7 +288,17 @@ impl Shared {
             if now >= next_signal {
                 next_signal = now + RETRY;
             }
-            std::hint::spin_loop();
+            if now >= grace_end {
+                // The threads we wait for may be off-CPU (more runnable threads than cores):
+                // a signal is handled only when its thread runs, so give up this core until
+                // one answers (or it is time to signal a deferred one again).
+                #[cfg(not(loom))]
+                crate::suspend::progress::wait(seen, RETRY);
+                #[cfg(loom)]
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
         }
     }
 

@@ -18,6 +18,13 @@
 //!   `std` I/O, FFI) is recognised without waiting out the slice. Only Ps whose tick stalled
 //!   and which have work waiting are looked at, at most once a millisecond each.
 //!
+//! A goroutine that ignores its request for 1 ms (its loop has no safepoint) gets it
+//! withdrawn — a pending request sends every other goroutine's safepoints and direct
+//! switches to their slow path — and its thread is asked to run at the lowest priority
+//! (nice 19) until its M reaches a scheduling point and restores it: the hog keeps its P, but
+//! the threads of the other Ps and of the spare get the cores. (A thread the kernel will not
+//! raise back ends instead, and a fresh M takes its place.)
+//!
 //! It also polls the idle hook (the netpoller) with a zero timeout when it has waiters and no
 //! M has polled it for 10 ms (Go's `sysmon` → `netpoll(0)`): with every P busy, I/O and
 //! deadlines are still noticed; what it readies goes to the global queue.
@@ -210,20 +217,34 @@ fn round(shared: &Arc<Shared>, seen: &mut Vec<Seen>) -> bool {
             continue;
         }
         let overstayed = stalled >= SLICE;
-        if overstayed && crate::preempt::request(p) {
+        if overstayed && seen.requested == 0 {
             seen.requested = now;
-            shared
-                .sysmon
-                .preempt_requests
-                .fetch_add(1, Ordering::Relaxed);
-            acted = true;
+            if crate::preempt::request(p) {
+                shared
+                    .sysmon
+                    .preempt_requests
+                    .fetch_add(1, Ordering::Relaxed);
+                acted = true;
+            }
+        }
+        // A goroutine that reaches a safepoint yields within nanoseconds of the request; one
+        // that has not after `PREEMPT_GRACE` has none in its loop.
+        let ignored = overstayed && now.saturating_sub(seen.requested) >= PREEMPT_GRACE;
+        if ignored {
+            // Withdraw the request: pending, it would only send every other goroutine's
+            // safepoints to their slow path. And ask the kernel to run the hog's thread at
+            // the lowest priority until it reaches a scheduling point, so that the threads
+            // of the other Ps (and of a spare) get the cores.
+            crate::preempt::clear(p);
+            // SAFETY: notes live as long as the runtime, which `shared` keeps alive.
+            let note = unsafe { &*holder };
+            if !note.demoted.swap(true, Ordering::Relaxed) {
+                demote(note.tid.load(Ordering::Relaxed));
+            }
         }
         if !work_waiting(shared, p, now) {
             continue;
         }
-        // A goroutine that reaches a safepoint yields within nanoseconds of the request: a
-        // spare is lent only when it has not honoured it after `PREEMPT_GRACE`.
-        let ignored = overstayed && now.saturating_sub(seen.requested) >= PREEMPT_GRACE;
         if overstayed && !ignored {
             continue;
         }
@@ -284,6 +305,33 @@ pub(crate) fn current_tid() -> i64 {
     {
         0
     }
+}
+
+/// Asks the kernel to run thread `tid` at the lowest priority (nice 19). The thread restores
+/// its own priority at its next scheduling point (`M::restore_priority`).
+fn demote(tid: i64) {
+    #[cfg(target_os = "linux")]
+    if tid != 0 {
+        // SAFETY: setpriority has no memory-safety preconditions; on Linux PRIO_PROCESS with
+        // a thread id sets that thread's nice value. A failure leaves the priority alone.
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19) };
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = tid;
+}
+
+/// The calling thread takes back the normal priority sysmon took from it (`demote`).
+/// Returns false when the kernel refuses (raising a priority may need `CAP_SYS_NICE` or a
+/// `RLIMIT_NICE` allowance): the caller then ends the thread rather than run goroutines at
+/// the lowest priority.
+pub(crate) fn restore_priority() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: as in `demote`, for the calling thread.
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, current_tid() as libc::id_t, 0) == 0 }
+    }
+    #[cfg(not(target_os = "linux"))]
+    true
 }
 
 /// Whether thread `tid` of this process is asleep in the kernel (state `S` or `D` in

@@ -28,6 +28,8 @@ mod context;
 #[cfg(not(loom))]
 mod nopreempt;
 #[cfg(not(loom))]
+pub(crate) mod progress;
+#[cfg(not(loom))]
 mod registration;
 #[cfg(not(loom))]
 mod signal;

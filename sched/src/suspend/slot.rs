@@ -243,6 +243,9 @@ impl SuspendSlot {
         {
             return Handled::Ignored;
         }
+        // Wake a coordinator sleeping until some thread answers.
+        #[cfg(not(loom))]
+        super::progress::announce();
         // Acquire: pairs with resume's Release CAS.
         while self.state.load(Ordering::Acquire) == SUSPENDED {
             wait::wait_while(&self.state, SUSPENDED);

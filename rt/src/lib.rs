@@ -52,10 +52,12 @@
 //!   eventfd write). An idle runtime with only timers pending therefore sleeps in the
 //!   kernel until the earliest — no busy polling.
 //! - **Busy.** An M about to steal polls with a zero timeout first when descriptors have
-//!   waiters (Go's `findrunnable` order); and, until sysmon exists, every 61st scheduling
-//!   round of every P (`find_runnable`'s fairness tick, also taken by the yield fast path)
-//!   polls with a zero timeout while descriptors have waiters, so I/O and deadlines are
-//!   noticed with every P busy. What a busy P's poll readies goes to its `runnext`.
+//!   waiters (Go's `findrunnable` order); every 61st scheduling round of every P
+//!   (`find_runnable`'s fairness tick, also taken by the yield fast path) polls with a zero
+//!   timeout while descriptors have waiters; and sched's sysmon polls when no M has for
+//!   10 ms (Go's `sysmon` → `netpoll(0)`), so I/O and deadlines are noticed with every P
+//!   busy, even behind goroutines that never yield. What a busy P's poll readies goes to its
+//!   `runnext`; sysmon's goes to the global queue.
 //! - **Deadlock.** `has_waiters()` is the poller's count of parked waiters: a goroutine
 //!   waiting on a socket (which a peer or a deadline may wake) is not a deadlock; when
 //!   nothing but parked goroutines with no I/O waits remain, `run` reports Go's
@@ -91,9 +93,7 @@
 //!
 //! # What is missing
 //!
-//! `lock_os_thread`, goroutine dumps for `runtime::stack(buf, true)`, and sysmon's
-//! 10 ms poll (see [`runtime`]); the collector's wiring (`gc`, `read_mem_stats`) is a later
-//! issue.
+//! The collector's wiring (`gc`, `read_mem_stats`) is a later issue.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod loom;

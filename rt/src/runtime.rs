@@ -1,13 +1,12 @@
 //! Go's `runtime` package, as far as it needs no collector: scheduling, counts, platform
-//! names, the version and the calling goroutine's stack.
+//! names, the version, goroutine dumps and locking a goroutine to its thread.
 //!
-//! What is not here, and why: `gc` and `read_mem_stats` come with the collector's wiring;
-//! `lock_os_thread` / `unlock_os_thread` need the scheduler to pin a goroutine to its M (and
-//! hand the M's P off while it parks), which gort-sched does not offer yet — it is left out
-//! rather than faked; [`stack`] with `all = true` writes only the calling goroutine, since
-//! the scheduler has no goroutine dumps yet (they come with sysmon).
+//! What is not here, and why: `gc` and `read_mem_stats` come with the collector's wiring.
 
-pub use gort_sched::{goexit, gomaxprocs, gosched, num_goroutine, parse_gomaxprocs};
+pub use gort_sched::{
+    goexit, gomaxprocs, gosched, lock_os_thread, locked_to_thread, num_goroutine, parse_gomaxprocs,
+    safepoint, unlock_os_thread,
+};
 
 /// The operating system, in Go's names (`linux`, `darwin`, `freebsd`, ...).
 #[cfg(target_os = "macos")]
@@ -39,23 +38,14 @@ pub fn version() -> &'static str {
     concat!("gort", env!("CARGO_PKG_VERSION"))
 }
 
-/// Go's `runtime.Stack`: writes the calling goroutine's header (`goroutine 7 [running]:`)
-/// and its backtrace into `buf`, truncated to fit, and returns the bytes written.
-///
-/// With `all`, Go writes every goroutine; gort's scheduler has no goroutine dumps yet, so
-/// only the calling goroutine is written, followed by a line saying so.
+/// Go's `runtime.Stack`: writes the calling goroutine's dump (`goroutine 7 [running]:`,
+/// then a function line and a `file:line` line per frame) into `buf`, truncated to fit, and
+/// returns the bytes written. With `all`, every other goroutine of the runtime follows,
+/// each after a blank line, with its state (`chan receive`, `sleep`, `runnable`, ...); they
+/// are walked with the world stopped for a moment. On a plain thread, the thread's own
+/// frames under `thread [running]:`.
 pub fn stack(buf: &mut [u8], all: bool) -> usize {
-    let mut text = match gort_sched::goid() {
-        Some(id) => format!("goroutine {id} [running]:\n"),
-        None => "thread [running]:\n".to_string(),
-    };
-    text.push_str(&std::backtrace::Backtrace::force_capture().to_string());
-    if all {
-        text.push_str("\n(other goroutines: not available until the scheduler has dumps)\n");
-    }
-    let n = text.len().min(buf.len());
-    buf[..n].copy_from_slice(&text.as_bytes()[..n]);
-    n
+    gort_sched::stack_into(buf, all)
 }
 
 #[cfg(all(test, not(loom)))]
@@ -81,7 +71,11 @@ mod tests {
         assert!(buf.starts_with(b"thread"));
         let mut big = vec![0u8; 1 << 16];
         let n = stack(&mut big, true);
-        assert!(String::from_utf8_lossy(&big[..n]).contains("other goroutines"));
+        let text = String::from_utf8_lossy(&big[..n]);
+        assert!(
+            text.contains("stack_truncates_and_names_the_caller"),
+            "{text}"
+        );
     }
 
     /// Go's handling of bad GOMAXPROCS values: anything but a positive 32-bit integer means

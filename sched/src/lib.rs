@@ -31,8 +31,8 @@
 //! by `wake()`. Gs readied by a poll while no P is held go to the global queue. While the
 //! hook has waiters (goroutines parked on descriptors), `find_runnable` also polls it with a
 //! zero timeout before stealing and on every 61st round (the fairness tick, which the yield
-//! fast path takes too), so a runtime whose Ps are all busy still notices I/O (Go's
-//! `findrunnable` order; sysmon's 10 ms poll comes later).
+//! fast path takes too), and sysmon polls it when nobody has for 10 ms, so a runtime whose
+//! Ps are all busy still notices I/O (Go's `findrunnable` order).
 //!
 //! # Context switch and the current G
 //!
@@ -174,8 +174,9 @@
 //!   ever run again: every other M idle, every P idle and empty, the global queue empty, no
 //!   hook waiters, no [`ForeignThread`] — and no goroutine waiting on another runtime (a
 //!   cross-runtime `join` counts as a foreign thread of the joiner's runtime while it waits).
-//!   Then it prints Go's `fatal error: all goroutines are asleep - deadlock!` and a line per
-//!   goroutine with the reason it waits (`goroutine 7 [chan receive]:`), and exits 2. The
+//!   Then it prints Go's `fatal error: all goroutines are asleep - deadlock!` and the
+//!   goroutine dump — each goroutine with the reason it waits (`goroutine 7 [chan
+//!   receive]:`) and its frames — and exits 2. The
 //!   goroutines are found through the runtime's registry of G objects (`g.rs`, `AllGs`, Go's
 //!   `allgs`): a G is registered when allocated and unregistered when the runtime lets go of
 //!   it, so spawning on a recycled G and exiting cost the registry nothing.
@@ -212,10 +213,76 @@
 //! hop. The fairness tick counts these switches too, so neither the global queue nor timers
 //! wait behind them.
 //!
-//! # What is deliberately absent
+//! # sysmon, spare Ps and preemption
 //!
-//! Sysmon's preemption comes with later work; a G that never
-//! reaches a scheduling point keeps its M and P (a GOMAXPROCS shrink waits for it).
+//! A goroutine is never switched out from a signal handler: at an arbitrary instruction it
+//! may hold thread-local addresses or thread-bound guards (see *Soundness* above), and a
+//! switch there would break them. Nor is a P ever taken from a goroutine that still runs on
+//! it: two threads would share its run queue and caches. Instead (`sysmon.rs`, `spare.rs`,
+//! `preempt.rs`):
+//!
+//! * **sysmon**, one thread per runtime (Go's back-off: 20 µs, doubling to 10 ms after 50
+//!   idle rounds; parked while every P is idle), watches each P's `tick` (bumped whenever a
+//!   goroutine starts on it or it changes hands). Unchanged for 10 ms means one goroutine
+//!   overstayed its slice: sysmon sets the P's **preempt request**, which the goroutine
+//!   honours at its next **safepoint** by yielding — any scheduling call, or [`safepoint`]
+//!   in a long loop (one load of a process-wide word and a branch while nothing is asked).
+//! * If goroutines or due timers wait behind a P whose goroutine ignores the request (1 ms
+//!   grace), or whose thread is asleep in the kernel (`/proc/self/task/<tid>/stat`, read
+//!   only for Ps whose tick stalled for 1 ms with work waiting: an unannotated blocking
+//!   call, blocking `std` I/O or FFI), sysmon lends a **spare P** — one of [`SPARE_PS`]
+//!   outside GOMAXPROCS, under the scheduler lock, never while a stop of the world is
+//!   pending — to an M, which steals the stuck P's queue and runs its timers. The spare
+//!   retires (queue to the global queue, P to the pool) at its holder's next scheduling
+//!   point once the stuck P moved on, or when it finds nothing to run. Spares take part in
+//!   stealing, stopping the world and [`Runtime::for_each_p`]; goroutines on a spare arm
+//!   their timers on the foreign heap. With the pool empty, queued work waits.
+//! * An ignored request is withdrawn (pending, it would send every safepoint in the
+//!   process to its slow path) and the hog's thread is run at nice 19 until its M reaches a
+//!   scheduling point and restores its priority (a thread the kernel will not raise back
+//!   ends and is replaced): the hog keeps its P, but the other Ps' threads get the cores.
+//! * sysmon polls the idle hook (the netpoller) with a zero timeout when it has waiters and
+//!   no M polled it for 10 ms, so I/O and deadlines are noticed with every P busy.
+//!
+//! `blocking(f)` still hands the P off at once around a call known to block.
+//!
+//! # Stopping the world
+//!
+//! [`Runtime::stop_the_world`] (`stw.rs`) asks every held P to stop through its stop word:
+//! the holder answers at a safepoint (the goroutine keeps its P and waits, its frame
+//! recorded) or between goroutines; a P given up meanwhile counts as stopped and stays idle;
+//! a holder that does not answer within 2 µs is **suspended by signal** (`suspend/`,
+//! SIGURG): the handler saves the interrupted registers, general and vector, in its thread's
+//! pre-allocated slot and waits. The handler defers while the thread is inside runtime code
+//! — every scheduler lock holds a no-preempt window (`sched::lock`), and a hook lets the
+//! facade add the `busy` words of alloc's caches and gc's buffers — and the window's end
+//! re-raises it. The coordinator sleeps on a process-wide answer word between checks (a
+//! suspended thread's handler runs only when the thread does), allocates nothing and prints
+//! nothing while the world is stopped, and restarts it by clearing the words and resuming
+//! the suspended threads. [`WorldStopped::for_each_goroutine`] gives each goroutine's
+//! status, stack bounds, and where a walk starts (saved registers for a suspended one) —
+//! what a collector's stack scan needs. [`Runtime::for_each_p`] stops one P at a time to run
+//! work that must happen on every P. The signal is installed with `SA_RESTART`; a suspend
+//! can still interrupt a blocking call of foreign code that `SA_RESTART` does not restart
+//! (`nanosleep`, `epoll_wait`, anything with a timeout), which then fails with `EINTR` and
+//! must be retried.
+//!
+//! # Goroutine dumps
+//!
+//! [`stack`] writes Go's goroutine dump (`goroutine 7 [chan receive]:`, then a function line
+//! and a `\tfile:line +0xoff` line per frame), and the deadlock report follows its message
+//! with it. Stacks are walked by **frame pointers** — the workspace builds with
+//! `-C force-frame-pointers=yes` (`.cargo/config.toml`; code built without them ends a walk
+//! early, never outside the stack) — from where each goroutine stopped, with the world
+//! stopped and into reserved buffers; names and lines come from the debug line tables and
+//! the symbol table after the restart (`trace/`).
+//!
+//! # lock_os_thread
+//!
+//! [`lock_os_thread`] pins the calling goroutine to its thread (nested, as in Go): it parks
+//! on the thread (its P goes to another M meanwhile), yields by handing its P over for a
+//! moment, no other goroutine runs on the thread, and thread-locals are safe to hold across
+//! scheduling points. A goroutine that exits locked ends its thread, as in Go.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod arch;

@@ -322,7 +322,12 @@ impl Runtime {
     /// thread-locals only: no allocation, lock or printing) and must never panic.
     pub unsafe fn set_busy_hook(hook: Option<fn() -> bool>) {
         // SAFETY: forwarded contract.
-        unsafe { crate::suspend::set_busy_hook(hook) }
+        #[cfg(not(loom))]
+        unsafe {
+            crate::suspend::set_busy_hook(hook)
+        }
+        #[cfg(loom)]
+        let _ = hook;
     }
 
     /// What sysmon has done so far (preempt requests, spare Ps lent, idle-hook polls).

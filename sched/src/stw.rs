@@ -151,6 +151,7 @@ fn answer(shared: &Shared, p: &P) {
     if !p.stop.answer() {
         return;
     }
+    #[cfg(not(loom))]
     crate::suspend::progress::announce();
     let mut busy = lock(&shared.stw_lock.busy);
     // Acquire: pairs with the Release store of NONE in `start_world`.

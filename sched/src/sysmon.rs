@@ -19,8 +19,8 @@
 //!   and which have work waiting are looked at, at most once a millisecond each.
 //!
 //! A goroutine that ignores its request for 1 ms (its loop has no safepoint) gets it
-//! withdrawn — a pending request sends every other goroutine's safepoints and direct
-//! switches to their slow path — and its thread is asked to run at the lowest priority
+//! withdrawn — a pending request sends every other goroutine's safepoints to their slow
+//! path — and, when work waits behind it, its thread is asked to run at the lowest priority
 //! (nice 19) until its M reaches a scheduling point and restores it: the hog keeps its P, but
 //! the threads of the other Ps and of the spare get the cores. (A thread the kernel will not
 //! raise back ends instead, and a fresh M takes its place.)
@@ -232,21 +232,25 @@ fn round(shared: &Arc<Shared>, seen: &mut Vec<Seen>) -> bool {
         let ignored = overstayed && now.saturating_sub(seen.requested) >= PREEMPT_GRACE;
         if ignored {
             // Withdraw the request: pending, it would only send every other goroutine's
-            // safepoints to their slow path. And ask the kernel to run the hog's thread at
-            // the lowest priority until it reaches a scheduling point, so that the threads
-            // of the other Ps (and of a spare) get the cores.
+            // safepoints to their slow path.
             crate::preempt::clear(p);
-            // SAFETY: notes live as long as the runtime, which `shared` keeps alive.
-            let note = unsafe { &*holder };
-            if !note.demoted.swap(true, Ordering::Relaxed) {
-                demote(note.tid.load(Ordering::Relaxed));
-            }
         }
         if !work_waiting(shared, p, now) {
             continue;
         }
         if overstayed && !ignored {
             continue;
+        }
+        if ignored {
+            // Work waits behind a hog: ask the kernel to run the hog's thread at the lowest
+            // priority until it reaches a scheduling point, so that the threads of the other
+            // Ps and of the spare lent below get the cores. (Only then: a demoted thread
+            // also takes longer to reach its suspension handler when the world stops.)
+            // SAFETY: notes live as long as the runtime, which `shared` keeps alive.
+            let note = unsafe { &*holder };
+            if !note.demoted.swap(true, Ordering::Relaxed) {
+                demote(note.tid.load(Ordering::Relaxed));
+            }
         }
         if !overstayed {
             if now.saturating_sub(seen.kernel_checked) < KERNEL_CHECK_AFTER {

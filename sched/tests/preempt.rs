@@ -491,3 +491,53 @@ fn stop_the_world_suspends_hogs_and_their_registers_and_stacks_can_be_read() {
     }
     stop.store(true, Ordering::SeqCst);
 }
+
+/// The nice value of thread `tid` of this process (field 19 of its stat line).
+fn nice_of(tid: i64) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(16)?.parse().ok()
+}
+
+/// A hog with work waiting behind it runs at the lowest priority; once it ends, its thread
+/// (the M that ran it) is back at the normal priority before it runs anything else.
+#[test]
+fn a_demoted_hogs_thread_gets_its_priority_back() {
+    let _serial = serial();
+    let rt = runtime(1);
+    let rx = ticker(&rt, Duration::from_millis(2), 100);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tid_tx, tid_rx) = mpsc::channel();
+    {
+        let stop = stop.clone();
+        rt.go(move || {
+            // SAFETY: gettid has no preconditions.
+            let _ = tid_tx.send(i64::from(unsafe { libc::gettid() }));
+            while !stop.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+        })
+        .unwrap();
+    }
+    let tid = tid_rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    let start = Instant::now();
+    while nice_of(tid) != Some(19) && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let demoted = nice_of(tid);
+    stop.store(true, Ordering::SeqCst);
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("the ticker stopped");
+    // The M notices at its next scheduling round; the ticker's goroutine keeps it busy.
+    let start = Instant::now();
+    while nice_of(tid).is_some_and(|n| n != 0) && start.elapsed() < Duration::from_secs(10) {
+        let _ = rt.block_on(|| gort_sched::gosched());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(demoted, Some(19), "the hog's thread was not demoted");
+    assert_ne!(
+        nice_of(tid),
+        Some(19),
+        "the hog's thread kept the lowest priority"
+    );
+}

@@ -531,7 +531,7 @@ fn a_demoted_hogs_thread_gets_its_priority_back() {
     // The M notices at its next scheduling round; the ticker's goroutine keeps it busy.
     let start = Instant::now();
     while nice_of(tid).is_some_and(|n| n != 0) && start.elapsed() < Duration::from_secs(10) {
-        let _ = rt.block_on(|| gort_sched::gosched());
+        rt.block_on(gort_sched::gosched);
         std::thread::sleep(Duration::from_millis(5));
     }
     assert_eq!(demoted, Some(19), "the hog's thread was not demoted");

@@ -290,9 +290,11 @@ impl Shared {
                 next_signal = now + RETRY;
             }
             if now >= grace_end {
-                // The threads we wait for may be off-CPU (more runnable threads than cores):
-                // a signal is handled only when its thread runs, so give up this core until
-                // one answers (or it is time to signal a deferred one again).
+                // The threads we wait for may be off-CPU (more runnable threads than cores),
+                // and a signal is handled only when its thread runs: give up this core until
+                // one answers (or it is time to signal a deferred one again). (Yielding
+                // instead lets a resumed thread keep the core for a whole time slice once the
+                // world restarts.)
                 #[cfg(not(loom))]
                 crate::suspend::progress::wait(seen, RETRY);
                 #[cfg(loom)]

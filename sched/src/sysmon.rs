@@ -271,14 +271,18 @@ fn round(shared: &Arc<Shared>, seen: &mut Vec<Seen>) -> bool {
     acted
 }
 
-/// Whether goroutines or due timers wait behind P `p`: in its own queue or heap, or — when
-/// no P is idle to take them — in the global queue or the foreign heap.
+/// Whether goroutines or due timers wait that the stuck P `p` would otherwise take: in its
+/// own queue or heap, or — when no P is idle to take them — in the global queue, the
+/// foreign heap or another P's queue (a stuck P is a P missing from GOMAXPROCS: the spare
+/// gives the program its parallelism back).
 fn work_waiting(shared: &Shared, p: &crate::p::P, now: u64) -> bool {
     let h = crate::p::timer_heap(p.id);
     !p.runq.is_empty()
         || shared.timers.due(h, now)
         || (shared.spin.npidle() == 0
-            && (shared.global.len() > 0 || shared.timers.due(FOREIGN_HEAP, now)))
+            && (shared.global.len() > 0
+                || shared.timers.due(FOREIGN_HEAP, now)
+                || shared.created_ps().any(|q| !q.runq.is_empty())))
 }
 
 /// Polls the idle hook with a zero timeout when it has waiters and no M has polled it for

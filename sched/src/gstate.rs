@@ -1,7 +1,8 @@
 //! A goroutine's park state: a one-token protocol between the G parking and its readiers.
 //!
 //! The word holds `generation << 2 | status`. Status is RUNNING (on a CPU or queued, no
-//! token), NOTIFIED (not parked, a token waiting) or PARKED (switched out, waiting).
+//! token), NOTIFIED (not parked, a token waiting), PARKED (switched out, waiting) or
+//! SCANNING (parked and held still by a scanner).
 //!
 //! * `park` (the G, before switching out) consumes a token if one is there and does not park.
 //! * Otherwise the G switches to its M, and the M — only once the G's registers are saved and
@@ -11,12 +12,17 @@
 //! * `ready` turns PARKED into RUNNING (the caller then enqueues the G: exactly one readier
 //!   wins that CAS) or RUNNING into NOTIFIED.
 //! * Recycling a dead G bumps the generation, so a stale handle's `ready` does nothing.
+//! * A scanner may hold a parked G still (PARKED → SCANNING, `begin_scan`) to read its
+//!   stack; `ready` waits until it lets go (`end_scan`), so the G never runs while its stack
+//!   is read.
 
 use crate::loom::{AtomicU64, Ordering};
 
 const RUNNING: u64 = 0;
 const NOTIFIED: u64 = 1;
 const PARKED: u64 = 2;
+/// Parked, and held still by a scanner (`begin_scan`): readiers wait until `end_scan`.
+const SCANNING: u64 = 3;
 const STATUS: u64 = 3;
 
 #[derive(Debug, Default)]
@@ -79,6 +85,14 @@ impl GState {
             let (next, enqueue) = match cur & STATUS {
                 RUNNING => ((cur & !STATUS) | NOTIFIED, false),
                 PARKED => (cur & !STATUS, true),
+                SCANNING => {
+                    // A scanner reads the parked G's stack: wait until it lets go (a scan
+                    // is a walk of a few frames; the scanner never waits for us).
+                    crate::loom::spin_loop();
+                    // Acquire: as the load above.
+                    cur = self.word.load(Ordering::Acquire);
+                    continue;
+                }
                 _ => return false, // a token is already waiting
             };
             // AcqRel: Release publishes the readier's writes to the G (paired with the Acquire
@@ -113,7 +127,39 @@ impl GState {
 
     /// Whether the G is parked now (Relaxed: for goroutine dumps).
     pub(crate) fn is_parked(&self) -> bool {
-        self.word.load(Ordering::Relaxed) & STATUS == PARKED
+        matches!(
+            self.word.load(Ordering::Relaxed) & STATUS,
+            PARKED | SCANNING
+        )
+    }
+
+    /// A scanner: holds a parked G still (PARKED → SCANNING) so that its stack and saved
+    /// context can be read; `ready` waits until `end_scan`. Returns false when the G is not
+    /// parked. Acquire: pairs with `commit_park`'s Release (the saved context is visible).
+    pub(crate) fn begin_scan(&self) -> bool {
+        let cur = self.word.load(Ordering::Relaxed);
+        cur & STATUS == PARKED
+            && self
+                .word
+                .compare_exchange(
+                    cur,
+                    (cur & !STATUS) | SCANNING,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+    }
+
+    /// The scanner lets go (SCANNING → PARKED). Release: its reads of the G's stack happen
+    /// before a readier's Acquire sees PARKED and hands the G to an M.
+    pub(crate) fn end_scan(&self) {
+        let cur = self.word.load(Ordering::Relaxed);
+        assert_eq!(
+            cur & STATUS,
+            SCANNING,
+            "runtime: end_scan without begin_scan"
+        );
+        self.word.store((cur & !STATUS) | PARKED, Ordering::Release);
     }
 
     /// The M, when the G has exited: invalidates every handle to this incarnation.
@@ -193,6 +239,51 @@ mod loom_tests {
             readier.join().unwrap();
             assert_eq!(enqueued.load(Ordering::Relaxed), usize::from(parked));
             assert_ne!(s.word.load(Ordering::Relaxed) & STATUS, PARKED);
+        });
+    }
+
+    /// A scanner holds a parked G still while a readier readies it and the G, once run,
+    /// writes its stack: the scanner's read of the stack never overlaps the G running, and
+    /// the G is enqueued exactly once.
+    #[test]
+    fn loom_gstate_scan_vs_ready() {
+        use crate::loom::UnsafeCell;
+        loom::model(|| {
+            let s = Arc::new(GState::default());
+            let stack = Arc::new(UnsafeCell::new(0u32));
+            let enqueued = Arc::new(AtomicUsize::new(0));
+            let scanner = {
+                let (s, stack) = (s.clone(), stack.clone());
+                thread::spawn(move || {
+                    if s.begin_scan() {
+                        // SAFETY: held still: the G cannot run until `end_scan`.
+                        stack.with(|v| unsafe { *v });
+                        s.end_scan();
+                    }
+                })
+            };
+            let readier = {
+                let (s, enqueued) = (s.clone(), enqueued.clone());
+                thread::spawn(move || {
+                    if s.ready(0) {
+                        enqueued.fetch_add(1, Ordering::AcqRel);
+                    }
+                })
+            };
+            // The G writes its stack, parks once, and writes again once it runs.
+            // SAFETY: the G's own stack while it runs; loom checks the claim.
+            stack.with_mut(|v| unsafe { *v = 1 });
+            let parked = !s.try_consume_token() && s.commit_park();
+            if parked {
+                while enqueued.load(Ordering::Acquire) == 0 {
+                    thread::yield_now();
+                }
+            }
+            // SAFETY: as above.
+            stack.with_mut(|v| unsafe { *v = 2 });
+            scanner.join().unwrap();
+            readier.join().unwrap();
+            assert_eq!(enqueued.load(Ordering::Relaxed), usize::from(parked));
         });
     }
 

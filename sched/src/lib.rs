@@ -262,8 +262,10 @@
 //! nothing while the world is stopped, and restarts it by clearing the words and resuming
 //! the suspended threads. [`WorldStopped::for_each_goroutine`] gives each goroutine's
 //! status, stack bounds, and where a walk starts (saved registers for a suspended one) —
-//! what a collector's stack scan needs. [`Runtime::for_each_p`] stops one P at a time to run
-//! work that must happen on every P. The signal is installed with `SA_RESTART`; a suspend
+//! what a collector's stack scan needs. [`Runtime::suspend_goroutine`] holds one goroutine
+//! still while the rest run (a parked one by its park word — `gstate.rs`'s SCANNING, which
+//! readiers wait out; a running one by stopping its P alone). [`Runtime::for_each_p`] stops
+//! one P at a time to run work that must happen on every P. The signal is installed with `SA_RESTART`; a suspend
 //! can still interrupt a blocking call of foreign code that `SA_RESTART` does not restart
 //! (`nanosleep`, `epoll_wait`, anything with a timeout), which then fails with `EINTR` and
 //! must be retried.
@@ -338,4 +340,4 @@ pub use sched::MAX_PROCS;
 pub use spawn::{JoinHandle, SpawnError, go, spawn};
 pub use stack::{GuardMode, MAX_STACK_SIZE, MIN_STACK_SIZE, guard_mode};
 pub use sysmon::SysmonStats;
-pub use world::{GStatus, GoroutineSnapshot, WorldStopped};
+pub use world::{GStatus, GoroutineSnapshot, SuspendedGoroutine, WorldStopped};

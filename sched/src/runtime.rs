@@ -301,6 +301,17 @@ impl Runtime {
         WorldStopped::stop(&self.shared)
     }
 
+    /// Holds goroutine `id` still so that its stack can be scanned (Go's `suspendG`), and
+    /// returns `None` when no such goroutine exists (or it is the caller). A parked goroutine
+    /// is held by its park word — whoever readies it waits until the hold ends; a running
+    /// one by stopping the one P it runs on (its holder answers at a safepoint or is
+    /// suspended by signal, registers saved); one that stays queued (runnable) through
+    /// repeated attempts, by stopping the world. The rest of the program keeps running in
+    /// the first two cases. Released when the returned guard drops.
+    pub fn suspend_goroutine(&self, id: u64) -> Option<crate::world::SuspendedGoroutine<'_>> {
+        crate::world::SuspendedGoroutine::suspend(&self.shared, id)
+    }
+
     /// Runs `f` with the id of every P (regular and spare) while that P's owner is stopped
     /// — at a safepoint, between goroutines, or suspended by signal when it does not answer
     /// — one P at a time, so the rest of the program keeps running. This is how work that

@@ -321,32 +321,9 @@ impl Shared {
                 f(id);
                 continue;
             }
-            let p = self.p(id);
-            {
-                let s = lock(&self.sched);
-                if s.pstatus[id] == PStatus::Running {
-                    // SeqCst: as in `stop_world`.
-                    p.stop.request();
-                    crate::preempt::PENDING.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    // Idle, retired or in the pool: `pidleget` and spare activation skip a P
-                    // whose word is not NONE, so it stays without a holder while `f` runs.
-                    p.stop.hold();
-                    crate::preempt::PENDING.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            self.wait_stopped(&[id], &mut suspended);
+            self.stop_one(id, &mut suspended);
             f(id);
-            {
-                let _busy = lock(&self.stw_lock.busy);
-                // Release: pairs with the Acquire load in `answer`'s wait.
-                p.stop.release();
-                crate::preempt::PENDING.fetch_sub(1, Ordering::Relaxed);
-                self.stw_lock.cv.notify_all();
-            }
-            for note in suspended.drain(..) {
-                note.suspend.resume();
-            }
+            self.release_one(id, &mut suspended);
         }
         {
             let mut busy = lock(&self.stw_lock.busy);
@@ -354,6 +331,54 @@ impl Shared {
             self.stw_lock.cv.notify_all();
         }
         // A P that went idle while stopped may have been skipped by a waker.
+        self.wakep();
+    }
+
+    /// Stops P `id` alone (the stop lock held): requests a stop if it is held, or holds it
+    /// if it is not (`pidleget` and spare activation skip a P whose word is not clear), and
+    /// waits for the answer, suspending the holder by signal if it does not answer.
+    pub(crate) fn stop_one(&self, id: usize, suspended: &mut Vec<Arc<MNote>>) {
+        let p = self.p(id);
+        {
+            let s = lock(&self.sched);
+            if s.pstatus[id] == PStatus::Running {
+                p.stop.request();
+            } else {
+                p.stop.hold();
+            }
+            crate::preempt::PENDING.fetch_add(1, Ordering::Relaxed);
+        }
+        self.wait_stopped(&[id], suspended);
+    }
+
+    /// Ends `stop_one(id)`: clears the word, wakes a holder waiting at a safepoint and
+    /// resumes the threads suspended for it.
+    pub(crate) fn release_one(&self, id: usize, suspended: &mut Vec<Arc<MNote>>) {
+        {
+            let _busy = lock(&self.stw_lock.busy);
+            // Release: pairs with the Acquire load in `answer`'s wait.
+            self.p(id).stop.release();
+            crate::preempt::PENDING.fetch_sub(1, Ordering::Relaxed);
+            self.stw_lock.cv.notify_all();
+        }
+        for note in suspended.drain(..) {
+            note.suspend.resume();
+        }
+    }
+
+    /// Takes the stop lock as `stop_world` does (for a single-goroutine suspension).
+    pub(crate) fn lock_stops(&self, own: Option<usize>) {
+        self.acquire_stw_lock(own.map(|id| self.p(id)));
+    }
+
+    /// Releases the stop lock taken by `lock_stops` and wakes an M for work a stopped P
+    /// may have been skipped for.
+    pub(crate) fn unlock_stops(self: &Arc<Self>) {
+        {
+            let mut busy = lock(&self.stw_lock.busy);
+            *busy = false;
+            self.stw_lock.cv.notify_all();
+        }
         self.wakep();
     }
 

@@ -235,3 +235,158 @@ pub(crate) fn for_each_p(shared: &Arc<Shared>, mut f: impl FnMut(usize)) {
     let own = own_p(shared);
     shared.for_each_p_stopped(own, &mut f);
 }
+
+/// How a suspended goroutine is held.
+enum Held {
+    /// Parked, held still by its park word (`GState::begin_scan`).
+    Parked(*const G),
+    /// Running on P `p`, which alone is stopped; `suspended` are the threads suspended for
+    /// it.
+    Running {
+        p: usize,
+        suspended: Vec<Arc<MNote>>,
+    },
+    /// Queued or between states for too long: the whole world is stopped.
+    World(Option<Stopped>),
+}
+
+/// One goroutine held still for a scan ([`Runtime::suspend_goroutine`](crate::Runtime::suspend_goroutine)),
+/// released on drop. The rest of the program keeps running, except when the goroutine was
+/// queued (runnable): then the world is stopped while it is held.
+pub struct SuspendedGoroutine<'rt> {
+    shared: &'rt Arc<Shared>,
+    id: u64,
+    held: Held,
+}
+
+impl std::fmt::Debug for SuspendedGoroutine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SuspendedGoroutine")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Attempts to catch a goroutine parked or running before stopping the world instead.
+const SUSPEND_TRIES: usize = 64;
+
+impl<'rt> SuspendedGoroutine<'rt> {
+    /// Holds goroutine `id` of `shared` still (see `Runtime::suspend_goroutine`).
+    pub(crate) fn suspend(shared: &'rt Arc<Shared>, id: u64) -> Option<SuspendedGoroutine<'rt>> {
+        if crate::park::goid() == Some(id) {
+            return None; // the caller cannot hold itself still
+        }
+        let own = own_p(shared);
+        shared.lock_stops(own);
+        let out = |held| SuspendedGoroutine { shared, id, held };
+        for _ in 0..SUSPEND_TRIES {
+            let Some(g) = find(shared, id) else {
+                shared.unlock_stops();
+                return None;
+            };
+            // SAFETY: `find` returned a registered G (alive while registered); we only use
+            // its atomics here.
+            let gr = unsafe { &*g };
+            if gr.state.begin_scan() {
+                return Some(out(Held::Parked(g)));
+            }
+            if let Some(p) = running_p(shared, g) {
+                let mut suspended = Vec::with_capacity(1);
+                shared.stop_one(p, &mut suspended);
+                if running_p(shared, g) == Some(p) {
+                    return Some(out(Held::Running { p, suspended }));
+                }
+                shared.release_one(p, &mut suspended);
+            }
+            std::thread::yield_now();
+        }
+        // Queued, or moving between states all along: stop everything instead.
+        shared.unlock_stops();
+        let stopped = shared.stop_world(own);
+        if find(shared, id).is_none() {
+            shared.start_world(stopped);
+            return None;
+        }
+        Some(out(Held::World(Some(stopped))))
+    }
+
+    /// The goroutine's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Its snapshot: status, stack bounds, where a walk starts, saved registers.
+    pub fn snapshot(&self) -> GoroutineSnapshot<'_> {
+        let s = lock(&self.shared.sched);
+        let g = match self.held {
+            Held::Parked(g) => g,
+            _ => find(self.shared, self.id).expect("runtime: a held goroutine vanished"),
+        };
+        // SAFETY: the G is held still (parked and scanning, its P stopped, or the world
+        // stopped), so it stays registered and alive, and its fields do not change.
+        let g = unsafe { &*g };
+        let snap = snapshot(self.shared, &s.notes, g, None);
+        // The borrow of `notes` ends with the guard; copy out what outlives it.
+        GoroutineSnapshot {
+            id: snap.id,
+            status: snap.status,
+            stack: snap.stack.clone(),
+            sp: snap.sp,
+            pc: snap.pc,
+            fp: snap.fp,
+            registers: snap.registers.map(|r| {
+                // SAFETY: the words live in the note's suspension slot, and notes live as
+                // long as the runtime (`SchedState::notes` only grows), which `self`
+                // borrows; the thread stays suspended, its slot unwritten, until `self`
+                // drops — so the view may outlive the scheduler lock's guard.
+                unsafe { std::slice::from_raw_parts(r.as_ptr(), r.len()) }
+            }),
+        }
+    }
+}
+
+impl Drop for SuspendedGoroutine<'_> {
+    fn drop(&mut self) {
+        match &mut self.held {
+            Held::Parked(g) => {
+                // SAFETY: held still, hence alive (see `snapshot`).
+                unsafe { &**g }.state.end_scan();
+                self.shared.unlock_stops();
+            }
+            Held::Running { p, suspended } => {
+                self.shared.release_one(*p, suspended);
+                self.shared.unlock_stops();
+            }
+            Held::World(stopped) => {
+                if let Some(stopped) = stopped.take() {
+                    self.shared.start_world(stopped);
+                }
+            }
+        }
+    }
+}
+
+/// The registered G running goroutine `id`, if any.
+fn find(shared: &Shared, id: u64) -> Option<*const G> {
+    let gs = lock(shared.allgs.list());
+    gs.iter()
+        .map(|p| p.0)
+        // SAFETY: registered, hence alive, and we hold the registry's lock.
+        .find(|&g| unsafe {
+            (*g).id() == id && (*g).wait_reason.load(Ordering::Relaxed) != NOT_LIVE
+        })
+}
+
+/// The P whose holder runs `g` right now, if any.
+fn running_p(shared: &Shared, g: *const G) -> Option<usize> {
+    let s = lock(&shared.sched);
+    let note = s
+        .notes
+        .iter()
+        .find(|n| std::ptr::eq(n.curg.load(Ordering::Relaxed), g))?;
+    shared
+        .created_ps()
+        .chain(shared.spares())
+        .find(|p| std::ptr::eq(p.holder.load(Ordering::Acquire), &**note))
+        .map(|p| p.id)
+}

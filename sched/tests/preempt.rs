@@ -541,3 +541,102 @@ fn a_demoted_hogs_thread_gets_its_priority_back() {
         "the hog's thread kept the lowest priority"
     );
 }
+
+/// One goroutine held still while the rest run: a parked one (its readier waits until the
+/// hold ends) and a hog with no safepoints (its P alone is stopped, its thread suspended).
+#[test]
+fn suspend_goroutine_holds_one_goroutine_while_the_others_run() {
+    let _serial = serial();
+    let rt = runtime(2);
+    // A parked receiver.
+    let (tx, rx) = gort_sched::chan::<u32>(0);
+    let got = Arc::new(AtomicU64::new(0));
+    let (id_tx, id_rx) = mpsc::channel();
+    {
+        let got = got.clone();
+        rt.go(move || {
+            let _ = id_tx.send(gort_sched::goid().unwrap());
+            got.store(u64::from(rx.recv().unwrap()), Ordering::SeqCst);
+        })
+        .unwrap();
+    }
+    let receiver = id_rx.recv().unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let held = rt.suspend_goroutine(receiver).expect("the receiver exists");
+    let snap = held.snapshot();
+    assert_eq!(snap.id, receiver);
+    assert_eq!(
+        snap.status,
+        gort_sched::GStatus::Waiting(gort_sched::WaitReason::ChanReceive)
+    );
+    assert!(snap.pc != 0 && snap.stack.as_ref().is_some_and(|s| s.contains(&snap.sp)));
+    let sender = std::thread::spawn(move || tx.send(7).unwrap());
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(got.load(Ordering::SeqCst), 0, "a held goroutine ran");
+    drop(held);
+    sender.join().unwrap();
+    let start = Instant::now();
+    while got.load(Ordering::SeqCst) != 7 && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(
+        got.load(Ordering::SeqCst),
+        7,
+        "the receiver never ran after the hold"
+    );
+
+    // A hog without safepoints, next to a goroutine that keeps counting.
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts: Arc<[AtomicU64; 2]> = Arc::default();
+    let (id_tx, id_rx) = mpsc::channel();
+    for i in 0..2 {
+        let (stop, counts, id_tx) = (stop.clone(), counts.clone(), id_tx.clone());
+        rt.go(move || {
+            let _ = id_tx.send((i, gort_sched::goid().unwrap()));
+            while !stop.load(Ordering::Relaxed) {
+                counts[i].fetch_add(1, Ordering::Relaxed);
+                if i == 1 {
+                    gort_sched::gosched();
+                }
+            }
+        })
+        .unwrap();
+    }
+    let ids: Vec<(usize, u64)> = (0..2).map(|_| id_rx.recv().unwrap()).collect();
+    let hog = ids.iter().find(|e| e.0 == 0).unwrap().1;
+    while counts.iter().any(|c| c.load(Ordering::Relaxed) == 0) {
+        std::thread::yield_now();
+    }
+    for _ in 0..50 {
+        let held = rt.suspend_goroutine(hog).expect("the hog exists");
+        assert!(
+            matches!(
+                held.snapshot().status,
+                gort_sched::GStatus::Running {
+                    suspended: true,
+                    ..
+                }
+            ),
+            "{:?}",
+            held.snapshot().status
+        );
+        let frozen = counts[0].load(Ordering::Relaxed);
+        let other = counts[1].load(Ordering::Relaxed);
+        let start = Instant::now();
+        while counts[1].load(Ordering::Relaxed) == other && start.elapsed() < Duration::from_secs(5)
+        {
+            std::thread::yield_now();
+        }
+        assert!(
+            counts[1].load(Ordering::Relaxed) > other,
+            "the other goroutine stopped too"
+        );
+        assert_eq!(
+            counts[0].load(Ordering::Relaxed),
+            frozen,
+            "the held hog ran"
+        );
+    }
+    stop.store(true, Ordering::SeqCst);
+    assert!(rt.suspend_goroutine(u64::MAX).is_none());
+}

@@ -396,38 +396,39 @@ impl Shared {
 
     /// Restarts the world stopped by `stopped`.
     pub(crate) fn start_world(self: &Arc<Self>, stopped: Stopped) {
+        for note in &stopped.suspended {
+            note.suspend.resume();
+        }
+        let work;
         {
-            let _busy = lock(&self.stw_lock.busy);
+            // Lock order: the stop lock, then the scheduler lock.
+            let mut busy = lock(&self.stw_lock.busy);
             for &id in &stopped.requested {
                 // Release: pairs with the Acquire load in `answer`'s wait.
                 self.p(id).stop.release();
                 crate::preempt::PENDING.fetch_sub(1, Ordering::Relaxed);
             }
-            self.stw_lock.cv.notify_all();
-        }
-        for note in &stopped.suspended {
-            note.suspend.resume();
-        }
-        let work = {
-            let mut s = lock(&self.sched);
-            s.stw = false;
-            self.sysmon.world_stopped.store(false, Ordering::Relaxed);
-            // Ms that must keep their goroutine wait for a P: serve them first.
-            while !s.p_waiters.is_empty() {
-                let Some(id) = self.pidleget(&mut s) else {
-                    break;
-                };
-                let note = s.p_waiters.pop().expect("checked non-empty");
-                note.hand_off(id, false);
+            {
+                let mut s = lock(&self.sched);
+                s.stw = false;
+                self.sysmon.world_stopped.store(false, Ordering::Relaxed);
+                // Ms that must keep their goroutine wait for a P: serve them first.
+                while !s.p_waiters.is_empty() {
+                    let Some(id) = self.pidleget(&mut s) else {
+                        break;
+                    };
+                    let note = s.p_waiters.pop().expect("checked non-empty");
+                    note.hand_off(id, false);
+                }
+                work = self.global.len() > 0;
             }
-            self.global.len() > 0
-        };
-        {
-            let mut busy = lock(&self.stw_lock.busy);
+            // Cleared last, under the same lock as the words: the next stop cannot begin
+            // before this one has fully ended.
             *busy = false;
+            // One wake-up for both kinds of waiter: holders waiting at a safepoint and
+            // coordinators waiting for the stop lock.
             self.stw_lock.cv.notify_all();
         }
-        self.sysmon.kick();
         if work {
             self.wakep();
         }

@@ -105,7 +105,7 @@ impl StopWord {
 /// How long the coordinator waits for holders to answer at a safepoint before suspending
 /// them by signal. Short: a goroutine that has a safepoint in its loop answers within
 /// nanoseconds; the rest would only add their wait to the pause.
-const GRACE: Duration = Duration::from_micros(2);
+const GRACE: Duration = Duration::from_micros(1);
 /// How often a deferred thread (inside runtime code) is signalled again.
 const RETRY: Duration = Duration::from_micros(5);
 

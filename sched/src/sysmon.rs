@@ -217,7 +217,10 @@ fn round(shared: &Arc<Shared>, seen: &mut Vec<Seen>) -> bool {
             continue;
         }
         let overstayed = stalled >= SLICE;
-        if overstayed && seen.requested == 0 {
+        // Requested once per slice: a request withdrawn unanswered (below) is renewed a slice
+        // later, so a goroutine whose thread was merely off-CPU when asked, or whose loop
+        // reaches a safepoint only now and then, still yields in the end.
+        if overstayed && (seen.requested == 0 || now.saturating_sub(seen.requested) >= SLICE) {
             seen.requested = now;
             if crate::preempt::request(p) {
                 shared

@@ -20,7 +20,7 @@
 //!
 //! A goroutine that ignores its request for 1 ms (its loop has no safepoint) gets it
 //! withdrawn — a pending request sends every other goroutine's safepoints to their slow
-//! path — and, when work waits behind it, its thread is asked to run at the lowest priority
+//! path; it is renewed a slice later — and, when work waits behind it, its thread is asked to run at the lowest priority
 //! (nice 19) until its M reaches a scheduling point and restores it: the hog keeps its P, but
 //! the threads of the other Ps and of the spare get the cores. (A thread the kernel will not
 //! raise back ends instead, and a fresh M takes its place.)

@@ -616,6 +616,11 @@ impl M {
     #[cold]
     fn go_idle(&self, p: &P) -> Option<NonNull<G>> {
         let shared = &*self.shared;
+        if p.is_spare() {
+            // Its loan ends unless the global queue has work after all (then it just
+            // refills whatever was flushed).
+            shared.p_retiring(p.id);
+        }
         {
             let mut gq = shared.global.lock();
             if let Some(g) = gq.pop_batch(shared.global.len() / shared.procs() + 1, &p.runq) {
@@ -762,6 +767,7 @@ impl M {
     fn retire_p(&self) {
         let shared = &self.shared;
         let p = self.p_ref();
+        shared.p_retiring(p.id);
         let mut batch = Vec::new();
         while let Some(g) = p.runq.pop() {
             batch.push(g);
@@ -901,6 +907,9 @@ impl M {
     /// (`handoff::release_p`, model-checked).
     pub(crate) fn hand_off_p(&self) {
         let id = self.p.get();
+        if crate::p::is_spare(id) {
+            self.shared.p_retiring(id);
+        }
         self.set_p(NO_P);
         let shared = &self.shared;
         let local_empty = shared.p(id).runq.is_empty();

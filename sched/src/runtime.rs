@@ -83,7 +83,11 @@ pub struct Builder {
     stack_size: usize,
     threads: ThreadLimits,
     hook: Option<Box<dyn IdleHook>>,
+    on_p_retire: Option<PRetireHook>,
 }
+
+/// What `Builder::on_p_retire` installs.
+pub(crate) type PRetireHook = Box<dyn Fn(usize) + Send + Sync>;
 
 impl std::fmt::Debug for Builder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -116,6 +120,7 @@ impl Builder {
                 idle_exit_after: DEFAULT_IDLE_THREAD_EXIT,
             },
             hook: None,
+            on_p_retire: None,
         }
     }
 
@@ -146,6 +151,18 @@ impl Builder {
     /// [`blocking`]: crate::blocking
     pub fn idle_thread_exit(mut self, after: Duration) -> Builder {
         self.threads.idle_exit_after = after;
+        self
+    }
+
+    /// Installs `f`, called with a P's id on the thread holding it just before that thread
+    /// gives it up for a while: a spare P going back to the pool (its loan ended), or a P
+    /// beyond GOMAXPROCS retiring. The holder is the only thread that may touch the P's state,
+    /// so this is where per-P state kept elsewhere — an allocation cache, a barrier buffer,
+    /// indexed by P id — is flushed. `f` runs on a scheduler stack between goroutines: it
+    /// must not park or yield. A P that is idle when a shrink retires it has no holder and
+    /// is not reported: [`Runtime::for_each_p`] reaches it (and every other P).
+    pub fn on_p_retire(mut self, f: impl Fn(usize) + Send + Sync + 'static) -> Builder {
+        self.on_p_retire = Some(Box::new(f));
         self
     }
 
@@ -194,7 +211,13 @@ impl Builder {
             .procs
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let hook = self.hook.unwrap_or_else(|| Box::new(FutexIdle::default()));
-        let shared = Arc::new(Shared::new(procs, size, self.threads, hook));
+        let shared = Arc::new(Shared::new(
+            procs,
+            size,
+            self.threads,
+            hook,
+            self.on_p_retire,
+        ));
         Ok(Runtime { shared })
     }
 

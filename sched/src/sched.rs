@@ -83,6 +83,9 @@ pub(crate) struct Shared {
     pub(crate) spin: CachePadded<Spinning>,
     pub(crate) shutdown: AtomicBool,
     pub(crate) hook: Box<dyn IdleHook>,
+    /// Called by the holder of a P it is about to give up for good or for a while: a spare
+    /// going back to the pool, a P beyond GOMAXPROCS retiring (`Builder::on_p_retire`).
+    pub(crate) on_p_retire: Option<crate::runtime::PRetireHook>,
     /// Every timer of this runtime (per-P heaps; `timer/home.rs`).
     pub(crate) timers: Arc<TimerHome>,
     pub(crate) stacks: ManuallyDrop<StackPool>,
@@ -212,8 +215,10 @@ impl Shared {
         stack_size: usize,
         threads: ThreadLimits,
         hook: Box<dyn IdleHook>,
+        on_p_retire: Option<crate::runtime::PRetireHook>,
     ) -> Shared {
         let shared = Shared {
+            on_p_retire,
             ps: (0..MAX_PROCS + SPARE_PS).map(|_| OnceLock::new()).collect(),
             gomaxprocs: AtomicUsize::new(0),
             global: GlobalQueue::default(),

@@ -51,6 +51,15 @@ impl Shared {
         self.start_m(Some(id), false)
     }
 
+    /// The holder of P `id` is about to give it up (a spare's loan ends, a P beyond
+    /// GOMAXPROCS retires): runs the `on_p_retire` hook on this thread.
+    #[cold]
+    pub(crate) fn p_retiring(&self, id: usize) {
+        if let Some(f) = &self.on_p_retire {
+            f(id);
+        }
+    }
+
     /// Whether an active spare already helps P `stuck`. Caller holds `sched`.
     fn spare_helping(&self, s: &crate::sched::SchedState, stuck: usize) -> bool {
         self.spares().any(|p| {

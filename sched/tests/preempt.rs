@@ -640,3 +640,72 @@ fn suspend_goroutine_holds_one_goroutine_while_the_others_run() {
     stop.store(true, Ordering::SeqCst);
     assert!(rt.suspend_goroutine(u64::MAX).is_none());
 }
+
+/// The retire hook runs on the thread holding the P, for a spare whose loan ends and for a P
+/// retired by a GOMAXPROCS shrink.
+#[test]
+fn on_p_retire_runs_on_the_holder_for_spares_and_retired_ps() {
+    let _serial = serial();
+    let seen: Arc<Mutex<Vec<(usize, bool)>>> = Arc::default();
+    let rt = {
+        let seen = seen.clone();
+        // SAFETY: the goroutines hold no thread-bound values across scheduling points.
+        unsafe {
+            gort_sched::Builder::new()
+                .gomaxprocs(1)
+                .on_p_retire(move |id| {
+                    let on_m = std::thread::current()
+                        .name()
+                        .is_some_and(|n| n.starts_with("gort-m"));
+                    seen.lock().unwrap().push((id, on_m));
+                })
+                .build()
+        }
+        .unwrap()
+    };
+    let rx = ticker(&rt, Duration::from_millis(2), 20);
+    let (started, stop) = (Arc::default(), Arc::default());
+    hog(&rt, &started, &stop);
+    wait_flag(&started);
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("the ticker stopped");
+    stop.store(true, Ordering::SeqCst);
+    let start = Instant::now();
+    while !seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|&(id, _)| id >= gort_sched::MAX_PROCS)
+        && start.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // A shrink retires P1 while a goroutine runs on it.
+    rt.gomaxprocs(2);
+    let done = Arc::new(AtomicBool::new(false));
+    for _ in 0..2 {
+        let done = done.clone();
+        rt.go(move || {
+            while !done.load(Ordering::Relaxed) {
+                gort_sched::gosched();
+            }
+        })
+        .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    rt.gomaxprocs(1);
+    done.store(true, Ordering::SeqCst);
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().any(|&(id, _)| id >= gort_sched::MAX_PROCS),
+        "no spare reported its retirement: {seen:?}"
+    );
+    assert!(
+        seen.contains(&(1, true)),
+        "the shrink's P1 was not reported: {seen:?}"
+    );
+    assert!(
+        seen.iter().all(|&(_, on_m)| on_m),
+        "the hook ran off the holder: {seen:?}"
+    );
+}

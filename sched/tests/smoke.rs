@@ -43,13 +43,17 @@ fn smoke_gosched_interleaves_on_one_p() {
         }
         Arc::try_unwrap(log).unwrap().into_inner().unwrap()
     });
-    // One P: the two goroutines alternate at every gosched.
+    // One P: the two goroutines alternate at every gosched — unless sysmon lent a spare P
+    // because a goroutine's thread sat in the kernel for over a millisecond with the other
+    // one waiting (a page fault under qemu-user can take that long); then both may run.
     let ids: Vec<_> = log.iter().map(|&(id, _)| id).collect();
     assert_eq!(ids.len(), 6);
-    assert!(
-        ids.windows(2).all(|w| w[0] != w[1]),
-        "no alternation: {ids:?}"
-    );
+    if rt.sysmon_stats().spares_lent == 0 {
+        assert!(
+            ids.windows(2).all(|w| w[0] != w[1]),
+            "no alternation: {ids:?}"
+        );
+    }
 }
 
 #[test]

@@ -50,6 +50,23 @@ fn ticker(rt: &Runtime, period: Duration, n: usize) -> mpsc::Receiver<Duration> 
     rx
 }
 
+/// Starts `N` goroutines, each counting in its own slot and calling `safepoint()` at every
+/// step, until `stop`.
+fn counting_loops<const N: usize>(rt: &Runtime, stop: &Arc<AtomicBool>) -> Arc<[AtomicU64; N]> {
+    let counts: Arc<[AtomicU64; N]> = Arc::new(std::array::from_fn(|_| AtomicU64::new(0)));
+    for i in 0..N {
+        let (counts, stop) = (counts.clone(), stop.clone());
+        rt.go(move || {
+            while !stop.load(Ordering::Relaxed) {
+                counts[i].fetch_add(1, Ordering::Relaxed);
+                safepoint();
+            }
+        })
+        .unwrap();
+    }
+    counts
+}
+
 fn wait_flag(flag: &AtomicBool) {
     let start = Instant::now();
     while !flag.load(Ordering::SeqCst) {
@@ -139,18 +156,8 @@ fn goroutines_queued_from_a_thread_behind_a_hog_run() {
 fn safepoints_let_two_loops_share_one_p() {
     let _serial = serial();
     let rt = runtime(1);
-    let counts: Arc<[AtomicU64; 2]> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
-    for i in 0..2 {
-        let (counts, stop) = (counts.clone(), stop.clone());
-        rt.go(move || {
-            while !stop.load(Ordering::Relaxed) {
-                counts[i].fetch_add(1, Ordering::Relaxed);
-                safepoint();
-            }
-        })
-        .unwrap();
-    }
+    let counts = counting_loops::<2>(&rt, &stop);
     std::thread::sleep(Duration::from_millis(300));
     let seen = [
         counts[0].load(Ordering::Relaxed),
@@ -260,18 +267,8 @@ fn sysmon_polls_the_idle_hook_while_every_p_is_busy() {
 fn stop_the_world_stops_goroutines_at_safepoints_and_restarts_them() {
     let _serial = serial();
     let rt = runtime(2);
-    let counts: Arc<[AtomicU64; 3]> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
-    for i in 0..3 {
-        let (counts, stop) = (counts.clone(), stop.clone());
-        rt.go(move || {
-            while !stop.load(Ordering::Relaxed) {
-                counts[i].fetch_add(1, Ordering::Relaxed);
-                safepoint();
-            }
-        })
-        .unwrap();
-    }
+    let counts = counting_loops::<3>(&rt, &stop);
     while counts.iter().any(|c| c.load(Ordering::Relaxed) == 0) {
         std::thread::yield_now();
     }

@@ -677,21 +677,33 @@ fn on_p_retire_runs_on_the_holder_for_spares_and_retired_ps() {
     {
         std::thread::sleep(Duration::from_millis(1));
     }
-    // A shrink retires P1 while a goroutine runs on it.
+    // A shrink retires P1 while a goroutine runs on it: two goroutines spin (no scheduling
+    // point) until both run — one on each P — and until released after the shrink began.
     rt.gomaxprocs(2);
-    let done = Arc::new(AtomicBool::new(false));
+    let running = Arc::new(AtomicU64::new(0));
+    let release = Arc::new(AtomicBool::new(false));
     for _ in 0..2 {
-        let done = done.clone();
+        let (running, release) = (running.clone(), release.clone());
         rt.go(move || {
-            while !done.load(Ordering::Relaxed) {
-                gort_sched::gosched();
+            running.fetch_add(1, Ordering::SeqCst);
+            while !release.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
             }
         })
         .unwrap();
     }
+    let start = Instant::now();
+    while running.load(Ordering::SeqCst) < 2 && start.elapsed() < Duration::from_secs(20) {
+        std::thread::yield_now();
+    }
+    let shrink = {
+        let rt = Arc::new(rt);
+        let rt2 = rt.clone();
+        (std::thread::spawn(move || rt2.gomaxprocs(1)), rt)
+    };
     std::thread::sleep(Duration::from_millis(20));
-    rt.gomaxprocs(1);
-    done.store(true, Ordering::SeqCst);
+    release.store(true, Ordering::SeqCst);
+    shrink.0.join().unwrap();
     let seen = seen.lock().unwrap().clone();
     assert!(
         seen.iter().any(|&(id, _)| id >= gort_sched::MAX_PROCS),

@@ -108,7 +108,8 @@ pub(crate) enum Action {
     Park,
     /// The G finished: recycle it.
     Exit,
-    /// The G left `blocking` and found no P: queue it globally (this M has no P either).
+    /// Queue it globally: the G left `blocking` and found no P (this M has no P either), or
+    /// it yields to a preempt request (`park::preempt_yield`, Go's preemption order).
     Requeue,
 }
 

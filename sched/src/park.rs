@@ -364,6 +364,24 @@ pub fn gosched() {
     unsafe { M::yield_now(m) };
 }
 
+/// Yields because of a preempt request (a safepoint): like [`gosched`], but the goroutine
+/// goes to the back of the global queue, as Go's preemption does, so that goroutines queued
+/// there run before it comes back — yielding to the local queue let a preempted loop and
+/// the local queue starve the global one for 61 rounds (over half a second at one yield per
+/// 10 ms slice). A goroutine that must keep its thread yields as `gosched` does.
+pub(crate) fn preempt_yield() {
+    let m = current_m();
+    let g = current_g();
+    // SAFETY: `m` is this thread's live M when a goroutine runs on it.
+    if g.is_null() || std::thread::panicking() || unsafe { !(*m).has_p() } || pinned(unsafe { &*g })
+    {
+        gosched();
+        return;
+    }
+    // SAFETY: we are the goroutine running on `m`, which we do not use afterwards.
+    unsafe { M::switch_out(m, crate::m::Action::Requeue) };
+}
+
 /// Ends the calling goroutine after running the destructors of its live frames (Go runs its
 /// deferred calls). Implemented as an unwind with a [`Goexit`] payload, so a `catch_unwind`
 /// between here and the goroutine's entry stops it, as `recover` would stop a panic in Go.

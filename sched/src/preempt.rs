@@ -81,6 +81,6 @@ fn safepoint_slow() {
         crate::stw::stop_at_safepoint(this, p);
     }
     if clear(p) {
-        crate::park::gosched();
+        crate::park::preempt_yield();
     }
 }

@@ -718,3 +718,34 @@ fn on_p_retire_runs_on_the_holder_for_spares_and_retired_ps() {
         "the hook ran off the holder: {seen:?}"
     );
 }
+
+/// A goroutine preempted at a safepoint goes to the back of the global queue (Go's order),
+/// so a goroutine queued there from a thread runs at the first preemption — not after 61
+/// of them, as when the preempted loop went back to the local queue and the global queue
+/// waited for the fairness tick (over half a second at one preemption per 10 ms).
+#[test]
+fn a_preempted_loop_lets_globally_queued_goroutines_run_at_once() {
+    let _serial = serial();
+    let rt = runtime(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = counting_loops::<1>(&rt, &stop);
+    while counts[0].load(Ordering::Relaxed) == 0 {
+        std::thread::yield_now();
+    }
+    let ran = Arc::new(AtomicBool::new(false));
+    {
+        let ran = ran.clone();
+        rt.go(move || ran.store(true, Ordering::SeqCst)).unwrap();
+    }
+    let start = Instant::now();
+    while !ran.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let requests = rt.sysmon_stats().preempt_requests;
+    stop.store(true, Ordering::SeqCst);
+    assert!(ran.load(Ordering::SeqCst), "the queued goroutine never ran");
+    assert!(
+        requests <= 5,
+        "the queued goroutine waited for {requests} preemptions of the loop"
+    );
+}

@@ -225,8 +225,10 @@
 //!   idle rounds; parked while every P is idle), watches each P's `tick` (bumped whenever a
 //!   goroutine starts on it or it changes hands). Unchanged for 10 ms means one goroutine
 //!   overstayed its slice: sysmon sets the P's **preempt request**, which the goroutine
-//!   honours at its next **safepoint** by yielding — any scheduling call, or [`safepoint`]
-//!   in a long loop (one load of a process-wide word and a branch while nothing is asked).
+//!   honours at its next **safepoint** by yielding to the back of the global queue (Go's
+//!   order: globally queued goroutines run before it comes back) — any scheduling call, or
+//!   [`safepoint`] in a long loop (one load of a process-wide word and a branch while
+//!   nothing is asked).
 //! * If goroutines or due timers wait behind a P whose goroutine ignores the request (1 ms
 //!   grace), or whose thread is asleep in the kernel (`/proc/self/task/<tid>/stat`, read
 //!   only for Ps whose tick stalled for 1 ms with work waiting: an unannotated blocking

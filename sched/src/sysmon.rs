@@ -8,7 +8,7 @@
 //!
 //! * a tick unchanged for `SLICE` (10 ms) while the P has a holder means one goroutine has
 //!   run that long: sysmon sets the P's preempt request (`preempt.rs`), which the goroutine
-//!   honours at its next safepoint by yielding;
+//!   honours at its next safepoint by yielding to the back of the global queue;
 //! * if goroutines or due timers wait behind such a P — in its queue or heap, or, with no P
 //!   idle, in the global queue or the foreign heap — and the goroutine has not honoured the
 //!   request within 1 ms (it has no safepoint in its loop), sysmon lends a spare P

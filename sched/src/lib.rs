@@ -240,8 +240,9 @@
 //!   stealing, stopping the world and [`Runtime::for_each_p`]; goroutines on a spare arm
 //!   their timers on the foreign heap. With the pool empty, queued work waits.
 //! * An ignored request is withdrawn (pending, it would send every safepoint in the
-//!   process to its slow path; it is renewed each slice) and, when work waits behind it, the hog's thread is run at
-//!   nice 19 until its M reaches a
+//!   process to its slow path; it is renewed each slice) and, when work waits behind it
+//!   elsewhere than in its own queue (a hog filling its own queue produces the work), the
+//!   hog's thread is run at nice 19 until its M reaches a
 //!   scheduling point and restores its priority (a thread the kernel will not raise back
 //!   ends and is replaced): the hog keeps its P, but the other Ps' threads get the cores.
 //! * sysmon polls the idle hook (the netpoller) with a zero timeout when it has waiters and

@@ -20,7 +20,8 @@
 //!
 //! A goroutine that ignores its request for 1 ms (its loop has no safepoint) gets it
 //! withdrawn — a pending request sends every other goroutine's safepoints to their slow
-//! path; it is renewed a slice later — and, when work waits behind it, its thread is asked to run at the lowest priority
+//! path; it is renewed a slice later — and, when work waits behind it elsewhere than in its
+//! own queue, its thread is asked to run at the lowest priority
 //! (nice 19) until its M reaches a scheduling point and restores it: the hog keeps its P, but
 //! the threads of the other Ps and of the spare get the cores. (A thread the kernel will not
 //! raise back ends instead, and a fresh M takes its place.)
@@ -244,10 +245,12 @@ fn round(shared: &Arc<Shared>, seen: &mut Vec<Seen>) -> bool {
         if overstayed && !ignored {
             continue;
         }
-        if ignored {
-            // Work waits behind a hog: ask the kernel to run the hog's thread at the lowest
-            // priority until it reaches a scheduling point, so that the threads of the other
-            // Ps and of the spare lent below get the cores. (Only then: a demoted thread
+        if ignored && p.runq.is_empty() {
+            // Work waits elsewhere behind a hog: ask the kernel to run the hog's thread at
+            // the lowest priority until it reaches a scheduling point, so that the threads of
+            // the other Ps and of the spare lent below get the cores. Not when the hog fills
+            // its own queue: it is producing the work the spare takes (a spawning loop), and
+            // slowing it slows the program. (And only with work waiting: a demoted thread
             // also takes longer to reach its suspension handler when the world stops.)
             // SAFETY: notes live as long as the runtime, which `shared` keeps alive.
             let note = unsafe { &*holder };

@@ -1,9 +1,12 @@
 //! The scheduler showcase run by `cargo xtask demo`: spawning and joining goroutines, a
-//! million goroutines alive at once, and Go's concurrent prime sieve over channels, with what
-//! it did and how long it took.
+//! million goroutines alive at once, Go's concurrent prime sieve over channels, a goroutine
+//! that never yields on GOMAXPROCS=1 (sysmon lends a spare P), stopping the world around
+//! spinning goroutines, and a goroutine dump — with what it did and how long it took.
 
 use gort_tests::{park_many, runtime};
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 fn main() {
     let procs = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -67,4 +70,70 @@ fn main() {
         primes.last().copied().unwrap_or(0),
         t.elapsed()
     );
+    drop(rt);
+
+    // 5. A goroutine that never yields, on one P: sysmon lends a spare P, so a ticker keeps
+    //    ticking; then the world is stopped around it (its thread suspended by signal).
+    let rt = runtime(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        rt.go(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+        })
+        .expect("runtime is up");
+    }
+    let worst = rt.block_on(|| {
+        let mut worst = Duration::ZERO;
+        let mut last = Instant::now();
+        for _ in 0..20 {
+            gort_sched::time::sleep(Duration::from_millis(5));
+            worst = worst.max(last.elapsed().saturating_sub(Duration::from_millis(5)));
+            last = Instant::now();
+        }
+        worst
+    });
+    let stats = rt.sysmon_stats();
+    println!(
+        "a goroutine spinning without yielding on GOMAXPROCS=1: a 5 ms ticker was at most \
+         {worst:?} late ({} preempt requests, {} spare Ps lent by sysmon)",
+        stats.preempt_requests, stats.spares_lent
+    );
+    let mut pauses: Vec<Duration> = (0..100)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(1));
+            let t = Instant::now();
+            rt.stop_the_world("demo").start();
+            t.elapsed()
+        })
+        .collect();
+    pauses.sort_unstable();
+    println!(
+        "stopped the world 100 times around it: stop-to-restart p50 {:?}, max {:?}",
+        pauses[50], pauses[99]
+    );
+    stop.store(true, Ordering::Relaxed);
+
+    // 6. A goroutine dump in Go's format: who waits where.
+    let (tx, rx) = gort_sched::chan::<u8>(0);
+    rt.go(move || {
+        let _ = rx.recv();
+    })
+    .expect("runtime is up");
+    let dump = rt.block_on(|| {
+        gort_sched::time::sleep(Duration::from_millis(20));
+        gort_sched::stack(true)
+    });
+    let headers: Vec<&str> = dump
+        .lines()
+        .filter(|l| l.starts_with("goroutine "))
+        .collect();
+    println!(
+        "goroutine dump ({} goroutines): {}",
+        headers.len(),
+        headers.join(" ")
+    );
+    drop(tx);
 }

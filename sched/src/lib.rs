@@ -255,7 +255,7 @@
 //! [`Runtime::stop_the_world`] (`stw.rs`) asks every held P to stop through its stop word:
 //! the holder answers at a safepoint (the goroutine keeps its P and waits, its frame
 //! recorded) or between goroutines; a P given up meanwhile counts as stopped and stays idle;
-//! a holder that does not answer within 2 µs is **suspended by signal** (`suspend/`,
+//! a holder that does not answer within 1 µs is **suspended by signal** (`suspend/`,
 //! SIGURG): the handler saves the interrupted registers, general and vector, in its thread's
 //! pre-allocated slot and waits. The handler defers while the thread is inside runtime code
 //! — every scheduler lock holds a no-preempt window (`sched::lock`), and a hook lets the

@@ -20,9 +20,10 @@
 //!    is inside runtime code (`NoPreempt`, which `sched::lock` holds with every scheduler
 //!    lock); the coordinator re-signals deferred threads until they suspend.
 //!
-//! `start_world` clears every request (under the lock the answering holders wait on, so no
-//! wake-up is lost), resumes suspended threads, clears `stw`, hands idle Ps to Ms waiting for
-//! one, and wakes an M if work is queued.
+//! `start_world` resumes the suspended threads, then — in one critical section under the
+//! lock the answering holders wait on, so no wake-up is lost — clears every request, clears
+//! `stw`, hands idle Ps to Ms waiting for one and releases the stop lock; it wakes an M if
+//! work is queued.
 //!
 //! While the world is stopped the coordinator neither allocates with the system allocator
 //! nor prints: a stopped thread may hold malloc's or stdout's lock. Everything it needs is

@@ -386,7 +386,7 @@ impl M {
                     let locked = unsafe { g.as_ref() }.locked.swap(0, Ordering::Relaxed) != 0;
                     self.g_exit(g);
                     if locked {
-                        self.end_locked_thread();
+                        self.end_thread();
                     }
                     return;
                 }
@@ -733,12 +733,9 @@ impl M {
             return true;
         }
         if self.has_p() {
-            self.end_locked_thread();
+            self.end_thread();
         } else {
-            let mut s = lock(&self.shared.sched);
-            s.nm -= 1;
-            self.unregister();
-            s.free_notes.push(self.note.clone());
+            self.leave(&mut lock(&self.shared.sched));
         }
         false
     }
@@ -747,18 +744,14 @@ impl M {
     /// may carry state the goroutine changed — or the thread cannot get its priority back).
     /// Hands the P to another M and ends the scheduling loop, which ends the thread.
     #[cold]
-    fn end_locked_thread(&self) {
+    fn end_thread(&self) {
         let shared = &self.shared;
         if self.spinning.get() {
             self.spinning.set(false);
             shared.spin.stop_spinning();
         }
         self.hand_off_p();
-        let mut s = lock(&shared.sched);
-        s.nm -= 1;
-        self.unregister();
-        s.free_notes.push(self.note.clone());
-        drop(s);
+        self.leave(&mut lock(&shared.sched));
         self.exit.set(true);
     }
 
@@ -882,10 +875,17 @@ impl M {
             return false;
         };
         s.idle_ms.swap_remove(i);
+        self.leave(&mut s);
+        true
+    }
+
+    /// This M leaves the runtime's count of Ms (its thread is about to end): its suspension
+    /// registration ends first, then its note goes to the free list for the next M. Caller
+    /// holds `sched` (the `s` it passes).
+    fn leave(&self, s: &mut crate::sched::SchedState) {
         s.nm -= 1;
         self.unregister();
         s.free_notes.push(self.note.clone());
-        true
     }
 
     /// Ends this thread's registration for suspension, before its note may go to another M.

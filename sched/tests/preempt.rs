@@ -67,6 +67,15 @@ fn counting_loops<const N: usize>(rt: &Runtime, stop: &Arc<AtomicBool>) -> Arc<[
     counts
 }
 
+/// Polls `done` every millisecond until it holds or `limit` passes (a watchdog: the caller
+/// asserts what it needs afterwards).
+fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() && start.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 fn wait_flag(flag: &AtomicBool) {
     let start = Instant::now();
     while !flag.load(Ordering::SeqCst) {
@@ -143,10 +152,9 @@ fn goroutines_queued_from_a_thread_behind_a_hog_run() {
         })
         .unwrap();
     }
-    let start = Instant::now();
-    while ran.load(Ordering::SeqCst) < 100 && start.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_until(Duration::from_secs(20), || {
+        ran.load(Ordering::SeqCst) >= 100
+    });
     let got = ran.load(Ordering::SeqCst);
     stop.store(true, Ordering::SeqCst);
     assert_eq!(got, 100, "goroutines queued behind a hog never ran");
@@ -388,10 +396,7 @@ fn work_queued_behind_a_goroutine_stuck_on_a_spare_runs() {
         })
         .unwrap();
     }
-    let start = Instant::now();
-    while ran.load(Ordering::SeqCst) < 10 && start.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_until(Duration::from_secs(20), || ran.load(Ordering::SeqCst) >= 10);
     let got = ran.load(Ordering::SeqCst);
     stop.store(true, Ordering::SeqCst);
     assert_eq!(
@@ -517,10 +522,7 @@ fn a_demoted_hogs_thread_gets_its_priority_back() {
         .unwrap();
     }
     let tid = tid_rx.recv_timeout(Duration::from_secs(20)).unwrap();
-    let start = Instant::now();
-    while nice_of(tid) != Some(19) && start.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_until(Duration::from_secs(10), || nice_of(tid) == Some(19));
     let demoted = nice_of(tid);
     stop.store(true, Ordering::SeqCst);
     rx.recv_timeout(Duration::from_secs(30))
@@ -572,10 +574,7 @@ fn suspend_goroutine_holds_one_goroutine_while_the_others_run() {
     assert_eq!(got.load(Ordering::SeqCst), 0, "a held goroutine ran");
     drop(held);
     sender.join().unwrap();
-    let start = Instant::now();
-    while got.load(Ordering::SeqCst) != 7 && start.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_until(Duration::from_secs(20), || got.load(Ordering::SeqCst) == 7);
     assert_eq!(
         got.load(Ordering::SeqCst),
         7,
@@ -667,16 +666,12 @@ fn on_p_retire_runs_on_the_holder_for_spares_and_retired_ps() {
     rx.recv_timeout(Duration::from_secs(30))
         .expect("the ticker stopped");
     stop.store(true, Ordering::SeqCst);
-    let start = Instant::now();
-    while !seen
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|&(id, _)| id >= gort_sched::MAX_PROCS)
-        && start.elapsed() < Duration::from_secs(10)
-    {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_until(Duration::from_secs(10), || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|&(id, _)| id >= gort_sched::MAX_PROCS)
+    });
     // A shrink retires P1 while a goroutine runs on it: two goroutines spin (no scheduling
     // point) until both run — one on each P — and until released after the shrink began.
     rt.gomaxprocs(2);
@@ -692,10 +687,9 @@ fn on_p_retire_runs_on_the_holder_for_spares_and_retired_ps() {
         })
         .unwrap();
     }
-    let start = Instant::now();
-    while running.load(Ordering::SeqCst) < 2 && start.elapsed() < Duration::from_secs(20) {
-        std::thread::yield_now();
-    }
+    wait_until(Duration::from_secs(20), || {
+        running.load(Ordering::SeqCst) >= 2
+    });
     let shrink = {
         let rt = Arc::new(rt);
         let rt2 = rt.clone();
@@ -737,10 +731,7 @@ fn a_preempted_loop_lets_globally_queued_goroutines_run_at_once() {
         let ran = ran.clone();
         rt.go(move || ran.store(true, Ordering::SeqCst)).unwrap();
     }
-    let start = Instant::now();
-    while !ran.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_until(Duration::from_secs(20), || ran.load(Ordering::SeqCst));
     let requests = rt.sysmon_stats().preempt_requests;
     stop.store(true, Ordering::SeqCst);
     assert!(ran.load(Ordering::SeqCst), "the queued goroutine never ran");

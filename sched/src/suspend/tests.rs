@@ -512,7 +512,7 @@ fn request_fails_for_an_unregistered_slot() {
 
 /// Costs, printed (run with `--ignored --nocapture`, in release for meaningful numbers).
 #[test]
-#[ignore]
+#[ignore = "a measurement that prints and asserts nothing: run by hand with --ignored --nocapture"]
 fn measure_costs() {
     const N: u32 = 10_000_000;
     let t = Instant::now();

@@ -13,10 +13,18 @@ use crate::park::WaitReason;
 use crate::sched::Shared;
 use crate::trace::{self, MAX_FRAMES};
 use crate::world::{GStatus, WorldStopped};
+use std::fmt::Write;
 use std::sync::Arc;
 
 /// Frames recorded per goroutine (Go prints at most 100).
 const FRAMES: usize = MAX_FRAMES;
+/// Frames recorded per goroutine however many there are.
+const MIN_FRAMES: usize = 16;
+/// Return addresses a dump reserves in all (32 MiB): with many goroutines, each gets fewer
+/// frames (down to `MIN_FRAMES`).
+const DUMP_WORDS: usize = 4 << 20;
+/// Goroutines a dump lists besides the caller; the rest are counted.
+const DUMP_GOROUTINES: usize = 100_000;
 
 /// One goroutine's walk, recorded during a stop.
 #[derive(Clone, Copy)]
@@ -129,28 +137,30 @@ pub fn stack_into(buf: &mut [u8], all: bool) -> usize {
 
 /// Appends every goroutine of `shared` except `me` to `out`, ordered by id.
 pub(crate) fn others(shared: &Arc<Shared>, me: Option<u64>, out: &mut String) {
-    // Reserved before the stop: goroutines cannot be created while it lasts.
-    let room = shared.num_goroutine() + 64;
+    // Reserved before the stop (goroutines cannot be created while it lasts), within a
+    // budget: a program with millions of goroutines gets fewer frames each, and those beyond
+    // `DUMP_GOROUTINES` are counted, not listed.
+    let room = (shared.num_goroutine() + 64).min(DUMP_GOROUTINES);
+    let per = (DUMP_WORDS / room).clamp(MIN_FRAMES, FRAMES);
     let mut walked: Vec<Walked> = Vec::with_capacity(room);
-    let mut pcs = vec![0usize; room * FRAMES];
+    let mut pcs = vec![0usize; room * per];
+    let mut elided = 0usize;
     {
         let world = WorldStopped::stop(shared);
         let mut used = 0;
         world.for_each_goroutine(|g| {
-            if Some(g.id) == me || walked.len() == walked.capacity() {
+            if Some(g.id) == me {
+                return;
+            }
+            if walked.len() == walked.capacity() {
+                elided += 1;
                 return;
             }
             let len = match (&g.stack, g.pc) {
                 // SAFETY: the goroutine's stack is mapped while it is registered, and the world
                 // is stopped: nothing writes to it during the walk.
                 (Some(stack), pc) if pc != 0 => unsafe {
-                    trace::walk(
-                        pc,
-                        g.fp,
-                        stack.start,
-                        stack.end,
-                        &mut pcs[used..used + FRAMES],
-                    )
+                    trace::walk(pc, g.fp, stack.start, stack.end, &mut pcs[used..used + per])
                 },
                 _ => 0,
             };
@@ -167,6 +177,9 @@ pub(crate) fn others(shared: &Arc<Shared>, me: Option<u64>, out: &mut String) {
     walked.sort_unstable_by_key(|w| w.id);
     for w in &walked {
         trace::write_goroutine(out, w.id, w.status.as_str(), &pcs[w.at..w.at + w.len]);
+    }
+    if elided > 0 {
+        let _ = write!(out, "\n...{elided} additional goroutines elided...\n");
     }
 }
 

@@ -128,3 +128,39 @@ fn locks_nest_and_plain_threads_ignore_them() {
     });
     assert_eq!(v, (true, false));
 }
+
+/// A goroutine that exits locked ends its thread; a thread-local destructor running as the
+/// thread ends re-enters the runtime (a channel send, as a plain thread by then) and the
+/// value reaches a goroutine.
+#[test]
+fn a_destructor_at_the_end_of_a_locked_thread_re_enters_the_runtime() {
+    let rt = runtime(1);
+    let (tx, rx) = chan::<u64>(1);
+    struct SendOnExit(Option<gort_sched::Sender<u64>>);
+    impl Drop for SendOnExit {
+        fn drop(&mut self) {
+            if let Some(tx) = self.0.take() {
+                let _ = tx.send(gort_sched::goid().unwrap_or(0));
+            }
+        }
+    }
+    thread_local!(static GUARD: std::cell::RefCell<Option<SendOnExit>> = const { std::cell::RefCell::new(None) });
+    rt.go(move || {
+        lock_os_thread();
+        GUARD.with(|g| *g.borrow_mut() = Some(SendOnExit(Some(tx))));
+    })
+    .unwrap();
+    let (out_tx, out) = mpsc::channel();
+    rt.go(move || {
+        let _ = out_tx.send(rx.recv());
+    })
+    .unwrap();
+    let got = out
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the destructor's send never arrived");
+    assert_eq!(
+        got,
+        Ok(0),
+        "the destructor ran as a plain thread and its send arrived"
+    );
+}

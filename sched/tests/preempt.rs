@@ -740,3 +740,95 @@ fn a_preempted_loop_lets_globally_queued_goroutines_run_at_once() {
         "the queued goroutine waited for {requests} preemptions of the loop"
     );
 }
+
+/// Stops of the world racing GOMAXPROCS resizes and goroutines spawned from a plain thread:
+/// no hang, and nothing runs while the world is stopped (Ps grown during a stop stay idle).
+#[test]
+fn stops_of_the_world_race_resizes_and_spawns_from_threads() {
+    let _serial = serial();
+    let rt = Arc::new(runtime(2));
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = counting_loops::<3>(&rt, &stop);
+    let resizer = {
+        let (rt, stop) = (rt.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                rt.gomaxprocs(1 + n % 3);
+                n += 1;
+            }
+        })
+    };
+    let spawner = {
+        let (rt, stop) = (rt.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = rt.go(|| {});
+                std::thread::yield_now();
+            }
+        })
+    };
+    let (done_tx, done_rx) = mpsc::channel();
+    let coordinator = {
+        let (rt, counts) = (rt.clone(), counts.clone());
+        std::thread::spawn(move || {
+            for round in 0..100 {
+                let world = rt.stop_the_world("test");
+                let before: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+                std::thread::sleep(Duration::from_micros(200));
+                let after: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+                world.start();
+                assert_eq!(
+                    before, after,
+                    "round {round}: a goroutine ran while stopped"
+                );
+            }
+            let _ = done_tx.send(());
+        })
+    };
+    let finished = done_rx.recv_timeout(Duration::from_secs(60));
+    stop.store(true, Ordering::SeqCst);
+    assert!(
+        finished.is_ok(),
+        "stops of the world hung against resizes and spawns"
+    );
+    coordinator.join().unwrap();
+    resizer.join().unwrap();
+    spawner.join().unwrap();
+}
+
+/// Goroutine dumps taken while goroutines are spawned from a thread and exit all the time:
+/// no hang, no crash, and every goroutine header is well formed.
+#[test]
+fn dumps_race_goroutines_starting_and_exiting() {
+    let _serial = serial();
+    let rt = Arc::new(runtime(2));
+    let stop = Arc::new(AtomicBool::new(false));
+    let churn = {
+        let (rt, stop) = (rt.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                // Tens of thousands at a time: enough churn, and a bounded heap.
+                if rt.num_goroutine() < 50_000 {
+                    let _ = rt.go(gort_sched::gosched);
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+        })
+    };
+    let dumps = rt.block_on(|| (0..50).map(|_| gort_sched::stack(true)).collect::<Vec<_>>());
+    stop.store(true, Ordering::SeqCst);
+    churn.join().unwrap();
+    for dump in &dumps {
+        for header in dump.lines().filter(|l| l.starts_with("goroutine ")) {
+            let rest = header.strip_prefix("goroutine ").unwrap();
+            let (id, state) = rest.split_once(' ').expect("id and state");
+            assert!(id.parse::<u64>().is_ok(), "bad header {header:?}");
+            assert!(
+                state.starts_with('[') && state.ends_with("]:"),
+                "bad header {header:?}"
+            );
+        }
+    }
+}

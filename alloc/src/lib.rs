@@ -199,7 +199,7 @@ pub use cache::Cache;
 pub use error::{AllocError, AllocErrorKind};
 pub use heap::{DropQueue, Heap, zero_size_addr};
 pub use nopreempt::heap_locks_held;
-pub use object::{Object, Objects, SpanInfo};
+pub use object::{Object, Objects, SpanCursor, SpanInfo};
 pub use shape::{Ptrs, Shape};
 pub use sizeclass::{MAX_SMALL_SIZE, PAGE_SIZE, TINY_SIZE};
 pub use stats::{BY_SIZE_ENTRIES, BySize, HeapStats};

@@ -440,6 +440,83 @@ impl Heap {
     }
 }
 
+/// A span in use with the fields an object lookup needs read once: a marker scanning
+/// objects of one span in a row (a tree built depth-first, an array of small objects) looks
+/// the span up once instead of once per object (see [`Heap::span_cursor`]).
+///
+/// A cursor describes the span as it was when made. Use it within one mark phase for
+/// objects known to be live (a marker's grey objects keep their span in use until the
+/// sweep); a span freed and reused meanwhile would be described wrongly — harmless to the
+/// heap, since [`SpanCursor::object`] still checks the alloc bits, but the answer may name
+/// a different object than [`Heap::find_object`] would.
+#[derive(Clone, Copy)]
+pub struct SpanCursor<'h> {
+    cur: Cur<'h>,
+    heap: &'h HeapInner,
+    cycle: u32,
+}
+
+impl std::fmt::Debug for SpanCursor<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpanCursor")
+            .field("base", &self.cur.lo)
+            .field("bytes", &self.cur.len)
+            .field("elemsize", &self.cur.elemsize)
+            .finish()
+    }
+}
+
+impl<'h> SpanCursor<'h> {
+    /// Whether `addr` lies in the span's pages.
+    #[inline(always)]
+    pub fn contains(&self, addr: usize) -> bool {
+        addr.wrapping_sub(self.cur.lo) < self.cur.len
+    }
+
+    /// The allocated, published object of this span containing `addr` (see
+    /// [`Heap::find_object`]; `None` when `addr` is outside the span or in no such object).
+    #[inline]
+    pub fn object(&self, addr: usize) -> Option<Object<'h>> {
+        if !self.contains(addr) {
+            return None;
+        }
+        let c = self.cur;
+        let i = c.index(addr);
+        if i >= c.nelems {
+            return None;
+        }
+        let bit = 1u64 << (i % 64);
+        // Acquire: pairs with the Release store that published the object, as in `object_in`.
+        if c.span.word_checked(ALLOC, i / 64)?.load(Ordering::Acquire) & bit == 0 {
+            return None;
+        }
+        Some(Object {
+            mark_word: c.span.word_checked(MARK, i / 64)?,
+            base: c.lo + i * c.elemsize,
+            size: c.elemsize,
+            index: i,
+            span: c.span,
+            heap: self.heap,
+            cycle: self.cycle,
+        })
+    }
+}
+
+impl Heap {
+    /// A cursor over the span in use holding `addr` (`None` when there is none), for
+    /// looking up many objects of one span (see [`SpanCursor`]).
+    #[inline]
+    pub fn span_cursor(&self, addr: usize) -> Option<SpanCursor<'_>> {
+        let inner = &*self.inner;
+        let (s, _) = inner.span_of(addr)?;
+        Some(SpanCursor {
+            cur: Cur::of(s),
+            heap: inner,
+            cycle: inner.sweepgen(),
+        })
+    }
+}
+
 /// `mark_batch`'s view of the span of the previous address.
 #[derive(Clone, Copy)]
 struct Cur<'h> {
@@ -519,6 +596,34 @@ impl Pending {
 mod tests {
     //! `find_object` and marking on a real heap, sized to run under Miri.
     use crate::{Heap, Objects, PAGE_SIZE, Shape};
+
+    #[test]
+    fn a_span_cursor_answers_as_find_object_does_within_its_span() {
+        let heap = Heap::new().unwrap();
+        let mut c = heap.cache();
+        // Every other slot allocated in a small-object span, and one large object.
+        let small: Vec<usize> = (0..64)
+            .map(|_| c.alloc(48, Shape::ALL_POINTERS).unwrap().as_ptr() as usize)
+            .collect();
+        let large = c.alloc(40_000, Shape::ALL_POINTERS).unwrap().as_ptr() as usize;
+        for base in [small[0], large] {
+            let cur = heap.span_cursor(base).expect("a span in use");
+            let lo = base & !(PAGE_SIZE - 1);
+            let mut inside = 0;
+            for a in (lo..lo + 8 * PAGE_SIZE).step_by(40) {
+                let want = heap.find_object(a).map(|o| (o.addr(), o.size()));
+                if cur.contains(a) {
+                    inside += 1;
+                    assert_eq!(cur.object(a).map(|o| (o.addr(), o.size())), want, "{a:#x}");
+                } else {
+                    assert!(cur.object(a).is_none(), "{a:#x} is outside the span");
+                }
+            }
+            assert!(inside > 0);
+        }
+        assert!(heap.span_cursor(0).is_none());
+        assert!(heap.span_cursor(usize::MAX).is_none());
+    }
 
     #[test]
     fn find_object_answers_only_for_published_objects() {

@@ -267,10 +267,15 @@ fn cycle(h: &HeapShared, forced: bool) {
                 // the unmarked ones are unreachable.
                 unsafe { h.alloc.finish_mark() };
                 h.world.poll.fetch_and(!POLL_SCAN, Ordering::Relaxed);
-                // Go's heapLive restarts from what marking found live.
+                // Go's heapLive restarts from `heapMarked`: what marking reached, plus what
+                // was allocated while it ran. Those objects were born marked (the marker
+                // skips them, so it never counted them) and survive this cycle's sweep;
+                // leaving them out would make the heap look smaller than it is and start
+                // the next cycle early (Go counts them too: `gcmarknewobject`).
                 live_end = h.heap_live();
                 h.account(&mk);
-                let marked = h.marked_bytes.load(Ordering::Relaxed);
+                let black = live_end.saturating_sub(live_start);
+                let marked = h.marked_bytes.fetch_add(black, Ordering::Relaxed) + black;
                 h.live_base.store(marked, Ordering::Relaxed);
                 h.allocated.store(0, Ordering::Relaxed);
                 let released = e.start_the_world();
@@ -359,6 +364,7 @@ fn finish_cycle(h: &HeapShared, r: CycleReport) {
         s.pause_end[i] = now;
         s.cycle_heap_live[i] = r.live_end;
         s.cycle_goal[i] = r.goal;
+        s.cycle_heap_marked[i] = marked;
         s.pause_total_ns += pause_ns;
         s.max_pause_ns = s.max_pause_ns.max(r.pauses.max.as_nanos() as u64);
         s.num_gc += 1;

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use gort_alloc::Heap as AllocHeap;
+use gort_alloc::{Heap as AllocHeap, SpanCursor};
 
 use crate::work::{BUF_LEN, WorkPool, balance};
 
@@ -112,9 +112,19 @@ impl<'h> Marker<'h> {
         });
     }
 
-    /// Scan one grey entry: an object's base, or an oblet's first address.
-    pub(crate) fn scan(&mut self, entry: usize) {
-        let Some(obj) = self.heap.find_object(entry) else {
+    /// Scan one grey entry: an object's base, or an oblet's first address. `cursor` is the
+    /// span of the previous entry, kept by the caller for one drain (grey objects keep their
+    /// spans in use until the sweep, so it stays true while any of them is left).
+    fn scan(&mut self, entry: usize, cursor: &mut Option<SpanCursor<'h>>) {
+        let found = match cursor.as_ref().and_then(|c| c.object(entry)) {
+            Some(o) => Some(o),
+            None => {
+                let c = self.heap.span_cursor(entry);
+                *cursor = c;
+                c.and_then(|c| c.object(entry))
+            }
+        };
+        let Some(obj) = found else {
             // Grey entries are marked objects, which stay allocated until the sweep.
             panic!("runtime: grey object {entry:#x} is not in the heap");
         };
@@ -200,6 +210,7 @@ impl<'h> Marker<'h> {
         let mut ring = [0usize; DEPTH];
         let (mut head, mut len) = (0usize, 0usize);
         let mut n = 0;
+        let mut cursor = None;
         loop {
             while len < DEPTH && n + len < budget {
                 let Some(e) = self.local.pop() else { break };
@@ -218,7 +229,7 @@ impl<'h> Marker<'h> {
             let e = ring[head];
             head = (head + 1) % DEPTH;
             len -= 1;
-            self.scan(e);
+            self.scan(e, &mut cursor);
             n += 1;
             if n % 16 == 0 {
                 balance(self.pool, &mut self.local);

@@ -19,7 +19,8 @@ pub struct GcStats {
     pub pause_total_ns: u64,
     /// When the last cycle ended, nanoseconds since the Unix epoch (`LastGC`).
     pub last_gc: u64,
-    /// Bytes the last mark found reachable (Go's `heapMarked`).
+    /// Bytes the last mark found reachable, plus those allocated while it ran (born marked,
+    /// they survive its sweep): Go's `heapMarked`.
     pub heap_marked: u64,
     /// The heap goal of the next cycle (`NextGC`).
     pub next_gc: u64,
@@ -39,6 +40,8 @@ pub struct GcStats {
     pub cycle_heap_live: [u64; PAUSE_RING],
     /// See `cycle_heap_live`.
     pub cycle_goal: [u64; PAUSE_RING],
+    /// Per cycle: its `heap_marked` (what the next cycle's goal grows from).
+    pub cycle_heap_marked: [u64; PAUSE_RING],
 }
 
 impl Default for GcStats {
@@ -59,6 +62,7 @@ impl Default for GcStats {
             last_goal: 0,
             cycle_heap_live: [0; PAUSE_RING],
             cycle_goal: [0; PAUSE_RING],
+            cycle_heap_marked: [0; PAUSE_RING],
         }
     }
 }

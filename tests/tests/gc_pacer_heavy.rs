@@ -122,8 +122,10 @@ fn pacing_at(gogc: u32) {
                 live >> 20,
                 goal >> 20
             );
-            // And the goal itself follows GOGC from the live heap.
-            let want = st.heap_marked * (100 + gogc as u64) / 100;
+            // And the goal itself follows GOGC from the previous cycle's marked heap (what
+            // it reached plus what was allocated black meanwhile, as Go counts it).
+            let prev = (c as usize + gort_gc::PAUSE_RING - 1) % gort_gc::PAUSE_RING;
+            let want = st.cycle_heap_marked[prev] * (100 + gogc as u64) / 100;
             assert!(
                 goal as f64 >= want as f64 * 0.9 && goal as f64 <= want as f64 * 1.1,
                 "GOGC={gogc}: goal {} MiB, expected about {} MiB",

@@ -29,10 +29,12 @@
 //! `poll` (the netpoller plugs in there; the default is a futex), the others park on their
 //! own parkers. A P is handed to a parked M through its note (`MNote`), or to the polling M
 //! by `wake()`. Gs readied by a poll while no P is held go to the global queue. While the
-//! hook has waiters (goroutines parked on descriptors), `find_runnable` also polls it with a
-//! zero timeout before stealing and on every 61st round (the fairness tick, which the yield
-//! fast path takes too), and sysmon polls it when nobody has for 10 ms, so a runtime whose
-//! Ps are all busy still notices I/O (Go's `findrunnable` order).
+//! hook has waiters (goroutines parked on descriptors) and no M is blocked in it already,
+//! `find_runnable` also polls it with a zero timeout before stealing and on every 61st round
+//! (the fairness tick, which the yield fast path takes too), and sysmon polls it when nobody
+//! has for 10 ms, so a runtime whose Ps are all busy still notices I/O (Go's `findrunnable`
+//! order, and its `lastpoll` rule: an M blocked in the poll wakes on the same events, so
+//! polling beside it only costs a syscall each time an M runs dry).
 //!
 //! # Context switch and the current G
 //!

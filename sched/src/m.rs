@@ -575,7 +575,7 @@ impl M {
         // netpoller), poll it without blocking: with every P busy no M is idle to poll, and
         // until sysmon exists nobody else would notice I/O and deadlines. What it readies
         // goes to our `runnext`; the local queue's order below still holds.
-        if fair && shared.hook.has_waiters() {
+        if fair && shared.poll_worthwhile() {
             shared.hook.poll(Some(Duration::ZERO));
             shared.note_poll(false);
         }
@@ -588,7 +588,7 @@ impl M {
                 return Some(g);
             }
         }
-        if shared.hook.has_waiters() {
+        if shared.poll_worthwhile() {
             shared.hook.poll(Some(Duration::ZERO));
             shared.note_poll(false);
             if let Some(g) = p.runq.pop() {

@@ -376,6 +376,16 @@ impl Shared {
         };
         self.sysmon.last_poll.store(v, Ordering::Relaxed);
     }
+
+    /// Whether an M out of local work should poll the idle hook without blocking (Go's
+    /// `netpollAnyWaiters() && lastpoll != 0`): only when it has waiters and no M is blocked
+    /// in a poll already — that M wakes on the same events by itself, and polling beside it
+    /// costs a syscall per scheduling round (an echo server's Ms ran dry 250k times a second
+    /// and polled each time).
+    #[inline]
+    pub(crate) fn poll_worthwhile(&self) -> bool {
+        self.hook.has_waiters() && self.sysmon.last_poll.load(Ordering::Relaxed) != 0
+    }
 }
 
 #[cfg(all(test, not(loom)))]

@@ -237,30 +237,21 @@ fn latency(live_mib: usize, cycles: u32) {
 }
 
 /// Objects of the steady-state table: `N` bytes without pointers, or `N / 8` pointer words.
-#[derive(Trace)]
+#[derive(Trace, bytemuck::Zeroable)]
 struct Blob<const N: usize>([u8; N]);
 
-#[derive(Trace)]
+#[derive(Trace, bytemuck::Zeroable)]
 struct PBlob<const W: usize>([Slot<Leaf>; W]);
 
 #[derive(Trace)]
 struct Leaf(u64);
 
-trait Make: Trace + Sized {
-    fn make() -> Self;
-}
+/// The allocated types: Go's program allocates them with `new(T)`, zeroed, and so do we.
+trait Make: Trace + bytemuck::Zeroable {}
 
-impl<const N: usize> Make for Blob<N> {
-    fn make() -> Self {
-        Blob([0; N])
-    }
-}
+impl<const N: usize> Make for Blob<N> {}
 
-impl<const W: usize> Make for PBlob<W> {
-    fn make() -> Self {
-        PBlob(std::array::from_fn(|_| Slot::null()))
-    }
-}
+impl<const W: usize> Make for PBlob<W> {}
 
 fn steady<T: Make>(threads: usize, live: usize, ops_scale: usize) -> (f64, u32) {
     let size = std::mem::size_of::<T>();
@@ -287,7 +278,7 @@ fn steady<T: Make>(threads: usize, live: usize, ops_scale: usize) -> (f64, u32) 
                         // A scope per 64 objects keeps the handle block short.
                         s.scope(|s| {
                             for _ in 0..64 {
-                                let o = s.alloc(T::make());
+                                let o = s.alloc_zeroed::<T>();
                                 ring.set(s, i % per_thread, Some(o));
                                 i += 1;
                             }

@@ -29,7 +29,10 @@
 //! compile-time map of which words are slots. Allocation writes the map into the span's heap
 //! bits, so a 16-byte node with two slots takes 16 bytes; only types with drop glue carry a
 //! header word (a pointer to their destructor), and their dead objects go to the finalizer
-//! thread. The derive rejects `impl Drop` on a type that holds slots (a destructor could read
+//! thread. [`Scope::alloc`] moves a value in; [`Scope::alloc_zeroed`] is Go's `new(T)` for
+//! types whose all-zero bytes are a value (`bytemuck::Zeroable`; a null `Slot` is zero): the
+//! allocator's zeroing is the whole initialisation, where building a large array on the
+//! stack and copying it in would cost two more passes over it. The derive rejects `impl Drop` on a type that holds slots (a destructor could read
 //! a pointer whose object the same sweep freed). Std containers and cells implement `Trace`
 //! only for contents without slots (a compile error otherwise): the marker must never read
 //! memory a mutator may be writing through `&mut`. Objects are immutable apart from their

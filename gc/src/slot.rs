@@ -23,6 +23,10 @@ pub struct Slot<T: Trace> {
     _t: PhantomData<fn() -> T>,
 }
 
+// SAFETY: a slot is one `AtomicUsize` (`repr(transparent)` over it and a zero-sized
+// marker), and the word 0 is the null slot (`Slot::null`).
+unsafe impl<T: Trace> bytemuck::Zeroable for Slot<T> {}
+
 impl<T: Trace> Slot<T> {
     /// A null slot (the initial value of every pointer field).
     pub const fn null() -> Slot<T> {

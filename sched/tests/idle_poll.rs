@@ -1,5 +1,6 @@
 //! The idle hook is polled without blocking only when no M is blocked in it already (Go's
 //! `lastpoll` rule): an M that runs dry beside a blocked poller goes idle instead.
+#![cfg(not(loom))]
 
 use gort_sched::IdleHook;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -262,7 +262,7 @@ impl Shared {
             detect_deadlock: AtomicBool::new(false),
             foreign_threads: AtomicUsize::new(0),
             main_goexited: AtomicBool::new(false),
-            sysmon: Arc::default(),
+            sysmon: Arc::new(crate::sysmon::SysmonState::new()),
             stw_lock: crate::stw::StwLock::default(),
         };
         #[cfg(not(loom))]

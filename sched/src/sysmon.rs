@@ -92,6 +92,17 @@ pub struct SysmonStats {
 }
 
 impl SysmonState {
+    /// Fresh state: nobody has polled yet and nobody is blocked in a poll (`last_poll` is a
+    /// time long past, not 0 — Go's `schedinit` sets `lastpoll` too), so the first M to run
+    /// dry, or sysmon, polls as soon as the hook has waiters. Starting at 0 read as "an M is
+    /// blocked in the poll" and, with no M ever blocking there (one P, kept busy), nobody
+    /// ever polled.
+    pub(crate) fn new() -> SysmonState {
+        let s = SysmonState::default();
+        s.last_poll.store(1, Ordering::Relaxed);
+        s
+    }
+
     /// Starts sysmon for `shared` once.
     pub(crate) fn ensure_started(&self, shared: &Arc<Shared>) {
         if self.started.swap(true, Ordering::Relaxed) {

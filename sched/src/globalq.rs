@@ -31,9 +31,16 @@ impl<T> Default for GlobalQueue<T> {
 }
 
 /// The locked queue; dropping it releases the lock.
+///
+/// It also holds a no-preempt window, as the scheduler lock does (`sched::lock`): a thread
+/// holding the scheduler lock may take this one (a resize moving a retired P's queue here),
+/// so a holder suspended for a stop of the world would stall the stop's coordinator behind
+/// them both. Fields drop in order: the lock is released before the window ends.
 pub(crate) struct Locked<'a, T> {
     len: &'a AtomicUsize,
     items: MutexGuard<'a, VecDeque<NonNull<T>>>,
+    #[cfg(not(loom))]
+    _np: crate::suspend::NoPreempt,
 }
 
 impl<T> Locked<'_, T> {
@@ -78,9 +85,13 @@ impl<T> Locked<'_, T> {
 
 impl<T> GlobalQueue<T> {
     pub(crate) fn lock(&self) -> Locked<'_, T> {
+        #[cfg(not(loom))]
+        let np = crate::suspend::NoPreempt::enter();
         Locked {
             len: &self.len,
             items: lock(&self.items),
+            #[cfg(not(loom))]
+            _np: np,
         }
     }
 

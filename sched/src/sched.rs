@@ -157,6 +157,18 @@ impl std::fmt::Debug for Shared {
     }
 }
 
+/// A no-preempt window (`suspend::NoPreempt`) for stretches that must not be suspended by
+/// a stop of the world but hold no scheduler lock (see `lock`); nothing under loom, which
+/// does not model the signal. Keep the result alive for the stretch.
+#[inline(always)]
+#[must_use = "the window ends when the guard is dropped"]
+pub(crate) fn no_preempt() -> impl Sized {
+    #[cfg(not(loom))]
+    return crate::suspend::NoPreempt::enter();
+    #[cfg(loom)]
+    ()
+}
+
 /// Takes one of the scheduler's locks. The guard also holds a no-preempt window
 /// (`suspend::NoPreempt`), so the thread is never suspended by signal while it holds the
 /// lock: a stop of the world's coordinator takes the scheduler lock while threads are
@@ -434,6 +446,12 @@ impl Shared {
     /// Prefers a parked M, then the poller, then a new thread. Returns false when no P was
     /// available.
     pub(crate) fn start_m(self: &Arc<Self>, p: Option<usize>, spinning: bool) -> bool {
+        // From taking the P to the M running with it, one no-preempt window (past the
+        // scheduler lock's own): a caller suspended for a stop of the world in between
+        // would hold a P that is neither idle nor with a running M, and the stop would wait
+        // for an answer nobody can give — a stop racing a `wakep` hung that way, its caller
+        // suspended inside `pthread_create`.
+        let _window = no_preempt();
         let mut s = lock(&self.sched);
         if self.shutdown.load(Ordering::Relaxed) {
             if let Some(id) = p {

@@ -81,7 +81,7 @@ impl StackPool {
     /// `MADV_POPULATE_WRITE` instead of one page fault per goroutine start.
     #[cold]
     pub(crate) fn get_batch(&self, out: &mut Vec<Stack>, n: usize) -> io::Result<()> {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = crate::sched::lock(&self.inner);
         let warm = n.min(inner.hot.len());
         let at = inner.hot.len() - warm;
         out.extend(inner.hot.drain(at..));
@@ -113,11 +113,7 @@ impl StackPool {
     /// Returns stacks to the pool.
     #[cold]
     pub(crate) fn put_batch(&self, stacks: impl Iterator<Item = Stack>) {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .hot
-            .extend(stacks);
+        crate::sched::lock(&self.inner).hot.extend(stacks);
     }
 
     /// One bounded step of handing idle memory back: releases the pages (the top one too) of
@@ -128,7 +124,7 @@ impl StackPool {
     #[cold]
     pub(crate) fn release_step(&self) -> Option<Duration> {
         let (mut batch, next): (Vec<Stack>, _) = {
-            let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            let mut inner = crate::sched::lock(&self.inner);
             let len = inner.hot.len();
             let (n, next) = inner.aging.step(len, HOT_KEEP, RELEASE_BATCH);
             if n == 0 {
@@ -161,7 +157,7 @@ impl StackPool {
             // the pages stay resident; the stacks are still usable.
             unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) };
         }
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = crate::sched::lock(&self.inner);
         for s in batch.drain(..) {
             self.push_cold(&mut inner, s);
         }

@@ -80,6 +80,9 @@ impl TimerHome {
     /// Pushes an entry on heap `h`. The caller then calls `Shared::timer_armed`.
     pub(crate) fn push(&self, h: usize, when: u64, seq: u64, cell: Arc<TimerCell>) {
         let heap = &self.heaps[h];
+        // Not suspended by a stop of the world while holding a heap's lock: holders of the
+        // scheduler lock (sysmon, resizes) take these too (see `sched::lock`).
+        let _np = crate::sched::no_preempt();
         let mut q = lock(&heap.heap);
         q.push(Entry { when, seq, cell });
         heap.next.store(q.earliest(), Ordering::SeqCst);
@@ -134,6 +137,7 @@ impl TimerHome {
     /// Pops the next due entry of heap `h` (the lock is not held while it fires).
     pub(crate) fn pop_due(&self, h: usize, now: u64) -> Option<Entry<Arc<TimerCell>>> {
         let heap = &self.heaps[h];
+        let _np = crate::sched::no_preempt();
         let mut q = lock(&heap.heap);
         let e = q.pop_due(now);
         heap.next.store(q.earliest(), Ordering::SeqCst);
@@ -148,7 +152,10 @@ impl TimerHome {
     /// Drops every entry (the runtime is going away; breaks cell → home cycles).
     pub(crate) fn clear(&self) {
         for heap in self.heaps.iter() {
-            let drained = lock(&heap.heap).drain();
+            let drained = {
+                let _np = crate::sched::no_preempt();
+                lock(&heap.heap).drain()
+            };
             heap.next.store(u64::MAX, Ordering::SeqCst);
             drop(drained);
         }

@@ -592,6 +592,18 @@ impl<W: Waiter> Poller<W> {
         }
     }
 
+    /// A wake-up seen by a non-blocking poll is meant for a blocking one: a thread about to
+    /// sleep here (waiting for this poll's turn) with a timeout computed before the wake —
+    /// a scheduler's timer armed meanwhile — would otherwise sleep past it, the wake-up
+    /// swallowed. Leave it pending (`wake_pending` stays set) and re-arm the kernel object,
+    /// so the next blocking poll returns at once and consumes it.
+    #[cold]
+    fn pass_wake_on(&self) {
+        if let Err(e) = self.backend.wake() {
+            panic!("runtime: netpoll wake-up failed: {e}");
+        }
+    }
+
     /// Whether any waiter is parked (for the deadlock detector).
     pub fn has_waiters(&self) -> bool {
         self.waiters.load(Ordering::Relaxed) > 0
@@ -640,6 +652,7 @@ impl<W: Waiter> Poller<W> {
             // Odd: a round is in flight (see `close` and `Table::release`) until this guard
             // drops, however the block is left.
             let _round = Round::start(&self.round);
+            let blocking = timeout != Some(Duration::ZERO);
             let timeout = self.shorten(timeout);
             let res = self.backend.poll(&mut st.events, timeout);
             self.sleep_until.store(NOT_SLEEPING, Ordering::Relaxed);
@@ -647,7 +660,11 @@ impl<W: Waiter> Poller<W> {
             for i in 0..n {
                 let ev = st.events.get(i);
                 if ev.token == WAKE_TOKEN {
-                    self.consume_wake();
+                    if blocking {
+                        self.consume_wake();
+                    } else {
+                        self.pass_wake_on();
+                    }
                     continue;
                 }
                 let Some(desc) = self.table.get((ev.token >> 32) as u32) else {

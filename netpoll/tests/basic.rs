@@ -669,3 +669,27 @@ unsafe impl gort_netpoll::Waiter for Idx {
     }
     fn wake(self) {}
 }
+
+/// A wake-up seen by a non-blocking poll is passed on, not swallowed: a thread whose
+/// blocking poll was computed before the wake (a scheduler's timer armed meanwhile) still
+/// returns. Before, the zero-timeout poll consumed it and the blocking one slept forever.
+#[test]
+fn a_non_blocking_poll_passes_a_wake_up_on_to_the_next_blocking_poll() {
+    let p: std::sync::Arc<Poller<ThreadWaiter>> = std::sync::Arc::new(Poller::new().unwrap());
+    for _ in 0..20 {
+        p.wake();
+        // Sees the wake-up (maybe more than once) and must leave it pending.
+        p.poll(Some(Duration::ZERO)).unwrap();
+        p.poll(Some(Duration::ZERO)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let q = p.clone();
+        std::thread::spawn(move || {
+            q.poll(None).unwrap();
+            let _ = tx.send(());
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_secs(20)).is_ok(),
+            "a blocking poll slept through a wake-up a non-blocking poll had seen"
+        );
+    }
+}

@@ -14,8 +14,8 @@
 //! readied G goes to `runnext` of the P that made it runnable — it runs next, on a warm
 //! cache — and the displaced `runnext` goes to the ring's tail; a full ring spills half of
 //! itself to the global queue (`globalq.rs`). An M looks for work in this order
-//! (`m.rs`, `find_runnable`): every 61st round the global queue first, taking its share of
-//! it (so a busy P cannot starve it), then its own queue, then a batch from the global queue, then — as a
+//! (`m.rs`, `find_runnable`): every 61st round the global queue first (so a busy P cannot
+//! starve it), then its own queue, then a batch from the global queue, then — as a
 //! *spinning* M — half the queue of a random victim P. At most half the busy Ps' worth of Ms
 //! spin at once. An M that finds nothing gives its P back to the idle list and blocks.
 //!

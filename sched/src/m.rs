@@ -571,17 +571,9 @@ impl M {
             o.sched_tick = o.sched_tick.wrapping_add(1);
             o.sched_tick.is_multiple_of(GLOBAL_FAIRNESS_TICK) || std::mem::take(&mut o.check_global)
         };
-        // The fairness tick takes a P's share of the global queue, not one goroutine (Go
-        // takes one): goroutines the blocked netpoller readied while every P was busy wait
-        // there, and at one per 61 rounds per P a queue of a hundred drained over thousands
-        // of rounds while the local queues cycled (echo, 100 connections: p99 1.59 -> 1.34
-        // ms, median of 8 A/B runs). The rest go to the back of the local queue.
         if fair
             && shared.global.len() > 0
-            && let Some(g) = shared
-                .global
-                .lock()
-                .pop_batch(shared.global.len() / shared.procs() + 1, &p.runq)
+            && let Some(g) = shared.global.lock().pop_batch(1, &p.runq)
         {
             return Some(g);
         }

@@ -190,16 +190,12 @@ pub(crate) fn thread_exhaustion(limit: usize) -> ! {
 pub(crate) fn spawn_m(shared: Arc<Shared>, note: Arc<MNote>) {
     let id = shared.next_mid.fetch_add(1, Ordering::Relaxed);
     shared.sysmon.ensure_started(&shared);
-    // Not suspended for a stop of the world while the thread is being made: the P is
-    // already handed to it, so the stop waits for the new M to answer — which it cannot
-    // while its creator sits suspended inside `pthread_create` (see `start_m`). The
-    // handler defers; the suspension comes when the window ends.
-    let window = crate::sched::no_preempt();
+    // Runs inside `start_m`'s no-preempt window, its only caller: the P is already handed
+    // to the new M, so a stop of the world must not suspend us inside `pthread_create`.
     let result = std::thread::Builder::new()
         .name(format!("gort-m{id}"))
         .stack_size(M_THREAD_STACK)
         .spawn(move || m_main(shared, note, id));
-    drop(window);
     if let Err(e) = result {
         fatal(&format!("runtime: failed to create new OS thread: {e}"));
     }

@@ -141,6 +141,19 @@ impl<F: AsFd> Source<F> {
         self.poller
             .io(self.reg(), Direction::Write, park_thread, op)
     }
+
+    /// One read or write of up to `want` bytes on a stream socket, parking as `read_with`
+    /// does: after a short transfer the next one waits for readiness before it tries (see
+    /// [`Poller::io_stream`]).
+    pub fn stream_io(
+        &self,
+        dir: Direction,
+        want: usize,
+        op: impl FnMut() -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        self.poller
+            .io_stream(self.reg(), dir, park_thread, want, op)
+    }
 }
 
 impl<F: AsFd> AsFd for Source<F> {

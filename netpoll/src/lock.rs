@@ -29,7 +29,7 @@
 //! is symmetric with `CLOSED`. The loom model below checks mutual exclusion and that every
 //! queued party is woken.
 
-use crate::loom::{AtomicUsize, Mutex, Ordering};
+use crate::loom::{AtomicBool, AtomicUsize, Mutex, Ordering};
 use std::collections::VecDeque;
 
 /// Set by `close`: every later `try_lock` fails.
@@ -51,6 +51,12 @@ pub(crate) struct FdLock {
     /// Raw waiters that found the lock taken, oldest first. The waiter count in `state`
     /// changes only under this mutex, together with the deque.
     queue: Mutex<VecDeque<usize>>,
+    /// A holder's note that its last transfer moved fewer bytes than it asked for on a stream
+    /// socket — drained the receive queue, or filled the send buffer — so the next attempt
+    /// would fail with `WouldBlock` ([`crate::Poller::io_stream`]). Read and written only by
+    /// the holder (Relaxed: the lock's Acquire in `try_lock` and Release in `unlock` order
+    /// one holder's accesses before the next's); cleared by `reset`.
+    drained: AtomicBool,
 }
 
 impl FdLock {
@@ -58,7 +64,20 @@ impl FdLock {
         FdLock {
             state: AtomicUsize::new(0),
             queue: Mutex::new(VecDeque::new()),
+            drained: AtomicBool::new(false),
         }
+    }
+
+    /// Holder only: whether the last holder's transfer left the direction drained.
+    #[inline]
+    pub(crate) fn drained(&self) -> bool {
+        self.drained.load(Ordering::Relaxed)
+    }
+
+    /// Holder only: note whether this transfer left the direction drained.
+    #[inline]
+    pub(crate) fn set_drained(&self, drained: bool) {
+        self.drained.store(drained, Ordering::Relaxed);
     }
 
     /// Take the lock if it is free: `Ok(true)` taken, `Ok(false)` held by another party (the
@@ -161,6 +180,7 @@ impl FdLock {
     /// the descriptor alone: nobody can be queued).
     pub(crate) fn reset(&self) {
         let old = self.state.swap(0, Ordering::Relaxed);
+        self.drained.store(false, Ordering::Relaxed);
         assert!(
             old < WAITER,
             "runtime: recycled poll descriptor still has a queued waiter"

@@ -328,7 +328,11 @@ impl<W: Waiter> Poller<W> {
         if !reg.pollable {
             return desc.check(reg.seq, dir).map_err(to_io);
         }
-        self.wait_locked(desc, reg.seq, dir, &mut park)
+        self.wait_locked(desc, reg.seq, dir, &mut park)?;
+        // The readiness this wait consumed is the caller's: a drained note left by a short
+        // transfer would make the next `io_stream` wait for another edge, perhaps forever.
+        desc.lock(dir).set_drained(false);
+        Ok(())
     }
 
     /// Run `op`, a non-blocking read (`Direction::Read`) or write, until it stops returning
@@ -343,18 +347,64 @@ impl<W: Waiter> Poller<W> {
         &self,
         reg: &Registration<F>,
         dir: Direction,
+        park: impl FnMut(Commit<'_, W>),
+        op: impl FnMut() -> io::Result<T>,
+    ) -> io::Result<T> {
+        self.io_noting(reg, dir, park, op, |_| false)
+    }
+
+    /// [`io`](Self::io) for a stream socket (TCP, Unix stream), whose `op` moves up to `want`
+    /// bytes and returns how many it moved.
+    ///
+    /// A transfer of fewer bytes than asked for (but not none) shows the socket drained — a
+    /// short read emptied the receive queue, a short write filled the send buffer — so the
+    /// next `io_stream` in that direction waits for readiness *before* its first attempt,
+    /// saving the attempt that would fail with `WouldBlock` (tokio does the same on epoll
+    /// and kqueue). That is sound with edge-triggered readiness: bytes that arrive (or room
+    /// that frees up) after the short transfer raise a new edge, so the wait cannot miss
+    /// them; readiness left over from before it only costs one attempt that finds nothing.
+    /// Not for datagram sockets (a short datagram says nothing about the queue), nor for a
+    /// peek (it drains nothing).
+    pub fn io_stream<F: AsFd>(
+        &self,
+        reg: &Registration<F>,
+        dir: Direction,
+        park: impl FnMut(Commit<'_, W>),
+        want: usize,
+        op: impl FnMut() -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        self.io_noting(reg, dir, park, op, |&n| 0 < n && n < want)
+    }
+
+    /// `io`, noting after a successful `op` whether `drained` says it left the direction
+    /// drained, and waiting for readiness first when the last holder's did.
+    #[inline]
+    fn io_noting<F: AsFd, T>(
+        &self,
+        reg: &Registration<F>,
+        dir: Direction,
         mut park: impl FnMut(Commit<'_, W>),
         mut op: impl FnMut() -> io::Result<T>,
+        drained: impl Fn(&T) -> bool,
     ) -> io::Result<T> {
         let desc = self.desc(reg)?;
         let _held = self.acquire(desc, dir, &mut park)?;
         desc.check(reg.seq, dir).map_err(to_io)?;
+        let lock = desc.lock(dir);
+        if reg.pollable && lock.drained() {
+            // An error leaves the note: the direction is still drained.
+            self.wait_locked(desc, reg.seq, dir, &mut park)?;
+        }
         loop {
             match op() {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && reg.pollable => {
                     self.wait_locked(desc, reg.seq, dir, &mut park)?
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(v) => {
+                    lock.set_drained(reg.pollable && drained(&v));
+                    return Ok(v);
+                }
                 r => return r,
             }
         }
@@ -383,6 +433,8 @@ impl<W: Waiter> Poller<W> {
             Ok(false) => return Err(busy()),
             Err(Closed) => return Err(ebadf()),
         };
+        // The readiness the waiter takes (now or when woken) is its own: see `wait`.
+        lock.set_drained(false);
         let sema = desc.sema(dir);
         let mut waiter = waiter;
         loop {

@@ -1,6 +1,7 @@
 //! Channel, select, timer and mutex benchmarks for gort, tokio, crossbeam-channel and std;
 //! JSON lines out. Run by `cargo xtask bench`; `--quick` scales every workload down, and
-//! `--only NAME` runs one (pingpong, buffered, sieve, sleep, mutex).
+//! `--only NAME` runs one (pingpong, buffered, sieve, sleep, mutex); `--gort-only` skips
+//! tokio's sieve.
 
 use gort_sched::chan::{Receiver, Sender};
 use gort_sched::sync::{Mutex, WaitGroup};
@@ -383,6 +384,8 @@ fn std_mutex(n: usize) -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
+    // Skips the peers' sieve (for profiling gort's alone).
+    let gort_only = args.iter().any(|a| a == "--gort-only");
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -437,7 +440,9 @@ fn main() {
     if want("sieve") {
         let n = if quick { 500 } else { 5000 };
         emit("sched/sieve", "gort", gort_sieve(n), "ms");
-        emit("sched/sieve", "tokio", tokio_sieve(n), "ms");
+        if !gort_only {
+            emit("sched/sieve", "tokio", tokio_sieve(n), "ms");
+        }
     }
     if want("sleep") {
         let (sleepers, rounds) = if quick { (20, 10) } else { (100, 50) };

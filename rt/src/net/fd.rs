@@ -79,6 +79,35 @@ impl<F: AsFd> NetFd<F> {
         if self.closed.load(Ordering::Acquire) {
             return Err(closed_error());
         }
+        self.arm_timeout(dir)?;
+        let reg = self.reg();
+        let r = self.poller.io(reg, dir, park, || op(reg.get_ref()));
+        self.map_err(r)
+    }
+
+    /// `io` for one read or write of up to `want` bytes on a stream socket: a short transfer
+    /// lets the next one wait for readiness before trying (`Poller::io_stream`).
+    #[inline]
+    pub(crate) fn io_stream(
+        &self,
+        dir: Direction,
+        want: usize,
+        mut op: impl FnMut(&F) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(closed_error());
+        }
+        self.arm_timeout(dir)?;
+        let reg = self.reg();
+        let r = self
+            .poller
+            .io_stream(reg, dir, park, want, || op(reg.get_ref()));
+        self.map_err(r)
+    }
+
+    /// Starts a std-style timeout's clock for one operation of `dir`.
+    #[inline]
+    fn arm_timeout(&self, dir: Direction) -> io::Result<()> {
         let t = self.timeouts[slot(dir)].load(Ordering::Relaxed);
         if t != NO_TIMEOUT {
             self.poller.set_deadline(
@@ -87,9 +116,7 @@ impl<F: AsFd> NetFd<F> {
                 Some(Instant::now() + Duration::from_nanos(t)),
             )?;
         }
-        let reg = self.reg();
-        let r = self.poller.io(reg, dir, park, || op(reg.get_ref()));
-        self.map_err(r)
+        Ok(())
     }
 
     /// Wait until the socket is ready in `dir` (connect's completion).

@@ -206,7 +206,8 @@ impl TcpStream {
 impl Read for &TcpStream {
     #[inline]
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.fd.io(Direction::Read, |mut s| s.read(buf))
+        self.fd
+            .io_stream(Direction::Read, buf.len(), |mut s| s.read(buf))
     }
 }
 
@@ -214,7 +215,8 @@ impl Write for &TcpStream {
     /// Writes what the socket takes at once, parking while its buffer is full.
     #[inline]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.fd.io(Direction::Write, |mut s| s.write(buf))
+        self.fd
+            .io_stream(Direction::Write, buf.len(), |mut s| s.write(buf))
     }
 
     /// Writes all of `buf`, holding the write direction throughout, so writes of two

@@ -114,13 +114,15 @@ impl UnixStream {
 
 impl Read for &UnixStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.fd.io(Direction::Read, |mut s| s.read(buf))
+        self.fd
+            .io_stream(Direction::Read, buf.len(), |mut s| s.read(buf))
     }
 }
 
 impl Write for &UnixStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.fd.io(Direction::Write, |mut s| s.write(buf))
+        self.fd
+            .io_stream(Direction::Write, buf.len(), |mut s| s.write(buf))
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -28,6 +28,9 @@ const NO_P: usize = usize::MAX;
 
 /// Rounds over all victims a spinning M makes before giving up its P.
 const STEAL_ROUNDS: u32 = 4;
+/// How long a thief lets a running victim switch to its `runnext` before taking it (Go's
+/// `usleep(3)` in `runqgrab`).
+const RUNNEXT_GRACE: Duration = Duration::from_micros(3);
 
 /// Idle Ms kept parked however long they idle: enough to hand out Ps at once after a lull.
 const IDLE_M_RESERVE: usize = 4;
@@ -692,7 +695,7 @@ impl M {
                     continue;
                 }
                 if let Some(victim) = shared.ps[id].get()
-                    && let Some(g) = victim.runq.steal_into(&p.runq)
+                    && let Some(g) = Self::steal_from(victim, p, round == STEAL_ROUNDS - 1)
                 {
                     return Some(g);
                 }
@@ -714,6 +717,27 @@ impl M {
             }
         }
         None
+    }
+
+    /// Steals half of `victim`'s ring into `p`'s; with `last` (the last round), `runnext`
+    /// of an empty ring too — Go's rule: the victim's M most likely readied that goroutine
+    /// to run next (a hand-off over a channel) and will switch to it in a moment, so a thief
+    /// that snatched it at once would move it, and soon its partner, to another core for
+    /// nothing: every hand-off of a ping-pong or a pipeline would cross cores. So the thief
+    /// lets a running victim have 3 µs (Go's `usleep(3)`) and takes the goroutine only if
+    /// it is still there.
+    fn steal_from(victim: &P, p: &P, last: bool) -> Option<NonNull<G>> {
+        if let Some(g) = victim.runq.steal_ring_into(&p.runq) {
+            return Some(g);
+        }
+        if !last {
+            return None;
+        }
+        let seen = victim.runq.peek_next()?;
+        if !victim.holder.load(Ordering::Relaxed).is_null() {
+            std::thread::sleep(RUNNEXT_GRACE);
+        }
+        victim.runq.steal_next(seen)
     }
 
     /// A spinning M found work: stop spinning, and if it was the last spinner, wake another

@@ -164,7 +164,7 @@ fn enqueue_local(m: &M, g: NonNull<G>) {
     if let Some(old) = m.p_ref().runq.put_next(g) {
         m.push_back(old);
     }
-    m.shared.wakep();
+    m.shared.wakep_after_put_next();
 }
 
 /// Queues a goroutine that `GState::ready` just handed to us.

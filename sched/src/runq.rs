@@ -94,9 +94,11 @@ impl<T> RunQueue<T> {
     /// for the caller to push at the tail.
     #[inline]
     pub(crate) fn put_next(&self, item: NonNull<T>) -> Option<NonNull<T>> {
-        // AcqRel: Release publishes `item` to a thief's Acquire swap; Acquire takes ownership
-        // of the displaced one.
-        NonNull::new(self.runnext.swap(item.as_ptr(), Ordering::AcqRel))
+        // Release publishes `item` to a thief's Acquire swap; Acquire takes ownership of the
+        // displaced one. SeqCst besides: the swap is also the submitter's half of the
+        // spinning handshake (`Spinning::try_claim_spinner_after_sc`), and costs no more
+        // than AcqRel where it matters (x86's `xchg`).
+        NonNull::new(self.runnext.swap(item.as_ptr(), Ordering::SeqCst))
     }
 
     /// Owner only: takes `runnext`, else the oldest item of the ring.
@@ -128,8 +130,38 @@ impl<T> RunQueue<T> {
     }
 
     /// Thief: moves half of `self`'s ring into `dst` (which must be empty and owned by the
-    /// caller) and returns one item to run at once. Takes `runnext` only when the ring is empty.
+    /// caller) and returns one item to run at once. Takes `runnext` only when the ring is
+    /// empty. (The scheduler steals in two steps, `steal_ring_into` then `steal_next`, to
+    /// give the victim time between them.)
+    #[cfg(test)]
     pub(crate) fn steal_into(&self, dst: &RunQueue<T>) -> Option<NonNull<T>> {
+        self.steal_ring_into(dst)
+            .or_else(|| self.steal_next(self.peek_next()?))
+    }
+
+    /// Thief: `runnext` as seen now (Relaxed: a hint; `steal_next`'s CAS decides).
+    #[inline]
+    pub(crate) fn peek_next(&self) -> Option<NonNull<T>> {
+        NonNull::new(self.runnext.load(Ordering::Relaxed))
+    }
+
+    /// Thief: takes `runnext` if it still holds `seen` (whatever happened in between, an
+    /// item in `runnext` is queued and not running, so taking it is sound).
+    pub(crate) fn steal_next(&self, seen: NonNull<T>) -> Option<NonNull<T>> {
+        // Acquire: pairs with `put_next`'s Release.
+        self.runnext
+            .compare_exchange(
+                seen.as_ptr(),
+                ptr::null_mut(),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .ok()
+            .and_then(NonNull::new)
+    }
+
+    /// Thief: as `steal_into`, from the ring only.
+    pub(crate) fn steal_ring_into(&self, dst: &RunQueue<T>) -> Option<NonNull<T>> {
         let dt = dst.tail.load(Ordering::Relaxed);
         let n = loop {
             // Acquire on both: head pairs with other consumers' CAS, tail with the owner's
@@ -139,11 +171,7 @@ impl<T> RunQueue<T> {
             let len = t.wrapping_sub(h);
             let n = len - len / 2;
             if n == 0 {
-                if self.runnext.load(Ordering::Relaxed).is_null() {
-                    return None;
-                }
-                // Acquire: pairs with `put_next`'s Release.
-                return NonNull::new(self.runnext.swap(ptr::null_mut(), Ordering::Acquire));
+                return None;
             }
             if n as usize > CAPACITY / 2 {
                 continue; // read head and tail at different moments; try again
@@ -252,6 +280,36 @@ mod loom_tests {
                 thread::spawn(move || q.steal_into(&thief_q).map(take))
             };
             let mut got = Vec::new();
+            if let Some(old) = q.put_next(item(2)) {
+                q.push_back(old).unwrap();
+            }
+            while let Some(p) = q.pop() {
+                got.push(take(p));
+            }
+            got.extend(th.join().unwrap());
+            got.sort();
+            assert_eq!(got, vec![1, 2]);
+        });
+    }
+
+    /// A thief that saw `runnext` and takes it later, against an owner that pops it and
+    /// puts another: the thief gets the item it saw only if it is still there, and no item
+    /// is lost nor taken twice.
+    #[test]
+    fn loom_runq_steal_next_after_a_look() {
+        loom::model(|| {
+            let q = Arc::new(RunQueue::<usize>::default());
+            assert!(q.put_next(item(1)).is_none());
+            let th = {
+                let q = q.clone();
+                thread::spawn(move || {
+                    let seen = q.peek_next()?;
+                    thread::yield_now();
+                    q.steal_next(seen).map(take)
+                })
+            };
+            let mut got = Vec::new();
+            got.extend(q.pop().map(take));
             if let Some(old) = q.put_next(item(2)) {
                 q.push_back(old).unwrap();
             }

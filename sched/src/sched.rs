@@ -435,6 +435,15 @@ impl Shared {
         }
     }
 
+    /// `wakep` after work was published by `RunQueue::put_next` (a SeqCst swap, which
+    /// stands in for the handshake's fence: `Spinning::try_claim_spinner_after_sc`).
+    #[inline]
+    pub(crate) fn wakep_after_put_next(self: &Arc<Self>) {
+        if self.spin.try_claim_spinner_after_sc() {
+            self.wakep_slow();
+        }
+    }
+
     #[cold]
     fn wakep_slow(self: &Arc<Self>) {
         if !self.start_m(None, true) {

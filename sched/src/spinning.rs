@@ -55,6 +55,30 @@ impl Spinning {
             .is_ok()
     }
 
+    /// As [`try_claim_spinner`](Self::try_claim_spinner), for a submitter whose work was
+    /// published by a SeqCst read-modify-write (`RunQueue::put_next`'s swap): that RMW and
+    /// SeqCst loads of the counts take the place of the fence. Suppose both sides missed:
+    /// the submitter's count load L read before the spinner's decrement D, and the
+    /// spinner's look at the queue, after its fence Y, read before the submitter's swap A.
+    /// In the single total order S of SeqCst operations and fences, C++20's coherence rules
+    /// (which Rust follows) then put L before D (both SeqCst) and Y before A (a SeqCst fence
+    /// happens before a read that is coherence-ordered before the SeqCst A); program order
+    /// puts A before L and D before Y. So Y < A < L < D < Y: a cycle, hence no lost
+    /// wake-up. (The same holds against a P going idle: its count change happens before its
+    /// own fence.) The fence saved is a `lock or` on every ready; under loom, which treats
+    /// SeqCst accesses as AcqRel, the fence stays.
+    #[inline]
+    pub(crate) fn try_claim_spinner_after_sc(&self) -> bool {
+        #[cfg(loom)]
+        fence(Ordering::SeqCst);
+        if self.npidle.load(Ordering::SeqCst) == 0 || self.nmspinning.load(Ordering::SeqCst) != 0 {
+            return false;
+        }
+        self.nmspinning
+            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok()
+    }
+
     /// An M starts spinning on its own (it holds a P and found no local work).
     pub(crate) fn start_spinning(&self) {
         self.nmspinning.fetch_add(1, Ordering::SeqCst);

@@ -9,7 +9,7 @@ use crate::p::{FREE_G_MAX, P, STACK_CACHE_MAX};
 use crate::parker::Parker;
 use crate::sched::{Shared, lock};
 use crate::stack::{self, AltStack, Stack};
-use crate::timer::FOREIGN_HEAP;
+use crate::timer::{FOREIGN_HEAP, TimerHome};
 use std::cell::{Cell, UnsafeCell};
 use std::ptr::{self, NonNull};
 use std::sync::Arc;
@@ -451,7 +451,8 @@ impl M {
             o.yield_tick = o.yield_tick.wrapping_add(1);
             let fair = o.yield_tick.is_multiple_of(GLOBAL_FAIRNESS_TICK)
                 && (this.shared.global.len() > 0
-                    || this.shared.timers.has_timers(crate::p::timer_heap(p.id))
+                    || TimerHome::heap_ids(this.shared.nps())
+                        .any(|h| this.shared.timers.has_timers(h))
                     || this.shared.hook.has_waiters());
             o.check_global |= fair;
             fair
@@ -570,6 +571,14 @@ impl M {
             o.sched_tick = o.sched_tick.wrapping_add(1);
             o.sched_tick.is_multiple_of(GLOBAL_FAIRNESS_TICK) || std::mem::take(&mut o.check_global)
         };
+        if fair {
+            // Every P's due timers, not only ours: a P's holder can be off its CPU for
+            // milliseconds while it still holds the P (the kernel preempted it for another
+            // thread — on this project's VMs, the kernel's own memory-reclaim thread took a
+            // CPU for 4 to 8 ms at a time), and its sleepers would wait that long, since the
+            // Ms of busy Ps never steal. What they ready runs here.
+            self.shared.run_all_timers();
+        }
         if fair
             && shared.global.len() > 0
             && let Some(g) = shared.global.lock().pop_batch(1, &p.runq)

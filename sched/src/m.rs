@@ -572,12 +572,7 @@ impl M {
             o.sched_tick.is_multiple_of(GLOBAL_FAIRNESS_TICK) || std::mem::take(&mut o.check_global)
         };
         if fair {
-            // Every P's due timers, not only ours: a P's holder can be off its CPU for
-            // milliseconds while it still holds the P (the kernel preempted it for another
-            // thread — on this project's VMs, the kernel's own memory-reclaim thread took a
-            // CPU for 4 to 8 ms at a time), and its sleepers would wait that long, since the
-            // Ms of busy Ps never steal. What they ready runs here.
-            self.shared.run_all_timers();
+            self.run_stalled_timers(p);
         }
         if fair
             && shared.global.len() > 0
@@ -660,6 +655,43 @@ impl M {
             }
         }
         None
+    }
+
+    /// Every 61st round: runs the due timers of the other Ps whose tick has not moved since
+    /// this P's previous look. Their holder is off its CPU while it still holds the P (the
+    /// kernel preempted it for another thread: on this project's VMs the kernel's own
+    /// memory-reclaim thread took a CPU for 4 to 8 ms at a time), or inside one long
+    /// goroutine, or they are idle; either way nobody runs their timers soon, and the Ms of
+    /// busy Ps never steal. Sleepers stranded so waited milliseconds (`sched/sleep-
+    /// overshoot-p99` was 1 to 8 ms in one run of two). A P whose tick moves runs its own
+    /// timers: taking them from it would only fight over its heap and move its goroutines
+    /// (running every P's timers here cost the timer storm an eighth of its wake-ups).
+    #[inline(never)]
+    fn run_stalled_timers(&self, p: &P) {
+        let shared = &*self.shared;
+        let nps = shared.nps();
+        for id in 0..nps {
+            let h = crate::p::timer_heap(id);
+            if id == p.id || !shared.timers.has_timers(h) {
+                continue;
+            }
+            let Some(other) = shared.ps[id].get() else {
+                continue;
+            };
+            let tick = other.tick();
+            let stalled = {
+                // SAFETY: we hold our P; the reference ends within this block.
+                let o = unsafe { p.owned() };
+                if o.seen_ticks.len() < nps {
+                    o.seen_ticks.resize(nps, u32::MAX);
+                }
+                std::mem::replace(&mut o.seen_ticks[id], tick) == tick
+            };
+            if stalled {
+                // What they ready lands in our queue.
+                self.shared.run_due_timers(std::iter::once(h));
+            }
+        }
     }
 
     /// Runs the due timers of P `id`'s heap and of the foreign heap (a spare's heap is the

@@ -17,13 +17,18 @@
 //! (`m.rs`, `find_runnable`): every 61st round the global queue first (so a busy P cannot
 //! starve it), then its own queue, then a batch from the global queue, then — as a
 //! *spinning* M — half the queue of a random victim P. At most half the busy Ps' worth of Ms
-//! spin at once. An M that finds nothing gives its P back to the idle list and blocks.
+//! spin at once. A victim's `runnext` is taken only in the last of the four rounds, after
+//! letting a running victim have 3 µs to switch to it (Go's `runqgrab`): it is usually the
+//! partner of a hand-off, and taking it at once would move the pair across cores. An M that
+//! finds nothing gives its P back to the idle list and blocks.
 //!
 //! **No lost wake-up.** Whoever makes a G runnable calls `wakep`, which starts a spinning M
 //! when a P is idle and no M is spinning. An M that stops spinning first decrements the
 //! spinning count, then looks at every queue once more. Each side puts a SeqCst fence
 //! between its write and its look (`spinning.rs`, model-checked with loom), so either the
-//! enqueuer sees no spinner and wakes one, or the last spinner sees the new work.
+//! enqueuer sees no spinner and wakes one, or the last spinner sees the new work. (A ready
+//! into `runnext` publishes with a SeqCst swap, which with SeqCst loads of the counts takes
+//! the fence's place: `Spinning::try_claim_spinner_after_sc`.)
 //!
 //! **Idle.** Blocked Ms wait through the [`IdleHook`]: exactly one idle M at a time sits in
 //! `poll` (the netpoller plugs in there; the default is a futex), the others park on their
@@ -154,9 +159,12 @@
 //! pushes an entry tagged with it, stopping clears `armed`, and an entry fires only if its
 //! `seq` is still the armed one — stop and reset never search a heap. Due timers are run
 //! by an M in `find_runnable` (its P's heap), by a stealing M (its victims' heaps: an idle
-//! or busy P's timers still fire) and by the M polling the idle hook, which sleeps exactly
-//! until the earliest deadline of any heap (a store-fence-recheck handshake with the armer,
-//! loom-checked, so a new earlier timer always interrupts the poll). An armed timer means
+//! or busy P's timers still fire), every 61st round by any M for the Ps whose tick has not
+//! moved since its previous look (a holder the kernel took off its CPU, or stuck in one
+//! goroutine, would strand them: busy Ms never steal) and by the M polling the idle hook,
+//! which sleeps exactly until the earliest deadline of any heap (a store-fence-recheck
+//! handshake with the armer, loom-checked, so a new earlier timer always interrupts the
+//! poll). An armed timer means
 //! the program is not deadlocked. `time.rs` builds Go's `Sleep`, `After`, `Tick`, `Timer`,
 //! `Ticker` and `AfterFunc` on it; plain threads get them from a small process-wide runtime
 //! whose only M polls until the next deadline.

@@ -363,8 +363,10 @@ impl<W: Waiter> Poller<W> {
     /// and kqueue). That is sound with edge-triggered readiness: bytes that arrive (or room
     /// that frees up) after the short transfer raise a new edge, so the wait cannot miss
     /// them; readiness left over from before it only costs one attempt that finds nothing.
-    /// Not for datagram sockets (a short datagram says nothing about the queue), nor for a
-    /// peek (it drains nothing).
+    /// Only for TCP, or byte streams as plain: not for datagram sockets (a short datagram
+    /// says nothing about the queue), not for a peek (it drains nothing), and not for Unix
+    /// stream sockets that may carry ancillary data (a read stops short at a message with
+    /// descriptors, or at a change of sender under `SO_PASSCRED`, with more queued).
     pub fn io_stream<F: AsFd>(
         &self,
         reg: &Registration<F>,

@@ -1,5 +1,6 @@
 //! `io_stream`'s drained note: after a short transfer the next one waits for readiness
 //! before it tries, and still sees every byte that arrives (or room that frees up) later.
+//! (On a Unix socket pair carrying plain bytes, which drains as TCP does.)
 #![cfg(not(loom))]
 
 use gort_netpoll::{Direction, Driver};

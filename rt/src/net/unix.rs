@@ -112,17 +112,18 @@ impl UnixStream {
     deadline_methods!();
 }
 
+// Plain `io`, not `io_stream` as TCP: a Unix stream read can stop short with more queued (at
+// a message carrying descriptors, or a change of sender with `SO_PASSCRED`), so a short read
+// does not prove the socket drained, and waiting for a new edge could wait forever.
 impl Read for &UnixStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.fd
-            .io_stream(Direction::Read, buf.len(), |mut s| s.read(buf))
+        self.fd.io(Direction::Read, |mut s| s.read(buf))
     }
 }
 
 impl Write for &UnixStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.fd
-            .io_stream(Direction::Write, buf.len(), |mut s| s.write(buf))
+        self.fd.io(Direction::Write, |mut s| s.write(buf))
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -40,6 +40,12 @@ pub(crate) const CLOSING: u64 = 1;
 pub(crate) const READ_EXPIRED: u64 = 2;
 /// The write deadline has passed: write waits time out.
 pub(crate) const WRITE_EXPIRED: u64 = 4;
+/// The kernel reported end-of-file, a hang-up or an error for the descriptor. Set by event
+/// dispatch before the readiness it comes with, sticky until the descriptor is reopened; a
+/// wait ignores it. It voids `Poller::io_stream`'s drained note: once the peer has closed,
+/// a short read no longer means the next one would block (it returns end-of-file), and the
+/// edge that reported the close may already have been consumed, with none to follow.
+pub(crate) const HUNG_UP: u64 = 8;
 
 /// The sequence number held in an info word.
 #[inline]

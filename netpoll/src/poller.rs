@@ -2,7 +2,7 @@
 //! scheduler's idle hook and the waiters use.
 
 use crate::deadline::DeadlineHeap;
-use crate::desc::{CLOSING, Direction, PollDesc, WaitError, info_seq};
+use crate::desc::{CLOSING, Direction, HUNG_UP, PollDesc, WaitError, info_seq};
 use crate::lock::{Closed, FdLock};
 use crate::loom::{AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering, fence};
 use crate::registration::Registration;
@@ -363,6 +363,10 @@ impl<W: Waiter> Poller<W> {
     /// and kqueue). That is sound with edge-triggered readiness: bytes that arrive (or room
     /// that frees up) after the short transfer raise a new edge, so the wait cannot miss
     /// them; readiness left over from before it only costs one attempt that finds nothing.
+    /// Except end-of-file and errors: reported once, perhaps by an edge consumed before the
+    /// short transfer, they void the note for good (the descriptor's hung-up flag), so a
+    /// read after the peer closed returns end-of-file instead of waiting for an edge that
+    /// will not come.
     /// Only for TCP, or byte streams as plain: not for datagram sockets (a short datagram
     /// says nothing about the queue), not for a peek (it drains nothing), and not for Unix
     /// stream sockets that may carry ancillary data (a read stops short at a message with
@@ -393,7 +397,7 @@ impl<W: Waiter> Poller<W> {
         let _held = self.acquire(desc, dir, &mut park)?;
         desc.check(reg.seq, dir).map_err(to_io)?;
         let lock = desc.lock(dir);
-        if reg.pollable && lock.drained() {
+        if reg.pollable && lock.drained() && desc.info() & HUNG_UP == 0 {
             // An error leaves the note: the direction is still drained.
             self.wait_locked(desc, reg.seq, dir, &mut park)?;
         }
@@ -727,6 +731,10 @@ impl<W: Waiter> Poller<W> {
                 let info = desc.info();
                 if info_seq(info) != ev.token as u32 || info & CLOSING != 0 {
                     continue; // stale: the descriptor was closed (and maybe reused) since
+                }
+                if ev.hangup && info & HUNG_UP == 0 {
+                    // Before the readiness below: whoever consumes it sees the flag.
+                    desc.info.fetch_or(HUNG_UP, Ordering::SeqCst);
                 }
                 for (hit, dir) in [
                     (ev.readable, Direction::Read),

@@ -128,3 +128,32 @@ fn a_short_write_waits_for_room_and_every_byte_arrives() {
     }
     reader.join().unwrap();
 }
+
+/// Data and the peer's close already queued when the socket is registered: the one edge
+/// that reports both is consumed by a wait, the read that follows is short, and the read
+/// after it must return end-of-file at once — not wait, as the drained note would have it,
+/// for an edge that will never come (two goroutines reading one stream hung that way, about
+/// one run in twenty).
+#[test]
+fn a_short_read_after_the_peer_closed_does_not_wait() {
+    let d = Driver::start().unwrap();
+    let (a, mut b) = pair();
+    b.write_all(b"hello").unwrap();
+    b.shutdown(std::net::Shutdown::Write).unwrap();
+    let src = d.register(a).unwrap();
+    // Without the fix the second read would wait forever: let a deadline end it instead.
+    src.set_deadline(
+        Direction::Read,
+        Some(std::time::Instant::now() + Duration::from_secs(5)),
+    )
+    .unwrap();
+    src.wait(Direction::Read).unwrap();
+    let read =
+        |buf: &mut [u8]| src.stream_io(Direction::Read, buf.len(), || src.get_ref().read(buf));
+    let mut buf = [0u8; 64];
+    assert_eq!(read(&mut buf).unwrap(), 5);
+    assert_eq!(
+        read(&mut buf).expect("the read after a short one waited past the peer's close"),
+        0
+    );
+}

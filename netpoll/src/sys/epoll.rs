@@ -17,6 +17,8 @@ pub(crate) struct Event {
     pub(crate) token: u64,
     pub(crate) readable: bool,
     pub(crate) writable: bool,
+    /// End-of-file, a hang-up or an error (`EPOLLRDHUP`, `EPOLLHUP`, `EPOLLERR`).
+    pub(crate) hangup: bool,
 }
 
 /// The buffer the kernel fills in `poll`.
@@ -52,6 +54,7 @@ impl Events {
             readable: both
                 || bits & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLPRI) as u32 != 0,
             writable: both || bits & libc::EPOLLOUT as u32 != 0,
+            hangup: both || bits & libc::EPOLLRDHUP as u32 != 0,
         }
     }
 }

@@ -22,6 +22,8 @@ pub(crate) struct Event {
     pub(crate) token: u64,
     pub(crate) readable: bool,
     pub(crate) writable: bool,
+    /// End-of-file or an error (`EV_EOF`, `EV_ERROR`).
+    pub(crate) hangup: bool,
 }
 
 /// The buffer the kernel fills in `poll`.
@@ -58,6 +60,7 @@ impl Events {
                 token: WAKE_TOKEN,
                 readable: false,
                 writable: false,
+                hangup: false,
             };
         }
         // End-of-file or an error wakes both directions: the next read or write reports it.
@@ -66,6 +69,7 @@ impl Events {
             token,
             readable: both || ev.filter == libc::EVFILT_READ,
             writable: both || ev.filter == libc::EVFILT_WRITE,
+            hangup: both,
         }
     }
 }

@@ -15,8 +15,9 @@
 //!   or the parked **waiter** itself;
 //! - a read and a write **direction lock** (`lock.rs`, Go's `fdMutex`), so that parties using
 //!   one direction take turns (see below);
-//! - an **info word**: a sequence number (high half) and the *closing*, *read expired* and
-//!   *write expired* bits, which waiters read without a lock.
+//! - an **info word**: a sequence number (high half) and the *closing*, *read expired*,
+//!   *write expired* and *hung up* bits, which waiters read without a lock (the last is set
+//!   by an end-of-file or error event and only voids [`Poller::io_stream`]'s drained note).
 //!
 //! # The registration holds the fd
 //!

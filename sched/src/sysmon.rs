@@ -31,17 +31,10 @@
 //! deadlines are still noticed; what it readies goes to the global queue.
 //!
 //! Sleeping follows Go: 20 µs between rounds while it acts, doubling after 50 idle rounds
-//! up to 10 ms. Once its rounds are that slow, while every P is idle (and no spare is lent,
-//! and no stop of the world is in force), it parks until an M takes a P (`Shared::pidleget`
-//! wakes it, under the scheduler lock, the same lock under which it decided to sleep: no
-//! lost wake-up). Woken, it makes a round at once and keeps the slow pace until a round
-//! acts. Not sooner, and not faster: Go wakes its sleeping sysmon only when a goroutine
-//! enters a system call, while ours is woken by every P taken, and a server whose Ps turn
-//! idle and busy thousands of times a second paid a futex wake under the scheduler lock, and
-//! a round, for most of them (4,200 a second under the HTTP benchmark). So a hog that starts
-//! after a quiet spell is asked to yield after one or two slow rounds (10 to 20 ms, as Go's
-//! sysmon at its slowest), and a P stuck in the kernel gets its spare as late. During a stop
-//! of the world it does nothing.
+//! up to 10 ms. While every P is idle (and no spare is lent, and no stop of the world is in
+//! force) it parks until an M takes a P (`Shared::pidleget` wakes it, under the scheduler
+//! lock, the same lock under which it decided to sleep: no lost wake-up). During a stop of
+//! the world it does nothing.
 
 use crate::p::SPARE_PS;
 use crate::parker::Parker;
@@ -170,12 +163,11 @@ fn sysmon_main(weak: Weak<Shared>, state: Arc<SysmonState>) {
             if shared.shutdown.load(Ordering::Acquire) {
                 return;
             }
-            // Only once its rounds have slowed to the longest delay (module docs).
-            if delay == MAX_DELAY && should_sleep(&shared) {
+            if should_sleep(&shared) {
                 drop(shared);
                 state.parker.park(None);
-                // A round at once, then at the slow pace until one acts: a P taken after a
-                // quiet spell is not a reason for 50 rounds at 20 µs (module docs).
+                delay = MIN_DELAY;
+                idle_rounds = 0;
                 continue;
             }
             let acted = !state.world_stopped.load(Ordering::Relaxed) && round(&shared, &mut seen);

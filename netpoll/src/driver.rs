@@ -145,7 +145,7 @@ impl<F: AsFd> Source<F> {
     /// One read or write of up to `want` bytes on a stream socket, parking as `read_with`
     /// does: after a short transfer the next one waits for readiness before it tries (see
     /// [`Poller::io_stream`]).
-    pub fn stream_io(
+    pub fn io_stream(
         &self,
         dir: Direction,
         want: usize,

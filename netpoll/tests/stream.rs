@@ -27,7 +27,7 @@ fn a_short_read_waits_before_the_next_attempt_and_misses_nothing() {
     let src = d.register(a).unwrap();
     let attempts = AtomicUsize::new(0);
     let read = |buf: &mut [u8]| {
-        src.stream_io(Direction::Read, buf.len(), || {
+        src.io_stream(Direction::Read, buf.len(), || {
             attempts.fetch_add(1, Ordering::Relaxed);
             src.get_ref().read(buf)
         })
@@ -90,7 +90,7 @@ fn a_short_write_waits_for_room_and_every_byte_arrives() {
     let src = d.register(a).unwrap();
     let attempts = AtomicUsize::new(0);
     let write = |buf: &[u8]| {
-        src.stream_io(Direction::Write, buf.len(), || {
+        src.io_stream(Direction::Write, buf.len(), || {
             attempts.fetch_add(1, Ordering::Relaxed);
             src.get_ref().write(buf)
         })
@@ -149,7 +149,7 @@ fn a_short_read_after_the_peer_closed_does_not_wait() {
     .unwrap();
     src.wait(Direction::Read).unwrap();
     let read =
-        |buf: &mut [u8]| src.stream_io(Direction::Read, buf.len(), || src.get_ref().read(buf));
+        |buf: &mut [u8]| src.io_stream(Direction::Read, buf.len(), || src.get_ref().read(buf));
     let mut buf = [0u8; 64];
     assert_eq!(read(&mut buf).unwrap(), 5);
     assert_eq!(

@@ -837,3 +837,44 @@ fn dumps_race_goroutines_starting_and_exiting() {
         }
     }
 }
+
+/// A goroutine readied into the `runnext` of a P whose goroutine then spins without a
+/// safepoint is still taken by the other P: a thief leaves a running victim's `runnext`
+/// alone for a few microseconds (its M usually switches to it at once), but takes it in its
+/// last round if it is still there — it must not wait for sysmon's slice and spare. Tried
+/// three times, so a CI machine that kept the thief off its CPU for a slice once does not
+/// fail the test.
+#[test]
+fn a_goroutine_left_in_a_spinning_ps_runnext_is_stolen_without_sysmon() {
+    let _serial = serial();
+    let mut last = None;
+    for _ in 0..3 {
+        let rt = runtime(2);
+        let ran = Arc::new(AtomicBool::new(false));
+        let r = ran.clone();
+        let (tx, rx) = mpsc::channel();
+        rt.go(move || {
+            let r2 = r.clone();
+            // Into this P's `runnext`; this goroutine then keeps the P without yielding.
+            gort_sched::go(move || r2.store(true, Ordering::SeqCst));
+            let start = Instant::now();
+            while !r.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(5) {
+                std::hint::spin_loop();
+            }
+            let _ = tx.send(());
+        })
+        .unwrap();
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("the spinning goroutine never finished");
+        assert!(
+            ran.load(Ordering::SeqCst),
+            "the goroutine in runnext never ran"
+        );
+        let s = rt.sysmon_stats();
+        if s.preempt_requests == 0 && s.spares_lent == 0 {
+            return;
+        }
+        last = Some(s);
+    }
+    panic!("the goroutine in runnext waited for sysmon each time: {last:?}");
+}

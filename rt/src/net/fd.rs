@@ -76,11 +76,7 @@ impl<F: AsFd> NetFd<F> {
         dir: Direction,
         mut op: impl FnMut(&F) -> io::Result<T>,
     ) -> io::Result<T> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(closed_error());
-        }
-        self.arm_timeout(dir)?;
-        let reg = self.reg();
+        let reg = self.begin(dir)?;
         let r = self.poller.io(reg, dir, park, || op(reg.get_ref()));
         self.map_err(r)
     }
@@ -94,20 +90,20 @@ impl<F: AsFd> NetFd<F> {
         want: usize,
         mut op: impl FnMut(&F) -> io::Result<usize>,
     ) -> io::Result<usize> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(closed_error());
-        }
-        self.arm_timeout(dir)?;
-        let reg = self.reg();
+        let reg = self.begin(dir)?;
         let r = self
             .poller
             .io_stream(reg, dir, park, want, || op(reg.get_ref()));
         self.map_err(r)
     }
 
-    /// Starts a std-style timeout's clock for one operation of `dir`.
+    /// The start of one operation of `dir`: fails after `close`, and starts a std-style
+    /// timeout's clock. Returns the registration to run it on.
     #[inline]
-    fn arm_timeout(&self, dir: Direction) -> io::Result<()> {
+    fn begin(&self, dir: Direction) -> io::Result<&Registration<F>> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(closed_error());
+        }
         let t = self.timeouts[slot(dir)].load(Ordering::Relaxed);
         if t != NO_TIMEOUT {
             self.poller.set_deadline(
@@ -116,7 +112,7 @@ impl<F: AsFd> NetFd<F> {
                 Some(Instant::now() + Duration::from_nanos(t)),
             )?;
         }
-        Ok(())
+        Ok(self.reg())
     }
 
     /// Wait until the socket is ready in `dir` (connect's completion).

@@ -33,7 +33,10 @@
 //! **Idle.** Blocked Ms wait through the [`IdleHook`]: exactly one idle M at a time sits in
 //! `poll` (the netpoller plugs in there; the default is a futex), the others park on their
 //! own parkers. A P is handed to a parked M through its note (`MNote`), or to the polling M
-//! by `wake()`. Gs readied by a poll while no P is held go to the global queue. While the
+//! by `wake()`. Gs readied by a poll while no P is held go to the global queue; when every P
+//! is held and no timer is armed, the polling M then parks instead of polling again (Go's
+//! `stopm` after `injectglist`: polling at once would wake it for every event, on a CPU the
+//! holders need — `M::poll_idle`). While the
 //! hook has waiters (goroutines parked on descriptors) and no M is blocked in it already,
 //! `find_runnable` also polls it with a zero timeout before stealing and on every 61st round
 //! (the fairness tick, which the yield fast path takes too), and sysmon polls it when nobody
@@ -161,7 +164,8 @@
 //! by an M in `find_runnable` (its P's heap), by a stealing M (its victims' heaps: an idle
 //! or busy P's timers still fire), every 61st round by any M for the Ps whose tick has not
 //! moved since its previous look (a holder the kernel took off its CPU, or stuck in one
-//! goroutine, would strand them: busy Ms never steal) and by the M polling the idle hook,
+//! goroutine, would strand them: busy Ms never steal; that M takes such a P's queued
+//! goroutines too, `M::rescue_stalled_ps`) and by the M polling the idle hook,
 //! which sleeps exactly until the earliest deadline of any heap (a store-fence-recheck
 //! handshake with the armer, loom-checked, so a new earlier timer always interrupts the
 //! poll). An armed timer means

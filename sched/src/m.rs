@@ -571,8 +571,8 @@ impl M {
             o.sched_tick = o.sched_tick.wrapping_add(1);
             o.sched_tick.is_multiple_of(GLOBAL_FAIRNESS_TICK) || std::mem::take(&mut o.check_global)
         };
-        if fair {
-            self.run_stalled_timers(p);
+        if fair && let Some(g) = self.rescue_stalled_ps(p) {
+            return Some(g);
         }
         if fair
             && shared.global.len() > 0
@@ -657,22 +657,24 @@ impl M {
         None
     }
 
-    /// Every 61st round: runs the due timers of the other Ps whose tick has not moved since
-    /// this P's previous look. Their holder is off its CPU while it still holds the P (the
-    /// kernel preempted it for another thread: on this project's VMs the kernel's own
-    /// memory-reclaim thread took a CPU for 4 to 8 ms at a time), or inside one long
-    /// goroutine, or they are idle; either way nobody runs their timers soon, and the Ms of
-    /// busy Ps never steal. Sleepers stranded so waited milliseconds (`sched/sleep-
-    /// overshoot-p99` was 1 to 8 ms in one run of two). A P whose tick moves runs its own
-    /// timers: taking them from it would only fight over its heap and move its goroutines
-    /// (running every P's timers here cost the timer storm an eighth of its wake-ups).
+    /// Every 61st round: rescues the work of the other Ps whose tick has not moved since this
+    /// P's previous look — their due timers are run, and a goroutine queued on one of them is
+    /// taken (half its ring, or its `runnext`) and returned to run here. Such a P's holder is
+    /// off its CPU while it still holds the P (the kernel preempted it for another thread: on
+    /// this project's VMs the kernel's memory-reclaim thread took a CPU for 4 to 8 ms at a
+    /// time), or it is inside one long goroutine, or the P is idle. Either way nobody runs
+    /// that work soon, and the Ms of busy Ps never steal: sleepers so stranded overslept by
+    /// milliseconds (`sched/sleep-overshoot-p99` was 1 to 8 ms in one run of two), and
+    /// queued goroutines waited for sysmon's slice and spare. A P whose tick moves is left alone: taking its timers or goroutines would only fight
+    /// over its heap and move its goroutines (running every P's timers here cost the timer
+    /// storm an eighth of its wake-ups).
     #[inline(never)]
-    fn run_stalled_timers(&self, p: &P) {
+    fn rescue_stalled_ps(&self, p: &P) -> Option<NonNull<G>> {
         let shared = &*self.shared;
         let nps = shared.nps();
+        let mut found = None;
         for id in 0..nps {
-            let h = crate::p::timer_heap(id);
-            if id == p.id || !shared.timers.has_timers(h) {
+            if id == p.id {
                 continue;
             }
             let Some(other) = shared.ps[id].get() else {
@@ -687,11 +689,33 @@ impl M {
                 }
                 std::mem::replace(&mut o.seen_ticks[id], tick) == tick
             };
-            if stalled {
+            if !stalled {
+                continue;
+            }
+            let h = crate::p::timer_heap(id);
+            if shared.timers.has_timers(h) {
                 // What they ready lands in our queue.
                 self.shared.run_due_timers(std::iter::once(h));
             }
+            if found.is_none() && !other.runq.is_empty() {
+                found = Self::rescue_queue(other, p);
+            }
         }
+        found
+    }
+
+    /// Takes the work of a stalled P `victim` into ours (which may hold work of its own):
+    /// half its ring as far as ours has room, else its `runnext`. No grace period as in
+    /// `steal_from`: the victim's tick stood still for a whole round of ours.
+    #[cold]
+    fn rescue_queue(victim: &P, p: &P) -> Option<NonNull<G>> {
+        let room = p.runq.room();
+        if room > 0
+            && let Some(g) = victim.runq.steal_ring_upto(&p.runq, room)
+        {
+            return Some(g);
+        }
+        victim.runq.steal_next(victim.runq.peek_next()?)
     }
 
     /// Runs the due timers of P `id`'s heap and of the foreign heap (a spare's heap is the
@@ -848,6 +872,68 @@ impl M {
         }
     }
 
+    /// The idle M's turn in the idle hook's `poll`, until the earliest timer of any P or
+    /// the next step of the idle memory release. Returns true to go round the scheduling
+    /// loop again (with a P if one came: handed over, or idle with goroutines readied onto
+    /// the global queue), false to park instead: the poll readied goroutines but every P is
+    /// held, and no timer is armed (see below). The holders take them from the global queue and poll without blocking when they
+    /// run dry (and every 61st round), as in Go, whose `findrunnable` stops the M after
+    /// `injectglist`. Polling again at once would wake this M for every event only to queue
+    /// goroutines no P can run yet, on a CPU the Ms holding the Ps need: on 2 CPUs the
+    /// kernel stacked those two on one CPU in 4 ms slices, and every connection of the echo
+    /// benchmark stalled for ~5 ms dozens of times a second.
+    #[cold]
+    fn poll_idle(
+        &self,
+        mut s: crate::sched::Locked<'_, crate::sched::SchedState>,
+        next_release: Option<Duration>,
+    ) -> bool {
+        let shared = &*self.shared;
+        s.polling = true;
+        s.poller = Some(self.note.clone());
+        drop(s);
+        // Sleep until the earliest timer of any P (announced first: see `TimerHome`), or
+        // the next step of the idle memory release, whichever comes first.
+        let deadline = shared.timers.poll_deadline(shared.nps());
+        let timer = (deadline != u64::MAX)
+            .then(|| Duration::from_nanos(deadline.saturating_sub(shared.timers.now())));
+        let timeout = earliest(timer, next_release);
+        shared.note_poll(timeout != Some(Duration::ZERO));
+        shared.hook.poll(timeout);
+        shared.note_poll(false);
+        shared.timers.poll_done();
+        self.shared.run_all_timers();
+        let mut s = lock(&shared.sched);
+        s.polling = false;
+        if s.poller
+            .as_ref()
+            .is_some_and(|n| Arc::ptr_eq(n, &self.note))
+        {
+            s.poller = None;
+        }
+        if let Some((id, spinning)) = self.note.take_handoff() {
+            self.adopt(id, spinning);
+        } else if shared.global.len() > 0
+            && let Some(id) = shared.pidleget(&mut s)
+        {
+            // The poll (or a timer) readied goroutines onto the global queue.
+            self.set_p(id);
+        }
+        // Parking is safe only while nothing but the Ps' holders needs the poll: goroutines
+        // they will run, and no timer (a P held by an M that cannot run it — one waiting
+        // for its locked goroutine — would otherwise leave it to nobody).
+        let busy = !self.has_p()
+            && shared.spin.npidle() == 0
+            && shared.global.len() > 0
+            && shared.timers.armed.load(Ordering::SeqCst) == 0;
+        drop(s);
+        if self.has_p() && shared.timers.armed.load(Ordering::SeqCst) != 0 {
+            // We stop polling with timers pending: another M should take over.
+            self.shared.wakep();
+        }
+        !busy
+    }
+
     /// Blocks an M that has no P until one is handed to it (Go's `stopm`). One idle M at a
     /// time waits in the idle hook's `poll`; the others park.
     #[cold]
@@ -862,42 +948,13 @@ impl M {
         }
         shared.check_deadlock(&s);
         if !s.polling {
-            s.polling = true;
-            s.poller = Some(self.note.clone());
-            drop(s);
-            // Sleep until the earliest timer of any P (announced first: see `TimerHome`), or
-            // the next step of the idle memory release, whichever comes first.
-            let deadline = shared.timers.poll_deadline(shared.nps());
-            let timer = (deadline != u64::MAX)
-                .then(|| Duration::from_nanos(deadline.saturating_sub(shared.timers.now())));
-            let timeout = earliest(timer, next_release);
-            shared.note_poll(timeout != Some(Duration::ZERO));
-            shared.hook.poll(timeout);
-            shared.note_poll(false);
-            shared.timers.poll_done();
-            self.shared.run_all_timers();
-            let mut s = lock(&shared.sched);
-            s.polling = false;
-            if s.poller
-                .as_ref()
-                .is_some_and(|n| Arc::ptr_eq(n, &self.note))
-            {
-                s.poller = None;
+            if self.poll_idle(s, next_release) {
+                return Stopped::Continue;
             }
-            if let Some((id, spinning)) = self.note.take_handoff() {
-                self.adopt(id, spinning);
-            } else if shared.global.len() > 0
-                && let Some(id) = shared.pidleget(&mut s)
-            {
-                // The poll (or a timer) readied goroutines onto the global queue.
-                self.set_p(id);
+            s = lock(&shared.sched);
+            if shared.shutdown.load(Ordering::Acquire) {
+                return Stopped::Continue;
             }
-            drop(s);
-            if self.has_p() && shared.timers.armed.load(Ordering::SeqCst) != 0 {
-                // We stop polling with timers pending: another M should take over.
-                self.shared.wakep();
-            }
-            return Stopped::Continue;
         }
         s.idle_ms.push(self.note.clone());
         drop(s);

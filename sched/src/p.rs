@@ -31,7 +31,7 @@ pub(crate) struct Owned {
     /// Set by the yield fast path when it defers to the scheduler for fairness: the next
     /// `find_runnable` looks at the global queue first whatever its own tick says.
     pub(crate) check_global: bool,
-    /// The other Ps' ticks at this P's last look at their timers (`M::run_stalled_timers`),
+    /// The other Ps' ticks at this P's last look at them (`M::rescue_stalled_ps`),
     /// indexed by P id (grown on demand).
     pub(crate) seen_ticks: Vec<u32>,
 }

@@ -162,6 +162,21 @@ impl<T> RunQueue<T> {
 
     /// Thief: as `steal_into`, from the ring only.
     pub(crate) fn steal_ring_into(&self, dst: &RunQueue<T>) -> Option<NonNull<T>> {
+        self.steal_ring_upto(dst, CAPACITY as u32)
+    }
+
+    /// Owner only: free slots in the ring (a lower bound: thieves only make more).
+    pub(crate) fn room(&self) -> u32 {
+        // Acquire: pairs with the head CAS of `pop` / `steal_*`, as in `push_back`.
+        let h = self.head.load(Ordering::Acquire);
+        let t = self.tail.load(Ordering::Relaxed);
+        CAPACITY as u32 - t.wrapping_sub(h)
+    }
+
+    /// Thief: moves half of `self`'s ring, but at most `max` items, into `dst` (owned by
+    /// the caller, with at least `max` free slots: `room`) and returns one of them to run
+    /// at once.
+    pub(crate) fn steal_ring_upto(&self, dst: &RunQueue<T>, max: u32) -> Option<NonNull<T>> {
         let dt = dst.tail.load(Ordering::Relaxed);
         let n = loop {
             // Acquire on both: head pairs with other consumers' CAS, tail with the owner's
@@ -170,11 +185,12 @@ impl<T> RunQueue<T> {
             let t = self.tail.load(Ordering::Acquire);
             let len = t.wrapping_sub(h);
             let n = len - len / 2;
-            if n == 0 {
-                return None;
-            }
             if n as usize > CAPACITY / 2 {
                 continue; // read head and tail at different moments; try again
+            }
+            let n = n.min(max);
+            if n == 0 {
+                return None;
             }
             for i in 0..n {
                 let p = self.slot(h.wrapping_add(i)).load(Ordering::Relaxed);

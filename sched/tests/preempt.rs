@@ -878,3 +878,69 @@ fn a_goroutine_left_in_a_spinning_ps_runnext_is_stolen_without_sysmon() {
     }
     panic!("the goroutine in runnext waited for sysmon each time: {last:?}");
 }
+
+/// Goroutines queued on a P whose goroutine spins without a safepoint are taken by the M of
+/// the other P even though that M is busy (it always has a yielding goroutine to run, so it
+/// never steals): on its fair rounds (every 61st) it finds the spinning P's tick where it
+/// was at its previous look and takes the queue — half the ring, then `runnext`. Without
+/// that they would wait for sysmon's slice and spare (the kernel can keep an M that holds a
+/// P off its CPU for milliseconds, with the same effect). Tried three times, so a CI machine
+/// that kept the busy M off its CPU for a slice once does not fail the test.
+#[test]
+fn goroutines_queued_behind_a_spinning_goroutine_are_taken_by_a_busy_p() {
+    let _serial = serial();
+    let mut last = None;
+    for _ in 0..3 {
+        let rt = runtime(2);
+        let stop = Arc::new(AtomicBool::new(false));
+        let ran = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = mpsc::channel();
+        {
+            let (stop, ran) = (stop.clone(), ran.clone());
+            rt.go(move || {
+                let yielding = Arc::new(AtomicBool::new(false));
+                let y = yielding.clone();
+                gort_sched::go(move || {
+                    y.store(true, Ordering::SeqCst);
+                    while !stop.load(Ordering::Relaxed) {
+                        gort_sched::gosched();
+                    }
+                });
+                // We keep this P without yielding, so the yielder runs on the other one.
+                let start = Instant::now();
+                while !yielding.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(5) {
+                    std::hint::spin_loop();
+                }
+                // Into this P's ring (the first, pushed out of `runnext` by the second).
+                for _ in 0..2 {
+                    let r = ran.clone();
+                    gort_sched::go(move || {
+                        r.fetch_add(1, Ordering::SeqCst);
+                    });
+                }
+                let start = Instant::now();
+                while ran.load(Ordering::SeqCst) < 2 && start.elapsed() < Duration::from_secs(5) {
+                    std::hint::spin_loop();
+                }
+                let _ = tx.send(yielding.load(Ordering::SeqCst));
+            })
+            .unwrap();
+        }
+        let yielded = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the spinning goroutine never finished");
+        stop.store(true, Ordering::Relaxed);
+        assert!(yielded, "the yielder never ran on the other P");
+        assert_eq!(
+            ran.load(Ordering::SeqCst),
+            2,
+            "the queued goroutines never ran"
+        );
+        let s = rt.sysmon_stats();
+        if s.preempt_requests == 0 && s.spares_lent == 0 {
+            return;
+        }
+        last = Some(s);
+    }
+    panic!("the queued goroutines waited for sysmon each time: {last:?}");
+}

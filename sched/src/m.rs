@@ -878,10 +878,11 @@ impl M {
     /// the global queue), false to park instead: the poll readied goroutines but every P is
     /// held, and no timer is armed (see below). The holders take them from the global
     /// queue and poll without blocking when they run dry (and every 61st round), as in Go,
-    /// whose `findrunnable` stops the M after `injectglist`. Polling again at once would wake this M for every event only to queue
-    /// goroutines no P can run yet, on a CPU the Ms holding the Ps need: on 2 CPUs the
-    /// kernel stacked those two on one CPU in 4 ms slices, and every connection of the echo
-    /// benchmark stalled for ~5 ms dozens of times a second.
+    /// whose `findrunnable` stops the M after `injectglist`. Polling again at once would
+    /// wake this M for every event only to queue goroutines no P can run yet, on a CPU the
+    /// Ms holding the Ps need: on 2 CPUs the kernel stacked those two on one CPU in 4 ms
+    /// slices, and every connection of the echo benchmark stalled for ~5 ms dozens of times
+    /// a second.
     #[cold]
     fn poll_idle(
         &self,

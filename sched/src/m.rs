@@ -665,9 +665,10 @@ impl M {
     /// time), or it is inside one long goroutine, or the P is idle. Either way nobody runs
     /// that work soon, and the Ms of busy Ps never steal: sleepers so stranded overslept by
     /// milliseconds (`sched/sleep-overshoot-p99` was 1 to 8 ms in one run of two), and
-    /// queued goroutines waited for sysmon's slice and spare. A P whose tick moves is left alone: taking its timers or goroutines would only fight
-    /// over its heap and move its goroutines (running every P's timers here cost the timer
-    /// storm an eighth of its wake-ups).
+    /// queued goroutines waited for sysmon's slice and spare. A P whose tick moves is left
+    /// alone: taking its timers or goroutines would only fight over its heap and move its
+    /// goroutines (running every P's timers here cost the timer storm an eighth of its
+    /// wake-ups).
     #[inline(never)]
     fn rescue_stalled_ps(&self, p: &P) -> Option<NonNull<G>> {
         let shared = &*self.shared;

@@ -446,21 +446,26 @@ impl M {
         // queue (the yield tick is the fast path's own: sharing `find_runnable`'s tick let
         // the fast path take every 61st round).
         // SAFETY: we hold our P; the reference ends within this block.
-        let fair = unsafe {
+        let (tick, fair) = unsafe {
             let o = p.owned();
             o.yield_tick = o.yield_tick.wrapping_add(1);
-            let fair = o.yield_tick.is_multiple_of(GLOBAL_FAIRNESS_TICK)
+            let tick = o.yield_tick.is_multiple_of(GLOBAL_FAIRNESS_TICK);
+            let fair = tick
                 && (this.shared.global.len() > 0
                     || TimerHome::heap_ids(this.shared.nps())
                         .any(|h| this.shared.timers.has_timers(h))
                     || this.shared.hook.has_waiters());
             o.check_global |= fair;
-            fair
+            (tick, fair)
         };
         // Through the scheduler also when a P is being retired, and when a stop of the world
-        // asks this P to stop, so the scheduler loop answers it.
+        // asks this P to stop, so the scheduler loop answers it. On the other 61st rounds the
+        // ring's oldest goroutine goes first: two goroutines handing the P to each other
+        // through `runnext` would otherwise starve the ring.
         let next = if fair || p.id >= this.shared.procs() || p.stop.is_requested() {
             None
+        } else if tick {
+            p.runq.pop_ring().or_else(|| p.runq.pop())
         } else {
             p.runq.pop()
         };
@@ -574,11 +579,15 @@ impl M {
         if fair && let Some(g) = self.rescue_stalled_ps(p) {
             return Some(g);
         }
-        if fair
-            && shared.global.len() > 0
-            && let Some(g) = shared.global.lock().pop_batch(1, &p.runq)
-        {
-            return Some(g);
+        // Every 61st round, our share of the global queue first. A share, not one goroutine
+        // as in Go: with every P held, the idle M that polled the netpoller leaves what it
+        // readied there and parks (`poll_idle`), and Ps whose own queues never run dry
+        // would otherwise take those goroutines one per 61 rounds — milliseconds.
+        if fair && shared.global.len() > 0 {
+            let n = shared.global.len() / shared.procs() + 1;
+            if let Some(g) = shared.global.lock().pop_batch(n, &p.runq) {
+                return Some(g);
+            }
         }
         // Every 61st round, with goroutines waiting on the idle hook (descriptors of the
         // netpoller), poll it without blocking: with every P busy no M is idle to poll, and
@@ -587,6 +596,10 @@ impl M {
         if fair && shared.poll_worthwhile() {
             shared.hook.poll(Some(Duration::ZERO));
             shared.note_poll(false);
+        }
+        // On fair rounds the ring's oldest goroutine before `runnext` (see `switch_direct`).
+        if fair && let Some(g) = p.runq.pop_ring() {
+            return Some(g);
         }
         if let Some(g) = p.runq.pop() {
             return Some(g);

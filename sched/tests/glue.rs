@@ -780,7 +780,9 @@ fn each_goroutine_keeps_its_own_floating_point_control_words() {
 
 /// Two goroutines ping-pong over channels on the only P: every park hands the M straight
 /// to the other (the direct-switch fast path). A goroutine queued from outside, and a
-/// sleeping one, must still run.
+/// sleeping one, must still run. (The fair round takes a share of the global queue: all but
+/// one land in the local ring, which the pair's hand-offs through `runnext` would starve
+/// without the ring's own turn every 61st switch.)
 #[test]
 fn gomaxprocs_1_ping_pong_neither_starves_the_global_queue_nor_timers() {
     let rt = runtime(1);

@@ -64,8 +64,9 @@ impl<T> Locked<'_, T> {
                 break;
             };
             if let Err(batch) = dst.push_back(item) {
-                // Cannot happen with `room` items into a queue the caller just drained, but
-                // never lose work: put the spill back.
+                // A full ring (the caller's queue may hold work: the fair round takes its
+                // share with work of its own) spills its older half: never lose work, put the
+                // spill back at the front.
                 for g in batch.into_iter().rev() {
                     self.items.push_front(g);
                 }

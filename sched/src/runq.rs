@@ -291,8 +291,8 @@ mod loom_tests {
     }
 
     /// A busy P's rescue (`M::rescue_queue`): it steals into its own ring, which already
-    /// holds work, no more than that ring's room, while the victim pops from the ring's
-    /// head and its own `runnext` — nothing lost, nothing taken twice, nothing overwritten.
+    /// holds work, no more than that ring's room, while the victim pops from its own ring
+    /// — nothing lost, nothing taken twice, nothing overwritten.
     #[test]
     fn loom_runq_bounded_steal_into_a_busy_queue() {
         loom::model(|| {

@@ -64,9 +64,8 @@ impl<T> Locked<'_, T> {
                 break;
             };
             if let Err(batch) = dst.push_back(item) {
-                // A full ring (the caller's queue may hold work: the fair round takes its
-                // share with work of its own) spills its older half: never lose work, put the
-                // spill back at the front.
+                // Cannot happen with `room` items into a queue the caller just drained, but
+                // never lose work: put the spill back.
                 for g in batch.into_iter().rev() {
                     self.items.push_front(g);
                 }

@@ -579,15 +579,11 @@ impl M {
         if fair && let Some(g) = self.rescue_stalled_ps(p) {
             return Some(g);
         }
-        // Every 61st round, our share of the global queue first. A share, not one goroutine
-        // as in Go: with every P held, the idle M that polled the netpoller leaves what it
-        // readied there and parks (`poll_idle`), and Ps whose own queues never run dry
-        // would otherwise take those goroutines one per 61 rounds — milliseconds.
-        if fair && shared.global.len() > 0 {
-            let n = shared.global.len() / shared.procs() + 1;
-            if let Some(g) = shared.global.lock().pop_batch(n, &p.runq) {
-                return Some(g);
-            }
+        if fair
+            && shared.global.len() > 0
+            && let Some(g) = shared.global.lock().pop_batch(1, &p.runq)
+        {
+            return Some(g);
         }
         // Every 61st round, with goroutines waiting on the idle hook (descriptors of the
         // netpoller), poll it without blocking: with every P busy no M is idle to poll, and

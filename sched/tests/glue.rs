@@ -780,9 +780,7 @@ fn each_goroutine_keeps_its_own_floating_point_control_words() {
 
 /// Two goroutines ping-pong over channels on the only P: every park hands the M straight
 /// to the other (the direct-switch fast path). A goroutine queued from outside, and a
-/// sleeping one, must still run. (The fair round takes a share of the global queue: all but
-/// one land in the local ring, which the pair's hand-offs through `runnext` would starve
-/// without the ring's own turn every 61st switch.)
+/// sleeping one, must still run.
 #[test]
 fn gomaxprocs_1_ping_pong_neither_starves_the_global_queue_nor_timers() {
     let rt = runtime(1);
@@ -946,5 +944,48 @@ fn deadlock_report_lists_every_blocked_goroutine_with_its_wait_reason() {
     assert!(
         !err.contains(&format!("goroutine {exited} [")),
         "stderr:\n{err}"
+    );
+}
+
+/// Two goroutines that hand the only P to each other through `runnext` must not starve a
+/// goroutine waiting in the local ring: every 61st switch takes the ring's oldest first (Go
+/// breaks such a pair when their shared time slice runs out). The spawn order leaves the
+/// ring holding the pinger, then the bystander; the ponger runs first and waits, the pinger
+/// starts the pair, and from then on one of the two is always in `runnext`.
+#[test]
+fn gomaxprocs_1_runnext_ping_pong_does_not_starve_the_local_ring() {
+    let rt = runtime(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (done_tx, done_rx) = mpsc::channel();
+    let s1 = stop.clone();
+    rt.go(move || {
+        let (ping_tx, ping_rx) = gort_sched::chan::<u32>(0);
+        let (pong_tx, pong_rx) = gort_sched::chan::<u32>(0);
+        let s2 = s1.clone();
+        // `runnext`, then pushed into the ring by the next spawn.
+        gort_sched::go(move || {
+            while !s2.load(Ordering::Relaxed) {
+                if ping_tx.send(1).is_err() || pong_rx.recv().is_err() {
+                    return;
+                }
+            }
+        });
+        // The bystander: into the ring behind the pinger.
+        gort_sched::go(move || done_tx.send(()).unwrap());
+        // The ponger: left in `runnext`, it runs first when we exit.
+        gort_sched::go(move || {
+            for v in ping_rx.iter() {
+                if pong_tx.send(v).is_err() {
+                    return;
+                }
+            }
+        });
+    })
+    .unwrap();
+    let ran = done_rx.recv_timeout(Duration::from_secs(10));
+    stop.store(true, Ordering::Relaxed);
+    assert!(
+        ran.is_ok(),
+        "a goroutine in the local ring starved behind a runnext ping-pong"
     );
 }

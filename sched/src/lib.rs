@@ -199,10 +199,12 @@
 //!   (`yield_tick`): every 61st direct switch with the global queue non-empty (or a timer
 //!   armed) goes through the scheduler and sets `check_global`, which makes the next
 //!   `find_runnable` look there first. Sharing one tick let the fast path take every 61st
-//!   round, starving goroutines queued from outside. On the same 61st rounds both take the
-//!   local ring's oldest goroutine before `runnext`: two goroutines handing the P to each
-//!   other through `runnext` starved the ring forever on GOMAXPROCS=1 (Go breaks such a
-//!   pair when their shared time slice runs out).
+//!   round, starving goroutines queued from outside. On the same 61st rounds, if the local
+//!   ring's head has not moved since the previous one (`Owned::ring_seen`), both take the
+//!   ring's oldest goroutine before `runnext`: two goroutines handing the P to each other
+//!   through `runnext` starved the ring forever on GOMAXPROCS=1 (Go breaks such a pair when
+//!   their shared time slice runs out). A ring that moves is left alone: taking its oldest
+//!   every 61st round cost the prime sieve ~15%.
 //! * **Giving up a P.** `go_idle` and `blocking`'s hand-off look at the global queue and put
 //!   the P on the idle list under the global queue's lock (`handoff.rs`, loom model), so a
 //!   goroutine queued concurrently is seen, or its enqueuer's `wakep` sees the idle P.

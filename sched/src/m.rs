@@ -281,6 +281,16 @@ impl M {
             .store(Arc::as_ptr(&self.note).cast_mut(), Ordering::Release);
     }
 
+    /// Whether `p`'s ring head is where the previous fairness look left it (and records it
+    /// for the next look). A ring that moves is being served; one that does not, with
+    /// goroutines in it, is starving behind `runnext`. (An empty ring stands still too:
+    /// `pop_ring` then finds nothing, at the cost of one look.)
+    #[inline]
+    fn ring_stalled(p: &P, o: &mut crate::p::Owned) -> bool {
+        let h = p.runq.ring_head();
+        std::mem::replace(&mut o.ring_seen, h) == h
+    }
+
     /// The holder of `p` is about to run a goroutine: a new slice begins, so the tick moves
     /// and a preempt request aimed at the previous slice is dropped.
     #[inline]
@@ -446,7 +456,7 @@ impl M {
         // queue (the yield tick is the fast path's own: sharing `find_runnable`'s tick let
         // the fast path take every 61st round).
         // SAFETY: we hold our P; the reference ends within this block.
-        let (tick, fair) = unsafe {
+        let (ring_turn, fair) = unsafe {
             let o = p.owned();
             o.yield_tick = o.yield_tick.wrapping_add(1);
             let tick = o.yield_tick.is_multiple_of(GLOBAL_FAIRNESS_TICK);
@@ -456,15 +466,15 @@ impl M {
                         .any(|h| this.shared.timers.has_timers(h))
                     || this.shared.hook.has_waiters());
             o.check_global |= fair;
-            (tick, fair)
+            (tick && Self::ring_stalled(p, o), fair)
         };
         // Through the scheduler also when a P is being retired, and when a stop of the world
-        // asks this P to stop, so the scheduler loop answers it. On the other 61st rounds the
-        // ring's oldest goroutine goes first: two goroutines handing the P to each other
-        // through `runnext` would otherwise starve the ring.
+        // asks this P to stop, so the scheduler loop answers it. When the ring has not moved
+        // since the previous 61st round, its oldest goroutine goes first: two goroutines
+        // handing the P to each other through `runnext` would otherwise starve it.
         let next = if fair || p.id >= this.shared.procs() || p.stop.is_requested() {
             None
-        } else if tick {
+        } else if ring_turn {
             p.runq.pop_ring().or_else(|| p.runq.pop())
         } else {
             p.runq.pop()
@@ -571,10 +581,12 @@ impl M {
         }
         self.check_timers(p.id);
         // SAFETY: we hold our P; the reference ends within this statement.
-        let fair = unsafe {
+        let (fair, ring_turn) = unsafe {
             let o = p.owned();
             o.sched_tick = o.sched_tick.wrapping_add(1);
-            o.sched_tick.is_multiple_of(GLOBAL_FAIRNESS_TICK) || std::mem::take(&mut o.check_global)
+            let fair = o.sched_tick.is_multiple_of(GLOBAL_FAIRNESS_TICK)
+                || std::mem::take(&mut o.check_global);
+            (fair, fair && Self::ring_stalled(p, o))
         };
         if fair && let Some(g) = self.rescue_stalled_ps(p) {
             return Some(g);
@@ -593,8 +605,9 @@ impl M {
             shared.hook.poll(Some(Duration::ZERO));
             shared.note_poll(false);
         }
-        // On fair rounds the ring's oldest goroutine before `runnext` (see `switch_direct`).
-        if fair && let Some(g) = p.runq.pop_ring() {
+        // A ring that has not moved since the previous fair round: its oldest goroutine
+        // before `runnext` (see `switch_direct`).
+        if ring_turn && let Some(g) = p.runq.pop_ring() {
             return Some(g);
         }
         if let Some(g) = p.runq.pop() {

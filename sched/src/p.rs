@@ -34,6 +34,10 @@ pub(crate) struct Owned {
     /// The other Ps' ticks at this P's last look at them (`M::rescue_stalled_ps`),
     /// indexed by P id (grown on demand).
     pub(crate) seen_ticks: Vec<u32>,
+    /// The ring's head at the last fairness look (every 61st round of the fast path and of
+    /// `find_runnable`): the same head at the next look, with the ring not empty, means two
+    /// goroutines handing the P to each other through `runnext` are starving the ring.
+    pub(crate) ring_seen: u32,
 }
 
 /// Spare Ps: a pool outside GOMAXPROCS that sysmon activates behind a P whose goroutine

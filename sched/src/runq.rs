@@ -113,6 +113,13 @@ impl<T> RunQueue<T> {
         self.pop_ring()
     }
 
+    /// Owner only: where the ring's head is (Relaxed: a hint for fairness — whether the ring
+    /// moved between two looks).
+    #[inline]
+    pub(crate) fn ring_head(&self) -> u32 {
+        self.head.load(Ordering::Relaxed)
+    }
+
     /// Owner only: takes the oldest item of the ring, leaving `runnext` alone (so that two
     /// goroutines handing the P to each other through `runnext` cannot starve the ring).
     #[inline]

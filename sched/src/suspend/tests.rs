@@ -223,10 +223,14 @@ fn spinning_thread_is_suspended_and_resumed() {
         "pc {:#x} outside the loop {start:#x}..{end:#x}",
         ctx.pc()
     );
+    // The local lies just above where a scan of the stack starts: above the stack pointer,
+    // or in the red zone below it (the spinner is a leaf frame when optimised).
     let local = s.local.load(Ordering::Relaxed);
+    let from = ctx.stack_scan_start();
     assert!(
-        ctx.sp() <= local && local - ctx.sp() < 64 * 1024,
-        "sp {:#x} not just below the spinning frame's local at {local:#x}",
+        from <= local && local - from < 64 * 1024,
+        "the spinning frame's local at {local:#x} is not just above the scan start {from:#x} \
+         (sp {:#x})",
         ctx.sp()
     );
     assert_ne!(ctx.fp(), 0);

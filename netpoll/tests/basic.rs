@@ -1,21 +1,16 @@
 //! Poller behaviour on real fds: readiness, deadlines, close, bad input, hang-up, reset.
 #![cfg(not(loom))]
 
+mod common;
+
+use common::pair;
 use gort_netpoll::{Direction, Driver, Poller, ThreadWaiter};
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
-
-fn pair() -> (UnixStream, UnixStream) {
-    let (a, b) = UnixStream::pair().unwrap();
-    a.set_nonblocking(true).unwrap();
-    b.set_nonblocking(true).unwrap();
-    (a, b)
-}
 
 fn park_thread(c: gort_netpoll::Commit<'_, ThreadWaiter>) {
     if c.commit(ThreadWaiter::current()).is_ok() {

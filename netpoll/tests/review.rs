@@ -2,21 +2,16 @@
 //! review"), one or more per bug, each named after what used to break.
 #![cfg(not(loom))]
 
+mod common;
+
+use common::pair;
 use gort_netpoll::{Armed, Direction, Driver, Poller, ThreadWaiter, Waiter};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
-
-fn pair() -> (UnixStream, UnixStream) {
-    let (a, b) = UnixStream::pair().unwrap();
-    a.set_nonblocking(true).unwrap();
-    b.set_nonblocking(true).unwrap();
-    (a, b)
-}
 
 /// How many waiters the poller counts (its Debug form shows the counter).
 fn waiters<W: Waiter>(p: &Poller<W>) -> usize {

@@ -3,19 +3,14 @@
 //! (On a Unix socket pair carrying plain bytes, which drains as TCP does.)
 #![cfg(not(loom))]
 
+mod common;
+
+use common::pair;
 use gort_netpoll::{Direction, Driver};
 use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
-
-fn pair() -> (UnixStream, UnixStream) {
-    let (a, b) = UnixStream::pair().unwrap();
-    a.set_nonblocking(true).unwrap();
-    b.set_nonblocking(true).unwrap();
-    (a, b)
-}
 
 /// A short read, then data that arrives only while the next read waits: that read makes one
 /// attempt (it waits first, instead of trying, failing with `WouldBlock` and waiting), and

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::runtime;
+use common::{runtime, spin_until, without_sysmon};
 use gort_sched::{IdleHook, Runtime, safepoint};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
@@ -841,42 +841,33 @@ fn dumps_race_goroutines_starting_and_exiting() {
 /// A goroutine readied into the `runnext` of a P whose goroutine then spins without a
 /// safepoint is still taken by the other P: a thief leaves a running victim's `runnext`
 /// alone for a few microseconds (its M usually switches to it at once), but takes it in its
-/// last round if it is still there — it must not wait for sysmon's slice and spare. Tried
-/// three times, so a CI machine that kept the thief off its CPU for a slice once does not
-/// fail the test.
+/// last round if it is still there — it must not wait for sysmon's slice and spare
+/// (`without_sysmon` tries three times).
 #[test]
 fn a_goroutine_left_in_a_spinning_ps_runnext_is_stolen_without_sysmon() {
     let _serial = serial();
-    let mut last = None;
-    for _ in 0..3 {
-        let rt = runtime(2);
-        let ran = Arc::new(AtomicBool::new(false));
-        let r = ran.clone();
-        let (tx, rx) = mpsc::channel();
-        rt.go(move || {
-            let r2 = r.clone();
-            // Into this P's `runnext`; this goroutine then keeps the P without yielding.
-            gort_sched::go(move || r2.store(true, Ordering::SeqCst));
-            let start = Instant::now();
-            while !r.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(5) {
-                std::hint::spin_loop();
-            }
-            let _ = tx.send(());
-        })
-        .unwrap();
-        rx.recv_timeout(Duration::from_secs(20))
-            .expect("the spinning goroutine never finished");
-        assert!(
-            ran.load(Ordering::SeqCst),
-            "the goroutine in runnext never ran"
-        );
-        let s = rt.sysmon_stats();
-        if s.preempt_requests == 0 && s.spares_lent == 0 {
-            return;
-        }
-        last = Some(s);
-    }
-    panic!("the goroutine in runnext waited for sysmon each time: {last:?}");
+    without_sysmon(
+        "the goroutine in runnext waited for sysmon each time",
+        |rt| {
+            let ran = Arc::new(AtomicBool::new(false));
+            let r = ran.clone();
+            let (tx, rx) = mpsc::channel();
+            rt.go(move || {
+                let r2 = r.clone();
+                // Into this P's `runnext`; this goroutine then keeps the P without yielding.
+                gort_sched::go(move || r2.store(true, Ordering::SeqCst));
+                spin_until(|| r.load(Ordering::SeqCst));
+                let _ = tx.send(());
+            })
+            .unwrap();
+            rx.recv_timeout(Duration::from_secs(20))
+                .expect("the spinning goroutine never finished");
+            assert!(
+                ran.load(Ordering::SeqCst),
+                "the goroutine in runnext never ran"
+            );
+        },
+    );
 }
 
 /// Goroutines queued on a P whose goroutine spins without a safepoint are taken by the M of
@@ -884,14 +875,11 @@ fn a_goroutine_left_in_a_spinning_ps_runnext_is_stolen_without_sysmon() {
 /// never steals): on its fair rounds (every 61st) it finds the spinning P's tick where it
 /// was at its previous look and takes the queue — half the ring, then `runnext`. Without
 /// that they would wait for sysmon's slice and spare (the kernel can keep an M that holds a
-/// P off its CPU for milliseconds, with the same effect). Tried three times, so a CI machine
-/// that kept the busy M off its CPU for a slice once does not fail the test.
+/// P off its CPU for milliseconds, with the same effect; `without_sysmon` tries three times).
 #[test]
 fn goroutines_queued_behind_a_spinning_goroutine_are_taken_by_a_busy_p() {
     let _serial = serial();
-    let mut last = None;
-    for _ in 0..3 {
-        let rt = runtime(2);
+    without_sysmon("the queued goroutines waited for sysmon each time", |rt| {
         let stop = Arc::new(AtomicBool::new(false));
         let ran = Arc::new(AtomicUsize::new(0));
         let (tx, rx) = mpsc::channel();
@@ -907,10 +895,7 @@ fn goroutines_queued_behind_a_spinning_goroutine_are_taken_by_a_busy_p() {
                     }
                 });
                 // We keep this P without yielding, so the yielder runs on the other one.
-                let start = Instant::now();
-                while !yielding.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(5) {
-                    std::hint::spin_loop();
-                }
+                spin_until(|| yielding.load(Ordering::SeqCst));
                 // Into this P's ring (the first, pushed out of `runnext` by the second).
                 for _ in 0..2 {
                     let r = ran.clone();
@@ -918,10 +903,7 @@ fn goroutines_queued_behind_a_spinning_goroutine_are_taken_by_a_busy_p() {
                         r.fetch_add(1, Ordering::SeqCst);
                     });
                 }
-                let start = Instant::now();
-                while ran.load(Ordering::SeqCst) < 2 && start.elapsed() < Duration::from_secs(5) {
-                    std::hint::spin_loop();
-                }
+                spin_until(|| ran.load(Ordering::SeqCst) >= 2);
                 let _ = tx.send(yielding.load(Ordering::SeqCst));
             })
             .unwrap();
@@ -936,11 +918,5 @@ fn goroutines_queued_behind_a_spinning_goroutine_are_taken_by_a_busy_p() {
             2,
             "the queued goroutines never ran"
         );
-        let s = rt.sysmon_stats();
-        if s.preempt_requests == 0 && s.spares_lent == 0 {
-            return;
-        }
-        last = Some(s);
-    }
-    panic!("the queued goroutines waited for sysmon each time: {last:?}");
+    });
 }

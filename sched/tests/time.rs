@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{child_mode, run_child, runtime};
+use common::{child_mode, run_child, runtime, spin_until, without_sysmon};
 use gort_sched::time::{Ticker, Timer, after, sleep};
 use gort_sched::{chan, go, select, spawn};
 use std::sync::Arc;
@@ -292,52 +292,42 @@ fn a_runtime_shut_down_with_armed_timers_and_sleepers_is_harmless() {
 /// A sleeper's timer on a P whose holder does not reach its scheduler (here a goroutine that
 /// spins without a safepoint; in the field, a thread the kernel took off its CPU for
 /// milliseconds) is run by the M of another P that is busy scheduling (every 61st round it
-/// runs every P's due timers), not only by sysmon lending a spare more than a 10 ms slice
-/// later. The sleeper parks with the hog in its P's `runnext`, so the hog takes over the P
-/// that holds the timer; the hog spins until the sleeper wakes. Sysmon asking the hog to
-/// yield, or lending a spare, means the timer waited for a slice: tried three times, so a
-/// CI machine that descheduled the other M for that long once does not fail the test.
+/// runs the due timers of the Ps whose tick stood still), not only by sysmon lending a
+/// spare more than a 10 ms slice later. The sleeper parks with the hog in its P's
+/// `runnext`, so the hog takes over the P that holds the timer; the hog spins until the
+/// sleeper wakes. Sysmon asking the hog to yield, or lending a spare, means the timer waited
+/// for a slice (`without_sysmon` tries three times).
 #[test]
 fn a_due_timer_on_a_p_stuck_behind_a_hog_is_run_by_a_busy_p() {
-    let mut last = None;
-    for _ in 0..3 {
-        let rt = runtime(2);
-        let stop = Arc::new(AtomicBool::new(false));
-        {
-            let stop = stop.clone();
-            rt.go(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    gort_sched::gosched();
-                }
-            })
-            .unwrap();
-        }
-        let woke = Arc::new(AtomicBool::new(false));
-        let w = woke.clone();
-        rt.block_on(move || {
-            let woke = w.clone();
-            spawn(move || {
-                let w = woke.clone();
-                // Queued in this P's `runnext`: it runs here as soon as we park.
-                go(move || {
-                    let start = Instant::now();
-                    while !w.load(Ordering::Acquire) && start.elapsed() < Duration::from_secs(5) {
-                        std::hint::spin_loop();
+    without_sysmon(
+        "the sleeper waited for sysmon behind the hog each time",
+        |rt| {
+            let stop = Arc::new(AtomicBool::new(false));
+            {
+                let stop = stop.clone();
+                rt.go(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        gort_sched::gosched();
                     }
-                });
-                sleep(ms(1));
-                woke.store(true, Ordering::Release);
-            })
-            .join()
-            .unwrap();
-        });
-        stop.store(true, Ordering::Relaxed);
-        assert!(woke.load(Ordering::Acquire));
-        let s = rt.sysmon_stats();
-        if s.preempt_requests == 0 && s.spares_lent == 0 {
-            return;
-        }
-        last = Some(s);
-    }
-    panic!("the sleeper waited for sysmon behind the hog each time: {last:?}");
+                })
+                .unwrap();
+            }
+            let woke = Arc::new(AtomicBool::new(false));
+            let w = woke.clone();
+            rt.block_on(move || {
+                let woke = w.clone();
+                spawn(move || {
+                    let w = woke.clone();
+                    // Queued in this P's `runnext`: it runs here as soon as we park.
+                    go(move || spin_until(|| w.load(Ordering::Acquire)));
+                    sleep(ms(1));
+                    woke.store(true, Ordering::Release);
+                })
+                .join()
+                .unwrap();
+            });
+            stop.store(true, Ordering::Relaxed);
+            assert!(woke.load(Ordering::Acquire));
+        },
+    );
 }

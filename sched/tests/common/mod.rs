@@ -52,3 +52,29 @@ pub fn os_threads() -> usize {
         .flatten()
         .unwrap_or(0)
 }
+
+/// Runs `attempt` on a fresh runtime of two Ps, up to three times, until one run needed
+/// neither a preempt request nor a spare P from sysmon; otherwise panics with `failure` and
+/// the last run's sysmon statistics. Three tries, so a CI machine that kept an M off its CPU
+/// for a slice once does not fail a test that says "without sysmon".
+pub fn without_sysmon(failure: &str, mut attempt: impl FnMut(&gort_sched::Runtime)) {
+    let mut last = None;
+    for _ in 0..3 {
+        let rt = runtime(2);
+        attempt(&rt);
+        let s = rt.sysmon_stats();
+        if s.preempt_requests == 0 && s.spares_lent == 0 {
+            return;
+        }
+        last = Some(s);
+    }
+    panic!("{failure}: {last:?}");
+}
+
+/// Spins without a scheduling point until `done` holds or 5 s have passed.
+pub fn spin_until(done: impl Fn() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() && start.elapsed() < std::time::Duration::from_secs(5) {
+        std::hint::spin_loop();
+    }
+}

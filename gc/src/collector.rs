@@ -117,8 +117,8 @@ struct CycleReport {
     live_start: u64,
     live_end: u64,
     goal: u64,
-    allocated_during_mark: u64,
-    overhead: u64,
+    /// The pacer's settings for the next cycle, made at mark termination.
+    next: NextCycle,
 }
 
 /// Recompute the limiter: on while the memory limit binds and the collector used more than
@@ -195,6 +195,8 @@ fn cycle(h: &HeapShared, forced: bool) {
     }
     let released = e.start_the_world();
     pauses.add(released - t);
+    // Mutators that reached the goal before marking began wait for this (`over_goal`).
+    h.pool.wake_all();
 
     // Concurrent mark, and mark termination when nothing grey is left.
     let plan = WorkerPlan::for_procs(h.config.procs);
@@ -204,6 +206,7 @@ fn cycle(h: &HeapShared, forced: bool) {
     let mut mk = Marker::new(&h.alloc, &h.pool);
     let mut unmarked = None;
     let live_end;
+    let next;
     loop {
         // The assist ratio from the work left and the room left.
         {
@@ -278,8 +281,15 @@ fn cycle(h: &HeapShared, forced: bool) {
                 let marked = h.marked_bytes.fetch_add(black, Ordering::Relaxed) + black;
                 h.live_base.store(marked, Ordering::Relaxed);
                 h.allocated.store(0, Ordering::Relaxed);
+                // The next goal and trigger, published before the world restarts: until
+                // then mutators would measure the new heap against this cycle's goal, and
+                // a collector thread taken off its CPU right after the restart would let
+                // them run that far past the new one.
+                next = repace(h, mark_start.elapsed(), black, overhead);
                 let released = e.start_the_world();
                 pauses.add(released - t);
+                // Mutators over the goal wait for the end of marking (`pay_assist`).
+                h.pool.wake_all();
                 break;
             }
             let released = e.start_the_world();
@@ -289,7 +299,13 @@ fn cycle(h: &HeapShared, forced: bool) {
         if idle_cpu || under_goal {
             h.pool.wait_for_work(Duration::from_millis(1));
         } else {
-            std::thread::sleep(Duration::from_micros(500));
+            // Over the fractional share: mark no more for now, but come back at once for
+            // termination when the last marker goes idle with every mutator scanned
+            // (`idle` and `mutator_scanned` wake the pool's waiters).
+            h.pool
+                .wait_until(false, Duration::from_micros(500), |done, _| {
+                    done && h.unscanned.load(Ordering::Acquire) == 0
+                });
         }
     }
     let mark_wall = mark_start.elapsed();
@@ -310,16 +326,47 @@ fn cycle(h: &HeapShared, forced: bool) {
             live_start,
             live_end,
             goal,
-            allocated_during_mark: live_end.saturating_sub(live_start),
-            overhead,
+            next,
         },
     );
 }
 
-/// The pacer's update, statistics, the next trigger and gctrace; wake `gc()` waiters.
-fn finish_cycle(h: &HeapShared, r: CycleReport) {
+/// What the pacer set for the next cycle at the end of this one's mark.
+#[derive(Clone, Copy)]
+struct NextCycle {
+    trigger: u64,
+    goal: u64,
+    memory_limit: u64,
+}
+
+/// The pacer's update at the end of a mark (the world stopped): feed it what the cycle
+/// measured and publish the next trigger and goal.
+fn repace(h: &HeapShared, mark_wall: Duration, allocated: u64, overhead: u64) -> NextCycle {
     let marked = h.marked_bytes.load(Ordering::Relaxed);
     let scan = h.scan_work.load(Ordering::Relaxed);
+    let roots = h.roots_bytes.load(Ordering::Relaxed);
+    let marking_ns = h.assist_ns.load(Ordering::Relaxed)
+        + h.worker_ns.load(Ordering::Relaxed)
+        + h.idle_ns.load(Ordering::Relaxed);
+    let wall = mark_wall.as_nanos().max(1) as f64 * h.config.procs as f64;
+    let utilization = (marking_ns as f64 / wall).clamp(0.05, 1.0);
+    let mut p = h.pacer.lock().unwrap_or_else(|e| e.into_inner());
+    p.end_cycle(marked, scan, roots, allocated, scan, utilization);
+    let next = NextCycle {
+        trigger: p.trigger(overhead),
+        goal: p.goal(overhead),
+        memory_limit: p.memory_limit,
+    };
+    // Under the pacer's lock, as `retune` stores them: the two never interleave.
+    h.trigger.store(next.trigger, Ordering::Relaxed);
+    h.goal.store(next.goal, Ordering::Relaxed);
+    next
+}
+
+/// After the world restarts: the retained target, statistics and gctrace; wake `gc()`
+/// waiters and mutators waiting for this cycle to end.
+fn finish_cycle(h: &HeapShared, r: CycleReport) {
+    let marked = h.marked_bytes.load(Ordering::Relaxed);
     let roots = h.roots_bytes.load(Ordering::Relaxed);
     let procs = h.config.procs as u64;
     let assist_ns = h.assist_ns.load(Ordering::Relaxed);
@@ -327,22 +374,11 @@ fn finish_cycle(h: &HeapShared, r: CycleReport) {
     let idle_ns = h.idle_ns.load(Ordering::Relaxed);
     let pause_ns = r.pauses.sum.as_nanos() as u64;
     h.gc_cpu_ns.fetch_add(pause_ns * procs, Ordering::Relaxed);
-    let wall = r.mark_wall.as_nanos().max(1) as f64 * procs as f64;
-    let utilization = ((assist_ns + worker_ns + idle_ns) as f64 / wall).clamp(0.05, 1.0);
-    let overhead = r.overhead;
-    let (trigger, goal, limit) = {
-        let mut p = h.pacer.lock().unwrap_or_else(|e| e.into_inner());
-        p.end_cycle(
-            marked,
-            scan,
-            roots,
-            r.allocated_during_mark,
-            scan,
-            utilization,
-        );
-        (p.trigger(overhead), p.goal(overhead), p.memory_limit)
-    };
-    h.trigger.store(trigger, Ordering::Relaxed);
+    let NextCycle {
+        goal,
+        memory_limit: limit,
+        ..
+    } = r.next;
     // Keep the goal's worth of pages and some slack (never more than the limit allows): the
     // allocator returns pages beyond the target at once, and pages freed by this sweep are
     // wanted again within the cycle — returning them eagerly costs a fault and a TLB
@@ -408,6 +444,8 @@ fn finish_cycle(h: &HeapShared, r: CycleReport) {
         );
     }
     h.trigger_sent.store(false, Ordering::Relaxed);
+    // Mutators waiting for a cycle to start re-check against the new goal and trigger.
+    h.pool.wake_all();
     let mut c = h.ctl.lock().unwrap_or_else(|e| e.into_inner());
     c.completed += 1;
     h.ctl_cv.notify_all();

@@ -60,7 +60,9 @@ pub(crate) struct HeapShared {
     pub(crate) allocated: AtomicU64,
     /// The last mark's live bytes (the pacer's `heap_marked`), for fast reads.
     pub(crate) live_base: AtomicU64,
-    /// The heap goal of the current cycle.
+    /// The heap goal: the current cycle's while marking, the next cycle's between cycles
+    /// (written by the collector at a cycle's start and end, and by `retune` between
+    /// cycles; read by mutators deciding whether to wait, `over_goal`).
     pub(crate) goal: AtomicU64,
     /// While marking: scan work owed per allocated byte, as `f64` bits (0 when none).
     pub(crate) assist_ratio: AtomicU64,
@@ -191,7 +193,9 @@ impl HeapShared {
     }
 
     /// A mutator owes `debt` bytes of scan work: do it (or what the pool has). Returns the
-    /// scan work done. Stands down while the GC CPU limiter is on.
+    /// scan work done, or the whole debt when it is forgiven: while the GC CPU limiter is
+    /// on, and when nothing is left to scan while the heap is still under its goal (the
+    /// caller waits for the mark's end instead when it is over: [`Self::over_goal`]).
     #[cold]
     pub(crate) fn assist(&self, debt: u64) -> u64 {
         if self.limiter_on.load(Ordering::Relaxed) {
@@ -204,8 +208,9 @@ impl HeapShared {
         let ns = t.elapsed().as_nanos() as u64;
         self.assist_ns.fetch_add(ns, Ordering::Relaxed);
         self.gc_cpu_ns.fetch_add(ns, Ordering::Relaxed);
-        // Nothing left to scan: the debt cannot be paid, and need not be.
-        if done < debt && self.pool.is_done() {
+        // Nothing left to scan: the debt cannot be paid, and need not be while there is
+        // room under the goal.
+        if done < debt && self.pool.is_done() && !self.over_goal() {
             debt
         } else {
             done
@@ -267,11 +272,27 @@ impl HeapShared {
             let mut p = self.pacer.lock().unwrap_or_else(|e| e.into_inner());
             let r = f(&mut p);
             self.trigger.store(p.trigger(overhead), Ordering::Relaxed);
-            self.stats.lock().unwrap_or_else(|e| e.into_inner()).next_gc = p.goal(overhead);
+            let goal = p.goal(overhead);
+            if !self.is_marking() {
+                self.goal.store(goal, Ordering::Relaxed);
+            }
+            self.stats.lock().unwrap_or_else(|e| e.into_inner()).next_gc = goal;
             r
         };
+        // Mutators waiting at the old goal re-check against the new one.
+        self.pool.wake_all();
         self.maybe_trigger();
         r
+    }
+
+    /// The heap reached its goal (the current cycle's while marking, the next one's before
+    /// it starts) and the limiter does not hold the collector back: a mutator that
+    /// allocates now must wait for the collector rather than run further ahead (Go's
+    /// assists park; its trigger runs `gcStart` on the allocating goroutine).
+    #[inline]
+    pub(crate) fn over_goal(&self) -> bool {
+        self.heap_live() >= self.goal.load(Ordering::Relaxed)
+            && !self.limiter_on.load(Ordering::Relaxed)
     }
 
     /// Wake the collector if the heap reached its trigger.

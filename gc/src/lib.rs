@@ -93,9 +93,17 @@
 //! runway the program is measured to allocate while a mark does its work, within 70–95% of
 //! the way there. Mutators count their allocation toward the heap every 64 KiB and, while
 //! marking, owe scan work for every byte they allocate (mark assists, at the ratio of work
-//! left to room left); an assist that finds no work waits at safepoints instead of
-//! allocating on. While the memory limit binds, a limiter holds the collector to half of the
-//! CPUs: assists and idle marking stand down. `GODEBUG=gctrace=1` prints Go's trace line per
+//! left to room left). The heap may not run past its goal on a collector thread that waits
+//! for a CPU (Go's assists park on its assist queue, and its trigger runs `gcStart` on the
+//! allocating goroutine): a mutator that reaches the goal before the triggered cycle has
+//! begun marking helps finish the sweep and then waits for marking to start; one that
+//! reaches it while marking pays scan work whatever the ratio, and when none is left waits
+//! for mark termination. Both waits are blocking regions (the collector stops the world
+//! without them), woken through the grey pool when marking starts or ends. The pacer's
+//! next goal and trigger are set at mark termination, before the world restarts, so the
+//! heap is never measured against a stale goal. While the memory limit binds, a limiter
+//! holds the collector to half of the CPUs: assists, these waits and idle marking stand
+//! down. `GODEBUG=gctrace=1` prints Go's trace line per
 //! cycle after the world restarts. Every stop of the world does work proportional to the
 //! number of mutators; its pauses are summed per cycle into Go's 256-entry `PauseNs` ring
 //! ([`GcStats`], [`MemStats`]).

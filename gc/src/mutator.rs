@@ -533,9 +533,11 @@ impl<'s> Scope<'s> {
     }
 
     /// Pay `debt` bytes of scan work. When the grey pool is momentarily empty while others
-    /// still mark, wait for work (at safepoints) rather than allocate on: the heap must not
-    /// outrun the collector. Stops when paid, when marking ends, or when the CPU limiter
-    /// forgives the debt.
+    /// still mark, wait for work rather than allocate on; when nothing is left to mark but
+    /// the heap is over its goal, wait for the collector to end the mark (Go's assists park
+    /// on its assist queue): the heap must not outrun the collector. Both waits are
+    /// blocking regions, so the collector can stop the world without this thread. Stops
+    /// when paid, when marking ends, or when the debt is forgiven (`HeapShared::assist`).
     #[cold]
     #[inline(never)]
     fn pay_assist(&self, mut debt: u64) {
@@ -553,17 +555,60 @@ impl<'s> Scope<'s> {
             {
                 return;
             }
-            self.safepoint();
-            heap.pool
-                .wait_for_work(std::time::Duration::from_micros(100));
+            // Woken by a queued buffer, by the last busy marker going idle, or by the end of
+            // marking; the loop re-checks what changed.
+            self.wait_blocked(true, |done, has_work| {
+                has_work || !heap.is_marking() || (done && !heap.over_goal())
+            });
         }
     }
 
     #[cold]
     fn count_allocation(&self) {
+        let heap = self.heap;
         let n = self.with_local(|l| std::mem::take(&mut l.p.since_check));
-        self.heap.allocated.fetch_add(n as u64, Ordering::Relaxed);
-        self.heap.maybe_trigger();
+        heap.allocated.fetch_add(n as u64, Ordering::Relaxed);
+        heap.maybe_trigger();
+        if heap.over_goal() {
+            if heap.is_marking() {
+                // Past the goal while marking: pay now, whatever the assist ratio (the
+                // collector refreshes it only as often as it runs), or wait for the end.
+                self.pay_assist(ASSIST_MIN as u64);
+            } else if heap.trigger_sent.load(Ordering::Relaxed) {
+                self.wait_for_mark_start();
+            }
+        }
+    }
+
+    /// The heap reached its next goal before the cycle its trigger asked for has begun
+    /// marking (the collector thread is finishing the last sweep, or waits for a CPU): help
+    /// with that sweep, then wait for marking to start rather than run further ahead.
+    #[cold]
+    #[inline(never)]
+    fn wait_for_mark_start(&self) {
+        let heap = self.heap;
+        while !heap.is_marking() && heap.alloc.sweep_one() {}
+        while heap.trigger_sent.load(Ordering::Relaxed) && !heap.is_marking() && heap.over_goal() {
+            self.wait_blocked(false, |_, _| {
+                heap.is_marking() || !heap.trigger_sent.load(Ordering::Relaxed) || !heap.over_goal()
+            });
+        }
+    }
+
+    /// Wait in the grey pool (`WorkPool::wait_until`, at most 1 ms a time) as a blocking
+    /// region: flushed, roots frozen, so a stop of the world or a scan of this mutator's
+    /// roots proceeds without it. Then a safepoint.
+    #[cold]
+    fn wait_blocked(&self, want_work: bool, ready: impl Fn(bool, bool) -> bool) {
+        let heap = self.heap;
+        self.prepare_to_block();
+        heap.world.enter_blocking(self.m);
+        scope_depth_add(heap.id(), -1);
+        heap.pool
+            .wait_until(want_work, std::time::Duration::from_millis(1), ready);
+        heap.world.leave_blocking(self.m);
+        scope_depth_add(heap.id(), 1);
+        self.safepoint();
     }
 
     /// Allocate `size` zeroed bytes laid out as `shape` (a GC-heap collection's backing

@@ -30,8 +30,11 @@ struct PoolState {
     full: Vec<Vec<usize>>,
     /// Workers holding a buffer taken from `full` and not yet `idle`.
     busy: usize,
-    /// Workers blocked in `wait_for_work`.
+    /// Workers blocked in `wait_for_work` (they ask markers to hand work over).
     waiting: usize,
+    /// Parties blocked in `wait_until` for the pool to be done or for a change of phase
+    /// (they ask for nothing; `idle` wakes them when the last worker goes idle).
+    watching: usize,
     /// A party (a mark assist) found the pool empty since a worker last gave work away.
     hungry: bool,
     /// Empty buffers kept for reuse (bounded).
@@ -113,7 +116,7 @@ impl WorkPool {
         let mut s = self.lock();
         assert!(s.busy > 0, "runtime: grey pool: idle without take");
         s.busy -= 1;
-        if s.busy == 0 && s.full.is_empty() && s.waiting > 0 {
+        if s.busy == 0 && s.full.is_empty() && (s.waiting > 0 || s.watching > 0) {
             // Waiters may be deciding termination.
             self.cv.notify_all();
         }
@@ -188,6 +191,52 @@ impl WorkPool {
     /// Under loom there is no timed wait: yield instead (the collector's loop retries).
     #[cfg(loom)]
     pub(crate) fn wait_for_work(&self, _timeout: std::time::Duration) {
+        crate::loom::thread::yield_now();
+    }
+
+    /// Block until `ready(done, has_work)` holds — evaluated under the pool's lock, with
+    /// `done` as [`is_done`](Self::is_done) and `has_work` saying a buffer is queued — or
+    /// `timeout` passes. Whoever changes what `ready` reads from outside the pool (the
+    /// collector opening or ending marking) calls [`wake_all`](Self::wake_all) afterwards:
+    /// that takes this lock, so the change is either seen by the check or wakes the wait.
+    /// With `want_work`, the wait also asks busy markers to hand work over, as
+    /// `wait_for_work` does; without, it is woken when the last busy worker goes idle.
+    #[cfg(not(loom))]
+    pub(crate) fn wait_until(
+        &self,
+        want_work: bool,
+        timeout: std::time::Duration,
+        ready: impl Fn(bool, bool) -> bool,
+    ) {
+        let mut s = self.lock();
+        if ready(s.full.is_empty() && s.busy == 0, !s.full.is_empty()) {
+            return;
+        }
+        if want_work {
+            s.waiting += 1;
+            self.demand.store(true, Ordering::Relaxed);
+        } else {
+            s.watching += 1;
+        }
+        let (mut s, _) = self
+            .cv
+            .wait_timeout(s, timeout)
+            .unwrap_or_else(|e| e.into_inner());
+        if want_work {
+            s.waiting -= 1;
+        } else {
+            s.watching -= 1;
+        }
+    }
+
+    /// Loom: `wait_until` yields instead of blocking (its callers re-check in a loop).
+    #[cfg(loom)]
+    pub(crate) fn wait_until(
+        &self,
+        _want_work: bool,
+        _timeout: std::time::Duration,
+        _ready: impl Fn(bool, bool) -> bool,
+    ) {
         crate::loom::thread::yield_now();
     }
 

@@ -1,5 +1,6 @@
 //! How fast a forced collection marks a large pointer-dense heap (a binary tree): prints the
 //! live bytes and the time of `gc()` for a few cycles. A diagnostic, not a benchmark figure.
+//! Arguments: the tree's depth (22), and `procs` (1: one marking thread).
 
 use std::time::Instant;
 
@@ -28,8 +29,14 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(22);
+    // A second argument sets `procs` (1: the collector thread marks alone).
+    let procs = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(Config::default().procs);
     let heap = Heap::new(Config {
         gogc: None,
+        procs,
         ..Config::default()
     })
     .unwrap();

@@ -3,7 +3,8 @@
 //! forced; a memory limit below what the program's allocation would reach holds the heap
 //! near it with the collector's CPU share at or under half; assists keep a mutator that
 //! allocates flat out from running past the goal, and more allocating threads than CPUs
-//! cannot run ahead of a collector thread that waits for a CPU.
+//! cannot run ahead of a collector thread that waits for a CPU, nor stay parked when GOGC,
+//! the memory limit or a forced collection changes the goal under them.
 #![cfg(not(loom))]
 
 use std::time::{Duration, Instant};
@@ -389,4 +390,69 @@ fn gc_allocators_outnumbering_the_cpus_cannot_outrun_the_collector() {
     let worst = worst_heap_to_goal(&st, first);
     eprintln!("{} cycles, worst heap/goal {worst:.3}", st.num_gc - first);
     assert!(worst <= 1.15, "the heap ran {worst:.2}x past its goal");
+}
+
+#[test]
+#[ignore = "heavy: release, from cargo xtask test"]
+fn gc_waiting_allocators_survive_settings_changed_under_them() {
+    // Three threads allocate 32 KiB objects flat out on procs = 2, so they keep reaching the
+    // goal and waiting for the collector. Meanwhile another thread switches GOGC between 10
+    // and off, sets and lifts a memory limit below the live heap, and forces collections:
+    // every change must release or re-aim the waiters (no thread may stay parked at a goal
+    // that no longer exists), and each thread must finish its share.
+    const THREADS: usize = 3;
+    const PER_THREAD: usize = 30_000;
+    let h = Heap::new(traced(Config {
+        procs: 2,
+        ..Config::default()
+    }))
+    .unwrap();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let start = Instant::now();
+    std::thread::scope(|t| {
+        for _ in 0..THREADS {
+            let (h, done) = (h.clone(), &done);
+            t.spawn(move || {
+                let mut m = h.attach().unwrap();
+                m.scope(|s| {
+                    let ring = s.alloc(GcVec::<Blob>::new());
+                    for _ in 0..32 {
+                        ring.push(s, None);
+                    }
+                    for i in 0..PER_THREAD {
+                        s.scope(|s| {
+                            let o = s.alloc_zeroed::<Blob>();
+                            ring.set(s, i % 32, Some(o));
+                        });
+                    }
+                });
+                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            });
+        }
+        let mut k = 0u32;
+        while done.load(std::sync::atomic::Ordering::Relaxed) < THREADS {
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "allocating threads stuck: {} of {THREADS} done",
+                done.load(std::sync::atomic::Ordering::Relaxed)
+            );
+            match k % 5 {
+                0 => drop(h.set_gc_percent(Some(10))),
+                1 => drop(h.set_gc_percent(None)),
+                2 => drop(h.set_memory_limit(1 << 20)),
+                3 => drop(h.set_memory_limit(u64::MAX)),
+                _ => {
+                    drop(h.set_gc_percent(Some(100)));
+                    h.gc();
+                }
+            }
+            k += 1;
+            std::thread::sleep(Duration::from_micros(300));
+        }
+    });
+    eprintln!(
+        "{THREADS} x {PER_THREAD} allocations of 32 KiB in {:?}, {} cycles",
+        start.elapsed(),
+        h.stats().num_gc
+    );
 }

@@ -437,12 +437,20 @@ fn gc_waiting_allocators_survive_settings_changed_under_them() {
                 done.load(std::sync::atomic::Ordering::Relaxed)
             );
             match k % 5 {
-                0 => drop(h.set_gc_percent(Some(10))),
-                1 => drop(h.set_gc_percent(None)),
-                2 => drop(h.set_memory_limit(1 << 20)),
-                3 => drop(h.set_memory_limit(u64::MAX)),
+                0 => {
+                    h.set_gc_percent(Some(10));
+                }
+                1 => {
+                    h.set_gc_percent(None);
+                }
+                2 => {
+                    h.set_memory_limit(1 << 20);
+                }
+                3 => {
+                    h.set_memory_limit(u64::MAX);
+                }
                 _ => {
-                    drop(h.set_gc_percent(Some(100)));
+                    h.set_gc_percent(Some(100));
                     h.gc();
                 }
             }

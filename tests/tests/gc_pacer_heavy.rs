@@ -332,6 +332,28 @@ fn gc_assists_keep_a_flat_out_allocator_within_the_goal() {
 #[derive(Trace, bytemuck::Zeroable)]
 struct Blob([u8; 32 << 10]);
 
+/// As a mutator of `h` on this thread: allocate `Blob`s flat out into a ring of `ring_len`
+/// slots, each replacing the oldest, 64 per scope, while `more(allocations so far)`.
+fn blob_churn(h: &Heap, ring_len: usize, more: impl Fn(usize) -> bool) {
+    let mut m = h.attach().unwrap();
+    m.scope(|s| {
+        let ring = s.alloc(GcVec::<Blob>::new());
+        for _ in 0..ring_len {
+            ring.push(s, None);
+        }
+        let mut i = 0;
+        while more(i) {
+            s.scope(|s| {
+                for _ in 0..64 {
+                    let o = s.alloc_zeroed::<Blob>();
+                    ring.set(s, i % ring_len, Some(o));
+                    i += 1;
+                }
+            });
+        }
+    });
+}
+
 #[test]
 #[ignore = "heavy: release, from cargo xtask test"]
 fn gc_allocators_outnumbering_the_cpus_cannot_outrun_the_collector() {
@@ -351,23 +373,9 @@ fn gc_allocators_outnumbering_the_cpus_cannot_outrun_the_collector() {
         for _ in 0..THREADS {
             let (h, stop) = (h.clone(), &stop);
             t.spawn(move || {
-                let mut m = h.attach().unwrap();
-                m.scope(|s| {
-                    let ring = s.alloc(GcVec::<Blob>::new());
-                    for _ in 0..per_thread {
-                        ring.push(s, None);
-                    }
-                    let mut i = 0;
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        s.scope(|s| {
-                            for _ in 0..64 {
-                                let o = s.alloc_zeroed::<Blob>();
-                                ring.set(s, i % per_thread, Some(o));
-                                i += 1;
-                            }
-                        });
-                    }
-                });
+                blob_churn(&h, per_thread, |_| {
+                    !stop.load(std::sync::atomic::Ordering::Relaxed)
+                })
             });
         }
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -401,7 +409,7 @@ fn gc_waiting_allocators_survive_settings_changed_under_them() {
     // every change must release or re-aim the waiters (no thread may stay parked at a goal
     // that no longer exists), and each thread must finish its share.
     const THREADS: usize = 3;
-    const PER_THREAD: usize = 30_000;
+    const PER_THREAD: usize = 30_016; // 469 scopes of 64
     let h = Heap::new(traced(Config {
         procs: 2,
         ..Config::default()
@@ -413,19 +421,7 @@ fn gc_waiting_allocators_survive_settings_changed_under_them() {
         for _ in 0..THREADS {
             let (h, done) = (h.clone(), &done);
             t.spawn(move || {
-                let mut m = h.attach().unwrap();
-                m.scope(|s| {
-                    let ring = s.alloc(GcVec::<Blob>::new());
-                    for _ in 0..32 {
-                        ring.push(s, None);
-                    }
-                    for i in 0..PER_THREAD {
-                        s.scope(|s| {
-                            let o = s.alloc_zeroed::<Blob>();
-                            ring.set(s, i % 32, Some(o));
-                        });
-                    }
-                });
+                blob_churn(&h, 32, |i| i < PER_THREAD);
                 done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             });
         }

@@ -588,10 +588,10 @@ impl<'s> Scope<'s> {
     fn wait_for_mark_start(&self) {
         let heap = self.heap;
         while !heap.is_marking() && heap.alloc.sweep_one() {}
-        while heap.trigger_sent.load(Ordering::Relaxed) && !heap.is_marking() && heap.over_goal() {
-            self.wait_blocked(false, |_, _| {
-                heap.is_marking() || !heap.trigger_sent.load(Ordering::Relaxed) || !heap.over_goal()
-            });
+        let held_back =
+            || heap.trigger_sent.load(Ordering::Relaxed) && !heap.is_marking() && heap.over_goal();
+        while held_back() {
+            self.wait_blocked(false, |_, _| !held_back());
         }
     }
 

@@ -91,7 +91,8 @@ impl HeapInner {
                 // A stale entry: someone else swept (and relinked) the span already.
                 continue;
             }
-            match self.sweep_span(s) {
+            // Preserving: an emptied span of this class is just what we are looking for.
+            match self.sweep_span(s, true) {
                 Swept::Freed => continue,
                 Swept::Kept { nalloc } => {
                     if nalloc < s.nelems.load(Ordering::Relaxed) {

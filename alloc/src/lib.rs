@@ -57,7 +57,9 @@
 //! When the cached word is exhausted the cache moves to the span's next word; when the span is
 //! full it goes back to its *mcentral* (per span class: partial and full lists, each swept and
 //! unswept) and the cache takes another: a swept partial span, else an unswept one it sweeps
-//! itself, else a fresh span from the page heap. Large objects go straight to the page heap.
+//! itself (keeping it even when the sweep empties it, as Go's `sweep(preserve)` does: giving
+//! it back to the page heap only to take pages out again for the same class is wasted work),
+//! else a fresh span from the page heap. Large objects go straight to the page heap.
 //! The page heap keeps, per arena, an in-use bitmap and a "clean" (known-zero) bitmap; search
 //! is first-fit: a max-tree over the arenas finds the first one that may fit in O(log arenas),
 //! then at most 128 words of its bitmap (see `pages.rs`). Objects larger than an arena take
@@ -98,7 +100,7 @@
 //!    runs before the page heap hands out pages, or [`Heap::sweep_one`] from a background
 //!    thread — through a compare-and-swap on the span's generation word (see `sweepgen.rs`).
 //!    Sweeping makes the mark bits the new alloc bits and clears the mark bits; an empty span
-//!    returns its pages to the page heap. A dead object whose [`Shape`] said it has drop glue
+//!    returns its pages to the page heap (unless a refill swept it: the refill uses it). A dead object whose [`Shape`] said it has drop glue
 //!    is not freed: it goes to the [`DropQueue`] given at construction, stays allocated, and
 //!    is freed by a later sweep after [`Heap::release_finalized`]. Its finalize and queued
 //!    bits form a pair that changes in one atomic step (`finalize.rs`, loom-checked): the

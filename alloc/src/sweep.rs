@@ -85,7 +85,11 @@ impl HeapInner {
     /// publishes the new generation and relinks the span; on `Freed` the span is gone.
     /// Objects with drop glue found dead are recorded as queued and appended to the deferred
     /// drops, which `push_drops` hands to the drop queue after the sweep.
-    pub(crate) fn sweep_span(&self, s: &Span) -> Swept {
+    ///
+    /// With `preserve`, a span left empty is kept (`Kept { nalloc: 0 }`) rather than freed:
+    /// an allocating cache that swept it for a span of this class takes it as it is, which
+    /// spares a trip through the page heap and back (Go's `mspan.sweep(preserve)`).
+    pub(crate) fn sweep_span(&self, s: &Span, preserve: bool) -> Swept {
         let start = s.start.load(Ordering::Relaxed);
         let elemsize = s.elemsize();
         let mut nalloc = 0;
@@ -131,7 +135,7 @@ impl HeapInner {
             self.counters.live_sub((nfreed * elemsize) as u64);
             s.needzero.store(true, Ordering::Relaxed);
         }
-        if nalloc == 0 {
+        if nalloc == 0 && !preserve {
             self.free_span(s);
             Swept::Freed
         } else {
@@ -218,7 +222,7 @@ impl HeapInner {
 
     /// After winning a claim: sweep, publish generation `sg` and relink into a swept list.
     fn finish_sweep(&self, s: &Span, sg: u32) {
-        if let Swept::Kept { nalloc } = self.sweep_span(s) {
+        if let Swept::Kept { nalloc } = self.sweep_span(s, false) {
             s.sweepgen.set(sg);
             let spc = s.spc.load(Ordering::Relaxed) as usize;
             let full = nalloc == s.nelems.load(Ordering::Relaxed);

@@ -154,6 +154,17 @@ impl<F: AsFd> Source<F> {
         self.poller
             .io_stream(self.reg(), dir, park_thread, want, op)
     }
+
+    /// As [`io_stream`](Self::io_stream), with `op` saying itself whether the transfer
+    /// drained the direction (see [`Poller::io_stream_hinted`]).
+    pub fn io_stream_hinted(
+        &self,
+        dir: Direction,
+        op: impl FnMut() -> io::Result<(usize, bool)>,
+    ) -> io::Result<usize> {
+        self.poller
+            .io_stream_hinted(self.reg(), dir, park_thread, op)
+    }
 }
 
 impl<F: AsFd> AsFd for Source<F> {

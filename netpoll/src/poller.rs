@@ -382,6 +382,22 @@ impl<W: Waiter> Poller<W> {
         self.io_noting(reg, dir, park, op, |&n| 0 < n && n < want)
     }
 
+    /// [`io_stream`](Self::io_stream) for an `op` that knows better than "fewer bytes than
+    /// asked for": it returns the bytes moved and whether the kernel said the transfer left
+    /// the direction drained (a TCP read's `TCP_INQ` hint of 0 bytes left queued), which a
+    /// read of exactly the size asked for cannot show. The same soundness argument holds:
+    /// data that arrives after the kernel measured the queue raises a new edge.
+    pub fn io_stream_hinted<F: AsFd>(
+        &self,
+        reg: &Registration<F>,
+        dir: Direction,
+        park: impl FnMut(Commit<'_, W>),
+        op: impl FnMut() -> io::Result<(usize, bool)>,
+    ) -> io::Result<usize> {
+        self.io_noting(reg, dir, park, op, |&(n, drained)| 0 < n && drained)
+            .map(|(n, _)| n)
+    }
+
     /// `io`, noting after a successful `op` whether `drained` says it left the direction
     /// drained, and waiting for readiness first when the last holder's did.
     #[inline]

@@ -152,3 +152,62 @@ fn a_short_read_after_the_peer_closed_does_not_wait() {
         0
     );
 }
+
+/// `io_stream_hinted`: the operation's own word on whether it drained the direction (a TCP
+/// read's `TCP_INQ` hint) stands in for "fewer bytes than asked for". After a read of exactly
+/// the size asked for that says "drained", the next read waits before its first attempt and
+/// still gets what arrives later; one that says "more queued" lets the next read try at once.
+#[test]
+fn a_hinted_drain_waits_before_the_next_attempt_and_misses_nothing() {
+    let d = Driver::start().unwrap();
+    let (a, mut b) = pair();
+    let src = d.register(a).unwrap();
+    let attempts = AtomicUsize::new(0);
+    // The hint a Unix byte stream would give: nothing left once the read took what we wrote.
+    let queued = std::sync::Arc::new(AtomicUsize::new(0));
+    let read = |buf: &mut [u8]| {
+        src.io_stream_hinted(Direction::Read, || {
+            attempts.fetch_add(1, Ordering::Relaxed);
+            let n = src.get_ref().read(buf)?;
+            let left = queued.fetch_sub(n, Ordering::Relaxed) - n;
+            Ok((n, left == 0))
+        })
+    };
+    let mut buf = [0u8; 4];
+
+    queued.store(4, Ordering::Relaxed);
+    b.write_all(b"ping").unwrap();
+    src.wait(Direction::Read).unwrap();
+    assert_eq!(read(&mut buf).unwrap(), 4, "a full read");
+    assert_eq!(attempts.load(Ordering::Relaxed), 1);
+
+    let q = queued.clone();
+    let writer = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(50));
+        q.store(4, Ordering::Relaxed);
+        b.write_all(b"pong").unwrap();
+        b
+    });
+    assert_eq!(
+        read(&mut buf).unwrap(),
+        4,
+        "the read after a drained one lost data"
+    );
+    assert_eq!(&buf, b"pong");
+    assert_eq!(
+        attempts.load(Ordering::Relaxed),
+        2,
+        "the read after a hinted drain tried before waiting"
+    );
+    let mut b = writer.join().unwrap();
+
+    // Two messages queued: the first read says more is there, the second reads at once.
+    queued.store(8, Ordering::Relaxed);
+    b.write_all(b"abcdefgh").unwrap();
+    let before = attempts.load(Ordering::Relaxed);
+    assert_eq!(read(&mut buf).unwrap(), 4);
+    assert_eq!(&buf, b"abcd");
+    assert_eq!(read(&mut buf).unwrap(), 4);
+    assert_eq!(&buf, b"efgh");
+    assert_eq!(attempts.load(Ordering::Relaxed), before + 2);
+}

@@ -77,6 +77,11 @@
 //! the idle M). A spurious return from `park` (a token left by an earlier wake-up) finds the
 //! flag clear and parks again.
 //!
+//! A TCP read that leaves the receive queue empty — a short read, or on Linux one the kernel
+//! reports so through `TCP_INQ` (a read of exactly the size asked for) — lets the next read
+//! park before trying, instead of first failing with `EAGAIN`: a request / response
+//! exchange makes one `recv` per message rather than two (netpoll's `io_stream_hinted`).
+//!
 //! # Time and blocking work
 //!
 //! [`time`] is sched's `sleep` / `after` / `tick` / `Timer` / `Ticker`: timers live in per-P

@@ -64,6 +64,67 @@ fn echo_round_trips() {
     });
 }
 
+/// Reads of exactly the message size, which on Linux wait for readiness before their first
+/// attempt when the kernel said the previous one drained the socket (`TCP_INQ`), against a
+/// writer that sends messages whole, split in two with a pause between, and several at once:
+/// every byte arrives in order and no read waits for an edge that already came. A deadline
+/// turns a lost wake-up into a failure instead of a hang.
+#[test]
+fn exact_size_reads_against_split_and_batched_writes_lose_nothing() {
+    rt(2).block_on(|| {
+        const MSG: usize = 48;
+        const N: usize = 600;
+        let (mut w, mut r) = pair();
+        r.set_read_deadline(Some(Instant::now() + Duration::from_secs(20)))
+            .unwrap();
+        let writer = gort::spawn(move || {
+            let msg = |k: usize| -> Vec<u8> { (0..MSG).map(|i| (k * 7 + i) as u8).collect() };
+            let (mut k, mut turn) = (0, 0);
+            while k < N {
+                turn += 1;
+                match turn % 3 {
+                    0 => w.write_all(&msg(k)).unwrap(),
+                    1 => {
+                        let m = msg(k);
+                        w.write_all(&m[..MSG / 3]).unwrap();
+                        if turn % 2 == 1 {
+                            gort::time::sleep(Duration::from_micros(200));
+                        } else {
+                            gort::gosched();
+                        }
+                        w.write_all(&m[MSG / 3..]).unwrap();
+                    }
+                    _ => {
+                        // Three messages in one write: reads find more queued.
+                        let mut m = msg(k);
+                        for j in 1..3.min(N - k) {
+                            m.extend(msg(k + j));
+                        }
+                        k += m.len() / MSG - 1;
+                        w.write_all(&m).unwrap();
+                    }
+                }
+                k += 1;
+            }
+            w
+        });
+        let mut buf = [0u8; MSG];
+        for k in 0..N {
+            r.read_exact(&mut buf)
+                .unwrap_or_else(|e| panic!("message {k}: {e} (a read missed its wake-up?)"));
+            let want: Vec<u8> = (0..MSG).map(|i| (k * 7 + i) as u8).collect();
+            assert_eq!(&buf[..], &want[..], "message {k}");
+        }
+        let w = writer.join().unwrap();
+        drop(w);
+        assert_eq!(
+            r.read(&mut buf).unwrap(),
+            0,
+            "end of file after the last message"
+        );
+    });
+}
+
 #[test]
 fn past_deadline_times_out_at_once_and_clearing_it_reads_again() {
     rt(2).block_on(|| {

@@ -97,6 +97,21 @@ impl<F: AsFd> NetFd<F> {
         self.map_err(r)
     }
 
+    /// `io_stream` for an `op` that returns the bytes moved and whether the kernel said it
+    /// drained the direction (`Poller::io_stream_hinted`).
+    #[inline]
+    pub(crate) fn io_stream_hinted(
+        &self,
+        dir: Direction,
+        mut op: impl FnMut(&F) -> io::Result<(usize, bool)>,
+    ) -> io::Result<usize> {
+        let reg = self.begin(dir)?;
+        let r = self
+            .poller
+            .io_stream_hinted(reg, dir, park, || op(reg.get_ref()));
+        self.map_err(r)
+    }
+
     /// The start of one operation of `dir`: fails after `close`, and starts a std-style
     /// timeout's clock. Returns the registration to run it on.
     #[inline]

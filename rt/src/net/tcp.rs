@@ -226,6 +226,7 @@ impl Read for &TcpStream {
 /// `recv` per message on each side).
 mod inq {
     use std::io;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     use std::os::fd::AsRawFd;
 
     /// Ask for the hint on `s`; false where the kernel cannot give it.
@@ -377,6 +378,7 @@ mod tests {
     /// full read included; at end-of-file the kernel says "more" (so the next read tries and
     /// sees it), and a read of nothing is never taken for a drain by the poller anyway.
     #[test]
+    #[cfg_attr(miri, ignore)] // sockets
     fn a_tcp_read_says_whether_it_left_anything_queued() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut w = TcpStream::connect(l.local_addr().unwrap()).unwrap();

@@ -100,7 +100,8 @@
 //!    runs before the page heap hands out pages, or [`Heap::sweep_one`] from a background
 //!    thread — through a compare-and-swap on the span's generation word (see `sweepgen.rs`).
 //!    Sweeping makes the mark bits the new alloc bits and clears the mark bits; an empty span
-//!    returns its pages to the page heap (unless a refill swept it: the refill uses it). A dead object whose [`Shape`] said it has drop glue
+//!    returns its pages to the page heap (unless a refill swept it: the refill uses it). A
+//!    dead object whose [`Shape`] said it has drop glue
 //!    is not freed: it goes to the [`DropQueue`] given at construction, stays allocated, and
 //!    is freed by a later sweep after [`Heap::release_finalized`]. Its finalize and queued
 //!    bits form a pair that changes in one atomic step (`finalize.rs`, loom-checked): the

@@ -34,6 +34,7 @@
 //! blocks an M for them too), so the goroutine's P is handed to another M for the call.
 
 mod fd;
+mod inq;
 mod tcp;
 mod udp;
 mod unix;

@@ -685,3 +685,112 @@ fn an_allocation_takes_the_span_it_swept_empty_instead_of_freeing_it() {
     assert_eq!(s.frees, 511);
     assert_eq!(s.heap_objects, s.mallocs - s.frees);
 }
+
+/// Refills that keep the spans they sweep empty, racing a background sweeper that frees the
+/// empty spans it reaches first, over collections that flip the generation under both:
+/// every new object of every size comes back all zero (its span's slots were dirtied by the
+/// cycle before, whoever swept it), no live object is overwritten, and no span is both
+/// kept by a refill and freed by the sweeper (that would hand one slot out twice).
+#[test]
+fn refills_keeping_emptied_spans_race_a_sweeper_and_hand_out_only_zeroed_free_slots() {
+    use std::sync::Barrier;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const THREADS: usize = 2;
+    const CYCLES: usize = 8;
+    const SIZES: [usize; 4] = [48, 1024, 8192, 32768];
+    let heap = Heap::new().unwrap();
+    let stop = Arc::new(Barrier::new(THREADS + 1));
+    let restart = Arc::new(Barrier::new(THREADS + 1));
+    let done = Arc::new(AtomicBool::new(false));
+    type Live = Arc<Vec<Mutex<Vec<(usize, usize, u8)>>>>;
+    let live: Live = Arc::new((0..THREADS).map(|_| Mutex::new(Vec::new())).collect());
+    // A mutator records what went wrong and carries on: a panic would leave the others and
+    // the collecting thread waiting at the barriers forever.
+    let failed: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let sweeper = {
+        let (heap, done) = (heap.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                if !heap.sweep_one() {
+                    std::thread::yield_now();
+                }
+            }
+        })
+    };
+    let mutators: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (heap, stop, restart, live, failed) = (
+                heap.clone(),
+                stop.clone(),
+                restart.clone(),
+                live.clone(),
+                failed.clone(),
+            );
+            let fail = move |what: String| {
+                failed.lock().unwrap().get_or_insert(what);
+            };
+            std::thread::spawn(move || {
+                let mut c = heap.cache();
+                for cycle in 0..CYCLES {
+                    for i in 0..400usize {
+                        let size = SIZES[i % SIZES.len()];
+                        let p = c.alloc_noscan(size).unwrap().as_ptr();
+                        // SAFETY: `size` bytes at `p` were just allocated for us.
+                        let b = unsafe { std::slice::from_raw_parts_mut(p, size) };
+                        if !b.iter().all(|&x| x == 0) {
+                            fail(format!(
+                                "a reused slot of {size} bytes came back dirty (cycle {cycle})"
+                            ));
+                        }
+                        let tag = (t * 31 + cycle * 7 + i) as u8 | 1;
+                        b.fill(tag);
+                        if i % 16 == 0 {
+                            live[t].lock().unwrap().push((p as usize, size, tag));
+                        }
+                    }
+                    {
+                        let mut l = live[t].lock().unwrap();
+                        for &(p, size, tag) in l.iter() {
+                            // SAFETY: rooted objects survive every collection.
+                            let b = unsafe { std::slice::from_raw_parts(p as *const u8, size) };
+                            if !b.iter().all(|&x| x == tag) {
+                                fail("a live object was overwritten".into());
+                            }
+                        }
+                        // Half the survivors die each cycle: their spans empty out.
+                        let n = l.len() / 2;
+                        l.drain(..n);
+                    }
+                    stop.wait();
+                    restart.wait();
+                }
+            })
+        })
+        .collect();
+    for _ in 0..CYCLES {
+        stop.wait();
+        // SAFETY: every mutator waits at `restart`, inside no cache method.
+        unsafe { heap.start_mark() };
+        for l in live.iter() {
+            for &(p, _, _) in l.lock().unwrap().iter() {
+                heap.mark(p);
+            }
+        }
+        // SAFETY: as above.
+        unsafe { heap.finish_mark() };
+        restart.wait();
+    }
+    for m in mutators {
+        m.join().unwrap();
+    }
+    done.store(true, Ordering::Relaxed);
+    sweeper.join().unwrap();
+    if let Some(what) = failed.lock().unwrap().take() {
+        panic!("{what}");
+    }
+    heap.sweep_all();
+    let s = heap.stats();
+    assert_eq!(s.heap_objects, s.mallocs - s.frees);
+    let kept: usize = live.iter().map(|l| l.lock().unwrap().len()).sum();
+    assert!(s.heap_objects as usize >= kept);
+}

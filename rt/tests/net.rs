@@ -125,6 +125,77 @@ fn exact_size_reads_against_split_and_batched_writes_lose_nothing() {
     });
 }
 
+/// A read parked *before trying*, because the exact-size read before it was told by the
+/// kernel that it emptied the queue, must still wake for everything that is not data: a
+/// close by another goroutine, the peer's reset and the peer's end-of-file — the peer being
+/// a plain OS thread with a std socket, racing the goroutines. A deadline turns a missed
+/// wake-up into a failure instead of a hang.
+#[test]
+fn a_read_parked_after_an_exact_size_drain_wakes_for_close_reset_and_eof() {
+    rt(2).block_on(|| {
+        #[derive(Clone, Copy, Debug)]
+        enum End {
+            Close,
+            Reset,
+            Eof,
+        }
+        for end in [End::Close, End::Reset, End::Eof] {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = l.local_addr().unwrap();
+            let peer = std::thread::spawn(move || {
+                let (mut s, _) = l.accept().unwrap();
+                s.write_all(&[5u8; 32]).unwrap();
+                // Let the reader drain the message and park on the next read.
+                std::thread::sleep(Duration::from_millis(50));
+                match end {
+                    End::Reset => {
+                        socket2::SockRef::from(&s)
+                            .set_linger(Some(Duration::ZERO))
+                            .unwrap();
+                        drop(s);
+                    }
+                    End::Eof => s.shutdown(std::net::Shutdown::Write).unwrap(),
+                    // Keep the connection open until the reader's side is closed.
+                    End::Close => {
+                        let mut b = [0u8; 1];
+                        let _ = s.read(&mut b);
+                    }
+                }
+            });
+            let c = TcpStream::connect(addr).unwrap();
+            c.set_read_deadline(Some(Instant::now() + Duration::from_secs(20)))
+                .unwrap();
+            let mut buf = [0u8; 32];
+            (&c).read_exact(&mut buf).unwrap();
+            assert_eq!(buf, [5u8; 32]);
+            let closer = matches!(end, End::Close).then(|| {
+                let c = c.clone();
+                gort::spawn(move || {
+                    gort::time::sleep(Duration::from_millis(50));
+                    c.close().unwrap();
+                })
+            });
+            let r = (&c).read(&mut buf);
+            match end {
+                End::Close => {
+                    let e = r.unwrap_err();
+                    assert_eq!(e.kind(), ErrorKind::NotConnected, "{end:?}: {e}");
+                }
+                End::Reset => {
+                    let e = r.unwrap_err();
+                    assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{end:?}: {e}");
+                }
+                End::Eof => assert_eq!(r.unwrap(), 0, "{end:?}"),
+            }
+            if let Some(h) = closer {
+                h.join().unwrap();
+            }
+            drop(c);
+            peer.join().unwrap();
+        }
+    });
+}
+
 #[test]
 fn past_deadline_times_out_at_once_and_clearing_it_reads_again() {
     rt(2).block_on(|| {

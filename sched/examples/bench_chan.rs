@@ -1,7 +1,8 @@
 //! Channel, select, timer and mutex benchmarks for gort, tokio, crossbeam-channel and std;
 //! JSON lines out. Run by `cargo xtask bench`; `--quick` scales every workload down, and
 //! `--only NAME` runs one (pingpong, buffered, sieve, sleep, mutex); `--gort-only` skips
-//! tokio's sieve.
+//! tokio's sieve. For profiling, `SIEVE_PROCS` and `SIEVE_N` override gort's sieve's
+//! GOMAXPROCS (2) and number of primes.
 
 use gort_sched::chan::{Receiver, Sender};
 use gort_sched::sync::{Mutex, WaitGroup};
@@ -185,7 +186,11 @@ fn crossbeam_buffered(n: usize) -> f64 {
 // ---- Go's concurrent prime sieve: the first `n` primes, ms ----
 
 fn gort_sieve(n: usize) -> f64 {
-    gort(2).block_on(move || {
+    let procs = std::env::var("SIEVE_PROCS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    gort(procs).block_on(move || {
         let t = Instant::now();
         let (tx, mut rx): (Sender<u64>, Receiver<u64>) = chan(0);
         go(move || {
@@ -439,6 +444,10 @@ fn main() {
     }
     if want("sieve") {
         let n = if quick { 500 } else { 5000 };
+        let n = std::env::var("SIEVE_N")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(n);
         emit("sched/sieve", "gort", gort_sieve(n), "ms");
         if !gort_only {
             emit("sched/sieve", "tokio", tokio_sieve(n), "ms");

@@ -129,7 +129,11 @@
 //! then publishes `done`, then puts it in `runnext` — no reference counting on the way. A
 //! G keeps the fields a hand-off touches within its first 64 bytes, and a channel its lock
 //! and queues within 64 bytes: a pipeline of thousands of goroutines (the prime sieve) touches
-//! a cold goroutine at every hop. Values
+//! a cold goroutine at every hop. The channel's lock is `parking_lot`'s (`loom::ChanMutex`),
+//! not std's: no poisoning to check on every lock and unlock (6-8% of an unbuffered
+//! hand-off), and under contention — N producers and N consumers on one buffer — it spins
+//! and yields longer before it parks a thread in the kernel (that benchmark went from about
+//! 57 to 16-21 ns per value). Values
 //! are handed over directly to a waiting receiver (capacity 0 is a rendezvous); a receive
 //! from a full buffer moves the oldest blocked sender's value in behind it, keeping FIFO.
 //! Closing claims every waiter: receivers see closed after the buffer drains, senders get

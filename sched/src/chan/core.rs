@@ -1,7 +1,7 @@
 //! The channel itself: a buffer and two wait queues under one lock (Go's `hchan`).
 
 use super::waiter::{Entry, OUTCOME_CLOSED, OUTCOME_OK, WaitQueue, Waiting, Won};
-use crate::loom::{Mutex, MutexGuard, lock};
+use crate::loom::{ChanGuard as MutexGuard, ChanMutex as Mutex, chan_lock};
 use std::collections::VecDeque;
 
 /// State under the channel's lock. `repr(C)`, the queues first and the buffer behind a
@@ -178,7 +178,7 @@ impl<T> Chan<T> {
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State<T>> {
-        lock(&self.state)
+        chan_lock(&self.state)
     }
 
     /// Tries to send under the lock `s`.

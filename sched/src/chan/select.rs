@@ -25,7 +25,7 @@ use super::error::{RecvError, SendError};
 use super::handle::{Receiver, Sender};
 use super::waiter::{Entry, Group, OUTCOME_OK, Won};
 use crate::WaitReason;
-use crate::loom::{Arc, MutexGuard};
+use crate::loom::{Arc, ChanGuard as MutexGuard};
 #[cfg(not(loom))]
 use std::cell::Cell;
 

@@ -58,16 +58,19 @@ impl<'h> Object<'h> {
     }
 
     /// The object's first byte, as an address.
+    #[inline]
     pub fn addr(&self) -> usize {
         self.base
     }
 
     /// The slot size: the size class's size, or the pages of a large object.
+    #[inline]
     pub fn size(&self) -> usize {
         self.size
     }
 
     /// The object's slot index in its span (the unit of marking).
+    #[inline]
     pub fn index(&self) -> usize {
         self.index
     }
@@ -85,6 +88,7 @@ impl<'h> Object<'h> {
     }
 
     /// Whether the object holds no pointers (never scanned).
+    #[inline]
     pub fn is_noscan(&self) -> bool {
         self.span.noscan()
     }
@@ -163,33 +167,47 @@ impl<'h> Object<'h> {
 
     /// Pointer words `[first, first + n)` of the object.
     #[inline]
-    fn scan_slots(&self, first: usize, n: usize, mut f: impl FnMut(usize)) {
-        let arena = self.span.arena_ref();
-        let lo = self.base + first * 8;
-        if lo + n * 8 <= arena.base + crate::arena::ARENA_BYTES {
-            // The common case: the words lie in its span's (first) arena.
-            let start = (lo - arena.base) / 8;
-            heapbits::for_each(arena.heap_bits.words(), start, n, |w| f(lo + w * 8));
-            return;
-        }
-        self.scan_slots_huge(lo, n, f)
+    fn scan_slots(&self, first: usize, n: usize, f: impl FnMut(usize)) {
+        scan_slots(self.heap, self.span, self.base, first, n, f)
     }
+}
 
-    /// Words of an object larger than an arena: walk the heap bits arena by arena.
-    #[cold]
-    fn scan_slots_huge(&self, lo: usize, nwords: usize, mut f: impl FnMut(usize)) {
-        let mut addr = lo;
-        let mut done = 0;
-        while done < nwords {
-            let arena = self.heap.arena_of(addr);
-            let arena_end = arena.base + crate::arena::ARENA_BYTES;
-            let n = ((arena_end - addr) / 8).min(nwords - done);
-            let start = (addr - arena.base) / 8;
-            let base = addr;
-            heapbits::for_each(arena.heap_bits.words(), start, n, |w| f(base + w * 8));
-            done += n;
-            addr += n * 8;
-        }
+/// Pointer words `[first, first + n)` of the object at `base` of span `span`, by the heap
+/// bits written at allocation.
+#[inline(always)]
+fn scan_slots(
+    heap: &HeapInner,
+    span: &Span,
+    base: usize,
+    first: usize,
+    n: usize,
+    mut f: impl FnMut(usize),
+) {
+    let arena = span.arena_ref();
+    let lo = base + first * 8;
+    if lo + n * 8 <= arena.base + crate::arena::ARENA_BYTES {
+        // The common case: the words lie in its span's (first) arena.
+        let start = (lo - arena.base) / 8;
+        heapbits::for_each(arena.heap_bits.words(), start, n, |w| f(lo + w * 8));
+        return;
+    }
+    scan_slots_huge(heap, lo, n, f)
+}
+
+/// Words of an object larger than an arena: walk the heap bits arena by arena.
+#[cold]
+fn scan_slots_huge(heap: &HeapInner, lo: usize, nwords: usize, mut f: impl FnMut(usize)) {
+    let mut addr = lo;
+    let mut done = 0;
+    while done < nwords {
+        let arena = heap.arena_of(addr);
+        let arena_end = arena.base + crate::arena::ARENA_BYTES;
+        let n = ((arena_end - addr) / 8).min(nwords - done);
+        let start = (addr - arena.base) / 8;
+        let base = addr;
+        heapbits::for_each(arena.heap_bits.words(), start, n, |w| f(base + w * 8));
+        done += n;
+        addr += n * 8;
     }
 }
 
@@ -322,21 +340,17 @@ impl Heap {
         let mut bits = 0u64;
         let mut words: Option<(&AtomicU64, &AtomicU64)> = None;
         for addr in addrs {
-            let c = match cur {
-                Some(c) if addr.wrapping_sub(c.lo) < c.len => c,
-                _ => {
-                    let Some((s, _)) = heap.span_of(addr) else {
-                        continue;
-                    };
-                    if let (Some(c), Some((mw, _))) = (cur, words.take()) {
-                        Pending::flush(heap, c, pw, mw, bits, cycle, &mut newly_marked);
-                    }
-                    pw = NO_WORD;
-                    let c = Cur::of(s);
-                    cur = Some(c);
-                    c
+            if !matches!(&cur, Some(c) if addr.wrapping_sub(c.lo) < c.len) {
+                let Some((s, _)) = heap.span_of(addr) else {
+                    continue;
+                };
+                if let (Some(c), Some((mw, _))) = (&cur, words.take()) {
+                    Pending::flush(heap, c, pw, mw, bits, cycle, &mut newly_marked);
                 }
-            };
+                pw = NO_WORD;
+                cur = Some(Cur::of(s));
+            }
+            let Some(c) = &cur else { continue };
             let i = c.index(addr);
             if i >= c.nelems {
                 continue;
@@ -376,7 +390,7 @@ impl Heap {
             bits |= m;
             skip |= m;
         }
-        if let (Some(c), Some((mw, _))) = (cur, words) {
+        if let (Some(c), Some((mw, _))) = (&cur, words) {
             Pending::flush(heap, c, pw, mw, bits, cycle, &mut newly_marked);
         }
     }
@@ -448,7 +462,9 @@ impl Heap {
 /// objects known to be live (a marker's grey objects keep their span in use until the
 /// sweep); a span freed and reused meanwhile would be described wrongly — harmless to the
 /// heap, since [`SpanCursor::object`] still checks the alloc bits, but the answer may name
-/// a different object than [`Heap::find_object`] would.
+/// a different object than [`Heap::find_object`] would. [`SpanCursor::marked_slot`] checks
+/// nothing: it is for addresses of objects marked this cycle, whose span cannot be freed
+/// before the cycle's sweep.
 #[derive(Clone, Copy)]
 pub struct SpanCursor<'h> {
     cur: Cur<'h>,
@@ -471,6 +487,44 @@ impl<'h> SpanCursor<'h> {
     #[inline(always)]
     pub fn contains(&self, addr: usize) -> bool {
         addr.wrapping_sub(self.cur.lo) < self.cur.len
+    }
+
+    /// The base and size of the object slot of this span holding `addr`, without looking at
+    /// the alloc bits: for a marker's grey entries, which are objects it marked this cycle
+    /// (or pieces of one) and so stay allocated until the cycle's sweep — [`Self::object`]
+    /// costs two bitmap lookups more. `None` when `addr` is outside the span or past its
+    /// last slot.
+    #[inline(always)]
+    pub fn marked_slot(&self, addr: usize) -> Option<(usize, usize)> {
+        if !self.contains(addr) {
+            return None;
+        }
+        let c = self.cur;
+        let i = c.index(addr);
+        if i >= c.nelems {
+            return None;
+        }
+        Some((c.lo + i * c.elemsize, c.elemsize))
+    }
+
+    /// As [`Object::for_each_pointer_slot_in`], for the object of this span at `base` (from
+    /// [`Self::marked_slot`]) of size `size`.
+    #[inline]
+    pub fn for_each_pointer_slot_in(
+        &self,
+        base: usize,
+        size: usize,
+        from: usize,
+        len: usize,
+        f: impl FnMut(usize),
+    ) {
+        if self.cur.span.noscan() {
+            return;
+        }
+        let nwords = size / 8;
+        let first = (from / 8).min(nwords);
+        let n = (len / 8).min(nwords - first);
+        scan_slots(self.heap, self.cur.span, base, first, n, f);
     }
 
     /// The allocated, published object of this span containing `addr` (see
@@ -563,7 +617,7 @@ impl Pending {
     #[inline]
     fn flush<'h>(
         heap: &'h HeapInner,
-        cur: Cur<'h>,
+        cur: &Cur<'h>,
         w: usize,
         mark_word: &'h AtomicU64,
         bits: u64,

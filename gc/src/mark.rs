@@ -48,6 +48,13 @@ fn prefetch(addr: usize) {
     let _ = addr;
 }
 
+/// A grey entry outside every object: the grey lists hold marked objects only.
+#[cold]
+#[inline(never)]
+fn grey_not_in_heap(entry: usize) -> ! {
+    panic!("runtime: grey object {entry:#x} is not in the heap");
+}
+
 /// A marking party's local state: its grey buffer and what it counted.
 pub(crate) struct Marker<'h> {
     pub(crate) heap: &'h AllocHeap,
@@ -115,21 +122,23 @@ impl<'h> Marker<'h> {
     /// Scan one grey entry: an object's base, or an oblet's first address. `cursor` is the
     /// span of the previous entry, kept by the caller for one drain (grey objects keep their
     /// spans in use until the sweep, so it stays true while any of them is left).
-    fn scan(&mut self, entry: usize, cursor: &mut Option<SpanCursor<'h>>) {
-        let found = match cursor.as_ref().and_then(|c| c.object(entry)) {
-            Some(o) => Some(o),
+    fn scan(&mut self, entry: usize, cursor: &mut Option<SpanCursor<'h>>, batch: &mut Vec<usize>) {
+        // Grey entries are marked objects, which stay allocated until the sweep: the slot
+        // holding the entry is the object, without a look at the alloc bits.
+        let (c, (base, size)) = match cursor.and_then(|c| Some((c, c.marked_slot(entry)?))) {
+            Some(found) => found,
             None => {
-                let c = self.heap.span_cursor(entry);
-                *cursor = c;
-                c.and_then(|c| c.object(entry))
+                let Some(found) = self
+                    .heap
+                    .span_cursor(entry)
+                    .and_then(|c| Some((c, c.marked_slot(entry)?)))
+                else {
+                    grey_not_in_heap(entry)
+                };
+                *cursor = Some(found.0);
+                found
             }
         };
-        let Some(obj) = found else {
-            // Grey entries are marked objects, which stay allocated until the sweep.
-            panic!("runtime: grey object {entry:#x} is not in the heap");
-        };
-        let base = obj.addr();
-        let size = obj.size();
         let off = entry - base;
         self.scan_work += (size - off).min(OBLET) as u64;
         if size > OBLET && off == 0 {
@@ -140,19 +149,18 @@ impl<'h> Marker<'h> {
                 o += OBLET;
             }
         }
-        let mut batch = std::mem::take(&mut self.batch);
-        batch.reserve(64);
-        obj.for_each_pointer_slot_in(off, OBLET, |slot| {
-            // SAFETY: `slot` is a pointer word of `obj`, which is marked this cycle.
+        c.for_each_pointer_slot_in(base, size, off, OBLET, |slot| {
+            // SAFETY: `slot` is a pointer word of the object, which is marked this cycle.
             let v = unsafe { load_slot(slot) };
             if v != 0 {
                 batch.push(v);
                 if batch.len() == batch.capacity() {
-                    self.flush_batch(&mut batch);
+                    self.flush_batch(batch);
                 }
             }
         });
         if off == 0 && CELLS.load(Ordering::Relaxed) {
+            let obj = c.object(base).unwrap_or_else(|| grey_not_in_heap(entry));
             // SAFETY: the object is marked this cycle, so allocated until the sweep; only the
             // allocator writes its header word.
             if let Some(h) = unsafe { obj.header() } {
@@ -172,16 +180,8 @@ impl<'h> Marker<'h> {
         // Referents of several objects are marked together (one `mark_batch` call costs the
         // same for two addresses as for forty); `drain_local` flushes what is left.
         if batch.len() >= 48 {
-            self.flush_batch(&mut batch);
+            self.flush_batch(batch);
         }
-        self.batch = batch;
-    }
-
-    /// Mark the referents gathered so far (making the white ones grey).
-    fn flush_pending(&mut self) {
-        let mut batch = std::mem::take(&mut self.batch);
-        self.flush_batch(&mut batch);
-        self.batch = batch;
     }
 
     fn flush_batch(&mut self, batch: &mut Vec<usize>) {
@@ -211,6 +211,10 @@ impl<'h> Marker<'h> {
         let (mut head, mut len) = (0usize, 0usize);
         let mut n = 0;
         let mut cursor = None;
+        // The referents gathered by the scans, out of `self` for the drain (a scan's closure
+        // flushes it through `self`); it never grows past its capacity between flushes.
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.reserve(64);
         loop {
             while len < DEPTH && n + len < budget {
                 let Some(e) = self.local.pop() else { break };
@@ -219,24 +223,25 @@ impl<'h> Marker<'h> {
                 len += 1;
             }
             if len == 0 {
-                if self.batch.is_empty() || n >= budget {
+                if batch.is_empty() || n >= budget {
                     break;
                 }
                 // Gathered referents may hold more grey objects.
-                self.flush_pending();
+                self.flush_batch(&mut batch);
                 continue;
             }
             let e = ring[head];
             head = (head + 1) % DEPTH;
             len -= 1;
-            self.scan(e, &mut cursor);
+            self.scan(e, &mut cursor, &mut batch);
             n += 1;
             if n % 16 == 0 {
                 balance(self.pool, &mut self.local);
             }
         }
         // Nothing may stay gathered but unmarked once we stop (the caller publishes `local`).
-        self.flush_pending();
+        self.flush_batch(&mut batch);
+        self.batch = batch;
         n
     }
 

@@ -239,13 +239,25 @@ impl std::fmt::Debug for Scope<'_> {
 }
 
 impl Drop for Scope<'_> {
+    /// Inlined: a nested scope ends at every level of a recursive walk (binary-trees ends
+    /// one per node), and its end is one store.
+    #[inline]
     fn drop(&mut self) {
         self.with_local(|l| l.roots.handles.truncate(self.base));
         if self.outermost {
-            self.prepare_to_block();
-            self.heap.world.enter_blocking(self.m);
-            scope_depth_add(self.heap.id(), -1);
+            self.end_outermost();
         }
+    }
+}
+
+impl Scope<'_> {
+    /// The end of a mutator's outermost scope: the thread becomes a blocking region.
+    #[cold]
+    #[inline(never)]
+    fn end_outermost(&self) {
+        self.prepare_to_block();
+        self.heap.world.enter_blocking(self.m);
+        scope_depth_add(self.heap.id(), -1);
     }
 }
 
@@ -660,6 +672,9 @@ impl<'s> Scope<'s> {
 
     /// Run `f` with a nested scope whose handles are released when it returns. Handles of
     /// this scope stay usable inside it.
+    // Always inlined: a recursive walk with a scope per level (binary-trees) would otherwise
+    // pay a second call frame per level, its register saves and restores, for a length read.
+    #[inline(always)]
     pub fn scope<R>(&mut self, f: impl for<'t> FnOnce(&mut Scope<'t>) -> R) -> R {
         let base = self.with_local(|l| l.roots.handles.len());
         let mut s = Scope {

@@ -154,8 +154,8 @@
 //! until the sweep); its pointer words come from the heap bits, one bitmap word for any
 //! object of up to 64 words; the non-null referents gather in a batch that
 //! `gort_alloc::Heap::mark_batch` marks with one atomic OR per shared mark word. A 16-byte
-//! tree node costs about 265 instructions to mark and sweep (`examples/mark_rate.rs` under
-//! callgrind; 380 before these shortcuts), about 22 ns on one thread of the 2-core machine.
+//! tree node costs about 250 instructions to mark and sweep (`examples/mark_rate.rs` under
+//! callgrind; 380 before these shortcuts), about 20 ns on one thread of the 2-core machine.
 //!
 //! # Memory ordering
 //!

@@ -443,3 +443,104 @@ fn zeroed_objects_from_reused_memory_are_zero_and_survive_marking() {
     });
     assert!(cycles > 0, "no cycle ran during the test");
 }
+
+/// A 1 KiB object of pointers (a span class of its own, 8 per page).
+#[derive(Trace)]
+struct Wide {
+    slots: [Slot<Node>; 127],
+    tag: u64,
+}
+
+/// One link of a chain whose grey objects alternate between spans of every kind.
+#[derive(Trace)]
+struct Mixed {
+    next: Slot<Mixed>,
+    small: Slot<Node>,
+    wide: Slot<Wide>,
+    big: Slot<gort_gc::GcVec<Node>>,
+    val: u64,
+}
+
+#[test]
+fn a_grey_list_alternating_between_small_wide_and_oblet_spans_keeps_every_object() {
+    // The marker resolves each grey entry through the span of the entry before it, without
+    // the alloc bits: a chain whose every hop changes span — 16-byte nodes, 1 KiB objects,
+    // 40 KiB and 400 KiB arrays (the last scanned in 128 KiB oblets) — must come through
+    // cycle after cycle with nothing lost (checkmark aborts on anything reachable left white).
+    const LINKS: u64 = 60;
+    let h = heap();
+    let cycles = under_gc_loop(&h, || {
+        let mut m = h.attach().unwrap();
+        let root = m.scope(|s| {
+            let head = s.alloc(Mixed {
+                next: Slot::null(),
+                small: Slot::null(),
+                wide: Slot::null(),
+                big: Slot::null(),
+                val: 0,
+            });
+            let mut tail = head;
+            for i in 1..=LINKS {
+                s.scope(|s| {
+                    let link = s.alloc(Mixed {
+                        next: Slot::null(),
+                        small: Slot::null(),
+                        wide: Slot::null(),
+                        big: Slot::null(),
+                        val: i,
+                    });
+                    link.small.set(s, Some(s.alloc(node(i))));
+                    let wide = s.alloc(Wide {
+                        slots: std::array::from_fn(|_| Slot::null()),
+                        tag: i,
+                    });
+                    for (k, slot) in wide.slots.iter().enumerate().step_by(9) {
+                        slot.set(s, Some(s.alloc(node(i * 1000 + k as u64))));
+                    }
+                    link.wide.set(s, Some(wide));
+                    // Every seventh link holds a 400 KiB array, the others a 40 KiB one.
+                    let n = if i % 7 == 0 { 50_000 } else { 5_000 };
+                    let big = s.alloc(gort_gc::GcVec::<Node>::new());
+                    for k in 0..n {
+                        let x = (k % 1_000 == 0).then(|| s.alloc(node(i * 100_000 + k)));
+                        big.push(s, x);
+                    }
+                    link.big.set(s, Some(big));
+                    tail.next.set(s, Some(link));
+                });
+                tail = tail.next.get(s).unwrap();
+            }
+            Root::new(s, head)
+        });
+        for round in 0..4 {
+            m.scope(|s| {
+                s.gc();
+                let mut cur = root.get(s).next.get(s);
+                let mut i = 0;
+                while let Some(link) = cur {
+                    i += 1;
+                    assert_eq!(link.val, i, "round {round}: a link was corrupted");
+                    assert_eq!(link.small.get(s).unwrap().val, i);
+                    let wide = link.wide.get(s).unwrap();
+                    assert_eq!(wide.tag, i);
+                    for (k, slot) in wide.slots.iter().enumerate() {
+                        match slot.get(s) {
+                            Some(x) => assert_eq!(x.val, i * 1000 + k as u64),
+                            None => assert!(k % 9 != 0, "round {round}: a wide slot lost"),
+                        }
+                    }
+                    let big = link.big.get(s).unwrap();
+                    let n = if i % 7 == 0 { 50_000 } else { 5_000 };
+                    assert_eq!(big.len(), n as usize);
+                    for k in (0..n).step_by(1_000) {
+                        let x = big.get(s, k as usize).expect("a big array lost an element");
+                        assert_eq!(x.val, i * 100_000 + k, "round {round}");
+                    }
+                    cur = link.next.get(s);
+                }
+                assert_eq!(i, LINKS, "round {round}: the chain lost links");
+            });
+        }
+    });
+    assert!(cycles > 0, "no cycle ran during the test");
+}

@@ -94,8 +94,21 @@ impl<T: Trace> Slot<T> {
     /// the slot's type (or 0).
     #[inline]
     pub(crate) fn set_addr(&self, scope: &Scope<'_>, new: usize) {
-        let heap = scope.heap;
         scope.check_ours(self as *const Slot<T> as usize, "Slot::set");
+        self.set_addr_in_heap(scope, new);
+    }
+
+    /// `set` for a slot the caller knows lies in `scope`'s heap — an element of a `GcVec`
+    /// whose own address was checked, in a backing array that heap allocated — so only the
+    /// value is checked.
+    #[inline]
+    pub(crate) fn set_in_heap(&self, scope: &Scope<'_>, value: Option<Local<'_, T>>) {
+        self.set_addr_in_heap(scope, value.map_or(0, |l| l.addr()));
+    }
+
+    #[inline]
+    fn set_addr_in_heap(&self, scope: &Scope<'_>, new: usize) {
+        let heap = scope.heap;
         if new != 0 {
             scope.check_ours(new, "Slot::set (value)");
         }

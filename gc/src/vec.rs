@@ -120,8 +120,9 @@ impl<T: Trace> GcVec<T> {
                 "GcVec::set: index {i} out of range for length {len}"
             );
             let b = self.backing.load(Ordering::Relaxed);
-            // SAFETY: under the lock, `b` is the current array, longer than `len > i`.
-            unsafe { Self::slot_at(b, i) }.set(scope, value);
+            // SAFETY: under the lock, `b` is the current array, longer than `len > i`. The
+            // array is this heap's (`with_lock` checked the vector, and its heap made it).
+            unsafe { Self::slot_at(b, i) }.set_in_heap(scope, value);
         });
     }
 
@@ -154,7 +155,7 @@ impl<T: Trace> GcVec<T> {
                 }
                 let b = self.backing.load(Ordering::Relaxed);
                 // SAFETY: under the lock `b` is the current array, longer than `len`.
-                unsafe { Self::slot_at(b, len) }.set(scope, value);
+                unsafe { Self::slot_at(b, len) }.set_in_heap(scope, value);
                 // Release: publishes the element (and a new array) to lock-free readers.
                 self.len.store(len + 1, Ordering::Release);
                 true
@@ -177,7 +178,7 @@ impl<T: Trace> GcVec<T> {
             // SAFETY: under the lock `b` is the current array, longer than `len - 1`.
             let slot = unsafe { Self::slot_at(b, len - 1) };
             let v = slot.get_no_poll(scope);
-            slot.set(scope, None);
+            slot.set_in_heap(scope, None);
             self.len.store(len - 1, Ordering::Release);
             v
         })
@@ -191,7 +192,7 @@ impl<T: Trace> GcVec<T> {
             let b = self.backing.load(Ordering::Relaxed);
             for i in 0..len {
                 // SAFETY: under the lock `b` is the current array, longer than `len`.
-                unsafe { Self::slot_at(b, i) }.set(scope, None);
+                unsafe { Self::slot_at(b, i) }.set_in_heap(scope, None);
             }
             self.len.store(0, Ordering::Release);
         });
@@ -244,6 +245,7 @@ impl<T: Trace> GcVec<T> {
         }
         struct Unlock<'a>(&'a AtomicBool);
         impl Drop for Unlock<'_> {
+            #[inline]
             fn drop(&mut self) {
                 // Release: pairs with the Acquire of the next writer.
                 self.0.store(false, Ordering::Release);

@@ -136,7 +136,7 @@ impl Goroutine {
 /// freed once it returns: nothing but `r` is used after, and `r` only for the goroutine —
 /// whose scheduling reference we hold from the moment we took it — and for comparing the
 /// runtime with the calling M's own, which stays alive while the M runs.
-#[inline]
+#[inline(always)]
 pub(crate) fn ready_parked_here(r: ParkedRef, publish: impl FnOnce()) -> bool {
     let m = current_m();
     if m.is_null() {
@@ -159,7 +159,7 @@ pub(crate) fn ready_parked_here(r: ParkedRef, publish: impl FnOnce()) -> bool {
 
 /// Queues a goroutine we hold the scheduling reference of on `m`'s P (which `m` holds, in
 /// the goroutine's runtime): into `runnext`, so it runs next, as in Go.
-#[inline]
+#[inline(always)]
 fn enqueue_local(m: &M, g: NonNull<G>) {
     if let Some(old) = m.p_ref().runq.put_next(g) {
         m.push_back(old);

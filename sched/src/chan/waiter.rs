@@ -74,6 +74,7 @@ impl Group {
     /// goroutine and is emptied when the goroutine exits (`spawn::run_body`). Taking the group
     /// out (rather than sharing it) keeps a nested operation — none exists today — from
     /// resetting a group that is still in use: it would find the cache empty.
+    #[inline(always)]
     pub(crate) fn current() -> Arc<Group> {
         let g = crate::m::current_g();
         if g.is_null() {
@@ -96,6 +97,7 @@ impl Group {
 
     /// Hands back a group from [`Group::current`] after its operation ended (`wait`
     /// returned, or it was never queued): a goroutine's group goes back to its cache.
+    #[inline(always)]
     pub(crate) fn recycle(this: Arc<Group>) {
         if let Wake::Goroutine(owner) = &this.wake {
             // A goroutine's group is made by `current` for the goroutine itself, and handed
@@ -162,7 +164,7 @@ impl Group {
     /// Blocks the calling party until `finish`. A goroutine parks (its M runs others); a
     /// thread blocks, counted meanwhile as a foreign thread that may still feed runtimes, so
     /// no deadlock detector reports a program this thread is about to wake.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn wait(&self, reason: crate::WaitReason) {
         // Acquire: pairs with `finish`'s Release store.
         if self.done.load(Ordering::Acquire) {
@@ -196,6 +198,7 @@ pub struct Won(std::ptr::NonNull<Group>);
 
 impl Won {
     /// Publishes the winner's slot and outcome and wakes the party.
+    #[inline(always)]
     pub(crate) fn finish(self) {
         let p = self.0.as_ptr().cast_const();
         // The common case, a goroutine of this M's runtime that is parked: take it (it

@@ -445,7 +445,12 @@ impl M {
     ///
     /// # Safety
     /// As `switch_out`.
-    #[inline]
+    // Never inlined: it writes a thread-local (`set_current_goid`) before its switch, and
+    // its callers park in loops (`Group::wait`, inlined into every channel operation); inlined
+    // there, LLVM may keep the thread-local's address from one iteration to the next, across
+    // a switch that moved the goroutine to another thread (llvm-project#98479, as for
+    // `current_m`).
+    #[inline(never)]
     unsafe fn switch_direct(m: *const M, action: Action) {
         // SAFETY: `m` is the calling thread's live M (caller contract); the reference is not
         // used after the switch below.

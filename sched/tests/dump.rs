@@ -18,6 +18,8 @@ fn dump_probe_receiver(rx: gort_sched::Receiver<u8>) {
 #[inline(never)]
 fn dump_probe_sleeper() {
     gort_sched::time::sleep(Duration::from_secs(30));
+    // Not a tail call, so the probe keeps its frame in optimised builds too.
+    std::hint::black_box(());
 }
 
 #[inline(never)]
@@ -58,10 +60,16 @@ fn a_dump_of_three_known_goroutines_names_their_functions_and_states() {
         me.starts_with("goroutine ") && me.lines().next().unwrap().ends_with("[running]:"),
         "the caller comes first, running:\n{dump}"
     );
-    assert!(
-        me.contains("dump::a_dump_of_three_known_goroutines_names_their_functions_and_states"),
-        "the caller's own frames are missing:\n{dump}"
-    );
+    // An optimised build inlines the caller's closure into `call_inline`, and its
+    // line-tables-only debug information names an inlined frame without its path
+    // (`{closure#1}`): there the caller's frame is known by its file and line.
+    let own_frame = me
+        .contains("dump::a_dump_of_three_known_goroutines_names_their_functions_and_states")
+        || (!cfg!(debug_assertions)
+            && me
+                .lines()
+                .any(|l| l.starts_with('\t') && l.contains("tests/dump.rs:")));
+    assert!(own_frame, "the caller's own frames are missing:\n{dump}");
     for (state, function) in [
         ("chan receive", "dump_probe_receiver"),
         ("sleep", "dump_probe_sleeper"),

@@ -25,9 +25,6 @@ pub(crate) fn write(
     shape: Shape<'_>,
 ) {
     let b = start % 64;
-    if nwords == 0 {
-        return;
-    }
     if b + nwords <= 64 {
         // The common case: a small object's bits sit in one bitmap word.
         let w = &hb[start / 64];

@@ -68,12 +68,12 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     }
 }
 
+// A channel's lock (`ChanMutex`): loom's under loom; `parking_lot`'s otherwise — no
+// poisoning (a channel's critical sections never run user code that could panic half-way;
+// they only move values and links) and an inlined fast path of one CAS, where std's `Mutex`
+// checks the thread's panic count on every lock and unlock, 6-8% of an unbuffered hand-off.
 #[cfg(loom)]
 pub(crate) use loom::sync::{Mutex as ChanMutex, MutexGuard as ChanGuard};
-/// A channel's lock: `parking_lot`'s outside loom — no poisoning (a channel's critical
-/// sections never run user code that could panic half-way; they only move values and links)
-/// and an inlined fast path of one CAS; std's `Mutex` checks the thread's panic count on
-/// every lock and unlock, which cost 6-8% of an unbuffered hand-off. Loom's under loom.
 #[cfg(not(loom))]
 pub(crate) use parking_lot::{Mutex as ChanMutex, MutexGuard as ChanGuard};
 

@@ -496,15 +496,19 @@ impl<'h> SpanCursor<'h> {
     /// last slot.
     #[inline(always)]
     pub fn marked_slot(&self, addr: usize) -> Option<(usize, usize)> {
+        let i = self.slot_index(addr)?;
+        Some((self.cur.lo + i * self.cur.elemsize, self.cur.elemsize))
+    }
+
+    /// The index of the slot of this span holding `addr`: `None` outside the span's pages
+    /// or past its last slot.
+    #[inline(always)]
+    fn slot_index(&self, addr: usize) -> Option<usize> {
         if !self.contains(addr) {
             return None;
         }
-        let c = self.cur;
-        let i = c.index(addr);
-        if i >= c.nelems {
-            return None;
-        }
-        Some((c.lo + i * c.elemsize, c.elemsize))
+        let i = self.cur.index(addr);
+        (i < self.cur.nelems).then_some(i)
     }
 
     /// As [`Object::for_each_pointer_slot_in`], for the object of this span at `base` (from
@@ -531,14 +535,8 @@ impl<'h> SpanCursor<'h> {
     /// [`Heap::find_object`]; `None` when `addr` is outside the span or in no such object).
     #[inline]
     pub fn object(&self, addr: usize) -> Option<Object<'h>> {
-        if !self.contains(addr) {
-            return None;
-        }
+        let i = self.slot_index(addr)?;
         let c = self.cur;
-        let i = c.index(addr);
-        if i >= c.nelems {
-            return None;
-        }
         let bit = 1u64 << (i % 64);
         // Acquire: pairs with the Release store that published the object, as in `object_in`.
         if c.span.word_checked(ALLOC, i / 64)?.load(Ordering::Acquire) & bit == 0 {

@@ -135,3 +135,47 @@ fn a_vector_outside_the_heap_refuses_every_write() {
         assert!(pop.is_err(), "pop from a GcVec outside the heap");
     });
 }
+
+#[test]
+fn a_vector_refuses_an_element_of_another_heap_and_stays_usable() {
+    // A store into a vector checks the stored element's heap (its own slot's heap follows
+    // from the vector's): an element of another heap must be refused on push and set alike,
+    // leave the vector as it was, and leave its lock free for the next write.
+    let a = heap();
+    let b = heap();
+    let mut ma = a.attach().unwrap();
+    let mut mb = b.attach().unwrap();
+    ma.scope(|sa| {
+        let v = sa.alloc(GcVec::<Item>::new());
+        let mine = sa.alloc(Item {
+            val: 1,
+            next: Slot::null(),
+        });
+        v.push(sa, Some(mine));
+        mb.scope(|sb| {
+            let foreign = sb.alloc(Item {
+                val: 2,
+                next: Slot::null(),
+            });
+            let set = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                v.set(sa, 0, Some(foreign));
+            }));
+            assert!(set.is_err(), "set stored an element of another heap");
+            let push = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                v.push(sa, Some(foreign));
+            }));
+            assert!(push.is_err(), "push stored an element of another heap");
+        });
+        assert_eq!(v.len(), 1, "a refused push changed the length");
+        assert_eq!(
+            v.get(sa, 0).unwrap().val,
+            1,
+            "a refused set changed the element"
+        );
+        // The lock was released by the refused writes: these do not spin forever.
+        v.set(sa, 0, None);
+        v.push(sa, Some(mine));
+        assert!(v.get(sa, 0).is_none());
+        assert_eq!(v.get(sa, 1).unwrap().val, 1);
+    });
+}

@@ -326,8 +326,9 @@ impl HeapInner {
     }
 
     /// Return a span's pages to the page allocator and its record to the pool. The caller
-    /// owns the span (won its sweep) and it is in no swept list.
-    pub(crate) fn free_span(&self, s: &Span) {
+    /// owns the span (won its sweep) and it is in no swept list; `zeroed` says every byte of
+    /// it is zero.
+    pub(crate) fn free_span(&self, s: &Span, zeroed: bool) {
         let mut l = self.lock();
         let start = s.start.load(StdOrdering::Relaxed);
         let npages = s.npages.load(StdOrdering::Relaxed);
@@ -342,7 +343,7 @@ impl HeapInner {
         Self::set_span_table(&l, run, std::ptr::null());
         s.state.store(STATE_FREE, StdOrdering::Release);
         s.sweepgen.set(SWEEPGEN_FREE);
-        l.pages.free(ai, page, npages);
+        l.pages.free(ai, page, npages, zeroed);
         l.spans.free.push(SpanPtr(s));
         l.spans_inuse -= 1;
         l.class_spans[s.spc.load(StdOrdering::Relaxed) as usize] -= 1;
@@ -644,6 +645,17 @@ impl Heap {
         let r = self.inner.sweep_one().is_some();
         self.inner.push_drops();
         r
+    }
+
+    /// [`sweep_one`](Self::sweep_one) for a background sweeper with a CPU of its own: a span
+    /// it frees (up to 128 KiB) is zeroed first, so the allocation that takes those pages
+    /// again skips zeroing them. The zeroing moves off the allocating threads onto the
+    /// sweeper's CPU (and is wasted only when the scavenger releases the pages first).
+    /// Do not use it on a thread that allocates: there it only zeroes earlier what the
+    /// allocation would have zeroed, and maybe in vain.
+    pub fn sweep_one_zeroing(&self) -> bool {
+        let _z = crate::sweep::Zeroing::begin();
+        self.sweep_one()
     }
 
     /// Sweep every span left unswept this cycle (then hand deferred drops to the queue).

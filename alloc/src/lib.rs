@@ -60,7 +60,10 @@
 //! itself (keeping it even when the sweep empties it, as Go's `sweep(preserve)` does: giving
 //! it back to the page heap only to take pages out again for the same class is wasted work),
 //! else a fresh span from the page heap. Large objects go straight to the page heap.
-//! The page heap keeps, per arena, an in-use bitmap and a "clean" (known-zero) bitmap; search
+//! The page heap keeps, per arena, an in-use bitmap, a "clean" (released, known-zero) bitmap
+//! and a "zeroed" (resident, known-zero) one: a background sweeper on a CPU of its own
+//! (`Heap::sweep_one_zeroing`, the collector's thread) zeroes the spans it frees, up to
+//! 128 KiB each, so the allocation that reuses their pages does not; search
 //! is first-fit: a max-tree over the arenas finds the first one that may fit in O(log arenas),
 //! then at most 128 words of its bitmap (see `pages.rs`). Objects larger than an arena take
 //! runs of whole, address-contiguous arenas, reused once freed. Free pages go back to the OS
@@ -150,7 +153,8 @@
 //!   the arena index or a span table stays dereferenceable; all their shared fields are
 //!   atomics, so a racing reader sees stale values, never undefined behaviour.
 //! - Memory handed out is zero. Pages returned with `MADV_DONTNEED` (never `MADV_FREE`, which
-//!   can resurrect old bytes) are known clean and not zeroed again.
+//!   can resurrect old bytes) are known clean and not zeroed again; neither are pages freed
+//!   as zeroed by a zeroing sweep, which wrote the zeros while it owned the span.
 //! - Statistics live in cache-local fields, counted at span granularity, and reach the
 //!   heap's atomics when a cache releases its spans; the live-heap figure is one shared
 //!   atomic touched once per span refill or release; no shared counter is touched per object.

@@ -1,10 +1,13 @@
 //! The page allocator: which pages of which arena are in use, and which free pages are known
 //! to be zero (never touched, or released to the OS).
 //!
-//! Each arena keeps two 8192-bit bitmaps (128 words): `inuse` (1 = in a span, being
-//! scavenged, or not yet grown into) and `clean` (1 = free and reads as zeros without being
-//! backed: fresh from the OS or released with `MADV_DONTNEED`). Inside an arena a search walks
-//! at most 128 words, skipping full and empty words whole.
+//! Each arena keeps three 8192-bit bitmaps (128 words): `inuse` (1 = in a span, being
+//! scavenged, or not yet grown into), `clean` (1 = free and reads as zeros without being
+//! backed: fresh from the OS or released with `MADV_DONTNEED`) and `zeroed` (1 = free,
+//! backed, and zeroed by whoever freed it: a background sweeper, see `sweep.rs`). A run
+//! needs zeroing when it is taken unless every page of it is clean or zeroed; zeroed pages
+//! are still resident, so they stay scavenger work (dirty) until released. Inside an arena
+//! a search walks at most 128 words, skipping full and empty words whole.
 //!
 //! Costs do not grow with the number of arenas: a max-tree over the arenas (`RunTree`) keyed
 //! by an upper bound on each arena's longest free run finds the first arena that may fit a
@@ -41,6 +44,8 @@ pub(crate) struct ArenaPages {
     pub(crate) res: usize,
     inuse: Box<[u64; WORDS]>,
     clean: Box<[u64; WORDS]>,
+    /// Free, backed pages known to be zero (never also clean).
+    zeroed: Box<[u64; WORDS]>,
     /// Pages grown into (available to the allocator); the rest are marked in use.
     grown: usize,
     /// Free pages among the grown ones.
@@ -312,17 +317,21 @@ impl PageAlloc {
         let a = &mut self.arenas[run.arena];
         set_range(&mut a.inuse, run.page, run.npages, true);
         let clean = count_range(&a.clean, run.page, run.npages);
+        let zeroed = count_range(&a.zeroed, run.page, run.npages);
         set_range(&mut a.clean, run.page, run.npages, false);
+        set_range(&mut a.zeroed, run.page, run.npages, false);
         a.free -= run.npages;
         a.ndirty -= run.npages - clean;
         self.counts.inuse += run.npages;
         self.counts.released -= clean;
         self.rekey(run.arena);
-        clean != run.npages
+        // No page is both (`zeroed` is cleared whenever `clean` is set).
+        clean + zeroed != run.npages
     }
 
-    /// Return a run to the free pool. Its pages are dirty until released.
-    pub(crate) fn free(&mut self, arena: usize, page: usize, npages: usize) {
+    /// Return a run to the free pool. Its pages are dirty until released; with `zeroed`
+    /// the caller has zeroed every byte of them, and the run's next taker need not.
+    pub(crate) fn free(&mut self, arena: usize, page: usize, npages: usize, zeroed: bool) {
         let mut ai = arena;
         let mut page = page;
         let mut left = npages;
@@ -330,6 +339,7 @@ impl PageAlloc {
             let a = &mut self.arenas[ai];
             let n = left.min(PAGES_PER_ARENA - page);
             set_range(&mut a.inuse, page, n, false);
+            set_range(&mut a.zeroed, page, n, zeroed);
             a.free += n;
             a.ndirty += n;
             a.max_run = PAGES_PER_ARENA;
@@ -380,6 +390,7 @@ impl PageAlloc {
                 res: self.reservations.len(),
                 inuse: Box::new([u64::MAX; WORDS]),
                 clean: Box::new([0; WORDS]),
+                zeroed: Box::new([0; WORDS]),
                 grown: 0,
                 free: 0,
                 ndirty: 0,
@@ -464,6 +475,8 @@ impl PageAlloc {
             }
             let n = end - start;
             set_range(&mut a.inuse, start, n, true);
+            // Released, they will be clean (and `zeroed` never overlaps `clean`).
+            set_range(&mut a.zeroed, start, n, false);
             a.free -= n;
             a.ndirty -= n;
             let addr = a.arena.base + start * PAGE_SIZE;
@@ -571,17 +584,54 @@ mod tests {
         assert!(!dirty, "fresh pages are clean");
         let (b, _) = p.alloc(10).unwrap();
         assert_eq!(p.counts.inuse, 13);
-        p.free(a.arena, a.page, a.npages);
+        p.free(a.arena, a.page, a.npages, false);
         let (c, dirty) = p.alloc(2).unwrap();
         assert_eq!((c.arena, c.page), (a.arena, a.page));
         assert!(dirty, "reused pages are dirty");
-        p.free(c.arena, c.page, 2);
-        p.free(b.arena, b.page, 10);
+        p.free(c.arena, c.page, 2, false);
+        p.free(b.arena, b.page, 10, false);
         assert_eq!(p.counts.inuse, 0);
         assert!(p.counts.released < p.counts.sys);
         p.scavenge(usize::MAX);
         assert_eq!(p.counts.released, p.counts.sys);
         let (_, dirty) = p.alloc(3).unwrap();
         assert!(!dirty, "released pages come back zeroed");
+    }
+
+    #[test]
+    fn a_run_freed_zeroed_needs_no_zeroing_only_while_every_page_of_a_taker_is_zero() {
+        let mut p = PageAlloc::default();
+        let (a, _) = p.alloc(4).unwrap();
+        let (b, _) = p.alloc(4).unwrap();
+        assert_eq!((a.arena, a.page + 4), (b.arena, b.page));
+        p.free(a.arena, a.page, 4, true);
+        p.free(b.arena, b.page, 4, false);
+        let dirty_before = p.dirty();
+        assert_eq!(
+            dirty_before, 8,
+            "zeroed pages are still resident: scavenger work"
+        );
+        // Inside the zeroed run: no zeroing.
+        let (c, dirty) = p.alloc(3).unwrap();
+        assert_eq!(c.page, a.page);
+        assert!(!dirty, "a run of zeroed pages is handed out as zero");
+        // Straddling the zeroed page left and the dirty run: zeroing.
+        let (d, dirty) = p.alloc(2).unwrap();
+        assert_eq!(d.page, a.page + 3);
+        assert!(dirty, "one dirty page makes the run dirty");
+        // Taking pages clears their state: freed dirty again, they need zeroing.
+        p.free(c.arena, c.page, 3, false);
+        let (e, dirty) = p.alloc(3).unwrap();
+        assert_eq!(e.page, c.page);
+        assert!(dirty, "a zeroed page taken and freed dirty is dirty");
+        // Released pages are clean, never also zeroed: counts hold through a scavenge.
+        p.free(e.arena, e.page, 3, true);
+        p.free(d.arena, d.page, 2, true);
+        p.scavenge(usize::MAX);
+        assert_eq!(p.dirty(), 0);
+        let (f, dirty) = p.alloc(8).unwrap();
+        assert_eq!(f.page, a.page);
+        assert!(!dirty);
+        assert_eq!(p.counts.released, p.counts.sys - p.counts.inuse);
     }
 }

@@ -62,6 +62,34 @@ fn coordinating() -> bool {
     COORDINATOR.with(|c| c.get())
 }
 
+thread_local! {
+    /// Set on a background sweeper's thread while it sweeps (`Heap::sweep_one_zeroing`): the
+    /// spans it frees are zeroed first, so the next taker of their pages need not zero them.
+    static ZEROING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The largest span a zeroing sweeper zeroes: every small-object span (80 KiB at most) and
+/// large objects up to 128 KiB. A sweep holds off a stop of the world for the length of one
+/// span, and zeroing 128 KiB takes a few microseconds; larger runs are left to their taker
+/// (or to the scavenger, which returns them to the OS zeroed).
+const ZERO_MAX_BYTES: usize = 128 << 10;
+
+/// Marks the current thread as a zeroing background sweeper until dropped.
+pub(crate) struct Zeroing(());
+
+impl Zeroing {
+    pub(crate) fn begin() -> Self {
+        ZEROING.with(|c| c.set(true));
+        Zeroing(())
+    }
+}
+
+impl Drop for Zeroing {
+    fn drop(&mut self) {
+        ZEROING.with(|c| c.set(false));
+    }
+}
+
 /// Debug builds fill freed objects with `0xdb` bytes, so a collector bug that frees a
 /// reachable object shows up as garbage values (and a poisoned pointer faults) instead of
 /// plausible old data. Allocation zeroes reused slots (`needzero`), so it never leaks out.
@@ -136,11 +164,31 @@ impl HeapInner {
             s.needzero.store(true, Ordering::Relaxed);
         }
         if nalloc == 0 && !preserve {
-            self.free_span(s);
+            let zeroed = !s.needzero.load(Ordering::Relaxed) || Self::zero_if_zeroing(s);
+            self.free_span(s, zeroed);
             Swept::Freed
         } else {
             Swept::Kept { nalloc }
         }
+    }
+
+    /// On a zeroing sweeper's thread, zero a span about to be freed (if it is small enough)
+    /// and return true; else false. With no live objects a span's free slots read as zero
+    /// exactly when `needzero` is clear, and then so does all of it (its pages were zero
+    /// when it was made, and nothing else writes to them): the caller frees it as zeroed
+    /// without calling this.
+    fn zero_if_zeroing(s: &Span) -> bool {
+        let bytes = s.npages.load(Ordering::Relaxed) * crate::sizeclass::PAGE_SIZE;
+        if bytes > ZERO_MAX_BYTES || !ZEROING.with(|z| z.get()) {
+            return false;
+        }
+        let start = s.start.load(Ordering::Relaxed);
+        // SAFETY: we own the span (its sweep claim) and none of its objects survived: nothing
+        // reachable points into it, it is in no list, and no cache can hand out a slot of it
+        // (a cache only takes spans from lists). Its pages are in use, hence backed and
+        // writable, until `free_span` returns them.
+        unsafe { std::ptr::write_bytes(start as *mut u8, 0, bytes) };
+        true
     }
 
     /// Record the objects `bits` (slot `i` at `base + i * size`) for the drop queue; returns

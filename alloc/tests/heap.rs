@@ -81,6 +81,52 @@ fn reused_memory_comes_back_zeroed() {
     assert!(reused > 0, "freed slots are reused");
 }
 
+/// A zeroing background sweep frees emptied spans as zero, and the allocations that take
+/// their pages back skip zeroing: each must still read as zeros. Fails if the sweeper
+/// claims pages are zero without zeroing them.
+#[test]
+fn a_zeroing_sweeper_hands_its_freed_pages_back_zero() {
+    let heap = Heap::new().unwrap();
+    // Small classes with one- and many-page spans, a large object under the sweeper's
+    // zeroing limit and one over it.
+    let sizes = [48usize, 1024, 27264, 32768, 100_000, 300_000];
+    let mut c = heap.cache();
+    let mut old = std::collections::HashSet::new();
+    for &n in &sizes {
+        for _ in 0..(1 << 20) / n + 1 {
+            let p = c.alloc_noscan(n).unwrap();
+            // SAFETY: `n` bytes were allocated for us.
+            unsafe { std::ptr::write_bytes(p.as_ptr(), 0xFF, n) };
+            old.insert(p.as_ptr() as usize);
+        }
+    }
+    c.flush();
+    // SAFETY: single-threaded test: no cache method runs during these calls.
+    unsafe { heap.start_mark() };
+    // SAFETY: as above.
+    unsafe { heap.finish_mark() };
+    let mut swept = 0;
+    while heap.sweep_one_zeroing() {
+        swept += 1;
+    }
+    assert!(swept > 0);
+    assert_eq!(heap.stats().heap_objects, 0);
+    let mut reused = 0;
+    for &n in sizes.iter().rev() {
+        for _ in 0..(1 << 20) / n + 1 {
+            let p = c.alloc_noscan(n).unwrap();
+            // SAFETY: `n` bytes were allocated for us.
+            let b = unsafe { std::slice::from_raw_parts(p.as_ptr(), n) };
+            assert!(
+                b.iter().all(|&x| x == 0),
+                "a {n}-byte object on reused pages is not zeroed"
+            );
+            reused += old.contains(&(p.as_ptr() as usize)) as usize;
+        }
+    }
+    assert!(reused > 0, "freed pages are reused");
+}
+
 #[test]
 fn marked_objects_survive_and_unmarked_are_freed() {
     let heap = Heap::new().unwrap();

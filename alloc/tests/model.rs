@@ -28,7 +28,8 @@ enum Op {
     /// Declare the drop glue of one object received from the drop queue run.
     ReleaseQueued(u8),
     /// A collection that keeps the objects whose selector bit is set, then sweeps `sweep`
-    /// spans in the background (the rest are swept lazily by refills or the next mark).
+    /// spans in the background, every other one zeroing what it frees (the rest are swept
+    /// lazily by refills or the next mark).
     Collect { keep: u64, sweep: u8 },
     /// Release every free page to the OS.
     Release,
@@ -233,8 +234,13 @@ impl World {
         // SAFETY: as above.
         unsafe { self.heap.finish_mark() };
         self.dead.append(&mut self.released);
-        for _ in 0..sweep {
-            self.heap.sweep_one();
+        for i in 0..sweep {
+            // Every other step sweeps as a background sweeper that zeroes the spans it frees.
+            if i % 2 == 1 {
+                self.heap.sweep_one_zeroing();
+            } else {
+                self.heap.sweep_one();
+            }
         }
         let old = std::mem::take(&mut self.live);
         for (base, mut l) in old {

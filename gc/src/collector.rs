@@ -75,7 +75,9 @@ pub(crate) fn run(h: &HeapShared) {
 /// Sweep what the cycle left until done or until a new cycle is asked for.
 fn sweep_in_background(h: &HeapShared) {
     let mut n = 0u32;
-    while h.alloc.sweep_one() {
+    // The collector's thread does not allocate: the spans it frees it zeroes for their next
+    // taker (`sweep_one_zeroing`), work the allocating threads would do otherwise.
+    while h.alloc.sweep_one_zeroing() {
         n += 1;
         if n.is_multiple_of(64) {
             let c = h.ctl.lock().unwrap_or_else(|e| e.into_inner());

@@ -148,14 +148,14 @@
 //!
 //! # Scanning
 //!
-//! A marker (`mark.rs`) drains its grey buffer through an eight-entry FIFO that prefetches
+//! A marker (`mark.rs`) drains its grey buffer through a sixteen-entry FIFO that prefetches
 //! each object as it enters. A grey entry's object is found through the span cursor of the
 //! entry before it, without a look at the alloc bits (a grey entry is marked, so allocated
 //! until the sweep); its pointer words come from the heap bits, one bitmap word for any
 //! object of up to 64 words; the non-null referents gather in a batch that
 //! `gort_alloc::Heap::mark_batch` marks with one atomic OR per shared mark word. A 16-byte
 //! tree node costs about 250 instructions to mark and sweep (`examples/mark_rate.rs` under
-//! callgrind; 380 before these shortcuts), about 20 ns on one thread of the 2-core machine.
+//! callgrind; 380 before these shortcuts), about 19 ns on one thread of the 2-core machine.
 //!
 //! # Memory ordering
 //!

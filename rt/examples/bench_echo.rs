@@ -20,6 +20,19 @@ fn summarize(mut lat: Vec<u32>, elapsed: f64) -> (f64, f64) {
     let n = lat.len();
     lat.sort_unstable();
     let p99 = lat[(n * 99 / 100).min(n - 1)] as f64 / 1e3;
+    if std::env::var_os("ECHO_PCT").is_some() {
+        let q = |p: usize| lat[(n * p / 1000).min(n - 1)] as f64 / 1e3;
+        let mean = lat.iter().map(|&x| x as f64).sum::<f64>() / n as f64 / 1e3;
+        eprintln!(
+            "mean {mean:.0} p10 {:.0} p50 {:.0} p90 {:.0} p99 {:.0} p999 {:.0} max {:.0}",
+            q(100),
+            q(500),
+            q(900),
+            q(990),
+            q(999),
+            lat[n - 1] as f64 / 1e3
+        );
+    }
     (n as f64 / elapsed, p99)
 }
 

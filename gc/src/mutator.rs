@@ -439,7 +439,7 @@ impl<'s> Scope<'s> {
         };
         // SAFETY: `init` writes a whole `T` over the zeroed object.
         let addr = unsafe { self.alloc_object::<T>(init)? };
-        if Desc::<T>::HAS_PTRS && self.heap.is_marking() {
+        if Desc::<T>::HAS_PTRS && self.heap.is_marking() && may_point(addr, Desc::<T>::BITMAP) {
             // Born black, so never scanned: shade what it already points to.
             self.shade_initial(addr, Desc::<T>::BITMAP);
         }
@@ -651,6 +651,7 @@ impl<'s> Scope<'s> {
         r
     }
 
+    /// Shade the referents of a new object (pointer words `bitmap`) at `addr`.
     #[cold]
     fn shade_initial(&self, addr: usize, bitmap: &[u64]) {
         self.window_begin();
@@ -727,4 +728,25 @@ impl<'s> Scope<'s> {
 #[inline(never)]
 fn alloc_failed(e: AllocError) -> ! {
     panic!("runtime: out of memory: {e}")
+}
+
+/// Whether a new object at `addr` (pointer words `bitmap`, the type's constant) may point
+/// anywhere. A type of at most eight pointer words is checked here, inlined, so a node born
+/// with null slots (the common case: a tree's node before its children) skips the call to
+/// `shade_initial` while marking; a larger type answers true and is checked there.
+#[inline(always)]
+fn may_point(addr: usize, bitmap: &[u64]) -> bool {
+    let [word] = bitmap else { return true };
+    if word.count_ones() > 8 {
+        return true;
+    }
+    let (mut bits, mut any) = (*word, 0);
+    while bits != 0 {
+        let w = bits.trailing_zeros() as usize;
+        bits &= bits - 1;
+        // SAFETY: word `w` of the new object is a `Slot` (the `Trace` contract), inside the
+        // object we just initialised and rooted, which no other thread can reach yet.
+        any |= unsafe { crate::mark::load_slot(addr + w * 8) };
+    }
+    any != 0
 }

@@ -750,3 +750,23 @@ fn may_point(addr: usize, bitmap: &[u64]) -> bool {
     }
     any != 0
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::may_point;
+
+    #[test]
+    fn may_point_reads_only_the_pointer_words_of_small_types() {
+        let words = [0xdead_usize, 0, 0x1000, 0];
+        let at = words.as_ptr() as usize;
+        // Word 0 holds a non-address but is no pointer word; 1 and 3 are null.
+        assert!(!may_point(at, &[0b1010]));
+        assert!(may_point(at, &[0b0100]));
+        assert!(may_point(at, &[0b1110]));
+        // More than eight pointer words, or a bitmap of several words: checked elsewhere.
+        let many = [0usize; 9];
+        assert!(may_point(many.as_ptr() as usize, &[0x1ff]));
+        assert!(!may_point(many.as_ptr() as usize, &[0xff]));
+        assert!(may_point(many.as_ptr() as usize, &[0, 1]));
+    }
+}

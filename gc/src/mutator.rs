@@ -757,16 +757,18 @@ mod tests {
 
     #[test]
     fn may_point_reads_only_the_pointer_words_of_small_types() {
-        let words = [0xdead_usize, 0, 0x1000, 0];
-        let at = words.as_ptr() as usize;
+        // Mutable: the slots are read as atomics, which need write provenance (Miri).
+        let mut words = [0xdead_usize, 0, 0x1000, 0];
+        let at = words.as_mut_ptr().expose_provenance();
         // Word 0 holds a non-address but is no pointer word; 1 and 3 are null.
         assert!(!may_point(at, &[0b1010]));
         assert!(may_point(at, &[0b0100]));
         assert!(may_point(at, &[0b1110]));
         // More than eight pointer words, or a bitmap of several words: checked elsewhere.
-        let many = [0usize; 9];
-        assert!(may_point(many.as_ptr() as usize, &[0x1ff]));
-        assert!(!may_point(many.as_ptr() as usize, &[0xff]));
-        assert!(may_point(many.as_ptr() as usize, &[0, 1]));
+        let mut many = [0usize; 9];
+        let at = many.as_mut_ptr().expose_provenance();
+        assert!(may_point(at, &[0x1ff]));
+        assert!(!may_point(at, &[0xff]));
+        assert!(may_point(at, &[0, 1]));
     }
 }

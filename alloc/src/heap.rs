@@ -14,7 +14,7 @@ use crate::pages::{PageAlloc, PageRun};
 use crate::sizeclass::{NUM_SPAN_CLASSES, PAGE_SIZE};
 use crate::span::{STATE_FREE, STATE_IN_USE, Span};
 use crate::stats::{BY_SIZE_ENTRIES, BySize, Counters, HeapStats};
-use crate::sweep::{Coordinating, DROPS_RESERVE, Drops};
+use crate::sweep::{DROPS_RESERVE, Drops, Role};
 use crate::sweepgen::SWEEPGEN_FREE;
 use crate::sweepgen::SweepState;
 
@@ -572,7 +572,7 @@ impl Heap {
             "runtime: start_mark during a mark phase: each start_mark must be followed by one \
              finish_mark"
         );
-        let _stw = Coordinating::begin();
+        let _stw = Role::coordinating();
         inner.sweep.close();
         while inner.sweep.sweep_one_closed(inner).is_some() {}
         inner.marking.store(true, StdOrdering::Relaxed);
@@ -612,7 +612,7 @@ impl Heap {
              pairs with one start_mark, which finishes the previous cycle's sweep; two \
              finish_marks in a row would leave the first cycle's dead objects unswept)"
         );
-        let _stw = Coordinating::begin();
+        let _stw = Role::coordinating();
         // No sweeper may hold the old generation across the flip (see `SweepState`).
         inner.sweep.close();
         inner.marking.store(false, StdOrdering::Relaxed);
@@ -654,7 +654,7 @@ impl Heap {
     /// Do not use it on a thread that allocates: there it only zeroes earlier what the
     /// allocation would have zeroed, and maybe in vain.
     pub fn sweep_one_zeroing(&self) -> bool {
-        let _z = crate::sweep::Zeroing::begin();
+        let _z = Role::zeroing();
         self.sweep_one()
     }
 

@@ -42,19 +42,29 @@ thread_local! {
     static COORDINATOR: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Marks the current thread as the stop-the-world coordinator until dropped.
-pub(crate) struct Coordinating(());
+/// A role the current thread plays until the guard drops: a flag in a thread-local.
+pub(crate) struct Role(&'static std::thread::LocalKey<Cell<bool>>);
 
-impl Coordinating {
-    pub(crate) fn begin() -> Self {
-        COORDINATOR.with(|c| c.set(true));
-        Coordinating(())
+impl Role {
+    /// The stop-the-world coordinator (`COORDINATOR`).
+    pub(crate) fn coordinating() -> Role {
+        Role::begin(&COORDINATOR)
+    }
+
+    /// A zeroing background sweeper (`ZEROING`).
+    pub(crate) fn zeroing() -> Role {
+        Role::begin(&ZEROING)
+    }
+
+    fn begin(flag: &'static std::thread::LocalKey<Cell<bool>>) -> Role {
+        flag.with(|c| c.set(true));
+        Role(flag)
     }
 }
 
-impl Drop for Coordinating {
+impl Drop for Role {
     fn drop(&mut self) {
-        COORDINATOR.with(|c| c.set(false));
+        self.0.with(|c| c.set(false));
     }
 }
 
@@ -73,22 +83,6 @@ thread_local! {
 /// span, and zeroing 128 KiB takes a few microseconds; larger runs are left to their taker
 /// (or to the scavenger, which returns them to the OS zeroed).
 const ZERO_MAX_BYTES: usize = 128 << 10;
-
-/// Marks the current thread as a zeroing background sweeper until dropped.
-pub(crate) struct Zeroing(());
-
-impl Zeroing {
-    pub(crate) fn begin() -> Self {
-        ZEROING.with(|c| c.set(true));
-        Zeroing(())
-    }
-}
-
-impl Drop for Zeroing {
-    fn drop(&mut self) {
-        ZEROING.with(|c| c.set(false));
-    }
-}
 
 /// Debug builds fill freed objects with `0xdb` bytes, so a collector bug that frees a
 /// reachable object shows up as garbage values (and a poisoned pointer faults) instead of

@@ -63,7 +63,7 @@ impl SweepGen {
 }
 
 /// Whether a span whose word is `v` is swept (or cached after sweeping) under generation `sg`.
-#[cfg(loom)]
+#[cfg(all(test, loom))]
 pub(crate) fn is_swept(v: u32, sg: u32) -> bool {
     v == sg || v == sg.wrapping_add(3)
 }

@@ -733,10 +733,12 @@ fn an_allocation_takes_the_span_it_swept_empty_instead_of_freeing_it() {
 }
 
 /// Refills that keep the spans they sweep empty, racing a background sweeper that frees the
-/// empty spans it reaches first, over collections that flip the generation under both:
-/// every new object of every size comes back all zero (its span's slots were dirtied by the
-/// cycle before, whoever swept it), no live object is overwritten, and no span is both
-/// kept by a refill and freed by the sweeper (that would hand one slot out twice).
+/// empty spans it reaches first (every other sweep a zeroing one, whose freed pages the next
+/// taker does not zero), over collections that flip the generation under both: every new
+/// object of every size comes back all zero (its span's slots were dirtied by the cycle
+/// before, whoever swept it), no live object is overwritten (by a refill's reuse or by the
+/// sweeper's zeroing), and no span is both kept by a refill and freed by the sweeper (that
+/// would hand one slot out twice).
 #[test]
 fn refills_keeping_emptied_spans_race_a_sweeper_and_hand_out_only_zeroed_free_slots() {
     use std::sync::Barrier;
@@ -756,8 +758,15 @@ fn refills_keeping_emptied_spans_race_a_sweeper_and_hand_out_only_zeroed_free_sl
     let sweeper = {
         let (heap, done) = (heap.clone(), done.clone());
         std::thread::spawn(move || {
+            let mut zeroing = false;
             while !done.load(Ordering::Relaxed) {
-                if !heap.sweep_one() {
+                zeroing = !zeroing;
+                let swept = if zeroing {
+                    heap.sweep_one_zeroing()
+                } else {
+                    heap.sweep_one()
+                };
+                if !swept {
                     std::thread::yield_now();
                 }
             }

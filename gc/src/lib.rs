@@ -82,8 +82,10 @@
 //!    the pool's lock — nothing grey is left anywhere; otherwise the world restarts and
 //!    marking goes on. Then `finish_mark` flips the sweep generation: unmarked objects are
 //!    garbage.
-//! 4. *Sweep*, concurrently: by the collector thread in the background, by allocation
-//!    (the allocator sweeps before it takes fresh pages), and by `gc()` callers.
+//! 4. *Sweep*, concurrently: by the collector thread in the background (which also zeroes
+//!    the spans it frees, so the allocation that reuses their pages need not: work moved
+//!    off the mutators), by allocation (the allocator sweeps before it takes fresh pages),
+//!    and by `gc()` callers.
 //!
 //! # Pacing
 //!

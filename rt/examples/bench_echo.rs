@@ -2,6 +2,8 @@
 //! in one process, for gort (goroutines + gort::net) and tokio (multi-thread runtime);
 //! `rt/bench-go/echo.go` is the Go side. Prints round trips per second and the p99 round-trip
 //! latency as JSON lines. Run by `cargo xtask bench`; `--quick` scales it down, `--only gort|tokio` runs one.
+//! With `ECHO_PCT` set, each side also prints its latency distribution (mean, p10 … p99.9,
+//! max, in µs) to stderr.
 
 use std::io::{Read, Write};
 use std::sync::Arc;

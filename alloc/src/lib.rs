@@ -180,8 +180,8 @@
 //! they race with; `sweep_one` / `sweep_all` and `release_finalized` may race with a stopped
 //! world (a sweeper inside the gate delays `start_mark` / `finish_mark` by one span).
 #![deny(unsafe_op_in_unsafe_fn)]
-// A loom build compiles the crate for its models, which use a part of it (signals, the
-// scavenger and other OS-facing code are left out under `cfg(loom)`): unused code there is
+// A loom build compiles the crate for its models, which use a part of it (the sweep
+// generations, the span sets; the scavenger and the rest go unused): unused code there is
 // expected, and warnings about it would only bury real ones.
 #![cfg_attr(loom, allow(dead_code))]
 

@@ -313,8 +313,8 @@
 //! moment, no other goroutine runs on the thread, and thread-locals are safe to hold across
 //! scheduling points. A goroutine that exits locked ends its thread, as in Go.
 #![deny(unsafe_op_in_unsafe_fn)]
-// A loom build compiles the crate for its models, which use a part of it (signals, the
-// scavenger and other OS-facing code are left out under `cfg(loom)`): unused code there is
+// A loom build compiles the crate for its models, which use a part of it (the signal-based
+// suspension and other OS-facing code are left out under `cfg(loom)`): unused code there is
 // expected, and warnings about it would only bury real ones.
 #![cfg_attr(loom, allow(dead_code))]
 

@@ -510,3 +510,61 @@ fn threads_and_goroutines_hammer_one_buffered_channel_closed_mid_flight() {
         "a value was neither received nor handed back"
     );
 }
+
+/// A goroutine parked in a channel operation may resume on another thread: the hand-off's
+/// wait loops are inlined into every send and receive, and the switch beneath them writes a
+/// thread-local (`switch_direct`, never inlined so that LLVM cannot keep that thread-local's
+/// address across the switch, llvm-project#98479). A ring of goroutines passing a token
+/// over unbuffered channels on 2 Ps (each yielding every 64 hand-offs, so the other P steals
+/// them onto its thread) checks after every receive that the goroutine still knows who it
+/// is: a stale thread-local would name the goroutine that last ran on the old thread.
+#[test]
+fn a_goroutine_knows_who_it_is_after_every_park_that_moved_it_to_another_thread() {
+    const RING: usize = 8;
+    const ROUNDS: usize = 5_000;
+    let rt = runtime(2);
+    let (wrong, moves) = rt.block_on(|| {
+        let wrong = Arc::new(AtomicUsize::new(0));
+        let moves = Arc::new(AtomicUsize::new(0));
+        let chans: Vec<_> = (0..RING).map(|_| chan::<usize>(0)).collect();
+        let mut txs: Vec<_> = chans.iter().map(|(t, _)| Some(t.clone())).collect();
+        let mut hs = Vec::new();
+        for (i, (_, rx)) in chans.into_iter().enumerate() {
+            let tx = txs[(i + 1) % RING].take().unwrap();
+            let (wrong, moves) = (wrong.clone(), moves.clone());
+            hs.push(spawn(move || {
+                let me = gort_sched::goid();
+                let mut thread = std::thread::current().id();
+                if i == 0 {
+                    tx.send(0).unwrap();
+                }
+                for v in rx.iter() {
+                    if gort_sched::goid() != me || gort_sched::current().map(|g| g.id()) != me {
+                        wrong.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let now = std::thread::current().id();
+                    if now != thread {
+                        moves.fetch_add(1, Ordering::Relaxed);
+                        thread = now;
+                    }
+                    if v == ROUNDS * RING || tx.send(v + 1).is_err() {
+                        return;
+                    }
+                    if v % 64 == 0 {
+                        gort_sched::gosched();
+                    }
+                }
+            }));
+        }
+        drop(txs);
+        for h in hs {
+            h.join().unwrap();
+        }
+        (wrong.load(Ordering::Relaxed), moves.load(Ordering::Relaxed))
+    });
+    assert_eq!(wrong, 0, "a goroutine saw another's identity after a park");
+    assert!(
+        moves > 0,
+        "no goroutine changed threads: the test proved nothing"
+    );
+}

@@ -301,7 +301,7 @@ impl Cache {
         debug_assert_eq!(elemsize, slot.elemsize);
         debug_assert_eq!(shape.is_noscan(), slot.noscan);
         if slot.needzero {
-            if elemsize <= 64 {
+            if elemsize <= STORE_ZERO_MAX {
                 zero_small(addr, elemsize);
             } else {
                 // SAFETY: `addr..addr+elemsize` is a slot of a span this cache owns; the slot
@@ -592,8 +592,14 @@ fn busy_ref<'a>(p: NonNull<BusyLine>) -> &'a AtomicU32 {
     unsafe { &p.as_ref().0 }
 }
 
-/// Zero a slot of at most 64 bytes with straight-line stores (a loop would become a call to
-/// memset).
+/// The largest slot that allocation zeroes with straight-line stores (`zero_small`) when
+/// its span needs zeroing: a store or four into the line the caller is about to write
+/// anyway. Spans of such slots are therefore never zeroed ahead by a zeroing sweeper (see
+/// `sweep.rs`), which would only pull their lines through the cache twice.
+pub(crate) const STORE_ZERO_MAX: usize = 64;
+
+/// Zero a slot of at most `STORE_ZERO_MAX` bytes with straight-line stores (a loop would
+/// become a call to memset).
 #[inline(always)]
 fn zero_small(addr: usize, size: usize) {
     #[inline(always)]

@@ -648,8 +648,8 @@ impl Heap {
     }
 
     /// [`sweep_one`](Self::sweep_one) for a background sweeper with a CPU of its own: a span
-    /// it frees (up to 128 KiB) is zeroed first, so the allocation that takes those pages
-    /// again skips zeroing them. The zeroing moves off the allocating threads onto the
+    /// it frees (up to 128 KiB, of slots over 64 bytes) is zeroed first, so the allocation
+    /// that takes those pages again skips zeroing them. The zeroing moves off the allocating threads onto the
     /// sweeper's CPU (and is wasted only when the scavenger releases the pages first).
     /// Do not use it on a thread that allocates: there it only zeroes earlier what the
     /// allocation would have zeroed, and maybe in vain.

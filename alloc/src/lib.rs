@@ -63,7 +63,9 @@
 //! The page heap keeps, per arena, an in-use bitmap, a "clean" (released, known-zero) bitmap
 //! and a "zeroed" (resident, known-zero) one: a background sweeper on a CPU of its own
 //! (`Heap::sweep_one_zeroing`, the collector's thread) zeroes the spans it frees, up to
-//! 128 KiB each, so the allocation that reuses their pages does not; search
+//! 128 KiB each, so the allocation that reuses their pages does not (except spans of slots
+//! of 64 bytes or less, which allocation zeroes in the stores that bring their lines in);
+//! search
 //! is first-fit: a max-tree over the arenas finds the first one that may fit in O(log arenas),
 //! then at most 128 words of its bitmap (see `pages.rs`). Objects larger than an arena take
 //! runs of whole, address-contiguous arenas, reused once freed. Free pages go back to the OS

@@ -78,10 +78,16 @@ thread_local! {
     static ZEROING: Cell<bool> = const { Cell::new(false) };
 }
 
-/// The largest span a zeroing sweeper zeroes: every small-object span (80 KiB at most) and
-/// large objects up to 128 KiB. A sweep holds off a stop of the world for the length of one
-/// span, and zeroing 128 KiB takes a few microseconds; larger runs are left to their taker
-/// (or to the scavenger, which returns them to the OS zeroed).
+/// The largest span a zeroing sweeper zeroes: small-object spans (80 KiB at most) and large
+/// objects up to 128 KiB. A sweep holds off a stop of the world for the length of one span,
+/// and zeroing 128 KiB takes a few microseconds; larger runs are left to their taker (or to
+/// the scavenger, which returns them to the OS zeroed).
+///
+/// Spans of slots up to `STORE_ZERO_MAX` bytes are not zeroed at all: allocation zeroes
+/// such a slot with a few stores into the cache line it is about to write, while a memset
+/// here pulls the whole span through this thread's cache only for it to be evicted before
+/// the next taker writes it. Binary-trees (16-byte nodes) runs 0.925× the time without
+/// them (median of 10 paired runs; the sweeper's memset was 2.5% of its profile).
 const ZERO_MAX_BYTES: usize = 128 << 10;
 
 /// Debug builds fill freed objects with `0xdb` bytes, so a collector bug that frees a
@@ -173,7 +179,10 @@ impl HeapInner {
     /// without calling this.
     fn zero_if_zeroing(s: &Span) -> bool {
         let bytes = s.npages.load(Ordering::Relaxed) * crate::sizeclass::PAGE_SIZE;
-        if bytes > ZERO_MAX_BYTES || !ZEROING.with(|z| z.get()) {
+        if bytes > ZERO_MAX_BYTES
+            || s.elemsize() <= crate::cache::STORE_ZERO_MAX
+            || !ZEROING.with(|z| z.get())
+        {
             return false;
         }
         let start = s.start.load(Ordering::Relaxed);

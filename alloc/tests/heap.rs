@@ -127,6 +127,60 @@ fn a_zeroing_sweeper_hands_its_freed_pages_back_zero() {
     assert!(reused > 0, "freed pages are reused");
 }
 
+/// Spans of slots of 64 bytes or less are freed dirty by a zeroing sweeper (allocation
+/// zeroes such slots itself): whether the same class or a large object takes the pages back,
+/// every object must read as zeros. Fails if such a span is freed as zero unzeroed, or if a
+/// span made from its pages skips zeroing.
+#[test]
+fn small_slots_freed_by_a_zeroing_sweeper_are_zeroed_by_their_next_allocation() {
+    let heap = Heap::new().unwrap();
+    let mut c = heap.cache();
+    for n in [16usize, 32, 64] {
+        let mut old = std::collections::HashSet::new();
+        for _ in 0..(1 << 20) / n {
+            let p = c.alloc(n, Shape::ALL_POINTERS).unwrap();
+            // SAFETY: `n` bytes were allocated for us (no collector reads them here).
+            unsafe { std::ptr::write_bytes(p.as_ptr(), 0xFF, n) };
+            old.insert(p.as_ptr() as usize);
+        }
+        c.flush();
+        // SAFETY: single-threaded test: no cache method runs during these calls.
+        unsafe { heap.start_mark() };
+        // SAFETY: as above.
+        unsafe { heap.finish_mark() };
+        while heap.sweep_one_zeroing() {}
+        assert_eq!(heap.stats().heap_objects, 0);
+        // The same class first, then large objects over whatever pages are left.
+        let mut reused = 0;
+        for _ in 0..(1 << 20) / n {
+            let p = c.alloc(n, Shape::ALL_POINTERS).unwrap();
+            // SAFETY: `n` bytes were allocated for us.
+            let b = unsafe { std::slice::from_raw_parts(p.as_ptr(), n) };
+            assert!(b.iter().all(|&x| x == 0), "a reused {n}-byte slot is not zeroed");
+            reused += old.contains(&(p.as_ptr() as usize)) as usize;
+        }
+        assert!(reused > 0, "freed {n}-byte slots are reused");
+        c.flush();
+        // SAFETY: as above.
+        unsafe { heap.start_mark() };
+        // SAFETY: as above.
+        unsafe { heap.finish_mark() };
+        while heap.sweep_one_zeroing() {}
+        for _ in 0..16 {
+            let p = c.alloc_noscan(64 << 10).unwrap();
+            // SAFETY: 64 KiB were allocated for us.
+            let b = unsafe { std::slice::from_raw_parts(p.as_ptr(), 64 << 10) };
+            assert!(b.iter().all(|&x| x == 0), "a large object on {n}-byte pages is not zeroed");
+        }
+        c.flush();
+        // SAFETY: as above.
+        unsafe { heap.start_mark() };
+        // SAFETY: as above.
+        unsafe { heap.finish_mark() };
+        while heap.sweep_one_zeroing() {}
+    }
+}
+
 #[test]
 fn marked_objects_survive_and_unmarked_are_freed() {
     let heap = Heap::new().unwrap();

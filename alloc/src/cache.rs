@@ -20,7 +20,7 @@ use crate::sizeclass::{
     MAX_SMALL_SIZE, NUM_SPAN_CLASSES, PAGE_SIZE, TINY_CLASS, TINY_SIZE, class_size, size_to_class,
     span_class,
 };
-use crate::span::Span;
+use crate::span::{PTRMASK_MIXED, PTRMASK_NONE, Span, UNIFORM, UNIFORM_MAX_WORDS};
 use crate::stats::CacheCounts;
 
 /// One cached span of one span class. The fields the fast path reads come first and share
@@ -42,6 +42,9 @@ struct Slot {
     hb_start: usize,
     needzero: bool,
     noscan: bool,
+    /// The span's `ptrmask` as this cache last read or wrote it (the cache is its only
+    /// writer while it holds the span).
+    ptrmask: u8,
     /// The value of alloc-bit word `word`: this cache is its only writer while it holds the
     /// span, so publication stores `alloc | bit` without loading the word first. (Adjacent
     /// pages' bitmap words share cache lines; another thread's span next door makes that
@@ -72,6 +75,7 @@ const EMPTY_SLOT: Slot = Slot {
     hb_start: 0,
     needzero: false,
     noscan: true,
+    ptrmask: PTRMASK_NONE,
     alloc: 0,
 };
 
@@ -325,6 +329,13 @@ impl Cache {
             } else {
                 Self::write_huge_bits(heap, s, nwords, shape);
             }
+            if nwords <= UNIFORM_MAX_WORDS {
+                // Both usually constants: the test is one compare of the slot's copy.
+                let pm = UNIFORM | shape.bits(0, nwords) as u8;
+                if slot.ptrmask != pm && slot.ptrmask != PTRMASK_MIXED {
+                    Self::note_layout(s, slot, pm);
+                }
+            }
         }
         if !shape.is_plain() {
             // SAFETY: as above.
@@ -341,6 +352,20 @@ impl Cache {
         // the zeroing, header and heap bits above visible to whoever finds the object.
         slot.alloc |= m;
         slot.alloc_word().store(slot.alloc, Ordering::Release);
+    }
+
+    /// The span's first pointerful object, or one laid out unlike those before it: record
+    /// its layout, or that the span's objects differ (see `Span::ptrmask`). Before the
+    /// object is published, so whoever acquires its alloc bit sees the new value.
+    #[cold]
+    fn note_layout(s: &Span, slot: &mut Slot, pm: u8) {
+        let new = if slot.ptrmask == PTRMASK_NONE {
+            pm
+        } else {
+            PTRMASK_MIXED
+        };
+        s.ptrmask.store(new, Ordering::Relaxed);
+        slot.ptrmask = new;
     }
 
     /// Heap bits of an object larger than an arena: one run per arena it covers.
@@ -502,6 +527,7 @@ impl Cache {
             hb_start: (base - arena.base) / 8,
             needzero: s.needzero.load(Ordering::Relaxed),
             noscan,
+            ptrmask: PTRMASK_NONE,
             // Relaxed: the span is fresh and ours (see `Slot::alloc`).
             alloc: s.alloc_w(0).load(Ordering::Relaxed),
         };
@@ -572,6 +598,7 @@ impl CacheCore {
             hb_start: (base - arena.base) / 8,
             needzero,
             noscan: spc & 1 == 1,
+            ptrmask: s.ptrmask.load(Ordering::Relaxed),
             alloc,
         };
     }

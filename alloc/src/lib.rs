@@ -91,7 +91,10 @@
 //!    each object's pointer words with [`Object::for_each_pointer_slot`] (the *heap bits*: one
 //!    bit per word of the arena, written at allocation from the object's [`Shape`], so small
 //!    objects need no header; an optional header word exists for layouts a bitmap cannot
-//!    describe). [`Heap::find_object`] resolves interior pointers and answers `None` for
+//!    describe). A span of objects of up to 7 words also records the layout they all share
+//!    (`Span::ptrmask`, kept by the allocating cache until two objects differ), and a scan
+//!    reads it instead of the heap bits: the bitmap word is a scan's second cache miss, and
+//!    small objects of one span are nearly always of one type. [`Heap::find_object`] resolves interior pointers and answers `None` for
 //!    anything not allocated and published — a stale word on a stack never leads a marker
 //!    into a free or half-built object.
 //!    Outside a mark phase `mark` and `mark_batch` do nothing: a bit set then would survive

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::heap::{Heap, HeapInner};
 use crate::heapbits;
-use crate::span::{ALLOC, MARK, Span};
+use crate::span::{ALLOC, AllocMarkWords, MARK, Span, UNIFORM, UNIFORM_MAX_WORDS};
 
 /// An allocated, published object of a heap, found by address.
 ///
@@ -183,6 +183,19 @@ fn scan_slots(
     n: usize,
     mut f: impl FnMut(usize),
 ) {
+    // Relaxed: the caller acquired the object's alloc bit (or reached it through a grey
+    // list whose hand-offs synchronise with whoever did), which the allocating cache
+    // released after writing this.
+    let pm = span.ptrmask.load(Ordering::Relaxed);
+    if pm & UNIFORM != 0 && first + n <= UNIFORM_MAX_WORDS {
+        // Every object of the span is laid out alike: no heap-bits load.
+        let mut bits = (u64::from(pm & !UNIFORM) >> first) & ((1u64 << n) - 1);
+        while bits != 0 {
+            f(base + (first + bits.trailing_zeros() as usize) * 8);
+            bits &= bits - 1;
+        }
+        return;
+    }
     let arena = span.arena_ref();
     let lo = base + first * 8;
     if lo + n * 8 <= arena.base + crate::arena::ARENA_BYTES {
@@ -361,9 +374,7 @@ impl Heap {
                     Pending::flush(heap, c, pw, mw, bits, cycle, &mut newly_marked);
                 }
                 pw = NO_WORD;
-                let (Some(aw), Some(mw)) =
-                    (c.span.word_checked(ALLOC, w), c.span.word_checked(MARK, w))
-                else {
+                let Some((aw, mw)) = c.bits.and_then(|b| b.get(w)) else {
                     continue;
                 };
                 pw = w;
@@ -539,11 +550,12 @@ impl<'h> SpanCursor<'h> {
         let c = self.cur;
         let bit = 1u64 << (i % 64);
         // Acquire: pairs with the Release store that published the object, as in `object_in`.
-        if c.span.word_checked(ALLOC, i / 64)?.load(Ordering::Acquire) & bit == 0 {
+        let (alloc_word, mark_word) = c.bits?.get(i / 64)?;
+        if alloc_word.load(Ordering::Acquire) & bit == 0 {
             return None;
         }
         Some(Object {
-            mark_word: c.span.word_checked(MARK, i / 64)?,
+            mark_word,
             base: c.lo + i * c.elemsize,
             size: c.elemsize,
             index: i,
@@ -580,6 +592,8 @@ struct Cur<'h> {
     nelems: usize,
     /// `Span::divmagic`, or 0 for a span of one object (see `Span::index_of`).
     magic: u64,
+    /// The span's alloc and mark words (`None`: the record read is not a valid span).
+    bits: Option<AllocMarkWords<'h>>,
 }
 
 impl<'h> Cur<'h> {
@@ -596,6 +610,7 @@ impl<'h> Cur<'h> {
             elemsize: s.elemsize(),
             nelems: s.nelems.load(Ordering::Relaxed),
             magic: if large { 0 } else { s.divmagic() as u64 },
+            bits: s.alloc_mark_words(),
         }
     }
 

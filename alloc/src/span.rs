@@ -15,7 +15,7 @@ use std::sync::atomic::{
     AtomicBool, AtomicPtr, AtomicU8, AtomicU16, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
 
-use crate::arena::{Arena, PAGES_PER_ARENA};
+use crate::arena::{Arena, PAGES_PER_ARENA, Words};
 
 use crate::sizeclass::{CLASS_TO_SIZE, NUM_SIZE_CLASSES, PAGE_SIZE, SPAN_BITMAP_WORDS};
 use crate::sweepgen::{SWEEPGEN_FREE, SweepGen};
@@ -76,6 +76,38 @@ pub(crate) fn bits_index(kind: usize, page: usize, npages: usize, w: usize) -> O
     }
 }
 
+/// A span's alloc and mark bitmap words, located once (see `Span::alloc_mark_words`): word
+/// `w` is `w` words into the dense regions when `w < dense`, else `w - dense` words into the
+/// overflow regions, exactly as `bits_index` says.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AllocMarkWords<'a> {
+    bits: Words<'a, AtomicU64>,
+    /// Words in the dense regions, and in all.
+    dense: usize,
+    words: usize,
+    /// Indexes in `bits` of the first dense and the first overflow word of each bitmap.
+    alloc_dense: usize,
+    mark_dense: usize,
+    alloc_over: usize,
+    mark_over: usize,
+}
+
+impl<'a> AllocMarkWords<'a> {
+    /// Alloc and mark word `w`; `None` past the span's words.
+    #[inline(always)]
+    pub(crate) fn get(&self, w: usize) -> Option<(&'a AtomicU64, &'a AtomicU64)> {
+        let (a, m) = if w < self.dense {
+            (self.alloc_dense + w, self.mark_dense + w)
+        } else if w < self.words {
+            let o = w - self.dense;
+            (self.alloc_over + o, self.mark_over + o)
+        } else {
+            return None;
+        };
+        Some((self.bits.get(a)?, self.bits.get(m)?))
+    }
+}
+
 pub(crate) const STATE_FREE: u8 = 0;
 pub(crate) const STATE_IN_USE: u8 = 1;
 
@@ -111,7 +143,25 @@ pub(crate) struct Span {
     pub(crate) state: AtomicU8,
     /// Whether free slots may hold old bytes (so allocation must zero them). Owner.
     pub(crate) needzero: AtomicBool,
+    /// The pointer layout shared by every pointerful object allocated in the span, for
+    /// objects of at most `UNIFORM_MAX_WORDS` words: `UNIFORM | mask` (bit i = word i holds
+    /// a pointer) while all agree, `PTRMASK_NONE` before the first and for other sizes,
+    /// `PTRMASK_MIXED` once two differ (until the span is freed). A marker scans by it
+    /// instead of loading the heap bits, the other cache miss of a small scan. Written by
+    /// the owning cache before it publishes the object (Relaxed: the Release store of the
+    /// alloc bit orders it); read by whoever acquired that bit, directly or through a grey
+    /// list. Reset at `init`.
+    pub(crate) ptrmask: AtomicU8,
 }
+
+/// `Span::ptrmask`: no pointerful object yet (or objects too large to be described).
+pub(crate) const PTRMASK_NONE: u8 = 0;
+/// `Span::ptrmask`: objects of different layouts; scan by the heap bits.
+pub(crate) const PTRMASK_MIXED: u8 = 0x7F;
+/// `Span::ptrmask`: set when the low bits are the layout of every object of the span.
+pub(crate) const UNIFORM: u8 = 0x80;
+/// Objects of at most this many words have their layout kept in `Span::ptrmask`.
+pub(crate) const UNIFORM_MAX_WORDS: usize = 7;
 
 // (Under loom the sweep generation is a model atomic, larger than a `u32`.)
 #[cfg(not(loom))]
@@ -170,6 +220,7 @@ impl Span {
             spc: AtomicU8::new(0),
             state: AtomicU8::new(STATE_FREE),
             needzero: AtomicBool::new(false),
+            ptrmask: AtomicU8::new(PTRMASK_NONE),
         }
     }
 
@@ -216,6 +267,7 @@ impl Span {
         debug_assert_eq!(self.elemsize(), elemsize, "runtime: span of a foreign size");
         self.nelems.store(nelems, Ordering::Relaxed);
         self.needzero.store(needzero, Ordering::Relaxed);
+        self.ptrmask.store(PTRMASK_NONE, Ordering::Relaxed);
         self.arena
             .store(arena as *const Arena as *mut Arena, Ordering::Relaxed);
         self.page.store(page, Ordering::Relaxed);
@@ -279,6 +331,42 @@ impl Span {
         let npages = self.npages.load(Ordering::Relaxed);
         let i = bits_index(kind, p, npages, w)?;
         self.arena_ref().obj_bits.words().get(i)
+    }
+
+    /// The alloc and mark words of this span as one snapshot of its pages: a marker that
+    /// looks up many words of one span resolves the dense / overflow split once here instead
+    /// of per word. `None` when the fields read are not a valid span of the arena (a racing
+    /// reader of a recycled record).
+    #[inline]
+    pub(crate) fn alloc_mark_words(&self) -> Option<AllocMarkWords<'_>> {
+        let page = self.page.load(Ordering::Relaxed);
+        let npages = self.npages.load(Ordering::Relaxed);
+        if npages == 0 {
+            return None;
+        }
+        // The first word of each region, and the last word of the span, must exist.
+        let dense = DENSE * npages.min(PAGES_PER_ARENA);
+        let words = WORDS_PER_PAGE * npages.min(PAGES_PER_ARENA);
+        let alloc_dense = bits_index(ALLOC, page, npages, 0)?;
+        let mark_dense = bits_index(MARK, page, npages, 0)?;
+        bits_index(MARK, page, npages, words - 1)?;
+        let (alloc_over, mark_over) = if words > dense {
+            (
+                bits_index(ALLOC, page, npages, dense)?,
+                bits_index(MARK, page, npages, dense)?,
+            )
+        } else {
+            (0, 0)
+        };
+        Some(AllocMarkWords {
+            bits: self.arena_ref().obj_bits.words(),
+            dense,
+            words,
+            alloc_dense,
+            mark_dense,
+            alloc_over,
+            mark_over,
+        })
     }
 
     #[inline(always)]

@@ -629,6 +629,38 @@ fn heap_bits_are_right_across_the_whole_arena() {
     }
 }
 
+/// A span remembers the layout its small objects share (so a marker skips the heap bits);
+/// a span made later from the same pages must forget it. Small objects with every word a
+/// pointer fill some pages and die; a large object laid out otherwise takes those pages,
+/// and its first words must read by its own layout. Fails if a span's record keeps the
+/// layout of the span that used its pages before.
+#[test]
+fn a_span_made_from_freed_pages_forgets_the_layout_of_their_last_objects() {
+    let heap = Heap::new().unwrap();
+    let mut c = heap.cache();
+    let small: Vec<usize> = (0..4 * PAGE_SIZE / 16)
+        .map(|_| c.alloc(16, Shape::ALL_POINTERS).unwrap().as_ptr() as usize)
+        .collect();
+    let (lo, hi) = (*small.iter().min().unwrap(), *small.iter().max().unwrap());
+    c.flush();
+    // SAFETY: single-threaded test: no cache method runs during these calls.
+    unsafe { heap.start_mark() };
+    // SAFETY: as above.
+    unsafe { heap.finish_mark() };
+    heap.sweep_all();
+    let bm = [0b10u64];
+    let big = c.alloc(40_000, Shape::pointers(&bm)).unwrap().as_ptr() as usize;
+    assert!(
+        (lo..=hi).contains(&big),
+        "the large object should take the freed pages (first fit)"
+    );
+    let mut words = Vec::new();
+    heap.find_object(big)
+        .unwrap()
+        .for_each_pointer_slot_in(0, 32, |a| words.push((a - big) / 8));
+    assert_eq!(words, vec![1], "the large object's own layout");
+}
+
 #[test]
 fn heap_is_shareable_and_caches_can_move() {
     fn send_sync<T: Send + Sync>() {}

@@ -85,6 +85,8 @@ struct Live {
     queued: bool,
     /// The header word, when allocated with one.
     header: Option<usize>,
+    /// Allocated pointerful (`Ptrs::All`): every word but the header is a pointer word.
+    ptrs: bool,
 }
 
 /// The drop queue: records what sweeps hand it.
@@ -203,6 +205,7 @@ impl World {
             finalize,
             queued: false,
             header,
+            ptrs,
         });
         assert!(
             tiny || e.parts.is_empty(),
@@ -280,6 +283,17 @@ impl World {
                 1 << l.slot.trailing_zeros().min(12)
             };
             assert_eq!(base % align.max(8), 0, "misaligned");
+            // Pointer words as allocated, whatever else shares the span (pointerful objects
+            // with and without a header share spans: the span's layout record must give
+            // way to the heap bits).
+            let mut words = Vec::new();
+            o.for_each_pointer_slot(|a| words.push((a - base) / 8));
+            let want: Vec<usize> = if l.ptrs {
+                (l.header.is_some() as usize..l.slot / 8).collect()
+            } else {
+                Vec::new()
+            };
+            assert_eq!(words, want, "pointer words of the {}-byte object", l.slot);
             for &(p, n, tag) in &l.parts {
                 // SAFETY: the object is live (in the model, so never freed by the heap).
                 let bytes = unsafe { std::slice::from_raw_parts(p as *const u8, n) };

@@ -522,6 +522,16 @@ impl<'h> SpanCursor<'h> {
         (i < self.cur.nelems).then_some(i)
     }
 
+    /// As [`Object::for_each_pointer_slot`], for the object of this span at `base` (from
+    /// [`Self::marked_slot`]) of size `size`.
+    #[inline]
+    pub fn for_each_pointer_slot(&self, base: usize, size: usize, f: impl FnMut(usize)) {
+        if self.cur.span.noscan() {
+            return;
+        }
+        scan_slots(self.heap, self.cur.span, base, 0, size / 8, f);
+    }
+
     /// As [`Object::for_each_pointer_slot_in`], for the object of this span at `base` (from
     /// [`Self::marked_slot`]) of size `size`.
     #[inline]

@@ -96,15 +96,21 @@ impl<'a> AllocMarkWords<'a> {
     /// Alloc and mark word `w`; `None` past the span's words.
     #[inline(always)]
     pub(crate) fn get(&self, w: usize) -> Option<(&'a AtomicU64, &'a AtomicU64)> {
-        let (a, m) = if w < self.dense {
-            (self.alloc_dense + w, self.mark_dense + w)
+        let (a, m) = self.index(w)?;
+        Some((self.bits.get(a)?, self.bits.get(m)?))
+    }
+
+    /// Indexes in `Arena::obj_bits` of alloc and mark word `w` (`bits_index`'s answers).
+    #[inline(always)]
+    fn index(&self, w: usize) -> Option<(usize, usize)> {
+        if w < self.dense {
+            Some((self.alloc_dense + w, self.mark_dense + w))
         } else if w < self.words {
             let o = w - self.dense;
-            (self.alloc_over + o, self.mark_over + o)
+            Some((self.alloc_over + o, self.mark_over + o))
         } else {
-            return None;
-        };
-        Some((self.bits.get(a)?, self.bits.get(m)?))
+            None
+        }
     }
 }
 
@@ -294,6 +300,7 @@ impl Span {
         ((off as u64 * self.divmagic() as u64) >> 32) as usize
     }
 
+    #[inline]
     pub(crate) fn is_large(&self) -> bool {
         self.spc.load(Ordering::Relaxed) >> 1 == 0
     }
@@ -341,32 +348,32 @@ impl Span {
     pub(crate) fn alloc_mark_words(&self) -> Option<AllocMarkWords<'_>> {
         let page = self.page.load(Ordering::Relaxed);
         let npages = self.npages.load(Ordering::Relaxed);
-        if npages == 0 {
+        if npages == 0 || page >= PAGES_PER_ARENA {
             return None;
         }
-        // The first word of each region, and the last word of the span, must exist.
-        let dense = DENSE * npages.min(PAGES_PER_ARENA);
-        let words = WORDS_PER_PAGE * npages.min(PAGES_PER_ARENA);
-        let alloc_dense = bits_index(ALLOC, page, npages, 0)?;
-        let mark_dense = bits_index(MARK, page, npages, 0)?;
-        bits_index(MARK, page, npages, words - 1)?;
-        let (alloc_over, mark_over) = if words > dense {
-            (
-                bits_index(ALLOC, page, npages, dense)?,
-                bits_index(MARK, page, npages, dense)?,
-            )
+        // A span lies in one arena, except an object larger than the rest of it, whose one
+        // word is dense: its words stop at the arena's end.
+        let (dense, words) = if npages <= PAGES_PER_ARENA - page {
+            (DENSE * npages, WORDS_PER_PAGE * npages)
         } else {
-            (0, 0)
+            let d = DENSE * (PAGES_PER_ARENA - page);
+            (d, d)
         };
-        Some(AllocMarkWords {
+        let m = AllocMarkWords {
             bits: self.arena_ref().obj_bits.words(),
             dense,
             words,
-            alloc_dense,
-            mark_dense,
-            alloc_over,
-            mark_over,
-        })
+            alloc_dense: ALLOC * DENSE_OFFSET + page * DENSE,
+            mark_dense: MARK * DENSE_OFFSET + page * DENSE,
+            alloc_over: OVERFLOW_BASE + ALLOC * OVERFLOW_OFFSET + page * OVERFLOW,
+            mark_over: OVERFLOW_BASE + MARK * OVERFLOW_OFFSET + page * OVERFLOW,
+        };
+        debug_assert!((0..words.min(WORDS_PER_PAGE + 1)).all(|w| {
+            let (a, k) = m.index(w).unwrap();
+            Some(a) == bits_index(ALLOC, page, npages, w)
+                && Some(k) == bits_index(MARK, page, npages, w)
+        }));
+        Some(m)
     }
 
     #[inline(always)]

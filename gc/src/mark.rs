@@ -122,7 +122,13 @@ impl<'h> Marker<'h> {
     /// Scan one grey entry: an object's base, or an oblet's first address. `cursor` is the
     /// span of the previous entry, kept by the caller for one drain (grey objects keep their
     /// spans in use until the sweep, so it stays true while any of them is left).
-    fn scan(&mut self, entry: usize, cursor: &mut Option<SpanCursor<'h>>, batch: &mut Vec<usize>) {
+    fn scan(
+        &mut self,
+        entry: usize,
+        cursor: &mut Option<SpanCursor<'h>>,
+        batch: &mut Vec<usize>,
+        cells: bool,
+    ) {
         // Grey entries are marked objects, which stay allocated until the sweep: the slot
         // holding the entry is the object, without a look at the alloc bits.
         let (c, (base, size)) = match cursor.and_then(|c| Some((c, c.marked_slot(entry)?))) {
@@ -140,16 +146,22 @@ impl<'h> Marker<'h> {
             }
         };
         let off = entry - base;
-        self.scan_work += (size - off).min(OBLET) as u64;
-        if size > OBLET && off == 0 {
-            // Split: the other oblets become grey entries of their own.
-            let mut o = OBLET;
-            while o < size {
-                self.push_grey(base + o);
-                o += OBLET;
+        let whole = size <= OBLET;
+        if whole {
+            // A whole object, the common case: `entry` is its base.
+            self.scan_work += size as u64;
+        } else {
+            self.scan_work += (size - off).min(OBLET) as u64;
+            if off == 0 {
+                // Split: the other oblets become grey entries of their own.
+                let mut o = OBLET;
+                while o < size {
+                    self.push_grey(base + o);
+                    o += OBLET;
+                }
             }
         }
-        c.for_each_pointer_slot_in(base, size, off, OBLET, |slot| {
+        let mut gather = |slot| {
             // SAFETY: `slot` is a pointer word of the object, which is marked this cycle.
             let v = unsafe { load_slot(slot) };
             if v != 0 {
@@ -158,8 +170,13 @@ impl<'h> Marker<'h> {
                     self.flush_batch(batch);
                 }
             }
-        });
-        if off == 0 && CELLS.load(Ordering::Relaxed) {
+        };
+        if whole {
+            c.for_each_pointer_slot(base, size, &mut gather);
+        } else {
+            c.for_each_pointer_slot_in(base, size, off, OBLET, &mut gather);
+        }
+        if off == 0 && cells {
             let obj = c.object(base).unwrap_or_else(|| grey_not_in_heap(entry));
             // SAFETY: the object is marked this cycle, so allocated until the sweep; only the
             // allocator writes its header word.
@@ -220,6 +237,12 @@ impl<'h> Marker<'h> {
         // flushes it through `self`); it never grows past its capacity between flushes.
         let mut batch = std::mem::take(&mut self.batch);
         batch.reserve(64);
+        // Whether objects may carry a traced header, read once per drain. `CELLS` is set
+        // before the first such object is allocated. One allocated after this load (the
+        // drain runs while marking) is black: it reaches a grey list only when a mutator
+        // re-greys it, on the mutator's own buffer, and a drain sees that buffer only after
+        // a hand-off (the pool's lock, or the same thread) ordered after the store.
+        let cells = CELLS.load(Ordering::Relaxed);
         loop {
             // Top the FIFO up from the grey stack: in the steady state one entry goes in for
             // each one scanned, so the test runs once per scan.
@@ -245,7 +268,7 @@ impl<'h> Marker<'h> {
             let e = ring[head];
             head = (head + 1) % DEPTH;
             len -= 1;
-            self.scan(e, &mut cursor, &mut batch);
+            self.scan(e, &mut cursor, &mut batch, cells);
             n += 1;
             if n % 16 == 0 {
                 balance(self.pool, &mut self.local);

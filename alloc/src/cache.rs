@@ -96,6 +96,18 @@ impl Slot {
         unsafe { &*self.mark_w }
     }
 
+    /// Allocate black the slots this cache will hand out from its current word (`free`),
+    /// ahead of time: one atomic OR per word taken while marking instead of one per object.
+    /// A marked slot that stays free is harmless: the sweep keeps only slots both allocated
+    /// and marked (`finalize::sweep_word`), and a cache gives back its spans when marking
+    /// ends (`finish_mark`), so none is allocated unmarked-but-marked later.
+    fn blacken(&self) {
+        if !self.span.is_null() && self.free != 0 {
+            // Relaxed, as a marker's OR: no data is published by a mark bit.
+            self.mark_word().fetch_or(self.free, Ordering::Relaxed);
+        }
+    }
+
     /// Move to word `word` of span `s`.
     #[inline]
     fn set_word(&mut self, s: &Span, word: usize) {
@@ -125,6 +137,11 @@ pub(crate) struct CacheCore {
 impl CacheCore {
     pub(crate) fn set_black(&mut self, on: bool) {
         self.black = on;
+        if on {
+            for slot in &self.slots {
+                slot.blacken();
+            }
+        }
         // A tiny block allocated before the phase change must not receive new objects: under
         // marking they would be born in a white block.
         self.tiny = 0;
@@ -276,7 +293,6 @@ impl Cache {
         let heap: &HeapInner = &self.heap;
         // SAFETY: as above.
         let core = unsafe { self.core.as_mut() };
-        let black = core.black;
         let slot = &mut core.slots[spc];
         let free = slot.free;
         let bit = free.trailing_zeros() as usize;
@@ -285,13 +301,17 @@ impl Cache {
         // shift and the zeroing straight-line stores.
         let elemsize = class_size(spc >> 1);
         let addr = slot.word_base + bit * elemsize;
-        Self::finish(heap, slot, addr, bit, elemsize, shape, black);
+        // Allocate-black is done: while marking, the word's free slots were marked when
+        // this cache took the word (`Slot::blacken`).
+        Self::finish(heap, slot, addr, bit, elemsize, shape, false);
         // SAFETY: `addr` lies inside a mapped arena, so it is not 0.
         Ok(unsafe { NonNull::new_unchecked(addr as *mut u8) })
     }
 
-    /// Zero, write heap bits and special bits, allocate black, publish. `elemsize` is the
-    /// slot's size (`slot.elemsize`, passed apart so that a constant can fold).
+    /// Zero, write heap bits and special bits, mark (`mark_now`: a large object allocated
+    /// while marking; a small one's slot was marked when its cache took the word), publish.
+    /// `elemsize` is the slot's size (`slot.elemsize`, passed apart so that a constant can
+    /// fold).
     #[inline(always)]
     fn finish(
         heap: &HeapInner,
@@ -300,7 +320,7 @@ impl Cache {
         bit: usize,
         elemsize: usize,
         shape: Shape<'_>,
-        black: bool,
+        mark_now: bool,
     ) {
         debug_assert_eq!(elemsize, slot.elemsize);
         debug_assert_eq!(shape.is_noscan(), slot.noscan);
@@ -343,7 +363,7 @@ impl Cache {
             Self::finish_special(s, addr, idx, shape);
         }
         let m = 1u64 << bit;
-        if black {
+        if mark_now {
             // Allocate-black: an atomic OR, because markers set other bits of this word.
             slot.mark_word().fetch_or(m, Ordering::Relaxed);
         }
@@ -421,6 +441,9 @@ impl Cache {
                 if free != 0 {
                     slot.set_word(s, word);
                     slot.free = free;
+                    if core.black {
+                        slot.blacken();
+                    }
                     return Ok(());
                 }
             }
@@ -601,6 +624,9 @@ impl CacheCore {
             ptrmask: s.ptrmask.load(Ordering::Relaxed),
             alloc,
         };
+        if self.black {
+            self.slots[spc].blacken();
+        }
     }
 }
 

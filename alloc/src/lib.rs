@@ -79,13 +79,13 @@
 //!
 //! 1. [`Heap::start_mark`] (world stopped) closes the sweep gate (below), finishes the
 //!    previous sweep and turns on
-//!    *allocate-black* in every cache: objects allocated while marking are born marked, with
-//!    an atomic OR on the span's mark word. We chose per-object black allocation over
-//!    blackening whole spans: a wholesale-black span has its free slots marked too, and since
-//!    the sweep turns mark bits into alloc bits, every slot still free in a span cached during
-//!    marking would be lost for a whole cycle (or need a second bitmap to tell "allocated
-//!    black" from "blackened"). The OR costs an atomic only while marking; outside it the fast
-//!    path tests one cache-local flag.
+//!    *allocate-black* in every cache: objects allocated while marking are born marked. A
+//!    cache marks ahead, with one atomic OR, the free slots of each alloc word it takes while
+//!    marking (and of the words it holds when marking starts), so the allocation fast path
+//!    never touches a mark bit. A slot so marked that stays free costs nothing: the sweep
+//!    keeps only slots both allocated and marked, and every cache gives its spans back when
+//!    marking ends, so no slot is allocated later under a stale mark. (Go ORs each object's
+//!    bit as it allocates it; that was an atomic per allocation on a line markers write.)
 //! 2. The collector marks with [`Heap::mark`] / [`Object::mark`] (atomic `fetch_or`), or
 //!    [`Heap::mark_batch`] for a batch of pointers (one OR per shared mark word), walking
 //!    each object's pointer words with [`Object::for_each_pointer_slot`] (the *heap bits*: one

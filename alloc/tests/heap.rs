@@ -156,7 +156,10 @@ fn small_slots_freed_by_a_zeroing_sweeper_are_zeroed_by_their_next_allocation() 
             let p = c.alloc(n, Shape::ALL_POINTERS).unwrap();
             // SAFETY: `n` bytes were allocated for us.
             let b = unsafe { std::slice::from_raw_parts(p.as_ptr(), n) };
-            assert!(b.iter().all(|&x| x == 0), "a reused {n}-byte slot is not zeroed");
+            assert!(
+                b.iter().all(|&x| x == 0),
+                "a reused {n}-byte slot is not zeroed"
+            );
             reused += old.contains(&(p.as_ptr() as usize)) as usize;
         }
         assert!(reused > 0, "freed {n}-byte slots are reused");
@@ -170,7 +173,10 @@ fn small_slots_freed_by_a_zeroing_sweeper_are_zeroed_by_their_next_allocation() 
             let p = c.alloc_noscan(64 << 10).unwrap();
             // SAFETY: 64 KiB were allocated for us.
             let b = unsafe { std::slice::from_raw_parts(p.as_ptr(), 64 << 10) };
-            assert!(b.iter().all(|&x| x == 0), "a large object on {n}-byte pages is not zeroed");
+            assert!(
+                b.iter().all(|&x| x == 0),
+                "a large object on {n}-byte pages is not zeroed"
+            );
         }
         c.flush();
         // SAFETY: as above.
@@ -203,7 +209,10 @@ fn objects_allocated_while_marking_survive_and_slots_left_free_do_not() {
     unsafe { heap.finish_mark() };
     heap.sweep_all();
     for &p in &during {
-        assert!(heap.find_object(p).is_some(), "{p:#x} allocated while marking was freed");
+        assert!(
+            heap.find_object(p).is_some(),
+            "{p:#x} allocated while marking was freed"
+        );
     }
     for &p in &before {
         assert!(heap.find_object(p).is_none(), "{p:#x} was never marked");

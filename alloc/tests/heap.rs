@@ -20,6 +20,16 @@ fn collect(heap: &Heap, live: &[usize]) {
     heap.sweep_all();
 }
 
+/// A collection that marks nothing (every cache flushed first), swept by a zeroing sweeper.
+fn collect_nothing_zeroing(heap: &Heap, c: &mut gort_alloc::Cache) {
+    c.flush();
+    // SAFETY: single-threaded test: no cache method runs during these calls.
+    unsafe { heap.start_mark() };
+    // SAFETY: as above.
+    unsafe { heap.finish_mark() };
+    while heap.sweep_one_zeroing() {}
+}
+
 #[test]
 fn every_class_allocates_zeroed_aligned_findable_objects() {
     let heap = Heap::new().unwrap();
@@ -143,12 +153,7 @@ fn small_slots_freed_by_a_zeroing_sweeper_are_zeroed_by_their_next_allocation() 
             unsafe { std::ptr::write_bytes(p.as_ptr(), 0xFF, n) };
             old.insert(p.as_ptr() as usize);
         }
-        c.flush();
-        // SAFETY: single-threaded test: no cache method runs during these calls.
-        unsafe { heap.start_mark() };
-        // SAFETY: as above.
-        unsafe { heap.finish_mark() };
-        while heap.sweep_one_zeroing() {}
+        collect_nothing_zeroing(&heap, &mut c);
         assert_eq!(heap.stats().heap_objects, 0);
         // The same class first, then large objects over whatever pages are left.
         let mut reused = 0;
@@ -163,12 +168,7 @@ fn small_slots_freed_by_a_zeroing_sweeper_are_zeroed_by_their_next_allocation() 
             reused += old.contains(&(p.as_ptr() as usize)) as usize;
         }
         assert!(reused > 0, "freed {n}-byte slots are reused");
-        c.flush();
-        // SAFETY: as above.
-        unsafe { heap.start_mark() };
-        // SAFETY: as above.
-        unsafe { heap.finish_mark() };
-        while heap.sweep_one_zeroing() {}
+        collect_nothing_zeroing(&heap, &mut c);
         for _ in 0..16 {
             let p = c.alloc_noscan(64 << 10).unwrap();
             // SAFETY: 64 KiB were allocated for us.
@@ -178,12 +178,7 @@ fn small_slots_freed_by_a_zeroing_sweeper_are_zeroed_by_their_next_allocation() 
                 "a large object on {n}-byte pages is not zeroed"
             );
         }
-        c.flush();
-        // SAFETY: as above.
-        unsafe { heap.start_mark() };
-        // SAFETY: as above.
-        unsafe { heap.finish_mark() };
-        while heap.sweep_one_zeroing() {}
+        collect_nothing_zeroing(&heap, &mut c);
     }
 }
 
@@ -684,11 +679,7 @@ fn a_span_made_from_freed_pages_forgets_the_layout_of_their_last_objects() {
         .collect();
     let (lo, hi) = (*small.iter().min().unwrap(), *small.iter().max().unwrap());
     c.flush();
-    // SAFETY: single-threaded test: no cache method runs during these calls.
-    unsafe { heap.start_mark() };
-    // SAFETY: as above.
-    unsafe { heap.finish_mark() };
-    heap.sweep_all();
+    collect(&heap, &[]);
     let bm = [0b10u64];
     let big = c.alloc(40_000, Shape::pointers(&bm)).unwrap().as_ptr() as usize;
     assert!(

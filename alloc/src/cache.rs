@@ -100,7 +100,7 @@ impl Slot {
     /// ahead of time: one atomic OR per word taken while marking instead of one per object.
     /// A marked slot that stays free is harmless: the sweep keeps only slots both allocated
     /// and marked (`finalize::sweep_word`), and a cache gives back its spans when marking
-    /// ends (`finish_mark`), so none is allocated unmarked-but-marked later.
+    /// ends (`finish_mark`), so no slot is allocated afterwards under a mark left from it.
     fn blacken(&self) {
         if !self.span.is_null() && self.free != 0 {
             // Relaxed, as a marker's OR: no data is published by a mark bit.

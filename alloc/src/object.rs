@@ -342,6 +342,8 @@ impl Heap {
         // The span of the previous address, with the fields the index computation needs: a
         // batch tends to stay in one span, so most addresses skip the span lookup.
         let mut cur: Option<Cur<'_>> = None;
+        // `cur`'s alloc and mark words (`None`: the record read is not a valid span).
+        let mut span_words: Option<AllocMarkWords<'_>> = None;
         // The mark word being gathered, kept in locals so the loop runs in registers: its
         // index in `cur`'s span (`NO_WORD` when none; a change of span flushes it first), the
         // bits to skip (marked when first touched, or gathered since), the alloc bits
@@ -362,6 +364,7 @@ impl Heap {
                 }
                 pw = NO_WORD;
                 cur = Some(Cur::of(s));
+                span_words = s.alloc_mark_words();
             }
             let Some(c) = &cur else { continue };
             let i = c.index(addr);
@@ -374,7 +377,7 @@ impl Heap {
                     Pending::flush(heap, c, pw, mw, bits, cycle, &mut newly_marked);
                 }
                 pw = NO_WORD;
-                let Some((aw, mw)) = c.bits.and_then(|b| b.get(w)) else {
+                let Some((aw, mw)) = span_words.and_then(|b| b.get(w)) else {
                     continue;
                 };
                 pw = w;
@@ -560,7 +563,7 @@ impl<'h> SpanCursor<'h> {
         let c = self.cur;
         let bit = 1u64 << (i % 64);
         // Acquire: pairs with the Release store that published the object, as in `object_in`.
-        let (alloc_word, mark_word) = c.bits?.get(i / 64)?;
+        let (alloc_word, mark_word) = c.span.alloc_mark_words()?.get(i / 64)?;
         if alloc_word.load(Ordering::Acquire) & bit == 0 {
             return None;
         }
@@ -602,8 +605,6 @@ struct Cur<'h> {
     nelems: usize,
     /// `Span::divmagic`, or 0 for a span of one object (see `Span::index_of`).
     magic: u64,
-    /// The span's alloc and mark words (`None`: the record read is not a valid span).
-    bits: Option<AllocMarkWords<'h>>,
 }
 
 impl<'h> Cur<'h> {
@@ -620,7 +621,6 @@ impl<'h> Cur<'h> {
             elemsize: s.elemsize(),
             nelems: s.nelems.load(Ordering::Relaxed),
             magic: if large { 0 } else { s.divmagic() as u64 },
-            bits: s.alloc_mark_words(),
         }
     }
 

@@ -157,7 +157,7 @@
 //! span's small objects share one, else from the heap bits (one bitmap word for any object
 //! of up to 64 words); the non-null referents gather in a batch that
 //! `gort_alloc::Heap::mark_batch` marks with one atomic OR per shared mark word. The
-//! marker's functions spend about 205 instructions on a 16-byte tree node
+//! marker's functions spend about 195 instructions on a 16-byte tree node
 //! (`examples/mark_rate.rs 18 1` under callgrind; 245 before the span layout record and the
 //! whole-object path), about 19 ns on one thread of the 2-core machine.
 //!

@@ -544,3 +544,70 @@ fn a_grey_list_alternating_between_small_wide_and_oblet_spans_keeps_every_object
     });
     assert!(cycles > 0, "no cycle ran during the test");
 }
+
+/// A 16-byte object laid out unlike `Node`: both words are pointers.
+#[derive(Trace)]
+struct Pair {
+    next: Slot<Pair>,
+    item: Slot<Node>,
+}
+
+#[test]
+fn objects_of_two_layouts_sharing_spans_while_two_threads_allocate_through_cycles() {
+    // `Node` (pointer, integer) and `Pair` (pointer, pointer) share the 16-byte span class.
+    // A span records the layout its objects share and scans read it instead of the heap bits:
+    // a `Pair` scanned by `Node`'s layout loses its `item`. Two threads allocate both kinds
+    // interleaved (so spans begin with either and then turn mixed) while cycles run back to
+    // back — objects allocated black, words blackened ahead, spans swept and made again —
+    // and every item must come through (checkmark aborts on anything reachable left white).
+    const LINKS: u64 = 3_000;
+    let h = heap();
+    let cycles = under_gc_loop(&h, || {
+        std::thread::scope(|t| {
+            for thread in 0..2u64 {
+                let h = &h;
+                t.spawn(move || {
+                    let mut m = h.attach().unwrap();
+                    for round in 0..15u64 {
+                        let root = m.scope(|s| {
+                            let head = s.alloc(Pair {
+                                next: Slot::null(),
+                                item: Slot::null(),
+                            });
+                            let mut tail = head;
+                            for i in 0..LINKS {
+                                let n = s.alloc(node(thread << 32 | i));
+                                let p = s.alloc(Pair {
+                                    next: Slot::null(),
+                                    item: Slot::null(),
+                                });
+                                p.item.set(s, Some(n));
+                                tail.next.set(s, Some(p));
+                                tail = p;
+                                // Garbage of both kinds between the links.
+                                s.scope(|s| {
+                                    s.alloc(node(0));
+                                });
+                            }
+                            Root::new(s, head)
+                        });
+                        // A whole cycle while the chain is live, besides the loop's.
+                        m.scope(|s| s.blocking(|| h.gc()));
+                        m.scope(|s| {
+                            let mut cur = root.get(s).next.get(s);
+                            let mut i = 0;
+                            while let Some(p) = cur {
+                                let n = p.item.get(s).expect("a pair lost its item");
+                                assert_eq!(n.val, thread << 32 | i, "round {round}: item {i}");
+                                i += 1;
+                                cur = p.next.get(s);
+                            }
+                            assert_eq!(i, LINKS, "round {round}: the chain lost links");
+                        });
+                    }
+                });
+            }
+        });
+    });
+    assert!(cycles > 0, "no cycle ran during the test");
+}

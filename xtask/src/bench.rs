@@ -5,7 +5,7 @@
 //! program and keeping only those figures.
 //!
 //! Finds every `<crate>/examples/bench_*.rs` and `<crate>/bench-go/*.go`, builds them
-//! (release; Go only when `go` is on PATH), runs each program N times round-robin — so a
+//! (cargo profile `release-lto`, see `BUILD_PROFILE`; Go only when `go` is on PATH), runs each program N times round-robin — so a
 //! slow phase of a shared machine spreads over all programs instead of skewing one — and
 //! reports the median of every figure with its ratio to gort's (see `figures`). A program
 //! that fails to build or run is reported and dropped; the others go on, and the exit status
@@ -22,6 +22,9 @@ use crate::workspace::Workspace;
 const USAGE: &str =
     "usage: cargo xtask bench [FILTER] [--json] [--quick] [--runs N] [--timeout SECONDS]";
 const DEFAULT_RUNS: usize = 5;
+/// The cargo profile the Rust programs are built with: release with fat LTO and one codegen
+/// unit (the workspace's Cargo.toml says why).
+const BUILD_PROFILE: &str = "release-lto";
 /// A run that takes longer than this is killed and counted as a failure.
 const DEFAULT_TIMEOUT_SECS: u64 = 600;
 
@@ -138,7 +141,7 @@ fn discover(ws: &Workspace) -> Vec<Program> {
                 package: m.package.clone(),
                 name: ex.clone(),
                 kind: Kind::Rust,
-                exe: ws.release_exe(true, ex),
+                exe: ws.profile_exe(BUILD_PROFILE, true, ex),
             });
         }
     }
@@ -179,7 +182,7 @@ fn build_rust(programs: &[Program]) -> Vec<(String, String)> {
     let mut failed = Vec::new();
     for package in packages {
         let mut cmd = util::cargo();
-        cmd.args(["build", "--release", "-p", package]);
+        cmd.args(["build", "--profile", BUILD_PROFILE, "-p", package]);
         let ours = programs
             .iter()
             .filter(|p| p.kind == Kind::Rust && p.package == package);

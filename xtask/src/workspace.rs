@@ -152,7 +152,12 @@ impl Workspace {
 
     /// Where a release binary or example lands in the shared target directory.
     pub fn release_exe(&self, example: bool, name: &str) -> PathBuf {
-        let mut p = self.target_dir.join("release");
+        self.profile_exe("release", example, name)
+    }
+
+    /// Where a binary or example built with cargo profile `profile` lands.
+    pub fn profile_exe(&self, profile: &str, example: bool, name: &str) -> PathBuf {
+        let mut p = self.target_dir.join(profile);
         if example {
             p.push("examples");
         }
@@ -210,6 +215,13 @@ mod tests {
         assert_eq!(
             ws.release_exe(true, "bench_spawn"),
             PathBuf::from("/w/target/release/examples/bench_spawn")
+        );
+        assert_eq!(
+            ws.profile_exe("release-lto", false, "demo"),
+            PathBuf::from(format!(
+                "/w/target/release-lto/demo{}",
+                std::env::consts::EXE_SUFFIX
+            ))
         );
     }
 

@@ -338,22 +338,28 @@ impl Cache {
         // The shape decides the span class's noscan bit, so testing it (usually a constant)
         // is testing the slot's.
         if !shape.is_noscan() {
-            // SAFETY: span records live as long as the heap, which this cache keeps alive.
-            let s = unsafe { &*slot.span };
-            // SAFETY: `hb`/`hb_len` describe the arena's heap-bit array, alive with the heap.
-            let hb = unsafe { crate::arena::Words::from_raw(slot.hb, slot.hb_len) };
             let nwords = elemsize / 8;
-            let start = slot.hb_start + idx * nwords;
-            if start + nwords <= hb.len() * 64 {
-                heapbits::write(hb, start, 0, nwords, shape);
-            } else {
-                Self::write_huge_bits(heap, s, nwords, shape);
-            }
-            if nwords <= UNIFORM_MAX_WORDS {
-                // Both usually constants: the test is one compare of the slot's copy.
+            // A small object laid out as the span records needs no heap bits: scans read
+            // the record (`Span::ptrmask`). Both usually constants, so the test is one
+            // compare of the slot's copy.
+            let write_bits = if nwords <= UNIFORM_MAX_WORDS {
                 let pm = UNIFORM | shape.bits(0, nwords) as u8;
-                if slot.ptrmask != pm && slot.ptrmask != PTRMASK_MIXED {
-                    Self::note_layout(s, slot, pm);
+                slot.ptrmask != pm
+                    && (slot.ptrmask == PTRMASK_MIXED || Self::note_layout(slot, pm, nwords))
+            } else {
+                true
+            };
+            if write_bits {
+                // SAFETY: `hb`/`hb_len` describe the arena's heap-bit array, alive with the
+                // heap.
+                let hb = unsafe { crate::arena::Words::from_raw(slot.hb, slot.hb_len) };
+                let start = slot.hb_start + idx * nwords;
+                if start + nwords <= hb.len() * 64 {
+                    heapbits::write(hb, start, 0, nwords, shape);
+                } else {
+                    // SAFETY: span records live as long as the heap, which this cache
+                    // keeps alive.
+                    Self::write_huge_bits(heap, unsafe { &*slot.span }, nwords, shape);
                 }
             }
         }
@@ -375,17 +381,39 @@ impl Cache {
     }
 
     /// The span's first pointerful object, or one laid out unlike those before it: record
-    /// its layout, or that the span's objects differ (see `Span::ptrmask`). Before the
-    /// object is published, so whoever acquires its alloc bit sees the new value.
+    /// its layout, or that the span's objects differ (see `Span::ptrmask`). Returns whether
+    /// the object needs heap bits: a span becomes mixed here, and its objects so far, which
+    /// were allocated without heap bits, get theirs from the layout they shared before the
+    /// span says so. Before the object is published, so whoever acquires its alloc bit sees
+    /// the new value.
     #[cold]
-    fn note_layout(s: &Span, slot: &mut Slot, pm: u8) {
-        let new = if slot.ptrmask == PTRMASK_NONE {
-            pm
-        } else {
-            PTRMASK_MIXED
-        };
-        s.ptrmask.store(new, Ordering::Relaxed);
-        slot.ptrmask = new;
+    fn note_layout(slot: &mut Slot, pm: u8, objwords: usize) -> bool {
+        // SAFETY: span records live as long as the heap, which this cache keeps alive.
+        let s = unsafe { &*slot.span };
+        if slot.ptrmask == PTRMASK_NONE {
+            // Relaxed: the Release store of the object's alloc bit publishes it.
+            s.ptrmask.store(pm, Ordering::Relaxed);
+            slot.ptrmask = pm;
+            return false;
+        }
+        // SAFETY: as in `finish`.
+        let hb = unsafe { crate::arena::Words::from_raw(slot.hb, slot.hb_len) };
+        let old = u64::from(slot.ptrmask & !UNIFORM);
+        for w in 0..slot.nwords {
+            // Relaxed: we are the span's only allocator (its alloc bits' only writer) while
+            // we hold it; sweeps that cleared bits finished before we took it.
+            let mut bits = s.alloc_w(w).load(Ordering::Relaxed);
+            while bits != 0 {
+                let idx = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                heapbits::write_mask(hb, slot.hb_start + idx * objwords, objwords, old);
+            }
+        }
+        // Release: pairs with the Acquire in `object::scan_slots`; a marker that reads
+        // "mixed" for one of the objects above reads the heap bits just written.
+        s.ptrmask.store(PTRMASK_MIXED, Ordering::Release);
+        slot.ptrmask = PTRMASK_MIXED;
+        true
     }
 
     /// Heap bits of an object larger than an arena: one run per arena it covers.

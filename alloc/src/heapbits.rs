@@ -1,6 +1,8 @@
 //! Heap bits: one bit per 8-byte word of an arena, set when the word holds a GC pointer.
 //!
-//! Written when an object is allocated, from its `Shape`, by the cache that owns the span
+//! Written when an object is allocated, from its `Shape` (or, for a span whose small objects
+//! all share one layout, only when a second layout arrives: see `Span::ptrmask`), by the
+//! cache that owns the span
 //! (the only writer: a bitmap word covers 512 bytes, which never straddles two spans because
 //! spans are page-aligned), with a plain load and store; the Release store of the object's
 //! alloc bit publishes them, and readers (markers) load them after an Acquire of that bit.
@@ -27,20 +29,37 @@ pub(crate) fn write(
     let b = start % 64;
     if b + nwords <= 64 {
         // The common case: a small object's bits sit in one bitmap word.
-        let w = &hb[start / 64];
-        let mask = if nwords == 64 {
-            u64::MAX
-        } else {
-            ((1u64 << nwords) - 1) << b
-        };
-        let src = shape.bits(first, nwords) << b;
-        w.store(
-            (w.load(Ordering::Relaxed) & !mask) | (src & mask),
-            Ordering::Relaxed,
-        );
+        store_bits(&hb[start / 64], b, nwords, shape.bits(first, nwords));
     } else {
         write_long(hb, start, first, nwords, shape);
     }
+}
+
+/// Write `bits` (bit i: word i holds a pointer) as the pointer bits of the `nwords` (at most
+/// 64) object words that start at arena word `start`.
+#[inline]
+pub(crate) fn write_mask(hb: Words<'_, AtomicU64>, start: usize, nwords: usize, bits: u64) {
+    debug_assert!(nwords > 0 && nwords <= 64);
+    let b = start % 64;
+    let here = nwords.min(64 - b);
+    store_bits(&hb[start / 64], b, here, bits);
+    if here < nwords {
+        store_bits(&hb[start / 64 + 1], 0, nwords - here, bits >> here);
+    }
+}
+
+/// Bits `[b, b + len)` of bitmap word `w` become the low `len` bits of `bits`.
+#[inline(always)]
+fn store_bits(w: &AtomicU64, b: usize, len: usize, bits: u64) {
+    let mask = if len == 64 {
+        u64::MAX
+    } else {
+        ((1u64 << len) - 1) << b
+    };
+    w.store(
+        (w.load(Ordering::Relaxed) & !mask) | ((bits << b) & mask),
+        Ordering::Relaxed,
+    );
 }
 
 /// `write` for objects whose bits span several bitmap words.
@@ -57,14 +76,7 @@ fn write_long(
         let w = (start + i) / 64;
         let b = (start + i) % 64;
         let len = (64 - b).min(nwords - i);
-        let mask = if len == 64 {
-            u64::MAX
-        } else {
-            ((1u64 << len) - 1) << b
-        };
-        let src = shape.bits(first + i, len) << b;
-        let old = hb[w].load(Ordering::Relaxed);
-        hb[w].store((old & !mask) | (src & mask), Ordering::Relaxed);
+        store_bits(&hb[w], b, len, shape.bits(first + i, len));
         i += len;
     }
 }
@@ -164,5 +176,28 @@ mod tests {
         let mut none = 0;
         for_each(hb, 190, 2, |_| none += 1);
         assert_eq!(none, 0);
+    }
+
+    /// A mask written at every start, across a bitmap word's end or not, reads back as
+    /// itself and leaves every other bit alone.
+    #[test]
+    fn a_mask_written_anywhere_reads_back_and_spares_its_neighbours() {
+        for nwords in [1, 2, 3, 5, 7, 64] {
+            for start in 0..128 {
+                let v: Vec<AtomicU64> = (0..3)
+                    .map(|_| AtomicU64::new(0xa5a5_a5a5_a5a5_a5a5))
+                    .collect();
+                let hb = Words::of(&v);
+                let bits = 0x9249_2492_4924_9249u64 & (u64::MAX >> (64 - nwords));
+                write_mask(hb, start, nwords, bits);
+                let mut got = 0u64;
+                for_each(hb, start, nwords, |i| got |= 1 << i);
+                assert_eq!(got, bits, "{nwords} words at {start}");
+                for w in (0..192).filter(|w| !(start..start + nwords).contains(w)) {
+                    let bit = v[w / 64].load(Ordering::Relaxed) >> (w % 64) & 1;
+                    assert_eq!(bit, 0xa5a5_a5a5_a5a5_a5a5u64 >> (w % 64) & 1, "word {w}");
+                }
+            }
+        }
     }
 }

@@ -37,7 +37,7 @@
 //! position. The fast path is: look up the class, count trailing zeros, clear the lowest bit,
 //! multiply — no lock, no atomic read-modify-write. Zeroing is skipped when the span's pages
 //! came fresh from the OS (or back from `MADV_DONTNEED`); heap bits are written for objects
-//! with pointers; then the slot's alloc bit is *published* with a Release store (a plain
+//! with pointers (unless the span records their layout, below); then the slot's alloc bit is *published* with a Release store (a plain
 //! store of the word's value, which the cache keeps beside its free bits: it is the only
 //! writer of a span it holds, and not loading the word spares a stall when a neighbouring
 //! page's span, cached by another thread, shares its cache line). From claim to publication
@@ -94,7 +94,10 @@
 //!    describe). A span of objects of up to 7 words also records the layout they all share
 //!    (`Span::ptrmask`, kept by the allocating cache until two objects differ), and a scan
 //!    reads it instead of the heap bits: the bitmap word is a scan's second cache miss, and
-//!    small objects of one span are nearly always of one type. [`Heap::find_object`] resolves interior pointers and answers `None` for
+//!    small objects of one span are nearly always of one type. Allocation then skips their
+//!    heap bits too; the first object of another layout writes the bits of those before it
+//!    and only then records the span as mixed (Release, paired with the scan's Acquire).
+//!    [`Heap::find_object`] resolves interior pointers and answers `None` for
 //!    anything not allocated and published — a stale word on a stack never leads a marker
 //!    into a free or half-built object.
 //!    Outside a mark phase `mark` and `mark_batch` do nothing: a bit set then would survive

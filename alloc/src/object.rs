@@ -183,10 +183,12 @@ fn scan_slots(
     n: usize,
     mut f: impl FnMut(usize),
 ) {
-    // Relaxed: the caller acquired the object's alloc bit (or reached it through a grey
+    // Acquire: the caller acquired the object's alloc bit (or reached it through a grey
     // list whose hand-offs synchronise with whoever did), which the allocating cache
-    // released after writing this.
-    let pm = span.ptrmask.load(Ordering::Relaxed);
+    // released after writing this, or the record of an older layout; and "mixed" pairs
+    // with the Release store in `Cache::note_layout`, after the heap bits of the objects
+    // allocated while the span was uniform.
+    let pm = span.ptrmask.load(Ordering::Acquire);
     if pm & UNIFORM != 0 && first + n <= UNIFORM_MAX_WORDS {
         // Every object of the span is laid out alike: no heap-bits load.
         let mut bits = (u64::from(pm & !UNIFORM) >> first) & ((1u64 << n) - 1);

@@ -153,10 +153,12 @@ pub(crate) struct Span {
     /// objects of at most `UNIFORM_MAX_WORDS` words: `UNIFORM | mask` (bit i = word i holds
     /// a pointer) while all agree, `PTRMASK_NONE` before the first and for other sizes,
     /// `PTRMASK_MIXED` once two differ (until the span is freed). A marker scans by it
-    /// instead of loading the heap bits, the other cache miss of a small scan. Written by
-    /// the owning cache before it publishes the object (Relaxed: the Release store of the
-    /// alloc bit orders it); read by whoever acquired that bit, directly or through a grey
-    /// list. Reset at `init`.
+    /// instead of loading the heap bits, the other cache miss of a small scan, and objects
+    /// allocated while it is uniform get no heap bits: the cache that turns it mixed
+    /// writes theirs first, then stores `PTRMASK_MIXED` with Release. Written by the owning
+    /// cache before it publishes the object (the Release store of the alloc bit orders it);
+    /// read (Acquire) by whoever acquired that bit, directly or through a grey list. Reset
+    /// at `init`.
     pub(crate) ptrmask: AtomicU8,
 }
 

@@ -693,6 +693,51 @@ fn a_span_made_from_freed_pages_forgets_the_layout_of_their_last_objects() {
     assert_eq!(words, vec![1], "the large object's own layout");
 }
 
+/// Objects allocated while their span holds one layout get no heap bits; the first object
+/// of another layout must write theirs before the span is read by the heap bits. For every
+/// class of at most seven words (24 and 48 bytes put objects across bitmap words; 64, the
+/// first class past the record, for contrast), 150
+/// objects with every word a pointer, then one with none: each must still report its own
+/// words. Fails if the span turns mixed without writing the earlier objects' bits (fresh
+/// pages read as no pointers at all).
+#[test]
+fn objects_allocated_while_their_span_had_one_layout_keep_it_when_the_span_turns_mixed() {
+    let heap = Heap::new().unwrap();
+    let mut c = heap.cache();
+    let none = [0u64];
+    for size in [8usize, 16, 24, 32, 48, 64] {
+        let words = size / 8;
+        let all: Vec<usize> = (0..150)
+            .map(|_| c.alloc(size, Shape::ALL_POINTERS).unwrap().as_ptr() as usize)
+            .collect();
+        let other = c.alloc(size, Shape::pointers(&none)).unwrap().as_ptr() as usize;
+        let pointer_words = |a: usize| {
+            let mut w = Vec::new();
+            heap.find_object(a)
+                .unwrap()
+                .for_each_pointer_slot(|p| w.push((p - a) / 8));
+            w
+        };
+        for &a in &all {
+            assert_eq!(
+                pointer_words(a),
+                (0..words).collect::<Vec<_>>(),
+                "{size}-byte {a:#x}"
+            );
+        }
+        assert_eq!(
+            pointer_words(other),
+            Vec::<usize>::new(),
+            "{size}-byte, the odd one"
+        );
+        // And the span stays mixed: later objects of either layout keep theirs.
+        let a = c.alloc(size, Shape::ALL_POINTERS).unwrap().as_ptr() as usize;
+        let b = c.alloc(size, Shape::pointers(&none)).unwrap().as_ptr() as usize;
+        assert_eq!(pointer_words(a), (0..words).collect::<Vec<_>>());
+        assert_eq!(pointer_words(b), Vec::<usize>::new());
+    }
+}
+
 #[test]
 fn heap_is_shareable_and_caches_can_move() {
     fn send_sync<T: Send + Sync>() {}

@@ -527,6 +527,26 @@ impl<'h> SpanCursor<'h> {
         (i < self.cur.nelems).then_some(i)
     }
 
+    /// For a span whose objects all share one layout (`Span::ptrmask`: objects of at most
+    /// seven words), the object size and the mask of its pointer words (bit i: word i);
+    /// `None` for other spans, or when `base` is outside this one. The marker's shortcut
+    /// for a grey entry: `base` is taken to be an object's base, as the entries of small
+    /// spans are — the mask says nothing about words of any other address.
+    #[inline(always)]
+    pub fn uniform_pointers(&self, base: usize) -> Option<(usize, u64)> {
+        if !self.contains(base) {
+            return None;
+        }
+        // Acquire, as in `scan_slots` (read for each object: a span may turn mixed while a
+        // marker holds a cursor on it).
+        let pm = self.cur.span.ptrmask.load(Ordering::Acquire);
+        if pm & UNIFORM == 0 {
+            return None;
+        }
+        debug_assert_eq!(self.marked_slot(base).map(|(b, _)| b), Some(base));
+        Some((self.cur.elemsize, u64::from(pm & !UNIFORM)))
+    }
+
     /// As [`Object::for_each_pointer_slot`], for the object of this span at `base` (from
     /// [`Self::marked_slot`]) of size `size`.
     #[inline]

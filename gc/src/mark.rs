@@ -122,7 +122,46 @@ impl<'h> Marker<'h> {
     /// Scan one grey entry: an object's base, or an oblet's first address. `cursor` is the
     /// span of the previous entry, kept by the caller for one drain (grey objects keep their
     /// spans in use until the sweep, so it stays true while any of them is left).
+    #[inline(always)]
     fn scan(
+        &mut self,
+        entry: usize,
+        cursor: &mut Option<SpanCursor<'h>>,
+        batch: &mut Vec<usize>,
+        cells: bool,
+    ) {
+        // The common case: a small object of the previous entry's span, whose objects share
+        // one layout. Grey entries of small spans are object bases.
+        if let Some(c) = *cursor
+            && let Some((size, mut bits)) = c.uniform_pointers(entry)
+        {
+            self.scan_work += size as u64;
+            while bits != 0 {
+                let slot = entry + bits.trailing_zeros() as usize * 8;
+                bits &= bits - 1;
+                // SAFETY: `slot` is a pointer word (by the span's layout) of the object at
+                // `entry`, which is marked this cycle.
+                let v = unsafe { load_slot(slot) };
+                if v != 0 {
+                    // Within capacity: a batch is flushed at 48 of its 64, and an object
+                    // of seven words adds at most seven.
+                    batch.push(v);
+                }
+            }
+            if cells {
+                self.scan_header(c, entry, batch);
+            }
+            if batch.len() >= 48 {
+                self.flush_batch(batch);
+            }
+            return;
+        }
+        self.scan_any(entry, cursor, batch, cells);
+    }
+
+    /// `scan` for any grey entry: an object of another span, of a span of mixed layouts or
+    /// of larger objects, or an oblet.
+    fn scan_any(
         &mut self,
         entry: usize,
         cursor: &mut Option<SpanCursor<'h>>,
@@ -177,27 +216,33 @@ impl<'h> Marker<'h> {
             c.for_each_pointer_slot_in(base, size, off, OBLET, &mut gather);
         }
         if off == 0 && cells {
-            let obj = c.object(base).unwrap_or_else(|| grey_not_in_heap(entry));
-            // SAFETY: the object is marked this cycle, so allocated until the sweep; only the
-            // allocator writes its header word.
-            if let Some(h) = unsafe { obj.header() } {
-                // SAFETY: every header this collector writes is a `&'static TypeDesc`.
-                let desc = unsafe { &*(h as *const crate::desc::TypeDesc) };
-                if let Some(trace) = desc.trace {
-                    // SAFETY: the payload of an object whose header names `desc` holds an
-                    // initialised value of `desc`'s type (allocated by `Scope::alloc`).
-                    let done = unsafe { trace(base + 8, &mut |v| batch.push(v)) };
-                    if !done {
-                        // A mutator holds its lock: scan it again later rather than wait.
-                        self.push_grey(base);
-                    }
-                }
-            }
+            self.scan_header(c, base, batch);
         }
         // Referents of several objects are marked together (one `mark_batch` call costs the
         // same for two addresses as for forty); `drain_local` flushes what is left.
         if batch.len() >= 48 {
             self.flush_batch(batch);
+        }
+    }
+
+    /// The traced part of the object at `base` (marked this cycle), when it has a header
+    /// naming a type traced by code (a `GcCell`).
+    fn scan_header(&mut self, c: SpanCursor<'h>, base: usize, batch: &mut Vec<usize>) {
+        let obj = c.object(base).unwrap_or_else(|| grey_not_in_heap(base));
+        // SAFETY: the object is marked this cycle, so allocated until the sweep; only the
+        // allocator writes its header word.
+        if let Some(h) = unsafe { obj.header() } {
+            // SAFETY: every header this collector writes is a `&'static TypeDesc`.
+            let desc = unsafe { &*(h as *const crate::desc::TypeDesc) };
+            if let Some(trace) = desc.trace {
+                // SAFETY: the payload of an object whose header names `desc` holds an
+                // initialised value of `desc`'s type (allocated by `Scope::alloc`).
+                let done = unsafe { trace(base + 8, &mut |v| batch.push(v)) };
+                if !done {
+                    // A mutator holds its lock: scan it again later rather than wait.
+                    self.push_grey(base);
+                }
+            }
         }
     }
 

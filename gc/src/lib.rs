@@ -153,13 +153,15 @@
 //! A marker (`mark.rs`) drains its grey buffer through a sixteen-entry FIFO that prefetches
 //! each object as it enters. A grey entry's object is found through the span cursor of the
 //! entry before it, without a look at the alloc bits (a grey entry is marked, so allocated
-//! until the sweep); its pointer words come from the layout its span records when the
-//! span's small objects share one, else from the heap bits (one bitmap word for any object
-//! of up to 64 words); the non-null referents gather in a batch that
-//! `gort_alloc::Heap::mark_batch` marks with one atomic OR per shared mark word. The
-//! marker's functions spend about 195 instructions on a 16-byte tree node
-//! (`examples/mark_rate.rs 18 1` under callgrind; 245 before the span layout record and the
-//! whole-object path), about 19 ns on one thread of the 2-core machine.
+//! until the sweep). When that span records one layout for its small objects, the entry is
+//! an object's base and its pointer words are the layout's: no slot arithmetic, no heap bits
+//! (the record is read for each object: a span can turn mixed while a drain holds its
+//! cursor). Otherwise the slot is computed and the pointer words come from the heap bits
+//! (one bitmap word for any object of up to 64 words). The non-null referents gather in a
+//! batch that `gort_alloc::Heap::mark_batch` marks with one atomic OR per shared mark word.
+//! The marker's functions spend about 157 instructions on a 16-byte tree node
+//! (`examples/mark_rate.rs 18 1` built with the `release-lto` profile, under callgrind; 245
+//! before the span layout record, the whole-object path and the shortcut by the layout).
 //!
 //! # Memory ordering
 //!

@@ -606,9 +606,8 @@ impl M {
         // netpoller), poll it without blocking: with every P busy no M is idle to poll, and
         // until sysmon exists nobody else would notice I/O and deadlines. What it readies
         // goes to our `runnext`; the local queue's order below still holds.
-        if fair && shared.poll_worthwhile() {
-            shared.hook.poll(Some(Duration::ZERO));
-            shared.note_poll(false);
+        if fair && let Some(seen) = shared.poll_worthwhile() {
+            shared.poll_now(seen);
         }
         // A ring that has not moved since the previous fair round: its oldest goroutine
         // before `runnext` (see `switch_direct`).
@@ -624,9 +623,8 @@ impl M {
                 return Some(g);
             }
         }
-        if shared.poll_worthwhile() {
-            shared.hook.poll(Some(Duration::ZERO));
-            shared.note_poll(false);
+        if let Some(seen) = shared.poll_worthwhile() {
+            shared.poll_now(seen);
             if let Some(g) = p.runq.pop() {
                 return Some(g);
             }

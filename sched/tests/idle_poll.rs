@@ -31,6 +31,10 @@ impl IdleHook for Shared {
             if h.blocked.load(Ordering::SeqCst) > 0 {
                 h.beside.fetch_add(1, Ordering::SeqCst);
             }
+            // A poll takes time (a syscall): an M may begin a blocking poll meanwhile. Its
+            // mark that it blocks must outlive this poll, or every M that runs dry after
+            // this one polls beside it until it wakes.
+            std::thread::sleep(Duration::from_micros(100));
             return;
         }
         h.blocking.fetch_add(1, Ordering::SeqCst);

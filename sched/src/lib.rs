@@ -42,7 +42,9 @@
 //! (the fairness tick, which the yield fast path takes too), and sysmon polls it when nobody
 //! has for 10 ms, so a runtime whose Ps are all busy still notices I/O (Go's `findrunnable`
 //! order, and its `lastpoll` rule: an M blocked in the poll wakes on the same events, so
-//! polling beside it only costs a syscall each time an M runs dry).
+//! polling beside it only costs a syscall each time an M runs dry). The blocking poller
+//! stores 0 in `last_poll` while it waits; the others record their polls only by a
+//! compare-exchange from the value they read, so none can store over that 0.
 //!
 //! # Context switch and the current G
 //!

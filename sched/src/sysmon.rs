@@ -414,8 +414,9 @@ impl Shared {
     /// Poll the idle hook without blocking, after `poll_worthwhile` returned `Some(seen)`,
     /// and record the time of the poll — unless `last_poll` moved meanwhile. An M that
     /// began a blocking poll since stored 0, and that 0 must stay until it returns: stored
-    /// over, it told every M running dry after us to poll beside it (5 500 of 5 000 dry
-    /// runs in `tests/idle_poll.rs` once its polls took 100 µs).
+    /// over, it told every M running dry after us to poll beside it (about 5 500 of 5 700
+    /// polls in `tests/idle_poll.rs` were beside a blocked poller once its polls took
+    /// 100 µs).
     #[cold]
     pub(crate) fn poll_now(&self, seen: u64) {
         self.hook.poll(Some(Duration::ZERO));

@@ -37,10 +37,11 @@
 //! position. The fast path is: look up the class, count trailing zeros, clear the lowest bit,
 //! multiply — no lock, no atomic read-modify-write. Zeroing is skipped when the span's pages
 //! came fresh from the OS (or back from `MADV_DONTNEED`); heap bits are written for objects
-//! with pointers (unless the span records their layout, below); then the slot's alloc bit is *published* with a Release store (a plain
-//! store of the word's value, which the cache keeps beside its free bits: it is the only
-//! writer of a span it holds, and not loading the word spares a stall when a neighbouring
-//! page's span, cached by another thread, shares its cache line). From claim to publication
+//! with pointers (unless the span records their layout, below); then the slot's alloc bit
+//! is *published* with a Release store (a plain store of the word's value, which the cache
+//! keeps beside its free bits: it is the only writer of a span it holds, and not loading the
+//! word spares a stall when a neighbouring page's span, cached by another thread, shares its
+//! cache line). From claim to publication
 //! the cache's `busy` word is set (plain stores and compiler fences), so a signal handler that
 //! wants to suspend this thread for a stack scan can see it is mid-allocation and defer. The
 //! busy word sits alone on its cache lines (it is stored twice per allocation; two caches'

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::heap::{Heap, HeapInner};
 use crate::heapbits;
-use crate::span::{ALLOC, AllocMarkWords, MARK, Span, UNIFORM, UNIFORM_MAX_WORDS};
+use crate::span::{ALLOC, AllocMarkWords, MARK, Span, UNIFORM_MAX_WORDS};
 
 /// An allocated, published object of a heap, found by address.
 ///
@@ -183,15 +183,11 @@ fn scan_slots(
     n: usize,
     mut f: impl FnMut(usize),
 ) {
-    // Acquire: the caller acquired the object's alloc bit (or reached it through a grey
-    // list whose hand-offs synchronise with whoever did), which the allocating cache
-    // released after writing this, or the record of an older layout; and "mixed" pairs
-    // with the Release store in `Cache::note_layout`, after the heap bits of the objects
-    // allocated while the span was uniform.
-    let pm = span.ptrmask.load(Ordering::Acquire);
-    if pm & UNIFORM != 0 && first + n <= UNIFORM_MAX_WORDS {
+    if first + n <= UNIFORM_MAX_WORDS
+        && let Some(layout) = span.uniform_layout()
+    {
         // Every object of the span is laid out alike: no heap-bits load.
-        let mut bits = (u64::from(pm & !UNIFORM) >> first) & ((1u64 << n) - 1);
+        let mut bits = (layout >> first) & ((1u64 << n) - 1);
         while bits != 0 {
             f(base + (first + bits.trailing_zeros() as usize) * 8);
             bits &= bits - 1;
@@ -537,14 +533,9 @@ impl<'h> SpanCursor<'h> {
         if !self.contains(base) {
             return None;
         }
-        // Acquire, as in `scan_slots` (read for each object: a span may turn mixed while a
-        // marker holds a cursor on it).
-        let pm = self.cur.span.ptrmask.load(Ordering::Acquire);
-        if pm & UNIFORM == 0 {
-            return None;
-        }
+        let layout = self.cur.span.uniform_layout()?;
         debug_assert_eq!(self.marked_slot(base).map(|(b, _)| b), Some(base));
-        Some((self.cur.elemsize, u64::from(pm & !UNIFORM)))
+        Some((self.cur.elemsize, layout))
     }
 
     /// As [`Object::for_each_pointer_slot`], for the object of this span at `base` (from

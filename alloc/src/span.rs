@@ -312,6 +312,20 @@ impl Span {
         self.spc.load(Ordering::Relaxed) & 1 == 1
     }
 
+    /// The pointer words every object of the span shares (bit i: word i holds a pointer),
+    /// when the span records one layout (`ptrmask`); `None` while it has none or once it is
+    /// mixed. Scans call it for each object: a span can turn mixed while they run.
+    #[inline(always)]
+    pub(crate) fn uniform_layout(&self) -> Option<u64> {
+        // Acquire: the caller acquired an object's alloc bit (or reached it through a grey
+        // list whose hand-offs synchronise with whoever did), which the allocating cache
+        // released after writing the record; and "mixed" pairs with the Release store in
+        // `Cache::note_layout`, made after the heap bits of the objects allocated while the
+        // span was uniform.
+        let pm = self.ptrmask.load(Ordering::Acquire);
+        (pm & UNIFORM != 0).then_some(u64::from(pm & !UNIFORM))
+    }
+
     /// Number of words of the per-object bitmaps this span uses.
     pub(crate) fn bitmap_words(&self) -> usize {
         self.nelems.load(Ordering::Relaxed).div_ceil(64)

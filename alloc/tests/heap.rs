@@ -696,9 +696,8 @@ fn a_span_made_from_freed_pages_forgets_the_layout_of_their_last_objects() {
 /// Objects allocated while their span holds one layout get no heap bits; the first object
 /// of another layout must write theirs before the span is read by the heap bits. For every
 /// class of at most seven words (24 and 48 bytes put objects across bitmap words; 64, the
-/// first class past the record, for contrast), 150
-/// objects with every word a pointer, then one with none: each must still report its own
-/// words. Fails if the span turns mixed without writing the earlier objects' bits (fresh
+/// first class past the record, for contrast), 150 objects with every word a pointer, then
+/// one with none: each must still report its own words. Fails if the span turns mixed without writing the earlier objects' bits (fresh
 /// pages read as no pointers at all).
 #[test]
 fn objects_allocated_while_their_span_had_one_layout_keep_it_when_the_span_turns_mixed() {
